@@ -1,0 +1,29 @@
+"""launchprov: the internal REST service that launches and manages cloud instances."""
+
+import logging
+
+from pyramid.config import Configurator
+
+from launchprov.providers import create_provider
+from launchprov.providers.interface import IProvider
+from launchprov.settings import load
+
+log = logging.getLogger(__name__)
+
+
+def main(global_config, **settings):
+    """The WSGI app (``paste.app_factory``): settings -> provider -> Configurator -> app.
+
+    Every ``launchprov.*`` setting is parsed and the provider is built here, so that a bad
+    setting stops startup with a message naming its key instead of failing a request later.
+    """
+    launchprov_settings = load(settings)
+    provider = create_provider(launchprov_settings)
+    with Configurator(settings=settings) as config:
+        config.registry.launchprov_settings = launchprov_settings
+        config.registry.registerUtility(provider, IProvider)
+        config.include(".routes")
+        config.include(".errors")
+        config.include(".views")
+    log.info("launchprov ready: provider %s", provider.name)
+    return config.make_wsgi_app()

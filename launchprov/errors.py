@@ -1,0 +1,141 @@
+"""The one error contract: every non-2xx answer is a JSON body made by :func:`error_body`.
+
+``{"status": 400, "error": "Bad Request", "message": "...", "details": [...]}``, with a
+``"provider"`` member on a 408. Exception views turn launchprov's exceptions, Pyramid's HTTP
+exceptions, provider failures and anything unexpected into that body; a traceback never reaches
+a caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed, HTTPNotFound
+
+from launchprov.providers.interface import ProviderError, UnsupportedParameters
+from launchprov.routes import ROUTES
+
+log = logging.getLogger(__name__)
+
+#: The seed's status for any failure while calling the provider.
+PROVIDER_FAILURE_STATUS = 408
+
+
+def error_body(
+    status: int,
+    message: str,
+    details: list[dict[str, str]] | None = None,
+    provider: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the JSON error body for ``status``: the only place that shapes one."""
+    body: dict[str, Any] = {
+        "status": status,
+        "error": HTTPStatus(status).phrase,
+        "message": message,
+        "details": details or [],
+    }
+    if provider is not None:
+        body["provider"] = provider
+    return body
+
+
+def detail(location: str, name: str, description: str) -> dict[str, str]:
+    """One entry of ``details``: where (body, querystring, header, path), which name, what."""
+    return {"location": location, "name": name, "description": description}
+
+
+class APIError(Exception):
+    """A request launchprov refuses, with the status and details of the answer."""
+
+    status = 400
+
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None, status=None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        if status is not None:
+            self.status = status
+
+
+class InvalidParameters(APIError):
+    """One or more parameters are missing or invalid; ``details`` names each one."""
+
+
+class UnsupportedMediaType(APIError):
+    status = 415
+
+
+class BodyTooLarge(APIError):
+    status = 413
+
+
+def _render(request, status: int, body: dict[str, Any], headers=None):
+    response = request.response
+    response.status_int = status
+    response.content_type = "application/json"
+    response.json_body = body
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def api_error_view(exc: APIError, request):
+    return _render(request, exc.status, error_body(exc.status, exc.message, exc.details))
+
+
+def unsupported_parameters_view(exc: UnsupportedParameters, request):
+    details = [
+        detail(getattr(request, "params_location", "body"), name, reason) for name, reason in sorted(exc.reasons.items())
+    ]
+    message = f"the {exc.provider} provider cannot honour: {', '.join(sorted(exc.reasons))}"
+    return _render(request, 400, error_body(400, message, details))
+
+
+def provider_error_view(exc: ProviderError, request):
+    log.warning("provider call failed: %s %s: %s", exc.provider, exc.code, exc.message)
+    provider = {
+        "name": exc.provider,
+        "code": exc.code,
+        "message": exc.message,
+        "retryable": exc.retryable,
+    }
+    status = PROVIDER_FAILURE_STATUS
+    body = error_body(status, f"the {exc.provider} provider failed: {exc.code}", provider=provider)
+    return _render(request, status, body)
+
+
+def http_exception_view(exc: HTTPException, request):
+    headers = {}
+    message = exc.detail or exc.explanation or exc.title
+    if isinstance(exc, HTTPMethodNotAllowed):
+        headers["Allow"] = exc.headers["Allow"]
+    if isinstance(exc, HTTPNotFound) and request.matched_route is None:
+        message = f"no route for {request.method} {request.path}"
+    return _render(request, exc.code, error_body(exc.code, str(message)), headers)
+
+
+def unexpected_error_view(exc: Exception, request):
+    log.exception("unexpected error answering %s %s", request.method, request.path)
+    return _render(request, 500, error_body(500, "unexpected error; it has been logged"))
+
+
+def method_not_allowed_view(request):
+    """Fallback for a known path asked with a method it does not serve."""
+    allowed = ", ".join(ROUTES[request.matched_route.name].methods)
+    raise HTTPMethodNotAllowed(
+        detail=f"{request.method} is not allowed on {request.path}; use {allowed}",
+        headers={"Allow": allowed},
+    )
+
+
+def includeme(config):
+    config.add_exception_view(api_error_view, context=APIError)
+    config.add_exception_view(unsupported_parameters_view, context=UnsupportedParameters)
+    config.add_exception_view(provider_error_view, context=ProviderError)
+    config.add_exception_view(http_exception_view, context=HTTPException)
+    config.add_exception_view(unexpected_error_view, context=Exception)
+    for name in ROUTES:
+        # No request_method predicate: Pyramid tries it after the route's real views.
+        config.add_view(method_not_allowed_view, route_name=name)

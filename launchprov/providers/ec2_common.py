@@ -1,0 +1,40 @@
+"""What every EC2-backed adapter shares: id formats and which EC2 error codes are transient."""
+
+import re
+
+#: What an EC2 AMI id looks like: ``ami-`` and 8 or 17 hex digits.
+IMAGE_ID = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+
+#: Security-group values of this shape are ids (SecurityGroupIds); anything else is a name.
+SECURITY_GROUP_ID = re.compile(r"\Asg-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+
+#: EC2 error codes after which the same call may succeed: throttling, capacity, service trouble.
+RETRYABLE_CODES = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "InsufficientInstanceCapacity",
+        "InsufficientHostCapacity",
+        "InsufficientReservedInstanceCapacity",
+        "InsufficientCapacity",
+        "ServiceUnavailable",
+        "Unavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+def is_retryable(code: str, http_status: int) -> bool:
+    """Whether an EC2 error reply may go away on its own."""
+    return code in RETRYABLE_CODES or http_status >= 500
+
+
+def split_security_groups(groups) -> tuple[list[str], list[str]]:
+    """Split security-group values into (names, ids): ``sg-`` + hex is an id, the rest names."""
+    names = [group for group in groups if not SECURITY_GROUP_ID.match(group)]
+    ids = [group for group in groups if SECURITY_GROUP_ID.match(group)]
+    return names, ids

@@ -1,0 +1,47 @@
+"""An in-process moto EC2 for development.ini: a sandbox that needs no cloud account.
+
+moto's mock patches botocore for the whole process, so it serves every waitress thread. The
+sandbox validates AMIs, instance types and key pairs the way EC2 does, so a bad AMI gets the
+same 408 as it would in production.
+"""
+
+from __future__ import annotations
+
+import os
+
+from launchprov.settings import ConfigurationError
+
+VALIDATION_FLAGS = {
+    "MOTO_ENABLE_AMI_VALIDATION": "true",
+    "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
+    "MOTO_ENABLE_KEYPAIR_VALIDATION": "true",
+}
+
+_mock = None
+
+
+def start_sandbox(region: str, key_name: str, security_groups) -> None:
+    """Start moto's EC2 mock once per process, holding ``key_name`` and ``security_groups``."""
+    global _mock
+    if _mock is not None:
+        return
+    # moto reads these flags once, when moto.settings is first imported.
+    os.environ.update(VALIDATION_FLAGS)
+    try:
+        import boto3
+        import moto.settings
+        from moto import mock_aws
+    except ImportError:
+        raise ConfigurationError(
+            "launchprov.ec2.sandbox = true needs moto: pip install 'launchprov[sandbox]'"
+        ) from None
+    # ... so when moto was imported before us (a test run), set them where moto reads them.
+    moto.settings.ENABLE_AMI_VALIDATION = True
+    moto.settings.EC2_ENABLE_INSTANCE_TYPE_VALIDATION = True
+    moto.settings.ENABLE_KEYPAIR_VALIDATION = True
+    _mock = mock_aws()
+    _mock.start()
+    client = boto3.client("ec2", region_name=region)
+    client.create_key_pair(KeyName=key_name)
+    for group in security_groups:
+        client.create_security_group(GroupName=group, Description=f"launchprov sandbox {group}")

@@ -1,0 +1,257 @@
+"""colander schemas: the one source of request validation.
+
+colander coerces leniently out of the box (``Int`` takes "3", 3.7 and True; a node with
+``missing=`` swallows {}, [], "" and None). The types here are strict instead:
+
+* in JSON, a value must already have its type: 3.7, true, "3", {} and null are not integers,
+  "yes" is not a boolean, and null is an error, never "use the default";
+* in a form body or a query string every value arrives as text (a list of the strings given for
+  the key), and the type parses it: integers in decimal, booleans as true/false/1/0/yes/no, lists
+  by repeating the key or separating with commas; a scalar given twice is an error.
+
+A schema is bound once at startup with ``textual`` (form and query input or not), ``defaults``
+(the deployment's defaults) and ``image_id_pattern`` (the provider's AMI format).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import colander
+
+from launchprov.placement import is_zone
+
+MAX_STRING = 255
+MAX_COUNT = 1000
+MAX_SECURITY_GROUPS = 100
+#: EC2's limit on user data, counted in bytes of the raw (not yet base64-encoded) text.
+MAX_USER_DATA_BYTES = 16384
+
+_INTEGER_TEXT = re.compile(r"\A[+-]?\d{1,10}\Z")
+_BOOLEAN_TEXT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded JSON value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _is_textual(node) -> bool:
+    return bool(getattr(node, "bindings", None) and node.bindings.get("textual"))
+
+
+def _check_text(node, value: str) -> str:
+    if "\x00" in value:
+        raise colander.Invalid(node, "NUL characters are not allowed")
+    return value
+
+
+class _StrictType(colander.SchemaType):
+    """Absent stays absent; null is refused; text input is parsed by ``from_text``."""
+
+    expected = "a value"
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return colander.null
+        if cstruct is None:
+            raise colander.Invalid(
+                node, "null is not allowed; leave the parameter out to use its default"
+            )
+        if _is_textual(node):
+            return self.from_text(node, cstruct)
+        return self.from_json(node, cstruct)
+
+    def serialize(self, node, appstruct):
+        return colander.null if appstruct is colander.null else appstruct
+
+    def single_text(self, node, values: list[str]) -> str:
+        if len(values) != 1:
+            raise colander.Invalid(node, f"given {len(values)} times; give it once")
+        return _check_text(node, values[0])
+
+    def wrong_type(self, node, value):
+        return colander.Invalid(node, f"expected {self.expected}, got {json_type(value)}")
+
+
+class StrictString(_StrictType):
+    expected = "a string"
+
+    def __init__(self, allow_empty: bool = False):
+        self.allow_empty = allow_empty
+
+    def from_text(self, node, values):
+        return self.from_json(node, self.single_text(node, values))
+
+    def from_json(self, node, value):
+        if not isinstance(value, str):
+            raise self.wrong_type(node, value)
+        if not value and not self.allow_empty:
+            raise colander.Invalid(node, "must not be empty")
+        return _check_text(node, value)
+
+
+class StrictInteger(_StrictType):
+    expected = "an integer"
+
+    def from_text(self, node, values):
+        value = self.single_text(node, values).strip()
+        if not _INTEGER_TEXT.match(value):
+            raise colander.Invalid(node, f"expected an integer, got {value!r}")
+        return int(value)
+
+    def from_json(self, node, value):
+        if type(value) is not int:  # bool is an int subclass: true is not 1 here
+            raise self.wrong_type(node, value)
+        return value
+
+
+class StrictBoolean(_StrictType):
+    expected = "a boolean"
+
+    def from_text(self, node, values):
+        value = self.single_text(node, values).strip().lower()
+        if value not in _BOOLEAN_TEXT:
+            raise colander.Invalid(node, "expected one of true, false, 1, 0, yes, no")
+        return _BOOLEAN_TEXT[value]
+
+    def from_json(self, node, value):
+        if not isinstance(value, bool):
+            raise self.wrong_type(node, value)
+        return value
+
+
+class StringList(_StrictType):
+    """A list of non-empty strings: a JSON array, or repeated / comma-separated text."""
+
+    expected = "an array of strings"
+
+    def __init__(self, max_items: int, max_length: int):
+        self.max_items = max_items
+        self.max_length = max_length
+
+    def from_text(self, node, values):
+        items = [item.strip() for value in values for item in value.split(",")]
+        return self.from_json(node, items)
+
+    def from_json(self, node, value):
+        if not isinstance(value, list):
+            raise self.wrong_type(node, value)
+        if not value:
+            raise colander.Invalid(node, "must hold at least one name")
+        if len(value) > self.max_items:
+            raise colander.Invalid(node, f"must hold at most {self.max_items} names")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise colander.Invalid(node, f"item {index}: expected a string, got {json_type(item)}")
+            if not item:
+                raise colander.Invalid(node, f"item {index}: must not be empty")
+            if len(item) > self.max_length:
+                raise colander.Invalid(
+                    node, f"item {index}: longer than {self.max_length} characters"
+                )
+            _check_text(node, item)
+        return tuple(value)
+
+
+def _max_utf8_bytes(limit: int):
+    def validator(node, value):
+        size = len(value.encode("utf-8"))
+        if size > limit:
+            raise colander.Invalid(node, f"is {size} bytes once UTF-8 encoded; at most {limit}")
+
+    return validator
+
+
+def _zone(node, value):
+    if not is_zone(value):
+        raise colander.Invalid(node, "expected an availability-zone name such as us-east-1b")
+
+
+@colander.deferred
+def _image_id_validator(node, kw):
+    pattern = kw.get("image_id_pattern")
+    length = colander.Length(1, MAX_STRING)
+    if pattern is None:
+        return length
+    regex = colander.Regex(pattern, msg="expected an AMI id: 'ami-' and 8 or 17 hex digits")
+    return colander.All(length, regex)
+
+
+def _default(name: str):
+    return colander.deferred(lambda node, kw: kw["defaults"][name])
+
+
+def _text(validator=None, **kw) -> colander.SchemaNode:
+    length = colander.Length(1, MAX_STRING)
+    validator = length if validator is None else colander.All(length, validator)
+    return colander.SchemaNode(StrictString(), validator=validator, **kw)
+
+
+def _count(name: str) -> colander.SchemaNode:
+    return colander.SchemaNode(
+        StrictInteger(), name=name, missing=1, validator=colander.Range(1, MAX_COUNT)
+    )
+
+
+def _counts_in_order(node, value):
+    if value["min_count"] > value["max_count"]:
+        error = colander.Invalid(node)
+        error["min_count"] = f"must not be greater than max_count ({value['max_count']})"
+        raise error
+
+
+class LaunchSchema(colander.MappingSchema):
+    """The parameters of PUT /v1/launch: the seed's table, with its defaults and types."""
+
+    ami = colander.SchemaNode(StrictString(), validator=_image_id_validator)
+    instance_type = _text()
+    min_count = _count("min_count")
+    max_count = _count("max_count")
+    key_name = _text(missing=_default("key_name"))
+    security_groups = colander.SchemaNode(
+        StringList(MAX_SECURITY_GROUPS, MAX_STRING), missing=_default("security_groups")
+    )
+    user_data = colander.SchemaNode(
+        StrictString(allow_empty=True),
+        missing=None,
+        validator=_max_utf8_bytes(MAX_USER_DATA_BYTES),
+    )
+    placement = _text(missing=_default("placement"), validator=_zone)
+    placement_group = _text(missing=None)
+    instance_initiated_shutdown_behavior = colander.SchemaNode(
+        StrictString(), missing="terminate", validator=colander.OneOf(["stop", "terminate"])
+    )
+    ebs_optimized = colander.SchemaNode(StrictBoolean(), missing=False)
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("validator", _counts_in_order)
+        super().__init__(*args, **kw)
+
+
+def bind_launch_schema(*, textual: bool, defaults: Mapping[str, Any], image_id_pattern):
+    """A LaunchSchema bound for one kind of input; build it once, use it for every request."""
+    return LaunchSchema().bind(
+        textual=textual, defaults=dict(defaults), image_id_pattern=image_id_pattern
+    )
+
+
+def errors_by_name(schema: colander.SchemaNode, error: colander.Invalid) -> dict[str, str]:
+    """Flatten a colander error to ``{parameter name: description}`` in schema order."""
+    flat = error.asdict()
+    order = {child.name: index for index, child in enumerate(schema.children)}
+    return dict(sorted(flat.items(), key=lambda item: order.get(item[0], len(order))))

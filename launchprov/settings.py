@@ -1,0 +1,294 @@
+"""Every ``launchprov.*`` setting: declared once with its default, type and meaning.
+
+Values come from the .ini (PasteDeploy hands them to ``main``) and can be overridden by
+environment variables: ``LAUNCHPROV_`` and the key after ``launchprov.``, upper-cased, with dots
+and dashes turned into underscores (``launchprov.ec2.endpoint_url`` ->
+``LAUNCHPROV_EC2_ENDPOINT_URL``). They are parsed into typed values at startup; a bad value or an
+unknown key stops startup with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from launchprov.placement import is_zone
+
+PREFIX = "launchprov."
+ENV_PREFIX = "LAUNCHPROV_"
+
+
+class ConfigurationError(Exception):
+    """A setting is unknown, missing or has a value that cannot be used."""
+
+
+# -- parsers: text in, typed value out, ValueError with a readable reason otherwise ----------
+
+
+def text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("expected a non-empty value")
+    return value
+
+
+def optional_text(value: str) -> str | None:
+    return value.strip() or None
+
+
+def boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def positive_int(value: str) -> int:
+    number = int(value.strip())
+    if number < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return number
+
+
+def optional_port(value: str) -> int | None:
+    if not value.strip():
+        return None
+    number = int(value.strip())
+    if not 0 < number < 65536:
+        raise ValueError("expected a port number from 1 to 65535")
+    return number
+
+
+def positive_float(value: str) -> float:
+    number = float(value.strip())
+    if not number > 0:
+        raise ValueError("expected a number of seconds greater than 0")
+    return number
+
+
+def word_list(value: str) -> tuple[str, ...]:
+    """Words separated by white space, commas or new lines."""
+    return tuple(word for word in value.replace(",", " ").split() if word)
+
+
+def non_empty_word_list(value: str) -> tuple[str, ...]:
+    words = word_list(value)
+    if not words:
+        raise ValueError("expected at least one name")
+    return words
+
+
+def zone(value: str) -> str:
+    value = value.strip()
+    if not is_zone(value):
+        raise ValueError("expected an availability-zone name such as us-east-1b")
+    return value
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.strip()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    parse.__doc__ = f"one of {', '.join(choices)}"
+    return parse
+
+
+def json_object(value: str) -> dict[str, Any]:
+    if not value.strip():
+        return {}
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict):
+        raise ValueError("expected a JSON object")
+    return parsed
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    key: str
+    default: str
+    parse: Callable[[str], Any]
+    doc: str
+
+    @property
+    def env_var(self) -> str:
+        return env_var(self.key)
+
+
+def env_var(key: str) -> str:
+    """The environment variable that overrides ``key``."""
+    suffix = key[len(PREFIX) :] if key.startswith(PREFIX) else key
+    return ENV_PREFIX + suffix.upper().replace(".", "_").replace("-", "_")
+
+
+# Defaults are written as they would be in the .ini, so that the parser checks them too.
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "launchprov.provider",
+        "ec2",
+        text,
+        "The cloud backend: 'ec2' (boto3), 'libcloud' (Apache Libcloud), or the dotted path "
+        "of a class implementing launchprov.providers.interface.IProvider.",
+    ),
+    Setting(
+        "launchprov.max_body_size",
+        "65536",
+        positive_int,
+        "Largest request body accepted, in bytes; a larger one is answered with 413.",
+    ),
+    Setting(
+        "launchprov.defaults.key_name",
+        "scalacity_dev1",
+        text,
+        "key_name used when a launch request does not give one.",
+    ),
+    Setting(
+        "launchprov.defaults.security_groups",
+        "SSH",
+        non_empty_word_list,
+        "security_groups used when a launch request does not give them (names or sg- ids, "
+        "separated by spaces or commas).",
+    ),
+    Setting(
+        "launchprov.defaults.placement",
+        "us-east-1b",
+        zone,
+        "placement (availability zone) used when a launch request does not give one.",
+    ),
+    Setting(
+        "launchprov.ec2.sandbox",
+        "false",
+        boolean,
+        "Start an in-process moto EC2 with the app, holding the default key pair and security "
+        "group: for development without a cloud account. Never in production.",
+    ),
+    Setting(
+        "launchprov.ec2.endpoint_url",
+        "",
+        optional_text,
+        "EC2 endpoint URL for every region (an EC2-compatible service, moto, a proxy). Empty "
+        "means AWS's own endpoint for the region.",
+    ),
+    Setting(
+        "launchprov.ec2.connect_timeout",
+        "5",
+        positive_float,
+        "Seconds to wait for a connection to the EC2 endpoint.",
+    ),
+    Setting(
+        "launchprov.ec2.read_timeout",
+        "20",
+        positive_float,
+        "Seconds to wait for each reply from the EC2 endpoint.",
+    ),
+    Setting(
+        "launchprov.ec2.max_attempts",
+        "3",
+        positive_int,
+        "Attempts per EC2 call, the first included (botocore's retry max_attempts).",
+    ),
+    Setting(
+        "launchprov.ec2.retry_mode",
+        "standard",
+        one_of("standard", "adaptive", "legacy"),
+        "botocore's retry mode.",
+    ),
+    Setting(
+        "launchprov.libcloud.driver",
+        "ec2",
+        text,
+        "Libcloud compute provider name: ec2, dummy, openstack, ...",
+    ),
+    Setting(
+        "launchprov.libcloud.key",
+        "",
+        optional_text,
+        "The driver's key (for EC2: the access key id). Prefer LAUNCHPROV_LIBCLOUD_KEY.",
+    ),
+    Setting(
+        "launchprov.libcloud.secret",
+        "",
+        optional_text,
+        "The driver's secret (for EC2: the secret access key). Set it with "
+        "LAUNCHPROV_LIBCLOUD_SECRET, never in an .ini.",
+    ),
+    Setting(
+        "launchprov.libcloud.region",
+        "",
+        optional_text,
+        "Region for drivers that take one. For the EC2 driver the region comes from each "
+        "request's placement, and this is only the region of calls that have no placement.",
+    ),
+    Setting(
+        "launchprov.libcloud.host",
+        "",
+        optional_text,
+        "Host name of the endpoint, overriding the driver's own (for example 127.0.0.1).",
+    ),
+    Setting(
+        "launchprov.libcloud.port",
+        "",
+        optional_port,
+        "Port of the endpoint, overriding the driver's own.",
+    ),
+    Setting(
+        "launchprov.libcloud.secure",
+        "true",
+        boolean,
+        "Use HTTPS to reach the endpoint.",
+    ),
+    Setting(
+        "launchprov.libcloud.timeout",
+        "20",
+        positive_float,
+        "Seconds to wait for a connection and for each reply.",
+    ),
+    Setting(
+        "launchprov.libcloud.driver_kwargs",
+        "",
+        json_object,
+        "Other keyword arguments for the driver's constructor, as a JSON object "
+        '(for example {"ex_force_auth_url": "https://keystone:5000"}).',
+    ),
+)
+
+BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
+
+
+def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse every declared setting from ``raw`` (the .ini's settings) and ``environ``.
+
+    Returns a dict of every declared key to its typed value. The environment wins over the .ini,
+    and the .ini over the default. Raises ConfigurationError naming the key of a value that does
+    not parse, of an unknown ``launchprov.*`` key, or of an unknown ``LAUNCHPROV_*`` variable.
+    """
+    environ = os.environ if environ is None else environ
+    unknown = sorted(key for key in raw if key.startswith(PREFIX) and key not in BY_KEY)
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
+    known_vars = {setting.env_var for setting in SETTINGS}
+    unknown_vars = sorted(var for var in environ if var.startswith(ENV_PREFIX) and var not in known_vars)
+    if unknown_vars:
+        raise ConfigurationError(f"unknown environment variable(s): {', '.join(unknown_vars)}")
+
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        source, value = "default", setting.default
+        if setting.key in raw:
+            source, value = "setting", raw[setting.key]
+        if setting.env_var in environ:
+            source, value = f"environment variable {setting.env_var}", environ[setting.env_var]
+        if isinstance(value, bool | int | float):
+            value = str(value)  # main() called from Python with a typed value
+        try:
+            values[setting.key] = setting.parse(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"{setting.key} (from {source}) = {value!r}: {exc}") from None
+    return values

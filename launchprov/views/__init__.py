@@ -1,0 +1,5 @@
+"""Thin views: read and validate the request, make one provider call, serialise the answer."""
+
+
+def includeme(config):
+    config.include(".launch")

@@ -1,0 +1,52 @@
+from setuptools import find_packages, setup
+
+with open("README.md", encoding="utf-8") as readme:
+    long_description = readme.read()
+
+requires = [
+    "apache-libcloud>=3.8",
+    "boto3>=1.34",
+    "colander>=2.0",
+    "pyramid>=2.0",
+    "waitress>=3.0",
+    "zope.interface>=6.0",
+]
+
+sandbox_requires = [
+    "moto[ec2]>=5.0",
+]
+
+tests_require = [
+    *sandbox_requires,
+    "moto[server]>=5.0",
+    "pytest>=8.0",
+    "ruff>=0.6",
+    "WebTest>=3.0",
+]
+
+setup(
+    name="launchprov",
+    version="1.0.0",
+    description="Internal REST API to launch and provision cloud instances",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: Pyramid",
+        "Topic :: Internet :: WWW/HTTP :: WSGI :: Application",
+    ],
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    include_package_data=True,
+    zip_safe=False,
+    install_requires=requires,
+    extras_require={
+        "sandbox": sandbox_requires,
+        "testing": tests_require,
+    },
+    entry_points={
+        "paste.app_factory": [
+            "main = launchprov:main",
+        ],
+    },
+)
