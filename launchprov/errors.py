@@ -87,7 +87,8 @@ def api_error_view(exc: APIError, request):
 
 def unsupported_parameters_view(exc: UnsupportedParameters, request):
     details = [
-        detail(getattr(request, "params_location", "body"), name, reason) for name, reason in sorted(exc.reasons.items())
+        detail(getattr(request, "params_location", "body"), name, reason)
+        for name, reason in sorted(exc.reasons.items())
     ]
     message = f"the {exc.provider} provider cannot honour: {', '.join(sorted(exc.reasons))}"
     return _render(request, 400, error_body(400, message, details))

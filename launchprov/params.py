@@ -63,7 +63,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
             text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
         )
     except json.JSONDecodeError as exc:
-        raise _bad_body(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise _bad_body(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise _bad_body("the JSON body is nested too deeply") from None
     if not isinstance(value, dict):

@@ -21,7 +21,10 @@ from typing import Any
 
 import colander
 
+from launchprov.errors import InvalidParameters, detail
+from launchprov.params import Params
 from launchprov.placement import is_zone
+from launchprov.providers.interface import LaunchRequest
 
 MAX_STRING = 255
 MAX_COUNT = 1000
@@ -157,7 +160,9 @@ class StringList(_StrictType):
             raise colander.Invalid(node, f"must hold at most {self.max_items} names")
         for index, item in enumerate(value):
             if not isinstance(item, str):
-                raise colander.Invalid(node, f"item {index}: expected a string, got {json_type(item)}")
+                raise colander.Invalid(
+                    node, f"item {index}: expected a string, got {json_type(item)}"
+                )
             if not item:
                 raise colander.Invalid(node, f"item {index}: must not be empty")
             if len(item) > self.max_length:
@@ -202,10 +207,13 @@ def _text(validator=None, **kw) -> colander.SchemaNode:
     return colander.SchemaNode(StrictString(), validator=validator, **kw)
 
 
+def _count_in_range(node, value):
+    if not 1 <= value <= MAX_COUNT:
+        raise colander.Invalid(node, f"must be from 1 to {MAX_COUNT}, got {value}")
+
+
 def _count(name: str) -> colander.SchemaNode:
-    return colander.SchemaNode(
-        StrictInteger(), name=name, missing=1, validator=colander.Range(1, MAX_COUNT)
-    )
+    return colander.SchemaNode(StrictInteger(), name=name, missing=1, validator=_count_in_range)
 
 
 def _counts_in_order(node, value):
@@ -255,3 +263,32 @@ def errors_by_name(schema: colander.SchemaNode, error: colander.Invalid) -> dict
     flat = error.asdict()
     order = {child.name: index for index, child in enumerate(schema.children)}
     return dict(sorted(flat.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+class LaunchValidator:
+    """Turns request parameters into a LaunchRequest; schemas are bound once, at startup."""
+
+    def __init__(self, defaults, image_id_pattern):
+        self.schemas = {
+            textual: bind_launch_schema(
+                textual=textual, defaults=defaults, image_id_pattern=image_id_pattern
+            )
+            for textual in (False, True)
+        }
+
+    def validate(self, params: Params) -> LaunchRequest:
+        """Return the LaunchRequest, or raise InvalidParameters naming every bad parameter."""
+        schema = self.schemas[params.textual]
+        known = {child.name for child in schema.children}
+        problems = {name: "unknown parameter" for name in params.values if name not in known}
+        given = {name: value for name, value in params.values.items() if name in known}
+        appstruct = None
+        try:
+            appstruct = schema.deserialize(given)
+        except colander.Invalid as error:
+            problems.update(errors_by_name(schema, error))
+        if problems:
+            details = [detail(params.location, name, text) for name, text in problems.items()]
+            names = ", ".join(problems)
+            raise InvalidParameters(f"invalid or missing parameters: {names}", details)
+        return LaunchRequest(**appstruct, explicit=frozenset(given))

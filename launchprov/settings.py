@@ -274,7 +274,9 @@ def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> di
     if unknown:
         raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
     known_vars = {setting.env_var for setting in SETTINGS}
-    unknown_vars = sorted(var for var in environ if var.startswith(ENV_PREFIX) and var not in known_vars)
+    unknown_vars = sorted(
+        var for var in environ if var.startswith(ENV_PREFIX) and var not in known_vars
+    )
     if unknown_vars:
         raise ConfigurationError(f"unknown environment variable(s): {', '.join(unknown_vars)}")
 

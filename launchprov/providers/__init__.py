@@ -44,7 +44,8 @@ def create_provider(settings: dict[str, Any]):
     try:
         factory = _import(path)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigurationError(f"launchprov.provider = {name!r}: cannot import {path}: {exc}")
+        message = f"launchprov.provider = {name!r}: cannot import {path}: {exc}"
+        raise ConfigurationError(message) from None
     if not hasattr(factory, "from_settings"):
         raise ConfigurationError(
             f"launchprov.provider = {name!r}: {path} has no from_settings(settings) constructor"

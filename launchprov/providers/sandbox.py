@@ -45,3 +45,11 @@ def start_sandbox(region: str, key_name: str, security_groups) -> None:
     client.create_key_pair(KeyName=key_name)
     for group in security_groups:
         client.create_security_group(GroupName=group, Description=f"launchprov sandbox {group}")
+
+
+def stop_sandbox() -> None:
+    """Stop the mock (tests, which start and stop many apps in one process)."""
+    global _mock
+    if _mock is not None:
+        _mock.stop()
+        _mock = None

@@ -2,41 +2,9 @@
 
 from __future__ import annotations
 
-import colander
-
-from launchprov.errors import InvalidParameters, detail
-from launchprov.params import Params, read_params
-from launchprov.providers.interface import IProvider, LaunchRequest
-from launchprov.schemas import bind_launch_schema, errors_by_name
-
-
-class LaunchValidator:
-    """Turns request parameters into a LaunchRequest; schemas are bound once, at startup."""
-
-    def __init__(self, defaults, image_id_pattern):
-        self.schemas = {
-            textual: bind_launch_schema(
-                textual=textual, defaults=defaults, image_id_pattern=image_id_pattern
-            )
-            for textual in (False, True)
-        }
-
-    def validate(self, params: Params) -> LaunchRequest:
-        """Return the LaunchRequest, or raise InvalidParameters naming every bad parameter."""
-        schema = self.schemas[params.textual]
-        known = {child.name for child in schema.children}
-        problems = {name: "unknown parameter" for name in params.values if name not in known}
-        given = {name: value for name, value in params.values.items() if name in known}
-        appstruct = None
-        try:
-            appstruct = schema.deserialize(given)
-        except colander.Invalid as error:
-            problems.update(errors_by_name(schema, error))
-        if problems:
-            details = [detail(params.location, name, text) for name, text in problems.items()]
-            names = ", ".join(problems)
-            raise InvalidParameters(f"invalid or missing parameters: {names}", details)
-        return LaunchRequest(**appstruct, explicit=frozenset(given))
+from launchprov.params import read_params
+from launchprov.providers.interface import IProvider
+from launchprov.schemas import LaunchValidator
 
 
 def launch(request):

@@ -1,0 +1,40 @@
+# launchprov: `make run` serves the sandbox, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint format clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "launchprov needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# A stamp per extra: reinstall when setup.py changes.
+$(VENV)/.installed-sandbox: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[sandbox]'
+	@touch $@
+
+$(VENV)/.installed-testing: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[testing]'
+	@touch $@ $(VENV)/.installed-sandbox
+
+run: $(VENV)/.installed-sandbox
+	$(BIN)/pserve development.ini
+
+test: $(VENV)/.installed-testing
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-testing
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-testing
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

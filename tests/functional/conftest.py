@@ -1,0 +1,70 @@
+"""Backends for the functional suite: every adapter behind the app that launchprov.main makes.
+
+The shared tests take the ``backend`` fixture, so each runs once per adapter; a new adapter is
+added here and is checked by the same tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import webtest
+
+from tests.support import make_app
+
+
+@dataclasses.dataclass
+class Backend:
+    name: str
+    app: webtest.TestApp
+    #: A boto3 client of the EC2 the adapter talks to, or None for a backend with no EC2.
+    ec2: object | None
+    #: Where that EC2 listens; None for moto's in-process mock.
+    endpoint_url: str | None = None
+
+
+def ec2_backend(request) -> Backend:
+    client = request.getfixturevalue("moto_ec2")
+    return Backend("ec2", make_app(**{"launchprov.provider": "ec2"}), client)
+
+
+def libcloud_ec2_backend(request) -> Backend:
+    client = request.getfixturevalue("moto_server_ec2")
+    port = client.meta.endpoint_url.rsplit(":", 1)[1]
+    app = make_app(
+        **{
+            "launchprov.provider": "libcloud",
+            "launchprov.libcloud.driver": "ec2",
+            "launchprov.libcloud.key": "testing",
+            "launchprov.libcloud.secret": "testing",
+            "launchprov.libcloud.host": "127.0.0.1",
+            "launchprov.libcloud.port": port,
+            "launchprov.libcloud.secure": "false",
+        }
+    )
+    return Backend("libcloud-ec2", app, client, client.meta.endpoint_url)
+
+
+def libcloud_dummy_backend(request) -> Backend:
+    app = make_app(**{"launchprov.provider": "libcloud", "launchprov.libcloud.driver": "dummy"})
+    return Backend("libcloud-dummy", app, None)
+
+
+BACKENDS = {
+    "ec2": ec2_backend,
+    "libcloud-ec2": libcloud_ec2_backend,
+    "libcloud-dummy": libcloud_dummy_backend,
+}
+EC2_BACKENDS = ["ec2", "libcloud-ec2"]
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request) -> Backend:
+    return BACKENDS[request.param](request)
+
+
+@pytest.fixture(params=EC2_BACKENDS)
+def ec2_backed(request) -> Backend:
+    """Only the adapters with an EC2 behind them: what EC2 keeps can be described."""
+    return BACKENDS[request.param](request)

@@ -1,0 +1,73 @@
+"""Constants and helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+
+import webtest
+
+import launchprov
+
+#: An AMI that moto knows (amzn-ami-hvm-2017.09.1), so it launches with AMI validation on.
+GOOD_AMI = "ami-760aaa0f"
+#: Well-formed, but no such image: EC2 (and moto, validating) answer InvalidAMIID.NotFound.
+MISSING_AMI = "ami-12345678"
+REGION = "us-east-1"
+DEFAULT_KEY = "scalacity_dev1"
+DEFAULT_GROUP = "SSH"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def seed_account(client) -> None:
+    """The seed's default key pair and security group, as an account using launchprov has."""
+    if not client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [DEFAULT_KEY]}])[
+        "KeyPairs"
+    ]:
+        client.create_key_pair(KeyName=DEFAULT_KEY)
+    groups = client.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [DEFAULT_GROUP]}]
+    )["SecurityGroups"]
+    if not groups:
+        client.create_security_group(GroupName=DEFAULT_GROUP, Description="ssh")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_app(**settings) -> webtest.TestApp:
+    """The app exactly as PasteDeploy makes it: launchprov.main with .ini-style settings."""
+    return webtest.TestApp(launchprov.main({}, **settings))
+
+
+ERROR_KEYS = {"status", "error", "message", "details"}
+
+
+def assert_error_body(response, status: int) -> dict:
+    """Check the one error contract: JSON, the status repeated, details a list of entries."""
+    assert response.status_int == status, response.text
+    assert response.content_type == "application/json"
+    body = response.json
+    expected_keys = ERROR_KEYS | ({"provider"} if status == 408 else set())
+    assert set(body) == expected_keys, body
+    assert body["status"] == status
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["details"], list)
+    for item in body["details"]:
+        assert set(item) == {"location", "name", "description"}
+    if status == 408:
+        assert set(body["provider"]) == {"name", "code", "message", "retryable"}
+        assert body["provider"]["code"] and body["provider"]["message"]
+    assert "Traceback" not in response.text
+    return body
+
+
+def detail_names(body: dict) -> list[str]:
+    return [item["name"] for item in body["details"]]

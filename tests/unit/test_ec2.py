@@ -1,0 +1,169 @@
+"""The boto3 adapter: what it sends, how it fails, and how it shares clients."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.parsers import ResponseParserError
+from botocore.stub import Stubber
+from zope.interface.verify import verifyClass, verifyObject
+
+from launchprov.providers.ec2 import EC2Provider, provider_error, run_instances_params
+from launchprov.providers.interface import IProvider, LaunchRequest, ProviderError
+from launchprov.settings import load
+
+FULL = LaunchRequest(
+    ami="ami-760aaa0f",
+    instance_type="m5.large",
+    min_count=2,
+    max_count=5,
+    key_name="ops",
+    security_groups=("web", "sg-0123456789abcdef0"),
+    user_data="#!/bin/sh\n",
+    placement="us-west-2b",
+    placement_group="cluster-1",
+    instance_initiated_shutdown_behavior="stop",
+    ebs_optimized=True,
+)
+
+
+def make_provider(**settings) -> EC2Provider:
+    return EC2Provider.from_settings(load(settings, environ={}))
+
+
+def test_implements_the_interface():
+    assert verifyClass(IProvider, EC2Provider)
+    assert verifyObject(IProvider, make_provider())
+
+
+def test_every_parameter_is_mapped():
+    assert run_instances_params(FULL) == {
+        "ImageId": "ami-760aaa0f",
+        "InstanceType": "m5.large",
+        "MinCount": 2,
+        "MaxCount": 5,
+        "KeyName": "ops",
+        "SecurityGroups": ["web"],
+        "SecurityGroupIds": ["sg-0123456789abcdef0"],
+        "UserData": "#!/bin/sh\n",
+        "Placement": {"AvailabilityZone": "us-west-2b", "GroupName": "cluster-1"},
+        "InstanceInitiatedShutdownBehavior": "stop",
+        "EbsOptimized": True,
+    }
+
+
+def test_defaults_send_no_empty_optional_parameters():
+    params = run_instances_params(LaunchRequest(ami="ami-760aaa0f", instance_type="t2.micro"))
+    assert "UserData" not in params and "SecurityGroupIds" not in params
+    assert params["Placement"] == {"AvailabilityZone": "us-east-1b"}
+    assert params["SecurityGroups"] == ["SSH"]
+
+
+def test_what_is_sent_to_ec2_in_the_region_of_the_placement():
+    """moto launches MinCount and drops MaxCount: check the request itself with a Stubber."""
+    provider = make_provider()
+    client = provider.client("us-west-2")
+    with Stubber(client) as stubber:
+        expected = dict(run_instances_params(FULL), UserData="#!/bin/sh\n")
+        stubber.add_response(
+            "run_instances",
+            {"Instances": [{"InstanceId": "i-0aaa"}, {"InstanceId": "i-0bbb"}]},
+            expected,
+        )
+        assert provider.launch(FULL) == ["i-0aaa", "i-0bbb"]
+        stubber.assert_no_pending_responses()
+    assert client.meta.region_name == "us-west-2"
+
+
+def test_an_error_reply_becomes_a_provider_error():
+    provider = make_provider()
+    with Stubber(provider.client("us-west-2")) as stubber:
+        stubber.add_client_error(
+            "run_instances",
+            service_error_code="InsufficientInstanceCapacity",
+            service_message="no capacity",
+            http_status_code=500,
+        )
+        with pytest.raises(ProviderError) as raised:
+            provider.launch(FULL)
+    assert (raised.value.provider, raised.value.code) == ("ec2", "InsufficientInstanceCapacity")
+    assert raised.value.message == "no capacity"
+    assert raised.value.retryable is True
+
+
+def client_error(code: str, status: int) -> ClientError:
+    reply = {
+        "Error": {"Code": code, "Message": "m"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(reply, "RunInstances")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "retryable"),
+    [
+        (client_error("InvalidAMIID.NotFound", 400), "InvalidAMIID.NotFound", False),
+        (client_error("RequestLimitExceeded", 503), "RequestLimitExceeded", True),
+        (client_error("InstanceLimitExceeded", 400), "InstanceLimitExceeded", False),
+        (client_error("", 502), "HTTP502", True),
+        (ConnectTimeoutError(endpoint_url="http://x"), ProviderError.TIMEOUT, True),
+        (ReadTimeoutError(endpoint_url="http://x"), ProviderError.TIMEOUT, True),
+        (EndpointConnectionError(endpoint_url="http://x"), ProviderError.UNREACHABLE, True),
+        (ResponseParserError("bad\n<html>"), ProviderError.MALFORMED_RESPONSE, True),
+        (NoCredentialsError(), ProviderError.AUTH_FAILURE, False),
+        (AttributeError("moto choked"), ProviderError.UNEXPECTED, False),
+    ],
+)
+def test_failures_are_classified(exc, code, retryable):
+    error = provider_error(exc)
+    assert (error.provider, error.code, error.retryable) == ("ec2", code, retryable)
+    assert error.message
+
+
+def test_a_malformed_reply_keeps_only_the_first_line():
+    error = provider_error(ResponseParserError("Unable to parse\n<!doctype html>\n<p>boom</p>"))
+    assert error.message == "Unable to parse"
+
+
+def test_settings_reach_botocore():
+    provider = make_provider(
+        **{
+            "launchprov.ec2.connect_timeout": "1.5",
+            "launchprov.ec2.read_timeout": "7",
+            "launchprov.ec2.max_attempts": "2",
+            "launchprov.ec2.retry_mode": "adaptive",
+            "launchprov.ec2.endpoint_url": "http://127.0.0.1:9",
+        }
+    )
+    config: Config = provider.client("us-east-1").meta.config
+    assert (config.connect_timeout, config.read_timeout) == (1.5, 7.0)
+    assert config.retries == {"total_max_attempts": 2, "mode": "adaptive"}
+    assert provider.client("us-east-1").meta.endpoint_url == "http://127.0.0.1:9"
+
+
+def test_one_client_per_region_shared_by_every_thread():
+    provider = make_provider()
+    barrier = threading.Barrier(8)
+    seen = []
+
+    def get_client():
+        barrier.wait()
+        seen.append(provider.client("eu-west-1"))
+
+    threads = [threading.Thread(target=get_client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 8 and len({id(client) for client in seen}) == 1
+    assert provider.client("us-east-1") is provider.client("us-east-1")
+    assert provider.client("us-east-1") is not provider.client("eu-west-1")

@@ -1,0 +1,273 @@
+"""The launch schema: the seed's parameters, defaults and types, strictly, in JSON and as text."""
+
+from __future__ import annotations
+
+import pytest
+
+from launchprov.errors import InvalidParameters
+from launchprov.params import Params
+from launchprov.providers.ec2_common import IMAGE_ID
+from launchprov.providers.interface import LaunchRequest
+from launchprov.schemas import MAX_USER_DATA_BYTES, LaunchValidator
+
+SEED_DEFAULTS = {
+    "key_name": "scalacity_dev1",
+    "security_groups": ("SSH",),
+    "placement": "us-east-1b",
+}
+REQUIRED = {"ami": "ami-760aaa0f", "instance_type": "t2.micro"}
+
+
+@pytest.fixture
+def validator():
+    return LaunchValidator(SEED_DEFAULTS, IMAGE_ID)
+
+
+def json_params(**values) -> Params:
+    return Params("body", False, values)
+
+
+def text_params(location="body", **values) -> Params:
+    return Params(location, True, {k: v if isinstance(v, list) else [v] for k, v in values.items()})
+
+
+def problems(validator, params) -> dict[str, str]:
+    with pytest.raises(InvalidParameters) as raised:
+        validator.validate(params)
+    return {item["name"]: item["description"] for item in raised.value.details}
+
+
+# -- defaults ---------------------------------------------------------------------------------
+
+
+def test_only_required_gives_the_seed_defaults(validator):
+    request = validator.validate(json_params(**REQUIRED))
+    assert request == LaunchRequest(
+        ami="ami-760aaa0f",
+        instance_type="t2.micro",
+        min_count=1,
+        max_count=1,
+        key_name="scalacity_dev1",
+        security_groups=("SSH",),
+        user_data=None,
+        placement="us-east-1b",
+        placement_group=None,
+        instance_initiated_shutdown_behavior="terminate",
+        ebs_optimized=False,
+        explicit=frozenset({"ami", "instance_type"}),
+    )
+
+
+def test_deployment_defaults_replace_the_seed_defaults():
+    defaults = {"key_name": "ops", "security_groups": ("web", "ssh"), "placement": "eu-west-1a"}
+    request = LaunchValidator(defaults, IMAGE_ID).validate(json_params(**REQUIRED))
+    assert (request.key_name, request.security_groups, request.placement) == (
+        "ops",
+        ("web", "ssh"),
+        "eu-west-1a",
+    )
+    assert request.region == "eu-west-1"
+
+
+def test_every_parameter_given_in_json(validator):
+    request = validator.validate(
+        json_params(
+            **REQUIRED,
+            min_count=2,
+            max_count=5,
+            key_name="k",
+            security_groups=["a", "sg-0123456789abcdef0"],
+            user_data="#!/bin/sh\necho hi\n",
+            placement="us-west-2-lax-1a",
+            placement_group="pg",
+            instance_initiated_shutdown_behavior="stop",
+            ebs_optimized=True,
+        )
+    )
+    assert request.min_count == 2 and request.max_count == 5
+    assert request.security_groups == ("a", "sg-0123456789abcdef0")
+    assert request.user_data == "#!/bin/sh\necho hi\n"
+    assert request.region == "us-west-2"
+    assert request.placement_group == "pg"
+    assert request.instance_initiated_shutdown_behavior == "stop"
+    assert request.ebs_optimized is True
+    assert len(request.explicit) == 11
+
+
+# -- required and unknown ---------------------------------------------------------------------
+
+
+def test_missing_required_are_all_named(validator):
+    assert problems(validator, json_params()) == {"ami": "Required", "instance_type": "Required"}
+
+
+def test_unknown_parameters_are_named_with_the_other_problems(validator):
+    found = problems(validator, json_params(ami="ami-760aaa0f", instancetype="t2.micro"))
+    assert found == {"instancetype": "unknown parameter", "instance_type": "Required"}
+
+
+def test_unknown_parameter_alone_is_rejected(validator):
+    found = problems(validator, text_params(**REQUIRED, flavour="x"))
+    assert found == {"flavour": "unknown parameter"}
+
+
+# -- strict JSON types ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("min_count", 3.7, "expected an integer, got number"),
+        ("min_count", 3.0, "expected an integer, got number"),
+        ("min_count", True, "expected an integer, got boolean"),
+        ("min_count", "3", "expected an integer, got string"),
+        ("min_count", {}, "expected an integer, got object"),
+        ("max_count", [], "expected an integer, got array"),
+        ("min_count", None, "null is not allowed; leave the parameter out to use its default"),
+        ("ebs_optimized", "yes", "expected a boolean, got string"),
+        ("ebs_optimized", 1, "expected a boolean, got number"),
+        ("ebs_optimized", None, "null is not allowed; leave the parameter out to use its default"),
+        ("key_name", None, "null is not allowed; leave the parameter out to use its default"),
+        ("key_name", "", "must not be empty"),
+        ("key_name", 7, "expected a string, got number"),
+        ("key_name", ["k"], "expected a string, got array"),
+        ("key_name", "k" * 256, "Longer than maximum length 255"),
+        ("key_name", "a\x00b", "NUL characters are not allowed"),
+        ("security_groups", "SSH", "expected an array of strings, got string"),
+        ("security_groups", [], "must hold at least one name"),
+        ("security_groups", ["SSH", ""], "item 1: must not be empty"),
+        ("security_groups", ["SSH", 3], "item 1: expected a string, got number"),
+        (
+            "security_groups",
+            None,
+            "null is not allowed; leave the parameter out to use its default",
+        ),
+        ("user_data", 5, "expected a string, got number"),
+        ("user_data", None, "null is not allowed; leave the parameter out to use its default"),
+        ("placement", "us-east-1", "expected an availability-zone name such as us-east-1b"),
+        ("placement", "somewhere", "expected an availability-zone name such as us-east-1b"),
+        ("placement_group", "", "must not be empty"),
+        (
+            "placement_group",
+            None,
+            "null is not allowed; leave the parameter out to use its default",
+        ),
+        (
+            "instance_initiated_shutdown_behavior",
+            "hibernate",
+            '"hibernate" is not one of stop, terminate',
+        ),
+    ],
+)
+def test_json_values_of_the_wrong_type_or_shape(validator, name, value, expected):
+    assert problems(validator, json_params(**REQUIRED, **{name: value})) == {name: expected}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("min_count", 0), ("min_count", 1001), ("max_count", -1), ("max_count", 10**12)],
+)
+def test_counts_are_from_1_to_1000(validator, name, value):
+    found = problems(validator, json_params(**REQUIRED, **{name: value}))
+    assert list(found) == [name]
+    assert "1" in found[name] and "1000" in found[name]
+
+
+def test_min_count_above_max_count(validator):
+    found = problems(validator, json_params(**REQUIRED, min_count=3, max_count=2))
+    assert found == {"min_count": "must not be greater than max_count (2)"}
+
+
+def test_every_invalid_parameter_is_named_not_only_the_first(validator):
+    found = problems(
+        validator,
+        json_params(ami="nope", instance_type="", min_count="1", ebs_optimized=None, typo=1),
+    )
+    assert set(found) == {"typo", "ami", "instance_type", "min_count", "ebs_optimized"}
+
+
+# -- the AMI format ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ami", ["ami-0123abcd", "ami-0123456789abcdef0"])
+def test_ec2_ami_ids_of_8_or_17_hex_digits(validator, ami):
+    assert validator.validate(json_params(ami=ami, instance_type="t2.micro")).ami == ami
+
+
+@pytest.mark.parametrize(
+    "ami", ["ami-123", "ami-0123ABCD", "ami-0123456789", "image-0123abcd", "ami-0123abcg", ""]
+)
+def test_malformed_ami_ids(validator, ami):
+    found = problems(validator, json_params(ami=ami, instance_type="t2.micro"))
+    assert list(found) == ["ami"]
+
+
+def test_a_provider_without_an_ami_format_takes_any_image_id():
+    validator = LaunchValidator(SEED_DEFAULTS, None)
+    assert validator.validate(json_params(ami="2", instance_type="small")).ami == "2"
+
+
+# -- user data --------------------------------------------------------------------------------
+
+
+def test_user_data_limit_counts_utf8_bytes(validator):
+    at_limit = "é" * (MAX_USER_DATA_BYTES // 2)  # 2 bytes each
+    assert validator.validate(json_params(**REQUIRED, user_data=at_limit)).user_data == at_limit
+    found = problems(validator, json_params(**REQUIRED, user_data=at_limit + "x"))
+    assert found == {
+        "user_data": f"is {MAX_USER_DATA_BYTES + 1} bytes once UTF-8 encoded; at most 16384"
+    }
+
+
+def test_empty_user_data_means_none(validator):
+    assert validator.validate(json_params(**REQUIRED, user_data="")).user_data == ""
+
+
+# -- form and query-string text ---------------------------------------------------------------
+
+
+def test_text_values_are_parsed(validator):
+    request = validator.validate(
+        text_params(
+            **REQUIRED,
+            min_count="2",
+            max_count=" 3 ",
+            ebs_optimized="Yes",
+            security_groups=["a,b", " c "],
+        )
+    )
+    assert (request.min_count, request.max_count, request.ebs_optimized) == (2, 3, True)
+    assert request.security_groups == ("a", "b", "c")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("true", True), ("1", True), ("yes", True), ("FALSE", False), ("0", False), ("no", False)],
+)
+def test_text_booleans(validator, text, value):
+    assert validator.validate(text_params(**REQUIRED, ebs_optimized=text)).ebs_optimized is value
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("min_count", "3.7", "expected an integer, got '3.7'"),
+        ("min_count", "", "expected an integer, got ''"),
+        ("min_count", "three", "expected an integer, got 'three'"),
+        ("ebs_optimized", "maybe", "expected one of true, false, 1, 0, yes, no"),
+        ("key_name", "", "must not be empty"),
+        ("key_name", ["a", "b"], "given 2 times; give it once"),
+        ("security_groups", "a,,b", "item 1: must not be empty"),
+        ("security_groups", "", "item 0: must not be empty"),
+    ],
+)
+def test_text_values_that_do_not_parse(validator, name, value, expected):
+    assert problems(validator, text_params(**REQUIRED, **{name: value})) == {name: expected}
+
+
+def test_details_carry_the_location(validator):
+    with pytest.raises(InvalidParameters) as raised:
+        validator.validate(text_params(location="querystring", ami="ami-760aaa0f"))
+    assert raised.value.details == [
+        {"location": "querystring", "name": "instance_type", "description": "Required"}
+    ]

@@ -1,0 +1,106 @@
+"""Settings: declared once, parsed at startup, overridable from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from launchprov.settings import SETTINGS, ConfigurationError, env_var, load
+
+
+def test_defaults_are_the_seeds():
+    values = load({}, environ={})
+    assert values["launchprov.provider"] == "ec2"
+    assert values["launchprov.defaults.key_name"] == "scalacity_dev1"
+    assert values["launchprov.defaults.security_groups"] == ("SSH",)
+    assert values["launchprov.defaults.placement"] == "us-east-1b"
+    assert values["launchprov.ec2.sandbox"] is False
+    assert values["launchprov.ec2.endpoint_url"] is None
+
+
+def test_every_declared_setting_has_a_value_and_a_doc():
+    values = load({}, environ={})
+    assert set(values) == {setting.key for setting in SETTINGS}
+    assert all(setting.doc for setting in SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("key", "variable"),
+    [
+        ("launchprov.ec2.endpoint_url", "LAUNCHPROV_EC2_ENDPOINT_URL"),
+        ("launchprov.provider", "LAUNCHPROV_PROVIDER"),
+        ("launchprov.libcloud.driver_kwargs", "LAUNCHPROV_LIBCLOUD_DRIVER_KWARGS"),
+        ("launchprov.some-thing.x", "LAUNCHPROV_SOME_THING_X"),
+    ],
+)
+def test_environment_variable_names(key, variable):
+    assert env_var(key) == variable
+
+
+def test_ini_values_are_parsed_into_types():
+    values = load(
+        {
+            "launchprov.ec2.read_timeout": "2.5",
+            "launchprov.ec2.max_attempts": "1",
+            "launchprov.ec2.sandbox": "yes",
+            "launchprov.defaults.security_groups": "web, ssh\n  db",
+            "launchprov.libcloud.port": "5000",
+            "launchprov.libcloud.driver_kwargs": '{"ex_force_auth_url": "http://k"}',
+        },
+        environ={},
+    )
+    assert values["launchprov.ec2.read_timeout"] == 2.5
+    assert values["launchprov.ec2.max_attempts"] == 1
+    assert values["launchprov.ec2.sandbox"] is True
+    assert values["launchprov.defaults.security_groups"] == ("web", "ssh", "db")
+    assert values["launchprov.libcloud.port"] == 5000
+    assert values["launchprov.libcloud.driver_kwargs"] == {"ex_force_auth_url": "http://k"}
+
+
+def test_the_environment_wins_over_the_ini():
+    values = load(
+        {"launchprov.ec2.endpoint_url": "http://ini"},
+        environ={"LAUNCHPROV_EC2_ENDPOINT_URL": "http://env"},
+    )
+    assert values["launchprov.ec2.endpoint_url"] == "http://env"
+
+
+def test_typed_values_from_python_are_checked_too():
+    values = load({"launchprov.ec2.sandbox": True, "launchprov.ec2.max_attempts": 2}, environ={})
+    assert values["launchprov.ec2.sandbox"] is True and values["launchprov.ec2.max_attempts"] == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("launchprov.ec2.read_timeout", "soon"),
+        ("launchprov.ec2.read_timeout", "0"),
+        ("launchprov.ec2.max_attempts", "0"),
+        ("launchprov.ec2.retry_mode", "eager"),
+        ("launchprov.ec2.sandbox", "perhaps"),
+        ("launchprov.defaults.placement", "us-east-1"),
+        ("launchprov.defaults.security_groups", " , "),
+        ("launchprov.defaults.key_name", "  "),
+        ("launchprov.libcloud.port", "70000"),
+        ("launchprov.libcloud.driver_kwargs", "[1]"),
+        ("launchprov.libcloud.driver_kwargs", "{nope"),
+        ("launchprov.max_body_size", "-5"),
+    ],
+)
+def test_a_bad_value_names_its_key(key, value):
+    with pytest.raises(ConfigurationError, match=key.replace(".", r"\.")):
+        load({key: value}, environ={})
+
+
+def test_a_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigurationError, match="LAUNCHPROV_EC2_READ_TIMEOUT"):
+        load({}, environ={"LAUNCHPROV_EC2_READ_TIMEOUT": "x"})
+
+
+def test_unknown_settings_are_refused_not_ignored():
+    with pytest.raises(ConfigurationError, match=r"launchprov\.ec2\.readtimeout"):
+        load({"launchprov.ec2.readtimeout": "3", "pyramid.includes": ""}, environ={})
+
+
+def test_unknown_environment_variables_are_refused():
+    with pytest.raises(ConfigurationError, match="LAUNCHPROV_EC2_READTIMEOUT"):
+        load({}, environ={"LAUNCHPROV_EC2_READTIMEOUT": "3"})
