@@ -33,7 +33,7 @@ def test_a_bad_setting_stops_startup_naming_the_key(settings, key):
 
 def test_an_environment_variable_overrides_the_ini(monkeypatch):
     monkeypatch.setenv("LAUNCHPROV_PROVIDER", "nonsense")
-    with pytest.raises(ConfigurationError, match="launchprov.provider = 'nonsense'"):
+    with pytest.raises(ConfigurationError, match=r"launchprov\.provider = 'nonsense'"):
         launchprov.main({}, **{"launchprov.provider": "ec2"})
 
 

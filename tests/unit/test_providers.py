@@ -62,6 +62,6 @@ def test_a_third_party_adapter_by_dotted_path(path):
     ],
 )
 def test_a_bad_provider_stops_startup_naming_the_key(name, fragment):
-    with pytest.raises(ConfigurationError, match="launchprov.provider") as raised:
+    with pytest.raises(ConfigurationError, match=r"launchprov\.provider") as raised:
         provider_for(name)
     assert fragment in str(raised.value)

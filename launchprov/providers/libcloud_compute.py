@@ -1,0 +1,698 @@
+"""The Apache Libcloud adapter: launches through any libcloud compute driver.
+
+``launchprov.libcloud.driver`` names the driver (``ec2``, ``dummy``, ``openstack``, ...). The
+module is not called ``libcloud`` so that it cannot shadow the library.
+
+How launch parameters reach the driver
+--------------------------------------
+
+Each driver has one table, :data:`EC2_PARAMETERS` or :data:`GENERIC_PARAMETERS`. A parameter
+missing from a driver's table cannot be honoured by it: when the caller set it explicitly the
+launch is refused with :class:`UnsupportedParameters` before any call; a default the caller did
+not set simply does not apply.
+
+EC2 driver (one ``create_node`` call, which is one RunInstances)::
+
+    ami                                  image: NodeImage(id=ami), not looked up, so that EC2
+                                         itself validates it
+    instance_type                        size: NodeSize(id=instance_type), not looked up
+    min_count                            ex_mincount (MinCount)
+    max_count                            ex_maxcount (MaxCount)
+    key_name                             ex_keyname (KeyName)
+    security_groups                      ex_security_groups (SecurityGroup.N, names only: the
+                                         driver takes sg- ids only with a subnet, so ids are
+                                         refused)
+    user_data                            ex_userdata (UserData; libcloud does the base64)
+    placement                            location: EC2NodeLocation of the availability zone,
+                                         built without DescribeAvailabilityZones; the driver
+                                         is the one of the zone's region
+    placement_group                      ex_placement_group (Placement.GroupName)
+    instance_initiated_shutdown_behavior ex_terminate_on_shutdown: terminate -> True;
+                                         stop -> False, which sends nothing (EC2's default)
+    ebs_optimized                        ex_ebs_optimized: "true" when set, else not sent
+
+Every other driver (``create_node(name, size, image)``, once per instance)::
+
+    ami                                  image: NodeImage(id=ami)
+    instance_type                        size: NodeSize(id=instance_type)
+    min_count, max_count                 create_node is called up to max_count times and stops
+                                         at the first failure; with fewer than min_count
+                                         created, those are destroyed and the launch fails
+                                         (code PartialLaunch)
+
+Every instance is created with the node name ``launchprov`` (:data:`NODE_NAME`); the EC2 driver
+tags it ``Name=launchprov``.
+
+The EC2 namespace fix
+---------------------
+
+libcloud finds elements of EC2 replies in the namespace
+``http://ec2.amazonaws.com/doc/2016-11-15/`` (:data:`libcloud.compute.drivers.ec2.NAMESPACE`,
+with a trailing slash). moto writes ``http://ec2.amazonaws.com/doc/2016-11-15``, without it, so
+with libcloud's own classes every success reply parses as empty (``create_node`` returns ``[]``
+although instances were launched), and every error reply
+(``<Response><Errors><Error><Code>...``, in that namespace) is missed by libcloud's
+``findall("Errors/Error")`` and surfaces as ``BaseHTTPError('')``. :class:`TolerantEC2Response`
+rewrites that namespace to libcloud's in every parsed reply, and reads ``Error/Code`` and
+``Error/Message`` whatever their namespace, raising :class:`EC2ErrorReply` (the EC2 code, its
+message and the HTTP status). :class:`TolerantEC2Connection` uses that response class and
+:class:`TolerantEC2NodeDriver` that connection. Real EC2 replies, which already use libcloud's
+namespace, pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import requests.exceptions
+import urllib3.exceptions
+from libcloud.common import base as libcloud_base
+from libcloud.common.exceptions import BaseHTTPError
+from libcloud.common.types import InvalidCredsError, MalformedResponseError
+from libcloud.common.types import ProviderError as LibcloudProviderError
+from libcloud.compute.base import NodeDriver, NodeImage, NodeSize
+from libcloud.compute.drivers.ec2 import (
+    NAMESPACE,
+    EC2Connection,
+    EC2NodeDriver,
+    EC2NodeLocation,
+    EC2Response,
+    ExEC2AvailabilityZone,
+)
+from libcloud.compute.providers import get_driver
+from libcloud.utils.py3 import ET
+from zope.interface import implementer
+
+from launchprov.placement import region_of
+from launchprov.providers.ec2_common import IMAGE_ID, is_retryable, split_security_groups
+from launchprov.providers.interface import (
+    IProvider,
+    LaunchRequest,
+    ProviderError,
+    UnsupportedParameters,
+)
+from launchprov.settings import ConfigurationError
+
+NAME = "libcloud"
+log = logging.getLogger(__name__)
+
+#: The node name given to create_node. The EC2 driver tags every instance ``Name=<name>``.
+NODE_NAME = "launchprov"
+
+#: The code of a ProviderError raised when fewer than min_count nodes could be created one by
+#: one; those that were created have been destroyed.
+PARTIAL_LAUNCH = "PartialLaunch"
+
+#: Drivers that keep their state in the driver instance, so one instance must serve every
+#: thread. The dummy driver holds its nodes in a list on the instance: a driver per thread
+#: would give each thread its own cloud, and a node created by one could not be seen, or
+#: destroyed, by another.
+SHARED_DRIVERS = frozenset({"dummy"})
+
+#: The settings passed to every driver's constructor, and the keyword each one becomes.
+_CONSTRUCTOR_SETTINGS = {
+    "secret": "launchprov.libcloud.secret",
+    "secure": "launchprov.libcloud.secure",
+    "host": "launchprov.libcloud.host",
+    "port": "launchprov.libcloud.port",
+    "timeout": "launchprov.libcloud.timeout",
+    "region": "launchprov.libcloud.region",
+}
+
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+# -- the EC2 reply fix ----------------------------------------------------------------------
+
+
+class EC2ErrorReply(BaseHTTPError):
+    """EC2 answered a call with an error reply.
+
+    ``error_code`` is EC2's code (``InvalidAMIID.NotFound``), ``message`` its message and
+    ``status`` the HTTP status. (``code`` keeps libcloud's meaning: the HTTP status.)
+    """
+
+    def __init__(self, status: int, error_code: str, message: str, headers=None):
+        super().__init__(status, message, headers)
+        self.status = status
+        self.error_code = error_code
+
+    def __str__(self) -> str:
+        return f"{self.error_code}: {self.message}"
+
+
+def _local_name(tag) -> str:
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _normalise_namespace(root) -> None:
+    """Rewrite the EC2 namespace spelt without its trailing slash (moto) to libcloud's."""
+    bare = NAMESPACE.rstrip("/")
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.tag.startswith("{" + bare + "}"):
+            element.tag = "{" + NAMESPACE + "}" + _local_name(element.tag)
+
+
+def _parse_xml(body: str):
+    try:
+        return ET.XML(body)
+    except ValueError:  # a str with an encoding declaration, for parsers that refuse it
+        return ET.XML(body.encode("utf-8"))
+
+
+def summarise_body(body) -> str:
+    """A one-line digest of an unparseable reply: its HTML title, or its first line."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    match = _TITLE.search(text)
+    line = match.group(1) if match else next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    return line[:200] or "(empty body)"
+
+
+class TolerantEC2Response(EC2Response):
+    """An EC2 reply that parses whichever way the EC2 namespace is spelt (see the module doc)."""
+
+    def parse_body(self):
+        if not self.body:
+            return self.body
+        try:
+            root = _parse_xml(self.body)
+        except Exception:
+            raise MalformedResponseError(
+                f"HTTP {self.status} reply is not XML",
+                body=self.body,
+                driver=self.connection.driver,
+            ) from None
+        _normalise_namespace(root)
+        return root
+
+    def parse_error(self):
+        status = int(self.status)
+        try:
+            root = _parse_xml(self.body)
+        except Exception:
+            if status in (401, 403):
+                # A gateway refusing the credentials before EC2 saw the call.
+                raise InvalidCredsError(
+                    f"HTTP {status}: {summarise_body(self.body)}", driver=self.connection.driver
+                ) from None
+            raise MalformedResponseError(
+                f"HTTP {status} reply is not XML", body=self.body, driver=self.connection.driver
+            ) from None
+        for element in root.iter():
+            if _local_name(element.tag) != "Error":
+                continue
+            code = message = ""
+            for child in element:
+                if _local_name(child.tag) == "Code":
+                    code = (child.text or "").strip()
+                elif _local_name(child.tag) == "Message":
+                    message = (child.text or "").strip()
+            if code:
+                raise EC2ErrorReply(status, code, message, headers=self.headers)
+        # XML, but no EC2 error in it: name it by its status, as the boto3 adapter does.
+        raise EC2ErrorReply(status, f"HTTP{status}", summarise_body(self.body), self.headers)
+
+
+class TolerantEC2Connection(EC2Connection):
+    """The EC2 connection with :class:`TolerantEC2Response`, and never a retried request."""
+
+    responseCls = TolerantEC2Response
+
+    def request(self, *args, **kwargs):
+        # libcloud retries a failed request when LIBCLOUD_RETRY_FAILED_HTTP_REQUESTS is set in
+        # the environment. A RunInstances sent again without a client token can launch a second
+        # set of instances, so every call goes once; the caller decides about retrying.
+        kwargs["retry_failed"] = False
+        return super().request(*args, **kwargs)
+
+
+class TolerantEC2NodeDriver(EC2NodeDriver):
+    """libcloud's EC2 driver on :class:`TolerantEC2Connection`."""
+
+    connectionCls = TolerantEC2Connection
+
+
+# -- parameter tables -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Mapped:
+    """How one LaunchRequest field reaches a driver.
+
+    ``argument`` is the create_node keyword it becomes, and ``convert(driver, request)`` its
+    value; ``argument`` is None when the adapter uses the field itself (the counts of a driver
+    that creates nodes one by one).
+    """
+
+    argument: str | None
+    doc: str
+    convert: Callable[[NodeDriver, LaunchRequest], Any] | None = None
+
+
+def _image(driver: NodeDriver, request: LaunchRequest) -> NodeImage:
+    return NodeImage(id=request.ami, name=None, driver=driver)
+
+
+def _size(driver: NodeDriver, request: LaunchRequest) -> NodeSize:
+    return NodeSize(
+        id=request.instance_type,
+        name=request.instance_type,
+        ram=0,
+        disk=0,
+        bandwidth=None,
+        price=None,
+        driver=driver,
+    )
+
+
+def _location(driver: NodeDriver, request: LaunchRequest) -> EC2NodeLocation:
+    # The driver refuses a zone whose region_name is not its own; the driver is that region's.
+    zone = ExEC2AvailabilityZone(request.placement, "available", request.region)
+    return EC2NodeLocation(
+        id=request.placement,
+        name=request.placement,
+        country="",
+        driver=driver,
+        availability_zone=zone,
+    )
+
+
+_TERMINATE_ON_SHUTDOWN = {"terminate": True, "stop": False}
+
+
+def _terminate_on_shutdown(driver: NodeDriver, request: LaunchRequest) -> bool:
+    behaviour = request.instance_initiated_shutdown_behavior
+    if behaviour not in _TERMINATE_ON_SHUTDOWN:
+        raise UnsupportedParameters(
+            NAME,
+            {
+                "instance_initiated_shutdown_behavior": (
+                    f"the ec2 driver knows only {', '.join(_TERMINATE_ON_SHUTDOWN)}"
+                )
+            },
+        )
+    return _TERMINATE_ON_SHUTDOWN[behaviour]
+
+
+#: The EC2 driver: every parameter, in one create_node call.
+EC2_PARAMETERS: dict[str, Mapped] = {
+    "ami": Mapped("image", "NodeImage(id=ami), not looked up: EC2 validates it", _image),
+    "instance_type": Mapped("size", "NodeSize(id=instance_type), not looked up", _size),
+    "min_count": Mapped("ex_mincount", "MinCount", lambda d, r: r.min_count),
+    "max_count": Mapped("ex_maxcount", "MaxCount", lambda d, r: r.max_count),
+    "key_name": Mapped("ex_keyname", "KeyName", lambda d, r: r.key_name),
+    "security_groups": Mapped(
+        "ex_security_groups",
+        "SecurityGroup.N: names only (sg- ids are refused: the driver needs a subnet for them)",
+        lambda d, r: list(r.security_groups),
+    ),
+    "user_data": Mapped(
+        "ex_userdata", "UserData, base64-encoded by libcloud", lambda d, r: r.user_data
+    ),
+    "placement": Mapped(
+        "location", "EC2NodeLocation of the zone, with the zone's region", _location
+    ),
+    "placement_group": Mapped(
+        "ex_placement_group", "Placement.GroupName", lambda d, r: r.placement_group
+    ),
+    "instance_initiated_shutdown_behavior": Mapped(
+        "ex_terminate_on_shutdown",
+        "terminate -> True; stop -> False, which sends nothing: EC2's default is stop",
+        _terminate_on_shutdown,
+    ),
+    # libcloud sends the value as given, and a Python True would go out as "True".
+    "ebs_optimized": Mapped(
+        "ex_ebs_optimized",
+        "EbsOptimized=true when set, else not sent",
+        lambda d, r: "true" if r.ebs_optimized else None,
+    ),
+}
+
+#: Every other driver: create_node(name, size, image), called once per node.
+GENERIC_PARAMETERS: dict[str, Mapped] = {
+    "ami": Mapped("image", "NodeImage(id=ami), not looked up", _image),
+    "instance_type": Mapped("size", "NodeSize(id=instance_type), not looked up", _size),
+    "min_count": Mapped(
+        None, "fewer than min_count created: those created are destroyed, the launch fails"
+    ),
+    "max_count": Mapped(None, "create_node is called up to max_count times, one node each"),
+}
+
+
+def parameters_of(driver_name: str) -> dict[str, Mapped]:
+    """The parameter table of a driver."""
+    return EC2_PARAMETERS if driver_name == "ec2" else GENERIC_PARAMETERS
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _transport_reason(exc: Exception) -> Exception:
+    """The urllib3 error inside a requests error: the one that says what went wrong.
+
+    requests' own message repeats the whole URL, which for EC2 holds every query parameter,
+    user data included; the inner error names only host and port.
+    """
+    reason = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc
+    if isinstance(reason, urllib3.exceptions.MaxRetryError) and reason.reason is not None:
+        reason = reason.reason
+    return reason
+
+
+def _is_timeout(exc: Exception) -> bool:
+    if isinstance(exc, requests.exceptions.Timeout | TimeoutError):  # socket.timeout too
+        return True
+    if not isinstance(exc, requests.exceptions.ConnectionError):
+        return False
+    # A read that times out while the body streams in comes out as ConnectionError. urllib3's
+    # NewConnectionError (a refused connection) subclasses ConnectTimeoutError: not a time-out.
+    reason = _transport_reason(exc)
+    return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+        reason, urllib3.exceptions.NewConnectionError
+    )
+
+
+def provider_error(exc: Exception | None) -> ProviderError:
+    """Translate anything a libcloud driver raises into a ProviderError."""
+    if isinstance(exc, EC2ErrorReply):
+        retryable = is_retryable(exc.error_code, exc.status)
+        return ProviderError(NAME, exc.error_code, exc.message, retryable=retryable)
+    if isinstance(exc, InvalidCredsError):
+        return ProviderError(NAME, ProviderError.AUTH_FAILURE, str(exc.value), retryable=False)
+    if isinstance(exc, MalformedResponseError):
+        message = f"{exc.value}: {summarise_body(exc.body)}"
+        return ProviderError(NAME, ProviderError.MALFORMED_RESPONSE, message, retryable=True)
+    if isinstance(exc, BaseHTTPError):  # other drivers' error replies: only a status to go by
+        status = int(exc.code or 0)
+        retryable = status >= 500 or status == 429
+        return ProviderError(NAME, f"HTTP{status}", str(exc), retryable=retryable)
+    if isinstance(exc, LibcloudProviderError) and exc.http_code:
+        status = int(exc.http_code)
+        retryable = status >= 500 or status == 429
+        return ProviderError(NAME, f"HTTP{status}", str(exc.value), retryable=retryable)
+    if _is_timeout(exc):
+        message = str(_transport_reason(exc)) or type(exc).__name__
+        return ProviderError(NAME, ProviderError.TIMEOUT, message, retryable=True)
+    if isinstance(
+        exc,
+        requests.exceptions.ConnectionError
+        | requests.exceptions.ChunkedEncodingError
+        | ConnectionError
+        | socket.gaierror,
+    ):
+        message = str(_transport_reason(exc)) or type(exc).__name__
+        return ProviderError(NAME, ProviderError.UNREACHABLE, message, retryable=True)
+    return ProviderError(NAME, ProviderError.UNEXPECTED, f"{type(exc).__name__}: {exc}")
+
+
+def node_ids(created) -> list[str]:
+    """The ids of what create_node returned: a Node when one launched, a list when several."""
+    nodes = created if isinstance(created, list) else [created]
+    return [str(node.id) for node in nodes]
+
+
+# -- drivers --------------------------------------------------------------------------------
+
+
+def _retries_enabled() -> bool:
+    return bool(
+        os.environ.get("LIBCLOUD_RETRY_FAILED_HTTP_REQUESTS")
+        or libcloud_base.RETRY_FAILED_HTTP_REQUESTS
+    )
+
+
+def _ec2_factory(settings: dict[str, Any], driver_kwargs: dict[str, Any]):
+    missing = [
+        key
+        for key in ("launchprov.libcloud.key", "launchprov.libcloud.secret")
+        if not settings[key]
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"{' and '.join(missing)} must be set for launchprov.libcloud.driver = ec2 "
+            "(the access key id and the secret access key)"
+        )
+    # Signature version 2 is refused by every region opened since 2014 and by moto.
+    kwargs = {"signature_version": "4", **driver_kwargs}
+
+    def build(region: str | None) -> NodeDriver:
+        return TolerantEC2NodeDriver(
+            settings["launchprov.libcloud.key"],
+            settings["launchprov.libcloud.secret"],
+            secure=settings["launchprov.libcloud.secure"],
+            host=settings["launchprov.libcloud.host"],
+            port=settings["launchprov.libcloud.port"],
+            region=region,
+            # requests' timeout: it bounds the connection and then each read.
+            timeout=settings["launchprov.libcloud.timeout"],
+            **kwargs,
+        )
+
+    return build
+
+
+def _generic_factory(
+    driver_name: str, driver_cls: type, settings: dict[str, Any], driver_kwargs: dict[str, Any]
+):
+    """Build any other driver: the key first, then the settings its constructor takes."""
+    parameters = inspect.signature(driver_cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    kwargs: dict[str, Any] = {}
+    for argument, key in _CONSTRUCTOR_SETTINGS.items():
+        value = settings[key]
+        if value is None:
+            continue
+        if takes_any or argument in parameters:
+            kwargs[argument] = value
+        elif argument not in ("secure", "timeout"):  # these two always have a value
+            raise ConfigurationError(
+                f"{key} is set, but the {driver_name} driver's constructor takes no {argument}"
+            )
+    kwargs.update(driver_kwargs)
+    key = settings["launchprov.libcloud.key"]
+    if key is None and driver_name == "dummy":
+        key = "0"  # the dummy driver needs some credential; "0" gives it its two sample nodes
+    args = () if key is None else (key,)
+
+    def build(region: str | None) -> NodeDriver:
+        return driver_cls(*args, **kwargs)
+
+    return build
+
+
+@implementer(IProvider)
+class LibcloudProvider:
+    """Launches through an Apache Libcloud compute driver.
+
+    libcloud's Connection keeps per-request state (action, method, signing) on itself, so a
+    driver cannot be shared between threads: each thread builds its own on first use, one per
+    region, except for the drivers of :data:`SHARED_DRIVERS`.
+    """
+
+    name = NAME
+
+    def __init__(
+        self,
+        driver_name: str,
+        build_driver: Callable[[str | None], NodeDriver],
+        *,
+        region: str | None = None,
+        regions: frozenset[str] | None = None,
+    ):
+        """``build_driver(region)`` makes a driver; ``region`` is the one of a driver that
+        does not take it from the request; ``regions`` are those the EC2 driver knows."""
+        self.driver_name = driver_name
+        self.image_id_pattern = IMAGE_ID if driver_name == "ec2" else None
+        self.parameters = parameters_of(driver_name)
+        self._build_driver = build_driver
+        self._region = region
+        self._regions = regions
+        self._local = threading.local()
+        self._shared = build_driver(region) if driver_name in SHARED_DRIVERS else None
+        # The dummy driver numbers a node len(nodes) + 1: two threads at once would both
+        # create node n.
+        self._shared_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> LibcloudProvider:
+        configured = settings["launchprov.libcloud.driver"]
+        driver_name = configured.strip().lower()
+        try:
+            driver_cls = get_driver(driver_name)
+        except Exception as exc:  # AttributeError when unknown, Exception when retired
+            raise ConfigurationError(
+                f"launchprov.libcloud.driver = {configured!r}: {exc}"
+            ) from None
+        driver_kwargs = dict(settings["launchprov.libcloud.driver_kwargs"] or {})
+        clashes = sorted(set(driver_kwargs) & {"key", *_CONSTRUCTOR_SETTINGS})
+        if clashes:
+            raise ConfigurationError(
+                f"launchprov.libcloud.driver_kwargs: set {', '.join(clashes)} with "
+                + ", ".join(f"launchprov.libcloud.{name}" for name in clashes)
+            )
+        if driver_name == "ec2":
+            build = _ec2_factory(settings, driver_kwargs)
+            regions = frozenset(driver_cls.list_regions())
+            startup_region = region_of(settings["launchprov.defaults.placement"])
+            if startup_region not in regions:
+                raise ConfigurationError(
+                    f"launchprov.defaults.placement = {settings['launchprov.defaults.placement']!r}"
+                    f": libcloud's EC2 driver does not know region {startup_region}"
+                )
+            _, ids = split_security_groups(settings["launchprov.defaults.security_groups"])
+            if ids:
+                raise ConfigurationError(
+                    f"launchprov.defaults.security_groups: {', '.join(ids)}: libcloud's EC2 "
+                    "driver takes security-group ids only with a subnet; use group names"
+                )
+            options: dict[str, Any] = {"regions": regions}
+        else:
+            build = _generic_factory(driver_name, driver_cls, settings, driver_kwargs)
+            startup_region = settings["launchprov.libcloud.region"]
+            if _retries_enabled():
+                log.warning(
+                    "LIBCLOUD_RETRY_FAILED_HTTP_REQUESTS is on: the %s driver may send a "
+                    "create_node request twice and launch twice",
+                    driver_name,
+                )
+            options = {"region": startup_region}
+        try:
+            provider = cls(driver_name, build, **options)  # this builds a shared driver ...
+            provider.driver(startup_region)  # ... and this any other: bad arguments stop startup
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"launchprov.libcloud.driver = {configured!r}: cannot build the driver with "
+                f"the launchprov.libcloud.* settings and driver_kwargs: {exc}"
+            ) from None
+        return provider
+
+    def driver(self, region: str | None) -> NodeDriver:
+        """This thread's driver for ``region``, built on first use (or the shared one)."""
+        if self._shared is not None:
+            return self._shared
+        drivers = getattr(self._local, "drivers", None)
+        if drivers is None:
+            drivers = self._local.drivers = {}
+        driver = drivers.get(region)
+        if driver is None:
+            driver = drivers[region] = self._build_driver(region)
+        return driver
+
+    def launch(self, request: LaunchRequest) -> list[str]:
+        unsupported = {
+            name: f"the {self.driver_name} driver cannot honour {name}"
+            for name in sorted(request.explicit - self.parameters.keys())
+        }
+        if unsupported:
+            raise UnsupportedParameters(NAME, unsupported)
+        if self.driver_name == "ec2":
+            return self._launch_ec2(request)
+        if self._shared is not None:
+            with self._shared_lock:
+                return self._launch_one_by_one(request)
+        return self._launch_one_by_one(request)
+
+    def _launch_ec2(self, request: LaunchRequest) -> list[str]:
+        _, ids = split_security_groups(request.security_groups)
+        if ids:
+            raise UnsupportedParameters(
+                NAME,
+                {
+                    "security_groups": (
+                        f"libcloud's EC2 driver takes security-group ids ({', '.join(ids)}) "
+                        "only with a subnet, which launchprov does not send; give group names"
+                    )
+                },
+            )
+        try:
+            region = request.region
+        except ValueError as exc:
+            raise UnsupportedParameters(NAME, {"placement": str(exc)}) from None
+        if self._regions is not None and region not in self._regions:
+            raise UnsupportedParameters(
+                NAME, {"placement": f"libcloud's EC2 driver does not know region {region}"}
+            )
+        driver = self.driver(region)
+        arguments = {
+            mapped.argument: mapped.convert(driver, request) for mapped in self.parameters.values()
+        }
+        try:
+            created = driver.create_node(name=NODE_NAME, **arguments)
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+        launched = node_ids(created)
+        if len(launched) < request.min_count:
+            # Instances may be running that the reply did not list: no blind retry.
+            raise ProviderError(
+                NAME,
+                ProviderError.MALFORMED_RESPONSE,
+                f"the RunInstances reply lists {len(launched)} instance(s), fewer than "
+                f"min_count = {request.min_count}",
+                retryable=False,
+            )
+        return launched
+
+    def _launch_one_by_one(self, request: LaunchRequest) -> list[str]:
+        driver = self.driver(self._region)
+        arguments = {
+            mapped.argument: mapped.convert(driver, request)
+            for mapped in self.parameters.values()
+            if mapped.argument is not None
+        }
+        created = []
+        failure: Exception | None = None
+        for _ in range(request.max_count):
+            try:
+                created.append(driver.create_node(name=NODE_NAME, **arguments))
+            except Exception as exc:  # anything the SDK raises is a provider failure
+                failure = exc
+                break
+        if len(created) >= request.min_count:
+            if failure is not None:
+                log.warning(
+                    "created %d of at most %d nodes, at least %d required; then: %r",
+                    len(created),
+                    request.max_count,
+                    request.min_count,
+                    failure,
+                )
+            return node_ids(created)
+        # Fewer than min_count (<= max_count) were created: a create_node call failed.
+        error = provider_error(failure)
+        if not created:
+            raise error from failure
+        kept = self._destroy(driver, created)
+        outcome = "they were destroyed"
+        if kept:
+            outcome = f"destroying them failed for {', '.join(kept)}, which may still run"
+        raise ProviderError(
+            NAME,
+            PARTIAL_LAUNCH,
+            f"{len(created)} of the {request.min_count} instances required were created, "
+            f"then {error.code}: {error.message}; {outcome}",
+            retryable=error.retryable,
+        ) from failure
+
+    def _destroy(self, driver: NodeDriver, nodes) -> list[str]:
+        """Destroy ``nodes`` as far as possible; return the ids of those that were not."""
+        kept = []
+        for node in nodes:
+            try:
+                destroyed = driver.destroy_node(node)
+            except Exception:  # best effort: the launch has failed already
+                log.exception("cannot destroy node %s of a failed launch", node.id)
+                kept.append(str(node.id))
+                continue
+            if destroyed is False:
+                log.error("the driver did not destroy node %s of a failed launch", node.id)
+                kept.append(str(node.id))
+        return kept
