@@ -7,6 +7,7 @@ and turn every failure of their SDK into a :class:`ProviderError`.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 from zope.interface import Attribute, Interface
 
@@ -33,12 +34,77 @@ class LaunchRequest:
     placement_group: str | None = None
     instance_initiated_shutdown_behavior: str = "terminate"
     ebs_optimized: bool = False
+    #: Tags applied to every launched instance at launch (EC2's rules, checked by the schema).
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
     explicit: frozenset[str] = frozenset()
 
     @property
     def region(self) -> str:
         """The EC2 region of ``placement`` (``us-east-1b`` -> ``us-east-1``)."""
         return region_of(self.placement)
+
+
+#: The one vocabulary of instance states, on every provider. Adapters map their own states into
+#: it in one table each.
+STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated", "unknown")
+
+#: The actions of POST /v1/instances/{id}/{action} (and terminate, DELETE).
+ACTIONS = ("terminate", "stop", "start", "reboot")
+
+
+#: The states an action cannot start from: EC2's rules, applied by every adapter before it acts,
+#: so that every provider answers alike (moto, for one, would start a terminated instance).
+#: Terminate is allowed from every state: terminating twice is not an error.
+FORBIDDEN_STATES = {
+    "terminate": frozenset(),
+    "stop": frozenset({"shutting-down", "terminated"}),
+    "start": frozenset({"stopping", "shutting-down", "terminated"}),
+    "reboot": frozenset({"stopping", "stopped", "shutting-down", "terminated"}),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Instance:
+    """An instance as every provider describes it; None where the provider does not know."""
+
+    id: str
+    state: str
+    instance_type: str | None = None
+    ami: str | None = None
+    placement: str | None = None
+    key_name: str | None = None
+    security_groups: tuple[str, ...] = ()
+    private_ip: str | None = None
+    public_ip: str | None = None
+    private_dns: str | None = None
+    public_dns: str | None = None
+    #: Timezone-aware, UTC.
+    launch_time: datetime | None = None
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstanceQuery:
+    """Which instances to list, and which page of them.
+
+    Filters combine with AND; the values of one filter with OR (``states=("running",
+    "pending")``). ``tags`` maps a tag key to the values it may have.
+    """
+
+    region: str
+    ids: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    tags: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    limit: int = 100
+    #: The ``next`` token of the previous page, as the adapter made it; None for the first.
+    page_token: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstancePage:
+    instances: list[Instance]
+    #: An opaque token for the following page, or None when this page is the last.
+    next_token: str | None
 
 
 class ProviderError(Exception):
@@ -81,10 +147,59 @@ class UnsupportedParameters(Exception):
         self.reasons = dict(reasons)
 
 
+class InstanceNotFound(Exception):
+    """The provider does not know an instance of that id (in that region)."""
+
+    def __init__(self, provider: str, instance_id: str, message: str | None = None):
+        super().__init__(message or f"no instance {instance_id}")
+        self.provider = provider
+        self.instance_id = instance_id
+        self.message = message or f"the {provider} provider knows no instance {instance_id}"
+
+
+class ActionNotSupported(Exception):
+    """The active provider cannot perform an action at all (the dummy driver cannot stop)."""
+
+    def __init__(self, provider: str, action: str, reason: str):
+        super().__init__(f"{provider} cannot {action}: {reason}")
+        self.provider = provider
+        self.action = action
+        self.reason = reason
+
+
+class InvalidState(Exception):
+    """The instance's state forbids the action (starting a terminated instance)."""
+
+    def __init__(self, provider: str, instance_id: str, action: str, message: str):
+        super().__init__(message)
+        self.provider = provider
+        self.instance_id = instance_id
+        self.action = action
+        self.message = message
+
+
+def ensure_allowed(provider: str, instance: Instance, action: str) -> None:
+    """Raise :class:`InvalidState` when ``instance``'s state forbids ``action``."""
+    if instance.state in FORBIDDEN_STATES[action]:
+        raise InvalidState(
+            provider,
+            instance.id,
+            action,
+            f"cannot {action} instance {instance.id}: it is {instance.state}",
+        )
+
+
+class InvalidPageToken(Exception):
+    """A ``next`` token that this provider did not make (or that was altered)."""
+
+
 class IProvider(Interface):
     """A cloud backend that launches instances."""
 
     name = Attribute("Short name shown to callers in error bodies, e.g. 'ec2' or 'libcloud'.")
+    instance_id_pattern = Attribute(
+        "A compiled regex that every instance id must match, or None for no fixed format."
+    )
     image_id_pattern = Attribute(
         "A compiled regex that every image id must match, or None when the backend has no "
         "fixed format. Used by request validation, so a malformed id is a 400, not a 408."
@@ -98,3 +213,35 @@ class IProvider(Interface):
         parameter the backend cannot honour, and :class:`ProviderError` on any failure of the
         backend.
         """
+
+    def describe(instance_id, region):
+        """The :class:`Instance` of that id; :class:`InstanceNotFound` if it is unknown."""
+
+    def list_instances(query):
+        """One :class:`InstancePage` of the instances that match an :class:`InstanceQuery`.
+
+        Follows the provider's own pages: never stops at the first, never gives an instance
+        twice across the pages of one listing. A ``page_token`` this provider did not make
+        raises :class:`InvalidPageToken`.
+        """
+
+    def terminate(instance_id, region):
+        """Terminate an instance; return the :class:`Instance` as it is after the call.
+
+        Terminating an instance that is already terminated succeeds. Raises
+        :class:`InstanceNotFound` or :class:`ProviderError`.
+        """
+
+    def stop(instance_id, region):
+        """Stop an instance; return it as it is after the call.
+
+        Raises :class:`InstanceNotFound`, :class:`ActionNotSupported` (the provider cannot stop
+        at all), :class:`InvalidState` (the instance's state forbids it) or
+        :class:`ProviderError`.
+        """
+
+    def start(instance_id, region):
+        """Start a stopped instance; return it as it is after the call. Raises as ``stop``."""
+
+    def reboot(instance_id, region):
+        """Reboot an instance; return it as it is after the call. Raises as ``stop``."""
