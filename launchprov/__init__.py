@@ -6,6 +6,7 @@ from pyramid.config import Configurator
 
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
+from launchprov.schemas import Validators
 from launchprov.settings import load
 
 log = logging.getLogger(__name__)
@@ -19,9 +20,17 @@ def main(global_config, **settings):
     """
     launchprov_settings = load(settings)
     provider = create_provider(launchprov_settings)
+    defaults = {
+        name: launchprov_settings[f"launchprov.defaults.{name}"]
+        for name in ("key_name", "security_groups", "placement")
+    }
+    validators = Validators(defaults, provider)
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.registerUtility(provider, IProvider)
+        # Views reach the provider and the bound schemas through the request.
+        config.add_request_method(lambda request: provider, "provider", reify=True)
+        config.add_request_method(lambda request: validators, "validators", reify=True)
         config.include(".routes")
         config.include(".errors")
         config.include(".views")

@@ -14,7 +14,14 @@ from typing import Any
 
 from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed, HTTPNotFound
 
-from launchprov.providers.interface import ProviderError, UnsupportedParameters
+from launchprov.providers.interface import (
+    ActionNotSupported,
+    InstanceNotFound,
+    InvalidPageToken,
+    InvalidState,
+    ProviderError,
+    UnsupportedParameters,
+)
 from launchprov.routes import ROUTES
 
 log = logging.getLogger(__name__)
@@ -107,6 +114,27 @@ def provider_error_view(exc: ProviderError, request):
     return _render(request, status, body)
 
 
+def instance_not_found_view(exc: InstanceNotFound, request):
+    details = [detail("path", "id", "no such instance")]
+    return _render(request, 404, error_body(404, exc.message, details))
+
+
+def invalid_state_view(exc: InvalidState, request):
+    details = [detail("path", "id", exc.message)]
+    return _render(request, 409, error_body(409, exc.message, details))
+
+
+def action_not_supported_view(exc: ActionNotSupported, request):
+    message = f"the {exc.provider} provider cannot {exc.action}: {exc.reason}"
+    return _render(request, 501, error_body(501, message, [detail("path", "action", exc.reason)]))
+
+
+def invalid_page_token_view(exc: InvalidPageToken, request):
+    message = f"next: {exc}"
+    details = [detail("querystring", "next", str(exc))]
+    return _render(request, 400, error_body(400, message, details))
+
+
 def http_exception_view(exc: HTTPException, request):
     headers = {}
     message = exc.detail or exc.explanation or exc.title
@@ -135,6 +163,10 @@ def includeme(config):
     config.add_exception_view(api_error_view, context=APIError)
     config.add_exception_view(unsupported_parameters_view, context=UnsupportedParameters)
     config.add_exception_view(provider_error_view, context=ProviderError)
+    config.add_exception_view(instance_not_found_view, context=InstanceNotFound)
+    config.add_exception_view(invalid_state_view, context=InvalidState)
+    config.add_exception_view(action_not_supported_view, context=ActionNotSupported)
+    config.add_exception_view(invalid_page_token_view, context=InvalidPageToken)
     config.add_exception_view(http_exception_view, context=HTTPException)
     config.add_exception_view(unexpected_error_view, context=Exception)
     for name in ROUTES:

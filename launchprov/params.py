@@ -86,6 +86,16 @@ def parse_text_pairs(text: str, location: str) -> dict[str, list[str]]:
     return values
 
 
+def _query_text(request) -> str:
+    # WSGI hands the query string over as latin-1 text of the raw bytes.
+    return _decode(request.environ.get("QUERY_STRING", "").encode("latin-1"), "querystring")
+
+
+def read_query(request) -> Params:
+    """The query string's parameters (GET, DELETE and POST of the instance routes)."""
+    return Params("querystring", True, parse_text_pairs(_query_text(request), "querystring"))
+
+
 def read_params(request, max_body_size: int) -> Params:
     """Read the parameters of ``request``; raise an APIError for a body that cannot be read."""
     if request.content_length is not None and request.content_length > max_body_size:
@@ -93,8 +103,7 @@ def read_params(request, max_body_size: int) -> Params:
     body = request.body
     if len(body) > max_body_size:
         raise BodyTooLarge(f"the body is larger than {max_body_size} bytes")
-    # WSGI hands the query string over as latin-1 text of the raw bytes.
-    query = _decode(request.environ.get("QUERY_STRING", "").encode("latin-1"), "querystring")
+    query = _query_text(request)
 
     if not body:
         return Params("querystring", True, parse_text_pairs(query, "querystring"))

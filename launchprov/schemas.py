@@ -23,12 +23,22 @@ import colander
 
 from launchprov.errors import InvalidParameters, detail
 from launchprov.params import Params
-from launchprov.placement import is_zone
-from launchprov.providers.interface import LaunchRequest
+from launchprov.placement import REGION_PATTERN, is_zone, region_of
+from launchprov.providers.interface import STATES, InstanceQuery, LaunchRequest
 
 MAX_STRING = 255
 MAX_COUNT = 1000
 MAX_SECURITY_GROUPS = 100
+MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+MAX_LIST_LIMIT = 1000
+DEFAULT_LIST_LIMIT = 100
+MAX_FILTER_VALUES = 200
+#: In a form body or a query string a tag is a parameter ``tag:KEY`` whose value is the value.
+TAG_PREFIX = "tag:"
+#: Ids of instances on providers with no fixed format: safe in a path and in a log line.
+GENERIC_INSTANCE_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 #: EC2's limit on user data, counted in bytes of the raw (not yet base64-encoded) text.
 MAX_USER_DATA_BYTES = 16384
 
@@ -173,6 +183,59 @@ class StringList(_StrictType):
         return tuple(value)
 
 
+class TagMap(_StrictType):
+    """Tags: a JSON object of key to value, or ``tag:KEY=VALUE`` parameters in text input.
+
+    EC2's rules: at most 50 pairs, keys of 1 to 128 characters not starting with ``aws:``,
+    values of at most 256. With ``several_values`` (list filters) a key may be given more than
+    once in text, and each key maps to the tuple of its values.
+    """
+
+    expected = "an object of tag keys to string values"
+
+    def __init__(self, several_values: bool = False):
+        self.several_values = several_values
+
+    def from_text(self, node, values):
+        if not isinstance(values, dict):  # a parameter named "tags" itself
+            raise colander.Invalid(node, f"give tags as {TAG_PREFIX}KEY=VALUE parameters")
+        if self.several_values:
+            return self.check(node, {key: tuple(given) for key, given in values.items()})
+        tags = {}
+        for key, given in values.items():
+            if len(given) != 1:
+                raise colander.Invalid(node, f"tag {key!r} given {len(given)} times; give it once")
+            tags[key] = given[0]
+        return self.check(node, tags)
+
+    def from_json(self, node, value):
+        if not isinstance(value, dict):
+            raise self.wrong_type(node, value)
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise colander.Invalid(
+                    node, f"tag {key!r}: expected a string value, got {json_type(item)}"
+                )
+        return self.check(node, value)
+
+    def check(self, node, tags: dict):
+        if len(tags) > MAX_TAGS:
+            raise colander.Invalid(node, f"at most {MAX_TAGS} tags, got {len(tags)}")
+        for key, value in tags.items():
+            if not 1 <= len(key) <= MAX_TAG_KEY:
+                raise colander.Invalid(node, f"tag keys have 1 to {MAX_TAG_KEY} characters")
+            if key.lower().startswith("aws:"):
+                raise colander.Invalid(node, f"tag {key!r}: keys starting with aws: are reserved")
+            for item in value if isinstance(value, tuple) else (value,):
+                if len(item) > MAX_TAG_VALUE:
+                    raise colander.Invalid(
+                        node, f"tag {key!r}: values have at most {MAX_TAG_VALUE} characters"
+                    )
+                _check_text(node, item)
+            _check_text(node, key)
+        return dict(tags)
+
+
 def _max_utf8_bytes(limit: int):
     def validator(node, value):
         size = len(value.encode("utf-8"))
@@ -245,17 +308,71 @@ class LaunchSchema(colander.MappingSchema):
         StrictString(), missing="terminate", validator=colander.OneOf(["stop", "terminate"])
     )
     ebs_optimized = colander.SchemaNode(StrictBoolean(), missing=False)
+    tags = colander.SchemaNode(TagMap(), missing=colander.deferred(lambda node, kw: {}))
 
     def __init__(self, *args, **kw):
         kw.setdefault("validator", _counts_in_order)
         super().__init__(*args, **kw)
 
 
-def bind_launch_schema(*, textual: bool, defaults: Mapping[str, Any], image_id_pattern):
-    """A LaunchSchema bound for one kind of input; build it once, use it for every request."""
-    return LaunchSchema().bind(
-        textual=textual, defaults=dict(defaults), image_id_pattern=image_id_pattern
+def _each(check, message: str):
+    """A validator applying ``check`` to every item of a list."""
+
+    def validator(node, values):
+        bad = [value for value in values if not check(value)]
+        if bad:
+            raise colander.Invalid(node, f"{message}: {', '.join(map(repr, bad[:5]))}")
+
+    return validator
+
+
+@colander.deferred
+def _instance_ids_validator(node, kw):
+    pattern = kw.get("instance_id_pattern") or GENERIC_INSTANCE_ID
+    return _each(pattern.match, "not instance ids of this provider")
+
+
+def _region(node, value):
+    if not re.fullmatch(REGION_PATTERN, value):
+        raise colander.Invalid(node, "expected a region name such as us-east-1")
+
+
+_region_node = colander.SchemaNode(
+    StrictString(),
+    name="region",
+    validator=_region,
+    missing=colander.deferred(lambda node, kw: region_of(kw["defaults"]["placement"])),
+)
+
+
+def _limit_in_range(node, value):
+    if not 1 <= value <= MAX_LIST_LIMIT:
+        raise colander.Invalid(node, f"must be from 1 to {MAX_LIST_LIMIT}, got {value}")
+
+
+class InstanceQuerySchema(colander.MappingSchema):
+    """The query string of GET /v1/instances."""
+
+    id = colander.SchemaNode(
+        StringList(MAX_FILTER_VALUES, MAX_STRING), missing=(), validator=_instance_ids_validator
     )
+    state = colander.SchemaNode(
+        StringList(len(STATES), MAX_STRING),
+        missing=(),
+        validator=_each(STATES.__contains__, f"states are {', '.join(STATES)}; not"),
+    )
+    tags = colander.SchemaNode(TagMap(several_values=True), missing={})
+    limit = colander.SchemaNode(
+        StrictInteger(), missing=DEFAULT_LIST_LIMIT, validator=_limit_in_range
+    )
+    next = colander.SchemaNode(StrictString(), missing=None, validator=colander.Length(1, 4096))
+    region = _region_node.clone()
+
+
+class InstanceTargetSchema(colander.MappingSchema):
+    """The query string of the routes of one instance: which region it lives in."""
+
+    region = _region_node.clone()
 
 
 def errors_by_name(schema: colander.SchemaNode, error: colander.Invalid) -> dict[str, str]:
@@ -265,30 +382,80 @@ def errors_by_name(schema: colander.SchemaNode, error: colander.Invalid) -> dict
     return dict(sorted(flat.items(), key=lambda item: order.get(item[0], len(order))))
 
 
-class LaunchValidator:
-    """Turns request parameters into a LaunchRequest; schemas are bound once, at startup."""
+def _fold_tags(values: dict[str, Any]) -> dict[str, Any]:
+    """Text input: gather the ``tag:KEY`` parameters into one ``tags`` parameter."""
+    tags = {
+        key[len(TAG_PREFIX) :]: value for key, value in values.items() if key.startswith(TAG_PREFIX)
+    }
+    if not tags or "tags" in values:
+        return values
+    folded = {key: value for key, value in values.items() if not key.startswith(TAG_PREFIX)}
+    folded["tags"] = tags
+    return folded
 
-    def __init__(self, defaults, image_id_pattern):
-        self.schemas = {
-            textual: bind_launch_schema(
-                textual=textual, defaults=defaults, image_id_pattern=image_id_pattern
-            )
-            for textual in (False, True)
+
+def deserialize(schema: colander.SchemaNode, params: Params) -> tuple[dict[str, Any], set[str]]:
+    """Validate ``params`` with a bound schema: (values, names the caller gave).
+
+    Raises InvalidParameters naming every unknown, missing or invalid parameter at once.
+    """
+    known = {child.name for child in schema.children}
+    values = _fold_tags(params.values) if params.textual and "tags" in known else params.values
+    problems = {name: "unknown parameter" for name in values if name not in known}
+    given = {name: value for name, value in values.items() if name in known}
+    appstruct = None
+    try:
+        appstruct = schema.deserialize(given)
+    except colander.Invalid as error:
+        problems.update(errors_by_name(schema, error))
+    if problems:
+        details = [detail(params.location, name, text) for name, text in problems.items()]
+        raise InvalidParameters(f"invalid or missing parameters: {', '.join(problems)}", details)
+    return appstruct, set(given)
+
+
+class Validators:
+    """Every schema, bound once at startup for this deployment's defaults and provider."""
+
+    def __init__(self, defaults: Mapping[str, Any], provider):
+        bindings = {
+            "defaults": dict(defaults),
+            "image_id_pattern": provider.image_id_pattern,
+            "instance_id_pattern": provider.instance_id_pattern,
         }
+        self.instance_id_pattern = provider.instance_id_pattern or GENERIC_INSTANCE_ID
+        self.launch_schemas = {
+            textual: LaunchSchema().bind(textual=textual, **bindings) for textual in (False, True)
+        }
+        self.query_schema = InstanceQuerySchema().bind(textual=True, **bindings)
+        self.target_schema = InstanceTargetSchema().bind(textual=True, **bindings)
 
-    def validate(self, params: Params) -> LaunchRequest:
-        """Return the LaunchRequest, or raise InvalidParameters naming every bad parameter."""
-        schema = self.schemas[params.textual]
-        known = {child.name for child in schema.children}
-        problems = {name: "unknown parameter" for name in params.values if name not in known}
-        given = {name: value for name, value in params.values.items() if name in known}
-        appstruct = None
+    def launch(self, params: Params) -> LaunchRequest:
+        values, given = deserialize(self.launch_schemas[params.textual], params)
+        return LaunchRequest(**values, explicit=frozenset(given))
+
+    def instance_query(self, params: Params) -> InstanceQuery:
+        values, _ = deserialize(self.query_schema, params)
+        return InstanceQuery(
+            region=values["region"],
+            ids=values["id"],
+            states=values["state"],
+            tags=values["tags"],
+            limit=values["limit"],
+            page_token=values["next"],
+        )
+
+    def instance_target(self, instance_id: str, params: Params) -> tuple[str, str]:
+        """(instance id, region) of a request about one instance."""
+        details = []
+        if not self.instance_id_pattern.match(instance_id):
+            details.append(detail("path", "id", "not an instance id of this provider"))
+        values = None
         try:
-            appstruct = schema.deserialize(given)
-        except colander.Invalid as error:
-            problems.update(errors_by_name(schema, error))
-        if problems:
-            details = [detail(params.location, name, text) for name, text in problems.items()]
-            names = ", ".join(problems)
+            values, _ = deserialize(self.target_schema, params)
+        except InvalidParameters as error:
+            details += error.details
+        if details:
+            names = ", ".join(item["name"] for item in details)
             raise InvalidParameters(f"invalid or missing parameters: {names}", details)
-        return LaunchRequest(**appstruct, explicit=frozenset(given))
+        return instance_id, values["region"]

@@ -7,6 +7,7 @@ lock and every waitress thread shares them; a client costs hundreds of milliseco
 from __future__ import annotations
 
 import threading
+from datetime import UTC
 from typing import Any
 
 import boto3
@@ -25,8 +26,27 @@ from botocore.parsers import ResponseParserError
 from zope.interface import implementer
 
 from launchprov.placement import region_of
-from launchprov.providers.ec2_common import IMAGE_ID, is_retryable, split_security_groups
-from launchprov.providers.interface import IProvider, LaunchRequest, ProviderError
+from launchprov.providers import paging
+from launchprov.providers.ec2_common import (
+    IMAGE_ID,
+    INSTANCE_ID,
+    INVALID_STATE_CODES,
+    NOT_FOUND_CODES,
+    is_retryable,
+    split_security_groups,
+    state_of,
+)
+from launchprov.providers.interface import (
+    Instance,
+    InstanceNotFound,
+    InstancePage,
+    InstanceQuery,
+    InvalidState,
+    IProvider,
+    LaunchRequest,
+    ProviderError,
+    ensure_allowed,
+)
 from launchprov.settings import ConfigurationError
 
 NAME = "ec2"
@@ -54,7 +74,42 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
         params["SecurityGroupIds"] = ids
     if request.user_data:
         params["UserData"] = request.user_data  # boto3 does the base64
+    if request.tags:
+        tags = [{"Key": key, "Value": value} for key, value in request.tags.items()]
+        params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": tags}]
     return params
+
+
+def describe_filters(query: InstanceQuery) -> list[dict[str, Any]]:
+    """DescribeInstances filters for a query (filters by id, so that MaxResults is allowed)."""
+    filters = []
+    if query.ids:
+        filters.append({"Name": "instance-id", "Values": list(query.ids)})
+    if query.states:
+        filters.append({"Name": "instance-state-name", "Values": list(query.states)})
+    for key, values in query.tags.items():
+        filters.append({"Name": f"tag:{key}", "Values": list(values)})
+    return filters
+
+
+def to_instance(raw: dict[str, Any]) -> Instance:
+    """An Instance from one item of a DescribeInstances reply."""
+    launch_time = raw.get("LaunchTime")
+    return Instance(
+        id=raw["InstanceId"],
+        state=state_of(raw.get("State", {}).get("Name")),
+        instance_type=raw.get("InstanceType") or None,
+        ami=raw.get("ImageId") or None,
+        placement=raw.get("Placement", {}).get("AvailabilityZone") or None,
+        key_name=raw.get("KeyName") or None,
+        security_groups=tuple(group["GroupName"] for group in raw.get("SecurityGroups", [])),
+        private_ip=raw.get("PrivateIpAddress") or None,
+        public_ip=raw.get("PublicIpAddress") or None,
+        private_dns=raw.get("PrivateDnsName") or None,
+        public_dns=raw.get("PublicDnsName") or None,
+        launch_time=launch_time.astimezone(UTC) if launch_time else None,
+        tags={tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])},
+    )
 
 
 def provider_error(exc: Exception) -> ProviderError:
@@ -84,6 +139,7 @@ class EC2Provider:
 
     name = NAME
     image_id_pattern = IMAGE_ID
+    instance_id_pattern = INSTANCE_ID
 
     def __init__(self, config: Config, endpoint_url: str | None = None, session=None):
         self._config = config
@@ -135,10 +191,70 @@ class EC2Provider:
                     self._clients[region] = client
         return client
 
-    def launch(self, request: LaunchRequest) -> list[str]:
-        params = run_instances_params(request)
+    def _call(self, region: str, operation: str, instance_id: str | None = None, **params):
+        """Call EC2; turn its failures into launchprov's exceptions."""
         try:
-            reply = self.client(request.region).run_instances(**params)
+            return getattr(self.client(region), operation)(**params)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", "")
+            if instance_id is not None and code in NOT_FOUND_CODES:
+                raise InstanceNotFound(NAME, instance_id) from exc
+            if instance_id is not None and code in INVALID_STATE_CODES:
+                action = operation.removesuffix("_instances")
+                raise InvalidState(NAME, instance_id, action, message or code) from exc
+            raise provider_error(exc) from exc
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc) from exc
+
+    def launch(self, request: LaunchRequest) -> list[str]:
+        reply = self._call(request.region, "run_instances", **run_instances_params(request))
         return [instance["InstanceId"] for instance in reply["Instances"]]
+
+    def describe(self, instance_id: str, region: str) -> Instance:
+        reply = self._call(region, "describe_instances", instance_id, InstanceIds=[instance_id])
+        for reservation in reply["Reservations"]:
+            for raw in reservation["Instances"]:
+                return to_instance(raw)
+        raise InstanceNotFound(NAME, instance_id)
+
+    def list_instances(self, query: InstanceQuery) -> InstancePage:
+        filters = describe_filters(query)
+
+        def fetch(token: str | None, page_size: int):
+            params: dict[str, Any] = {"Filters": filters, "MaxResults": page_size}
+            if token:
+                params["NextToken"] = token
+            reply = self._call(query.region, "describe_instances", **params)
+            instances = [
+                to_instance(raw)
+                for reservation in reply["Reservations"]
+                for raw in reservation["Instances"]
+            ]
+            return instances, reply.get("NextToken") or None
+
+        # EC2 takes MaxResults from 5 to 1000.
+        page_size = max(5, min(1000, query.limit))
+        instances, token = paging.page(fetch, query.limit, query.page_token, page_size)
+        return InstancePage(instances, token)
+
+    def _act(self, instance_id: str, region: str, action: str, operation: str) -> Instance:
+        ensure_allowed(NAME, self.describe(instance_id, region), action)
+        self._call(region, operation, instance_id, InstanceIds=[instance_id])
+        return self.describe(instance_id, region)
+
+    def terminate(self, instance_id: str, region: str) -> Instance:
+        instance = self.describe(instance_id, region)
+        if instance.state == "terminated":
+            return instance
+        self._call(region, "terminate_instances", instance_id, InstanceIds=[instance_id])
+        return self.describe(instance_id, region)
+
+    def stop(self, instance_id: str, region: str) -> Instance:
+        return self._act(instance_id, region, "stop", "stop_instances")
+
+    def start(self, instance_id: str, region: str) -> Instance:
+        return self._act(instance_id, region, "start", "start_instances")
+
+    def reboot(self, instance_id: str, region: str) -> Instance:
+        return self._act(instance_id, region, "reboot", "reboot_instances")

@@ -5,6 +5,9 @@ import re
 #: What an EC2 AMI id looks like: ``ami-`` and 8 or 17 hex digits.
 IMAGE_ID = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 
+#: What an EC2 instance id looks like: ``i-`` and 8 or 17 hex digits.
+INSTANCE_ID = re.compile(r"\Ai-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+
 #: Security-group values of this shape are ids (SecurityGroupIds); anything else is a name.
 SECURITY_GROUP_ID = re.compile(r"\Asg-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 
@@ -26,6 +29,28 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+
+
+#: The instance states of EC2, mapped onto launchprov's vocabulary (they coincide).
+STATES = {
+    "pending": "pending",
+    "running": "running",
+    "stopping": "stopping",
+    "stopped": "stopped",
+    "shutting-down": "shutting-down",
+    "terminated": "terminated",
+}
+
+#: EC2 error codes meaning "no such instance".
+NOT_FOUND_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
+
+#: EC2 error codes meaning "the instance's state forbids this".
+INVALID_STATE_CODES = frozenset({"IncorrectInstanceState", "IncorrectState"})
+
+
+def state_of(ec2_state: str | None) -> str:
+    """launchprov's name for an EC2 state name; ``unknown`` for anything else."""
+    return STATES.get(ec2_state or "", "unknown")
 
 
 def is_retryable(code: str, http_status: int) -> bool:

@@ -30,6 +30,13 @@ EC2 driver (one ``create_node`` call, which is one RunInstances)::
     instance_initiated_shutdown_behavior ex_terminate_on_shutdown: terminate -> True;
                                          stop -> False, which sends nothing (EC2's default)
     ebs_optimized                        ex_ebs_optimized: "true" when set, else not sent
+    tags                                 ex_metadata (TagSpecification.1, ResourceType
+                                         instance): exactly the caller's tags. libcloud also
+                                         tags every instance Name=<name>, so a caller's Name
+                                         tag goes as ``name``; without one the driver is given
+                                         :data:`UNNAMED`, whose tag :class:`TolerantEC2Connection`
+                                         removes from the request (the other tags renumbered
+                                         from 1; no TagSpecification at all when none remain)
 
 Every other driver (``create_node(name, size, image)``, once per instance)::
 
@@ -40,8 +47,54 @@ Every other driver (``create_node(name, size, image)``, once per instance)::
                                          created, those are destroyed and the launch fails
                                          (code PartialLaunch)
 
-Every instance is created with the node name ``launchprov`` (:data:`NODE_NAME`); the EC2 driver
-tags it ``Name=launchprov``.
+They name every node ``launchprov`` (:data:`NODE_NAME`) and cannot honour tags.
+
+The life of an instance
+-----------------------
+
+``terminate``, ``stop``, ``start`` and ``reboot`` describe the instance first, refuse what its
+state forbids (:func:`~launchprov.providers.interface.ensure_allowed`, before any call: moto
+would start a terminated instance), make one call, and describe it again. Terminating a
+terminated instance makes no call. ::
+
+    action     EC2 driver (one request)   every other driver (NodeDriver method)
+    describe   DescribeInstances, Filter  list_nodes, found by id
+               instance-id
+    list       DescribeInstances, Filters list_nodes, filtered here, in the driver's order
+               instance-id, instance-
+               state-name, tag:KEY; paged
+    terminate  TerminateInstances         destroy_node
+    stop       StopInstances              stop_node
+    start      StartInstances             start_node
+    reboot     RebootInstances            reboot_node
+
+libcloud's ``list_nodes`` is not used for EC2: it ignores NextToken (it stops at the first
+page) and makes a DescribeAddresses call besides. Pages are cut by
+:func:`launchprov.providers.paging.page` out of DescribeInstances pages of MaxResults =
+limit, within EC2's 5..1000. EC2 errors ``InvalidInstanceID.NotFound``/``.Malformed`` become
+:class:`InstanceNotFound`, ``IncorrectInstanceState``/``IncorrectState``
+:class:`InvalidState`.
+
+Whether a call succeeded: an EC2 error reply raises :class:`EC2ErrorReply`, so an HTTP 200
+reply IS EC2 accepting the call, whether or not it carries ``<return>`` (moto's
+RebootInstances reply does not, and libcloud's ``reboot_node`` reads that as False); only an
+explicit ``<return>false</return>`` is a refusal (code ActionRefused, not retryable). Another
+driver's method answering False is a refusal too (ActionRefused, retryable: its drivers give no
+reason). A driver without the method (libcloud's NodeDriver raises NotImplementedError for it)
+gives :class:`ActionNotSupported`: the dummy driver cannot stop or start.
+
+States, one table per driver kind: the EC2 driver reads EC2's own state name
+(``extra["status"]``; libcloud's NODE_STATE_MAP makes stopping and shutting-down UNKNOWN) and
+maps it with :data:`launchprov.providers.ec2_common.STATES`, which the boto3 adapter shares;
+every other driver's libcloud NodeState is mapped by :data:`NODE_STATES`.
+
+The dummy driver
+----------------
+
+``dummy`` is :class:`CloudlikeDummyNodeDriver`: libcloud's DummyNodeDriver with ids from a
+counter (libcloud's are len(nodes) + 1, and repeat after a destroy), the image and size a node
+was created with, a launch time, and destroyed nodes kept, terminated, as EC2 keeps terminated
+instances visible.
 
 The EC2 namespace fix
 ---------------------
@@ -64,12 +117,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import logging
 import os
 import re
 import socket
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import requests.exceptions
@@ -78,7 +133,8 @@ from libcloud.common import base as libcloud_base
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.common.types import InvalidCredsError, MalformedResponseError
 from libcloud.common.types import ProviderError as LibcloudProviderError
-from libcloud.compute.base import NodeDriver, NodeImage, NodeSize
+from libcloud.compute.base import Node, NodeDriver, NodeImage, NodeSize
+from libcloud.compute.drivers.dummy import DummyNodeDriver
 from libcloud.compute.drivers.ec2 import (
     NAMESPACE,
     EC2Connection,
@@ -88,28 +144,84 @@ from libcloud.compute.drivers.ec2 import (
     ExEC2AvailabilityZone,
 )
 from libcloud.compute.providers import get_driver
+from libcloud.compute.types import NodeState
 from libcloud.utils.py3 import ET
+from libcloud.utils.xml import findall, findtext
 from zope.interface import implementer
 
 from launchprov.placement import region_of
-from launchprov.providers.ec2_common import IMAGE_ID, is_retryable, split_security_groups
+from launchprov.providers import paging
+from launchprov.providers.ec2_common import (
+    IMAGE_ID,
+    INSTANCE_ID,
+    INVALID_STATE_CODES,
+    NOT_FOUND_CODES,
+    is_retryable,
+    split_security_groups,
+    state_of,
+)
 from launchprov.providers.interface import (
+    ActionNotSupported,
+    Instance,
+    InstanceNotFound,
+    InstancePage,
+    InstanceQuery,
+    InvalidState,
     IProvider,
     LaunchRequest,
     ProviderError,
     UnsupportedParameters,
+    ensure_allowed,
 )
 from launchprov.settings import ConfigurationError
 
 NAME = "libcloud"
 log = logging.getLogger(__name__)
 
-#: The node name given to create_node. The EC2 driver tags every instance ``Name=<name>``.
+#: The node name given to the create_node of every driver but EC2.
 NODE_NAME = "launchprov"
+
+#: The name given to the EC2 driver's create_node when the caller set no Name tag: libcloud
+#: tags every instance Name=<name>, and TolerantEC2Connection removes a Name tag of this value
+#: from RunInstances. No caller's tag can hold it: request validation refuses "\x00".
+UNNAMED = "\x00launchprov-unnamed\x00"
 
 #: The code of a ProviderError raised when fewer than min_count nodes could be created one by
 #: one; those that were created have been destroyed.
 PARTIAL_LAUNCH = "PartialLaunch"
+
+#: The code of a ProviderError raised when a provider answers an action with a refusal.
+ACTION_REFUSED = "ActionRefused"
+
+#: How each action is performed: the NodeDriver method of a driver other than EC2, and the
+#: EC2 API call the EC2 driver sends.
+ACTION_CALLS = {
+    "terminate": ("destroy_node", "TerminateInstances"),
+    "stop": ("stop_node", "StopInstances"),
+    "start": ("start_node", "StartInstances"),
+    "reboot": ("reboot_node", "RebootInstances"),
+}
+
+#: libcloud's node states (of every driver but EC2) in launchprov's vocabulary.
+NODE_STATES = {
+    NodeState.RUNNING: "running",
+    NodeState.STARTING: "pending",
+    NodeState.PENDING: "pending",
+    NodeState.REBOOTING: "running",  # as EC2: a rebooting instance stays running
+    NodeState.STOPPING: "stopping",
+    NodeState.STOPPED: "stopped",
+    NodeState.SUSPENDED: "stopped",  # not running, and can be resumed
+    NodeState.PAUSED: "stopped",
+    NodeState.TERMINATED: "terminated",
+    NodeState.ERROR: "unknown",
+    NodeState.UNKNOWN: "unknown",
+    NodeState.MIGRATING: "running",  # moved (live) to another host
+    NodeState.RECONFIGURING: "running",  # resized or in maintenance, not stopped
+    # Being rebuilt or updated (Linode, Azure), to come back up: on its way, like pending.
+    NodeState.UPDATING: "pending",
+    # No driver of libcloud 3.9 reports it, and it says nothing about running.
+    NodeState.NORMAL: "unknown",
+}
 
 #: Drivers that keep their state in the driver instance, so one instance must serve every
 #: thread. The dummy driver holds its nodes in a list on the instance: a driver per thread
@@ -227,18 +339,106 @@ class TolerantEC2Connection(EC2Connection):
 
     responseCls = TolerantEC2Response
 
-    def request(self, *args, **kwargs):
+    def request(self, action, params=None, *args, **kwargs):
         # libcloud retries a failed request when LIBCLOUD_RETRY_FAILED_HTTP_REQUESTS is set in
         # the environment. A RunInstances sent again without a client token can launch a second
         # set of instances, so every call goes once; the caller decides about retrying.
         kwargs["retry_failed"] = False
-        return super().request(*args, **kwargs)
+        if params and params.get("Action") == "RunInstances":
+            params = without_unnamed_tag(params)
+        return super().request(action, params, *args, **kwargs)
+
+
+_TAG_SPECIFICATION = "TagSpecification.1."
+_TAG_PARAMETER = re.compile(r"\ATagSpecification\.1\.Tag\.(\d+)\.(Key|Value)\Z")
+
+
+def without_unnamed_tag(params: dict[str, Any]) -> dict[str, Any]:
+    """RunInstances parameters without the tag Name=:data:`UNNAMED`.
+
+    The other tags are renumbered from 1; with none left, no TagSpecification is sent at all.
+    """
+    tags: dict[int, dict[str, str]] = {}
+    others = {}
+    for key, value in params.items():
+        match = _TAG_PARAMETER.match(key)
+        if match:
+            tags.setdefault(int(match[1]), {})[match[2]] = value
+        elif key != _TAG_SPECIFICATION + "ResourceType":
+            others[key] = value
+    kept = [tags[number] for number in sorted(tags)]
+    kept = [tag for tag in kept if tag != {"Key": "Name", "Value": UNNAMED}]
+    if len(kept) == len(tags):
+        return params
+    if kept:
+        others[_TAG_SPECIFICATION + "ResourceType"] = params[_TAG_SPECIFICATION + "ResourceType"]
+    for number, tag in enumerate(kept, start=1):
+        for field, value in tag.items():
+            others[f"{_TAG_SPECIFICATION}Tag.{number}.{field}"] = value
+    return others
+
+
+def as_list(created) -> list[Node]:
+    """What create_node returned as a list: a Node when one was created, a list when several."""
+    return created if isinstance(created, list) else [created]
 
 
 class TolerantEC2NodeDriver(EC2NodeDriver):
-    """libcloud's EC2 driver on :class:`TolerantEC2Connection`."""
+    """libcloud's EC2 driver on :class:`TolerantEC2Connection`, with Name tags left optional."""
 
     connectionCls = TolerantEC2Connection
+
+    def create_node(self, name=None, **kwargs):
+        """libcloud's create_node; with ``name`` None the instances get no Name tag."""
+        created = super().create_node(name=UNNAMED if name is None else name, **kwargs)
+        if name is None:  # libcloud names and tags the nodes it returns after the sentinel
+            for node in as_list(created):
+                node.name = node.id
+                node.extra["tags"] = {
+                    key: value for key, value in node.extra["tags"].items() if key != "Name"
+                }
+        return created
+
+
+class CloudlikeDummyNodeDriver(DummyNodeDriver):
+    """libcloud's dummy driver, behaving as a cloud does where launchprov looks.
+
+    Node ids come from a counter (libcloud's are len(nodes) + 1, which repeat after a
+    destroy); a node keeps the image and size it was created with and its launch time; a
+    destroyed node stays listed, terminated, as EC2 keeps a terminated instance visible.
+    """
+
+    def __init__(self, creds):
+        super().__init__(creds)
+        # next() of a count is atomic: threads sharing the driver never get the same id.
+        self._numbers = itertools.count(len(self.nl) + 1)
+
+    def create_node(self, name, size, image):
+        node = Node(
+            id=str(next(self._numbers)),
+            name=name,
+            state=NodeState.RUNNING,
+            public_ips=[],
+            private_ips=[],
+            driver=self,
+            size=size,
+            image=image,
+            created_at=datetime.now(UTC),
+            extra={},
+        )
+        self.nl.append(node)
+        return node
+
+    def destroy_node(self, node):
+        node.state = NodeState.TERMINATED
+        return True
+
+
+#: The drivers launchprov builds instead of libcloud's own.
+DRIVER_CLASSES: dict[str, type[NodeDriver]] = {
+    "ec2": TolerantEC2NodeDriver,
+    "dummy": CloudlikeDummyNodeDriver,
+}
 
 
 # -- parameter tables -----------------------------------------------------------------------
@@ -335,6 +535,10 @@ EC2_PARAMETERS: dict[str, Mapped] = {
         "EbsOptimized=true when set, else not sent",
         lambda d, r: "true" if r.ebs_optimized else None,
     ),
+    # A Name tag also goes as create_node's name: see _launch_ec2.
+    "tags": Mapped(
+        "ex_metadata", "TagSpecification.1: exactly these tags", lambda d, r: dict(r.tags)
+    ),
 }
 
 #: Every other driver: create_node(name, size, image), called once per node.
@@ -415,12 +619,11 @@ def provider_error(exc: Exception | None) -> ProviderError:
 
 
 def node_ids(created) -> list[str]:
-    """The ids of what create_node returned: a Node when one launched, a list when several."""
-    nodes = created if isinstance(created, list) else [created]
-    return [str(node.id) for node in nodes]
+    """The ids of what create_node returned."""
+    return [str(node.id) for node in as_list(created)]
 
 
-# -- drivers --------------------------------------------------------------------------------
+# -- drivers ---------------------------------------------------------------------------------
 
 
 def _retries_enabled() -> bool:

@@ -22,6 +22,10 @@ class Backend:
     ec2: object | None
     #: Where that EC2 listens; None for moto's in-process mock.
     endpoint_url: str | None = None
+    #: A well-formed id of no instance.
+    missing_id: str = "i-0123456789abcdef0"
+    #: Whether the provider can stop and start instances (the dummy driver cannot: 501).
+    can_stop: bool = True
 
 
 def ec2_backend(request) -> Backend:
@@ -48,7 +52,7 @@ def libcloud_ec2_backend(request) -> Backend:
 
 def libcloud_dummy_backend(request) -> Backend:
     app = make_app(**{"launchprov.provider": "libcloud", "launchprov.libcloud.driver": "dummy"})
-    return Backend("libcloud-dummy", app, None)
+    return Backend("libcloud-dummy", app, None, missing_id="987654", can_stop=False)
 
 
 BACKENDS = {

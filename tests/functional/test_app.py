@@ -68,6 +68,7 @@ class BrokenProvider:
 
     name = "broken"
     image_id_pattern = None
+    instance_id_pattern = None
 
     @classmethod
     def from_settings(cls, settings):
@@ -75,6 +76,24 @@ class BrokenProvider:
 
     def launch(self, request):
         raise RuntimeError("secret internal detail")
+
+    def describe(self, instance_id, region):
+        raise NotImplementedError
+
+    def list_instances(self, query):
+        raise NotImplementedError
+
+    def terminate(self, instance_id, region):
+        raise NotImplementedError
+
+    def stop(self, instance_id, region):
+        raise NotImplementedError
+
+    def start(self, instance_id, region):
+        raise NotImplementedError
+
+    def reboot(self, instance_id, region):
+        raise NotImplementedError
 
 
 def test_an_unexpected_error_is_a_json_500_without_a_traceback(caplog):

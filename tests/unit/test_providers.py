@@ -15,6 +15,7 @@ from launchprov.settings import ConfigurationError, load
 class ThirdPartyProvider:
     name = "third-party"
     image_id_pattern = None
+    instance_id_pattern = None
 
     @classmethod
     def from_settings(cls, settings):
@@ -22,6 +23,24 @@ class ThirdPartyProvider:
 
     def launch(self, request):
         return ["x-1"]
+
+    def describe(self, instance_id, region):
+        raise NotImplementedError
+
+    def list_instances(self, query):
+        raise NotImplementedError
+
+    def terminate(self, instance_id, region):
+        raise NotImplementedError
+
+    def stop(self, instance_id, region):
+        raise NotImplementedError
+
+    def start(self, instance_id, region):
+        raise NotImplementedError
+
+    def reboot(self, instance_id, region):
+        raise NotImplementedError
 
 
 class NotAProvider:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from launchprov.errors import InvalidParameters
 from launchprov.params import Params
-from launchprov.providers.ec2_common import IMAGE_ID
+from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID
 from launchprov.providers.interface import LaunchRequest
-from launchprov.schemas import MAX_USER_DATA_BYTES, LaunchValidator
+from launchprov.schemas import MAX_USER_DATA_BYTES, Validators
 
 SEED_DEFAULTS = {
     "key_name": "scalacity_dev1",
@@ -16,6 +18,19 @@ SEED_DEFAULTS = {
     "placement": "us-east-1b",
 }
 REQUIRED = {"ami": "ami-760aaa0f", "instance_type": "t2.micro"}
+
+
+class LaunchValidator:
+    """The launch validation of :class:`Validators` for a provider with this AMI format."""
+
+    def __init__(self, defaults, image_id_pattern, instance_id_pattern=INSTANCE_ID):
+        provider = SimpleNamespace(
+            image_id_pattern=image_id_pattern, instance_id_pattern=instance_id_pattern
+        )
+        self.validators = Validators(defaults, provider)
+
+    def validate(self, params):
+        return self.validators.launch(params)
 
 
 @pytest.fixture
@@ -54,6 +69,7 @@ def test_only_required_gives_the_seed_defaults(validator):
         placement_group=None,
         instance_initiated_shutdown_behavior="terminate",
         ebs_optimized=False,
+        tags={},
         explicit=frozenset({"ami", "instance_type"}),
     )
 
