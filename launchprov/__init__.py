@@ -4,6 +4,8 @@ import logging
 
 from pyramid.config import Configurator
 
+from launchprov.logs import install_record_factory, use_json_lines
+from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
 from launchprov.schemas import Validators
@@ -18,8 +20,12 @@ def main(global_config, **settings):
     Every ``launchprov.*`` setting is parsed and the provider is built here, so that a bad
     setting stops startup with a message naming its key instead of failing a request later.
     """
+    install_record_factory()
     launchprov_settings = load(settings)
-    provider = create_provider(launchprov_settings)
+    if launchprov_settings["launchprov.log_format"] == "json":
+        use_json_lines()
+    metrics = Metrics()
+    provider = MeteredProvider(create_provider(launchprov_settings), metrics)
     defaults = {
         name: launchprov_settings[f"launchprov.defaults.{name}"]
         for name in ("key_name", "security_groups", "placement")
@@ -27,10 +33,12 @@ def main(global_config, **settings):
     validators = Validators(defaults, provider)
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
+        config.registry.launchprov_metrics = metrics
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request.
         config.add_request_method(lambda request: provider, "provider", reify=True)
         config.add_request_method(lambda request: validators, "validators", reify=True)
+        config.include(".tweens")
         config.include(".routes")
         config.include(".errors")
         config.include(".views")

@@ -35,6 +35,7 @@ def error_body(
     message: str,
     details: list[dict[str, str]] | None = None,
     provider: dict[str, Any] | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """Build the JSON error body for ``status``: the only place that shapes one."""
     body: dict[str, Any] = {
@@ -42,6 +43,7 @@ def error_body(
         "error": HTTPStatus(status).phrase,
         "message": message,
         "details": details or [],
+        "request_id": request_id,
     }
     if provider is not None:
         body["provider"] = provider
@@ -79,6 +81,7 @@ class BodyTooLarge(APIError):
 
 
 def _render(request, status: int, body: dict[str, Any], headers=None):
+    body["request_id"] = getattr(request, "request_id", None)
     response = request.response
     response.status_int = status
     response.content_type = "application/json"
@@ -86,6 +89,11 @@ def _render(request, status: int, body: dict[str, Any], headers=None):
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def error_response(request, status: int, message: str, details=None, headers=None):
+    """A response carrying the error body, for code outside the exception views."""
+    return _render(request, status, error_body(status, message, details), headers)
 
 
 def api_error_view(exc: APIError, request):

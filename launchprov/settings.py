@@ -144,6 +144,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body accepted, in bytes; a larger one is answered with 413.",
     ),
     Setting(
+        "launchprov.log_format",
+        "text",
+        one_of("text", "json"),
+        "Log lines as text, or as one JSON object per line (for a log pipeline). Applies to "
+        "every handler of the root logger that the .ini's logging section sets up.",
+    ),
+    Setting(
+        "launchprov.readiness_timeout",
+        "2",
+        positive_float,
+        "Seconds that GET /readyz waits for its one cheap provider call.",
+    ),
+    Setting(
         "launchprov.defaults.key_name",
         "scalacity_dev1",
         text,

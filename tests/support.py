@@ -46,7 +46,7 @@ def make_app(**settings) -> webtest.TestApp:
     return webtest.TestApp(launchprov.main({}, **settings))
 
 
-ERROR_KEYS = {"status", "error", "message", "details"}
+ERROR_KEYS = {"status", "error", "message", "details", "request_id"}
 
 
 def assert_error_body(response, status: int) -> dict:
@@ -66,6 +66,7 @@ def assert_error_body(response, status: int) -> dict:
         assert set(body["provider"]) == {"name", "code", "message", "retryable"}
         assert body["provider"]["code"] and body["provider"]["message"]
     assert "Traceback" not in response.text
+    assert body["request_id"] == response.headers["X-Request-ID"]
     return body
 
 

@@ -141,12 +141,20 @@ class EC2Provider:
     image_id_pattern = IMAGE_ID
     instance_id_pattern = INSTANCE_ID
 
-    def __init__(self, config: Config, endpoint_url: str | None = None, session=None):
+    def __init__(
+        self,
+        config: Config,
+        endpoint_url: str | None = None,
+        session=None,
+        default_region: str = "us-east-1",
+    ):
         self._config = config
         self._endpoint_url = endpoint_url
         self._session = session or boto3.session.Session()
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._default_region = default_region
+        self._ping_clients: dict[float, Any] = {}
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> EC2Provider:
@@ -171,7 +179,11 @@ class EC2Provider:
                 "mode": settings["launchprov.ec2.retry_mode"],
             },
         )
-        provider = cls(config, endpoint_url=settings["launchprov.ec2.endpoint_url"])
+        provider = cls(
+            config,
+            endpoint_url=settings["launchprov.ec2.endpoint_url"],
+            default_region=default_region,
+        )
         provider.client(default_region)  # built now, so that no request pays for it
         return provider
 
@@ -204,6 +216,27 @@ class EC2Provider:
                 action = operation.removesuffix("_instances")
                 raise InvalidState(NAME, instance_id, action, message or code) from exc
             raise provider_error(exc) from exc
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+
+    def ping(self, timeout: float) -> None:
+        # A client of its own: one attempt, short time-outs, whatever the launch settings say.
+        client = self._ping_clients.get(timeout)
+        if client is None:
+            with self._lock:
+                client = self._session.client(
+                    "ec2",
+                    region_name=self._default_region,
+                    endpoint_url=self._endpoint_url,
+                    config=Config(
+                        connect_timeout=timeout,
+                        read_timeout=timeout,
+                        retries={"total_max_attempts": 1, "mode": "standard"},
+                    ),
+                )
+            self._ping_clients[timeout] = client
+        try:
+            client.describe_availability_zones()
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc) from exc
 

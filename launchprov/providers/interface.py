@@ -214,6 +214,12 @@ class IProvider(Interface):
         backend.
         """
 
+    def ping(timeout):
+        """Make one cheap call to the provider, bounded by ``timeout`` seconds (readiness).
+
+        Returns None when the provider answered; raises :class:`ProviderError` otherwise.
+        """
+
     def describe(instance_id, region):
         """The :class:`Instance` of that id; :class:`InstanceNotFound` if it is unknown."""
 

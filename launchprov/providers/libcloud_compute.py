@@ -623,7 +623,150 @@ def node_ids(created) -> list[str]:
     return [str(node.id) for node in as_list(created)]
 
 
-# -- drivers ---------------------------------------------------------------------------------
+# -- instances ------------------------------------------------------------------------------
+
+
+def _first(values) -> str | None:
+    return values[0] if values else None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A timezone-aware UTC datetime; a naive one is taken to be UTC already."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def ec2_instance(node: Node) -> Instance:
+    """The Instance of a node the EC2 driver parsed from a DescribeInstances reply."""
+    extra = node.extra
+    # libcloud keeps "" for an empty element (<keyName/>): unknown.
+    text = {key: value or None for key, value in extra.items() if isinstance(value, str)}
+    return Instance(
+        id=node.id,
+        state=state_of(text.get("status")),
+        instance_type=text.get("instance_type"),
+        ami=text.get("image_id"),
+        placement=text.get("availability"),
+        key_name=text.get("key_name"),
+        security_groups=tuple(
+            group["group_name"] for group in extra.get("groups") or () if group["group_name"]
+        ),
+        private_ip=_first(node.private_ips),
+        public_ip=_first(node.public_ips),
+        private_dns=text.get("private_dns"),
+        public_dns=text.get("dns_name"),
+        launch_time=_utc(node.created_at),
+        tags=dict(extra.get("tags") or {}),
+    )
+
+
+def node_instance(node: Node) -> Instance:
+    """The Instance of a node of any driver but EC2: what every driver knows of a node."""
+    return Instance(
+        id=str(node.id),
+        state=NODE_STATES.get(node.state, "unknown"),
+        instance_type=None if node.size is None else str(node.size.id),
+        ami=None if node.image is None else str(node.image.id),
+        private_ip=_first(node.private_ips),
+        public_ip=_first(node.public_ips),
+        launch_time=_utc(node.created_at),
+    )
+
+
+def matches(instance: Instance, query: InstanceQuery) -> bool:
+    """Whether an instance passes every filter of a query."""
+    return (
+        (not query.ids or instance.id in query.ids)
+        and (not query.states or instance.state in query.states)
+        and all(instance.tags.get(key) in values for key, values in query.tags.items())
+    )
+
+
+def ec2_filters(query: InstanceQuery) -> dict[str, list[str]]:
+    """The DescribeInstances filters of a query (its states are EC2's state names)."""
+    filters = {f"tag:{key}": list(values) for key, values in query.tags.items()}
+    if query.ids:
+        filters["instance-id"] = list(query.ids)
+    if query.states:
+        filters["instance-state-name"] = list(query.states)
+    return filters
+
+
+def ec2_request(
+    driver: NodeDriver,
+    params: dict[str, str],
+    instance_id: str | None = None,
+    action: str | None = None,
+):
+    """Send one EC2 API call; return the parsed reply.
+
+    An error naming no such instance is :class:`InstanceNotFound` and one naming its state
+    :class:`InvalidState` (for a call about ``instance_id``, doing ``action``); any other
+    failure a ProviderError.
+    """
+    try:
+        return driver.connection.request(driver.path, params=params).object
+    except EC2ErrorReply as exc:
+        if instance_id is not None and exc.error_code in NOT_FOUND_CODES:
+            raise InstanceNotFound(NAME, instance_id) from exc
+        if action is not None and exc.error_code in INVALID_STATE_CODES:
+            raise InvalidState(NAME, instance_id or "", action, exc.message) from exc
+        raise provider_error(exc) from exc
+    except Exception as exc:  # anything the SDK raises is a provider failure
+        raise provider_error(exc) from exc
+
+
+def ec2_instances(
+    driver: NodeDriver, filters: dict[str, list[str]], page_size: int, token: str | None
+) -> tuple[list[Instance], str | None]:
+    """One DescribeInstances page: its instances, and EC2's token of the next page or None."""
+    params = {
+        "Action": "DescribeInstances",
+        "MaxResults": str(max(5, min(1000, page_size))),  # EC2 refuses any other
+        **driver._build_filters(filters),
+    }
+    if token is not None:
+        params["NextToken"] = token
+    reply = ec2_request(driver, params)
+    instances = [
+        ec2_instance(node)
+        for reservation in findall(reply, "reservationSet/item", NAMESPACE)
+        for node in driver._to_nodes(reservation, "instancesSet/item")
+    ]
+    return instances, findtext(reply, "nextToken", NAMESPACE) or None
+
+
+def ec2_act(driver: NodeDriver, action: str, instance_id: str) -> None:
+    """Send the EC2 call of ``action`` on one instance."""
+    call = ACTION_CALLS[action][1]
+    reply = ec2_request(driver, {"Action": call, "InstanceId.1": instance_id}, instance_id, action)
+    # An HTTP 200 reply is EC2 accepting the call (an error reply raised EC2ErrorReply), with
+    # or without <return>true</return>: moto's RebootInstances reply has none, and libcloud's
+    # reboot_node reads that as a failure. Only an explicit <return>false</return> refuses.
+    if findtext(reply, "return", NAMESPACE) == "false":
+        raise ProviderError(
+            NAME,
+            ACTION_REFUSED,
+            f"EC2 answered {call} of {instance_id} with return false",
+            retryable=False,
+        )
+
+
+def needs_call(instance: Instance, action: str) -> bool:
+    """Whether ``action`` must reach the provider; InvalidState when the state forbids it.
+
+    Terminating a terminated instance needs no call: it is done.
+    """
+    if action == "terminate" and instance.state == "terminated":
+        return False
+    ensure_allowed(NAME, instance, action)
+    return True
+
+
+# -- drivers --------------------------------------------------------------------------------
 
 
 def _retries_enabled() -> bool:
@@ -715,22 +858,20 @@ class LibcloudProvider:
         does not take it from the request; ``regions`` are those the EC2 driver knows."""
         self.driver_name = driver_name
         self.image_id_pattern = IMAGE_ID if driver_name == "ec2" else None
+        self.instance_id_pattern = INSTANCE_ID if driver_name == "ec2" else None
         self.parameters = parameters_of(driver_name)
         self._build_driver = build_driver
         self._region = region
         self._regions = regions
         self._local = threading.local()
         self._shared = build_driver(region) if driver_name in SHARED_DRIVERS else None
-        # The dummy driver numbers a node len(nodes) + 1: two threads at once would both
-        # create node n.
-        self._shared_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> LibcloudProvider:
         configured = settings["launchprov.libcloud.driver"]
         driver_name = configured.strip().lower()
         try:
-            driver_cls = get_driver(driver_name)
+            driver_cls = DRIVER_CLASSES.get(driver_name) or get_driver(driver_name)
         except Exception as exc:  # AttributeError when unknown, Exception when retired
             raise ConfigurationError(
                 f"launchprov.libcloud.driver = {configured!r}: {exc}"
@@ -799,10 +940,16 @@ class LibcloudProvider:
             raise UnsupportedParameters(NAME, unsupported)
         if self.driver_name == "ec2":
             return self._launch_ec2(request)
-        if self._shared is not None:
-            with self._shared_lock:
-                return self._launch_one_by_one(request)
         return self._launch_one_by_one(request)
+
+    def _ec2_driver(self, region: str, parameter: str = "region") -> NodeDriver:
+        """This thread's EC2 driver of ``region``; UnsupportedParameters naming ``parameter``
+        when libcloud does not know the region."""
+        if self._regions is not None and region not in self._regions:
+            raise UnsupportedParameters(
+                NAME, {parameter: f"libcloud's EC2 driver does not know region {region}"}
+            )
+        return self.driver(region)
 
     def _launch_ec2(self, request: LaunchRequest) -> list[str]:
         _, ids = split_security_groups(request.security_groups)
@@ -820,16 +967,13 @@ class LibcloudProvider:
             region = request.region
         except ValueError as exc:
             raise UnsupportedParameters(NAME, {"placement": str(exc)}) from None
-        if self._regions is not None and region not in self._regions:
-            raise UnsupportedParameters(
-                NAME, {"placement": f"libcloud's EC2 driver does not know region {region}"}
-            )
-        driver = self.driver(region)
+        driver = self._ec2_driver(region, "placement")
         arguments = {
             mapped.argument: mapped.convert(driver, request) for mapped in self.parameters.values()
         }
         try:
-            created = driver.create_node(name=NODE_NAME, **arguments)
+            # No name: no Name tag (TolerantEC2NodeDriver), as the boto3 adapter.
+            created = driver.create_node(name=request.tags.get("Name"), **arguments)
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc) from exc
         launched = node_ids(created)
@@ -899,3 +1043,98 @@ class LibcloudProvider:
                 log.error("the driver did not destroy node %s of a failed launch", node.id)
                 kept.append(str(node.id))
         return kept
+
+    # -- the life of an instance -----------------------------------------------------------
+
+    def _fetch(self, query: InstanceQuery) -> paging.Fetch:
+        """fetch(provider_token, page_size) for :func:`paging.page`: the query's instances."""
+        if self.driver_name == "ec2":
+            driver = self._ec2_driver(query.region)
+            filters = ec2_filters(query)
+            return lambda token, page_size: ec2_instances(driver, filters, page_size, token)
+
+        def fetch_all(token, page_size):  # one page: every node, in the driver's order
+            instances = [node_instance(node) for node in self._nodes()]
+            return [instance for instance in instances if matches(instance, query)], None
+
+        return fetch_all
+
+    def describe(self, instance_id: str, region: str) -> Instance:
+        if self.driver_name != "ec2":
+            return node_instance(self._node(instance_id))
+        # EC2 may answer a filtered call with empty pages and a NextToken: the pager follows.
+        query = InstanceQuery(region, ids=(instance_id,))
+        found, _ = paging.page(self._fetch(query), 1, None, 5)
+        if not found:
+            raise InstanceNotFound(NAME, instance_id)
+        return found[0]
+
+    def list_instances(self, query: InstanceQuery) -> InstancePage:
+        found, next_token = paging.page(
+            self._fetch(query), query.limit, query.page_token, query.limit
+        )
+        return InstancePage(found, next_token)
+
+    def terminate(self, instance_id: str, region: str) -> Instance:
+        return self._act("terminate", instance_id, region)
+
+    def stop(self, instance_id: str, region: str) -> Instance:
+        return self._act("stop", instance_id, region)
+
+    def start(self, instance_id: str, region: str) -> Instance:
+        return self._act("start", instance_id, region)
+
+    def reboot(self, instance_id: str, region: str) -> Instance:
+        return self._act("reboot", instance_id, region)
+
+    def _act(self, action: str, instance_id: str, region: str) -> Instance:
+        if self.driver_name == "ec2":
+            driver = self._ec2_driver(region)
+            if needs_call(self.describe(instance_id, region), action):
+                ec2_act(driver, action, instance_id)
+        else:
+            perform = self._node_method(action)
+            node = self._node(instance_id)
+            if needs_call(node_instance(node), action):
+                self._perform(perform, action, node)
+        return self.describe(instance_id, region)
+
+    def _nodes(self) -> list[Node]:
+        """Every node of a driver other than EC2, in its order."""
+        try:
+            return list(self.driver(self._region).list_nodes())
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+
+    def _node(self, instance_id: str) -> Node:
+        for node in self._nodes():
+            if str(node.id) == instance_id:
+                return node
+        raise InstanceNotFound(NAME, instance_id)
+
+    def _unsupported(self, action: str) -> ActionNotSupported:
+        return ActionNotSupported(NAME, action, f"the {self.driver_name} driver cannot {action}")
+
+    def _node_method(self, action: str) -> Callable[[Node], Any]:
+        """The driver's method for ``action``; ActionNotSupported when the driver has none of
+        its own (libcloud's NodeDriver raises NotImplementedError for it)."""
+        name = ACTION_CALLS[action][0]
+        driver = self.driver(self._region)
+        if getattr(type(driver), name, None) in (None, getattr(NodeDriver, name, None)):
+            raise self._unsupported(action)
+        return getattr(driver, name)
+
+    def _perform(self, perform: Callable[[Node], Any], action: str, node: Node) -> None:
+        try:
+            done = perform(node)
+        except NotImplementedError:  # implemented, but not for this node
+            raise self._unsupported(action) from None
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+        if done is False:  # the drivers say no more than that
+            raise ProviderError(
+                NAME,
+                ACTION_REFUSED,
+                f"the {self.driver_name} driver refused to {action} {node.id}",
+                retryable=True,
+            )

@@ -4,3 +4,4 @@
 def includeme(config):
     config.include(".launch")
     config.include(".instances")
+    config.include(".health")

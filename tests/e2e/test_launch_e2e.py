@@ -12,7 +12,7 @@ from tests.support import GOOD_AMI, MISSING_AMI
 
 pytestmark = pytest.mark.e2e
 
-ERROR_KEYS = {"status", "error", "message", "details"}
+ERROR_KEYS = {"status", "error", "message", "details", "request_id"}
 
 
 def check_error(status, body, expected):

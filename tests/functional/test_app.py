@@ -77,6 +77,9 @@ class BrokenProvider:
     def launch(self, request):
         raise RuntimeError("secret internal detail")
 
+    def ping(self, timeout):
+        return None
+
     def describe(self, instance_id, region):
         raise NotImplementedError
 

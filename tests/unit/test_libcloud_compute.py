@@ -10,6 +10,9 @@ import inspect
 import socket
 import threading
 import types
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
@@ -18,12 +21,20 @@ import urllib3.exceptions
 from botocore.exceptions import ClientError
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.common.types import InvalidCredsError
+from libcloud.compute.drivers.dummy import DummyNodeDriver
+from libcloud.compute.types import NodeState
 from zope.interface.verify import verifyObject
 
 from launchprov import settings as launchprov_settings
 from launchprov.providers import libcloud_compute
-from launchprov.providers.ec2_common import IMAGE_ID
+from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID
 from launchprov.providers.interface import (
+    STATES,
+    ActionNotSupported,
+    InstanceNotFound,
+    InstanceQuery,
+    InvalidPageToken,
+    InvalidState,
     IProvider,
     LaunchRequest,
     ProviderError,
@@ -31,11 +42,16 @@ from launchprov.providers.interface import (
 )
 from launchprov.providers.libcloud_compute import (
     EC2_PARAMETERS,
+    GENERIC_PARAMETERS,
+    NODE_STATES,
     PARTIAL_LAUNCH,
+    UNNAMED,
+    CloudlikeDummyNodeDriver,
     EC2ErrorReply,
     LibcloudProvider,
     TolerantEC2Response,
     provider_error,
+    without_unnamed_tag,
 )
 from launchprov.settings import ConfigurationError
 
@@ -73,17 +89,21 @@ def free_port() -> int:
 
 
 def record_requests(monkeypatch, provider: LibcloudProvider, region: str = REGION) -> list[dict]:
-    """Record the query parameters of every request this thread's driver sends."""
+    """Record the query parameters of every request this thread's driver sends, on the wire."""
     connection = provider.driver(region).connection
-    send = connection.request
+    send = connection._retryable_request
     sent: list[dict] = []
 
-    def recording(action, params=None, *args, **kwargs):
-        sent.append(dict(params or {}))
-        return send(action, params, *args, **kwargs)
+    def recording(url, *args, **kwargs):
+        sent.append(dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)))
+        return send(url, *args, **kwargs)
 
-    monkeypatch.setattr(connection, "request", recording)
+    monkeypatch.setattr(connection, "_retryable_request", recording)
     return sent
+
+
+def actions(sent: list[dict]) -> list[str]:
+    return [params["Action"] for params in sent]
 
 
 # -- a moto server ----------------------------------------------------------------------------
@@ -153,6 +173,7 @@ def test_ec2_launch_sends_every_parameter(ec2_provider, ec2_client, monkeypatch)
         user_data="#!/bin/sh\necho launched\n",
         placement="us-east-1c",
         instance_initiated_shutdown_behavior="terminate",
+        tags={"team": "infra"},
         explicit=EVERY_FIELD,
     )
 
@@ -165,7 +186,7 @@ def test_ec2_launch_sends_every_parameter(ec2_provider, ec2_client, monkeypatch)
     assert instance["KeyName"] == "scalacity_dev1"
     assert [group["GroupName"] for group in instance["SecurityGroups"]] == ["SSH"]
     assert instance["Placement"]["AvailabilityZone"] == "us-east-1c"
-    assert {"Key": "Name", "Value": "launchprov"} in instance["Tags"]
+    assert instance["Tags"] == [{"Key": "team", "Value": "infra"}]
     shutdown = ec2_client.describe_instance_attribute(
         InstanceId=ids[0], Attribute="instanceInitiatedShutdownBehavior"
     )
@@ -392,6 +413,402 @@ def test_ec2_honours_every_parameter():
     assert set(EC2_PARAMETERS) == EVERY_FIELD
 
 
+# -- EC2: tags --------------------------------------------------------------------------------
+
+
+def tagged(**tags) -> LaunchRequest:
+    """A t2.micro launch request with ``tags``."""
+    return LaunchRequest(ami=AMI, instance_type="t2.micro", tags=tags)
+
+
+def tag_params(run: dict) -> dict[str, str]:
+    return {key: value for key, value in run.items() if key.startswith("TagSpecification")}
+
+
+def test_ec2_launch_without_tags_sends_no_tag(ec2_provider, ec2_client, monkeypatch):
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    (instance_id,) = ec2_provider.launch(tagged())
+
+    (run,) = [params for params in sent if params["Action"] == "RunInstances"]
+    assert tag_params(run) == {}
+    assert describe(ec2_client, [instance_id])[instance_id].get("Tags", []) == []
+    assert ec2_provider.describe(instance_id, REGION).tags == {}
+
+
+def test_ec2_launch_carries_exactly_the_callers_tags(ec2_provider, ec2_client, monkeypatch):
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    (instance_id,) = ec2_provider.launch(tagged(role="web", team="infra"))
+
+    (run,) = [params for params in sent if params["Action"] == "RunInstances"]
+    assert tag_params(run) == {
+        "TagSpecification.1.ResourceType": "instance",
+        "TagSpecification.1.Tag.1.Key": "role",
+        "TagSpecification.1.Tag.1.Value": "web",
+        "TagSpecification.1.Tag.2.Key": "team",
+        "TagSpecification.1.Tag.2.Value": "infra",
+    }
+    tags = describe(ec2_client, [instance_id])[instance_id]["Tags"]
+    assert {tag["Key"]: tag["Value"] for tag in tags} == {"role": "web", "team": "infra"}
+    assert len(tags) == 2
+    assert ec2_provider.describe(instance_id, REGION).tags == {"role": "web", "team": "infra"}
+
+
+def test_ec2_launch_sends_the_callers_name_tag(ec2_provider, ec2_client):
+    (instance_id,) = ec2_provider.launch(tagged(Name="web-1", role="web"))
+
+    tags = describe(ec2_client, [instance_id])[instance_id]["Tags"]
+    assert sorted((tag["Key"], tag["Value"]) for tag in tags) == [
+        ("Name", "web-1"),
+        ("role", "web"),
+    ]
+    assert ec2_provider.describe(instance_id, REGION).tags == {"Name": "web-1", "role": "web"}
+
+
+def test_ec2_create_node_without_name_leaks_no_sentinel(ec2_provider):
+    driver = ec2_provider.driver(REGION)
+    request = LaunchRequest(ami=AMI, instance_type="t2.micro", min_count=2, max_count=2)
+    arguments = {
+        mapped.argument: mapped.convert(driver, request) for mapped in EC2_PARAMETERS.values()
+    }
+
+    nodes = driver.create_node(**{**arguments, "ex_metadata": {"role": "web"}})
+
+    assert len(nodes) == 2
+    for node in nodes:
+        assert node.name == node.id
+        assert node.extra["tags"] == {"role": "web"}
+        assert UNNAMED not in repr(node.__dict__)
+
+
+def spec(*pairs) -> dict[str, str]:
+    """RunInstances tag parameters as libcloud writes them, for (key, value) pairs."""
+    params = {"Action": "RunInstances", "TagSpecification.1.ResourceType": "instance"}
+    for number, (key, value) in enumerate(pairs, start=1):
+        params[f"TagSpecification.1.Tag.{number}.Key"] = key
+        params[f"TagSpecification.1.Tag.{number}.Value"] = value
+    return params
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (spec(("Name", UNNAMED)), {"Action": "RunInstances"}),
+        (spec(("Name", UNNAMED), ("a", "1"), ("b", "2")), spec(("a", "1"), ("b", "2"))),
+        (spec(("a", "1"), ("Name", UNNAMED), ("b", "2")), spec(("a", "1"), ("b", "2"))),
+        (spec(("Name", "mine"), ("a", "1")), spec(("Name", "mine"), ("a", "1"))),
+        ({"Action": "RunInstances"}, {"Action": "RunInstances"}),
+    ],
+    ids=["only-the-sentinel", "sentinel-first", "sentinel-between", "a-real-name", "no-tags"],
+)
+def test_without_unnamed_tag(params, expected):
+    assert without_unnamed_tag(params) == expected
+
+
+def test_ec2_tags_are_honoured_and_other_drivers_refuse_them():
+    assert EC2_PARAMETERS["tags"].argument == "ex_metadata"
+    assert "tags" not in GENERIC_PARAMETERS
+
+
+# -- EC2: describe and list -------------------------------------------------------------------
+
+
+def test_ec2_describe_gives_every_field(ec2_provider, ec2_client):
+    request = LaunchRequest(
+        ami=AMI,
+        instance_type="t2.micro",
+        key_name="scalacity_dev1",
+        security_groups=("SSH",),
+        placement="us-east-1c",
+        tags={"role": "web"},
+    )
+    (instance_id,) = ec2_provider.launch(request)
+
+    instance = ec2_provider.describe(instance_id, REGION)
+
+    seen = describe(ec2_client, [instance_id])[instance_id]
+    assert instance.id == instance_id
+    assert instance.state in {"pending", "running"}
+    assert instance.state == seen["State"]["Name"]
+    assert (instance.instance_type, instance.ami) == ("t2.micro", AMI)
+    assert instance.placement == "us-east-1c"
+    assert instance.key_name == "scalacity_dev1"
+    assert instance.security_groups == ("SSH",)
+    assert instance.private_ip == seen["PrivateIpAddress"]
+    assert instance.public_ip == seen["PublicIpAddress"]
+    assert instance.private_dns == seen["PrivateDnsName"]
+    assert instance.public_dns == seen["PublicDnsName"]
+    assert all(
+        isinstance(value, str)
+        for value in (instance.private_ip, instance.public_ip, instance.private_dns)
+    )
+    assert instance.launch_time == seen["LaunchTime"]
+    assert instance.launch_time.tzinfo is UTC
+    assert instance.tags == {"role": "web"}
+
+
+def test_ec2_describe_unknown_id_is_not_found(ec2_provider):
+    with pytest.raises(InstanceNotFound) as caught:
+        ec2_provider.describe("i-0123456789abcdef0", REGION)
+
+    assert (caught.value.provider, caught.value.instance_id) == ("libcloud", "i-0123456789abcdef0")
+
+
+def test_ec2_describe_in_a_region_libcloud_does_not_know_is_refused(ec2_provider, monkeypatch):
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    with pytest.raises(UnsupportedParameters) as caught:
+        ec2_provider.describe("i-0123456789abcdef0", "xx-nowhere-1")
+
+    assert set(caught.value.reasons) == {"region"}
+    assert sent == []
+
+
+def test_ec2_describe_does_not_call_describe_addresses(ec2_provider, monkeypatch):
+    (instance_id,) = ec2_provider.launch(tagged())
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    ec2_provider.describe(instance_id, REGION)
+
+    assert actions(sent) == ["DescribeInstances"]
+
+
+def launch_tagged(provider, count: int = 1, **tags) -> list[str]:
+    """Launch ``count`` instances in one reservation, tagged run=<unique> and ``tags``."""
+    request = LaunchRequest(
+        ami=AMI, instance_type="t2.micro", min_count=count, max_count=count, tags=tags
+    )
+    return provider.launch(request)
+
+
+def listed(provider, **query) -> list[str]:
+    page = provider.list_instances(InstanceQuery(REGION, **query))
+    assert page.next_token is None
+    return [instance.id for instance in page.instances]
+
+
+def test_ec2_list_by_id(ec2_provider):
+    ids = launch_tagged(ec2_provider, 3, run=uuid.uuid4().hex)
+
+    assert sorted(listed(ec2_provider, ids=(ids[2], ids[0]))) == sorted([ids[0], ids[2]])
+
+
+def test_ec2_list_by_tag_and_across_filters(ec2_provider):
+    run = uuid.uuid4().hex
+    (web,) = launch_tagged(ec2_provider, run=run, role="web")
+    (db,) = launch_tagged(ec2_provider, run=run, role="db")
+
+    assert listed(ec2_provider, tags={"run": (run,)}) == [web, db]
+    assert listed(ec2_provider, tags={"run": (run,), "role": ("web",)}) == [web]
+    assert listed(ec2_provider, tags={"run": (run,), "role": ("web", "db")}) == [web, db]
+    assert listed(ec2_provider, ids=(web, db), tags={"role": ("db",)}) == [db]
+    assert listed(ec2_provider, ids=(web,), tags={"role": ("db",)}) == []
+
+
+def test_ec2_list_by_state(ec2_provider):
+    run = uuid.uuid4().hex
+    (kept,) = launch_tagged(ec2_provider, run=run)
+    (stopped,) = launch_tagged(ec2_provider, run=run)
+    ec2_provider.stop(stopped, REGION)
+    by_run = {"run": (run,)}
+
+    assert listed(ec2_provider, tags=by_run, states=("running", "pending")) == [kept]
+    assert listed(ec2_provider, tags=by_run, states=("stopped", "stopping")) == [stopped]
+    assert listed(ec2_provider, tags=by_run, states=("terminated",)) == []
+    assert listed(ec2_provider, tags=by_run, states=("running", "stopped")) == [kept, stopped]
+
+
+def read_every_page(provider, limit: int, **query) -> list[list[str]]:
+    """The ids of every page of a listing, following ``next`` to the end."""
+    pages, token = [], None
+    while True:
+        page = provider.list_instances(
+            InstanceQuery(REGION, limit=limit, page_token=token, **query)
+        )
+        pages.append([instance.id for instance in page.instances])
+        token = page.next_token
+        if token is None:
+            return pages
+        assert len(pages) < 50, "the listing never ends"
+
+
+@pytest.fixture(scope="module")
+def hundred_and_twenty(moto_port) -> tuple[str, list[str]]:
+    """120 instances launched at once (one reservation), tagged run=<unique>: (run, ids)."""
+    provider = LibcloudProvider.from_settings(ec2_settings(moto_port))
+    run = uuid.uuid4().hex
+    ids = launch_tagged(provider, 120, run=run)
+    assert len(ids) == 120
+    return run, ids
+
+
+@pytest.mark.parametrize(("limit", "sizes"), [(50, [50, 50, 20]), (100, [100, 20])])
+def test_ec2_list_pages_over_120_instances(ec2_provider, hundred_and_twenty, limit, sizes):
+    run, ids = hundred_and_twenty
+
+    pages = read_every_page(ec2_provider, limit, tags={"run": (run,)})
+
+    assert [len(page) for page in pages] == sizes
+    every = [instance_id for page in pages for instance_id in page]
+    assert len(every) == len(set(every)) == 120
+    assert set(every) == set(ids)
+
+
+def test_ec2_list_follows_ec2_pages(ec2_provider, monkeypatch):
+    # Seven reservations, read two instances at a time: EC2 pages of MaxResults 5 (its least)
+    # are cut in pieces, and the second EC2 page is fetched with EC2's NextToken.
+    run = uuid.uuid4().hex
+    ids = [launch_tagged(ec2_provider, run=run)[0] for _ in range(7)]
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    pages = read_every_page(ec2_provider, 2, tags={"run": (run,)})
+
+    assert [len(page) for page in pages] == [2, 2, 2, 1]
+    assert [instance_id for page in pages for instance_id in page] == ids
+    describes = [params for params in sent if params["Action"] == "DescribeInstances"]
+    assert {params["MaxResults"] for params in describes} == {"5"}
+    assert any("NextToken" in params for params in describes)
+    assert all("InstanceId.1" not in params for params in describes)
+
+
+def test_ec2_invalid_page_token(ec2_provider):
+    with pytest.raises(InvalidPageToken):
+        ec2_provider.list_instances(InstanceQuery(REGION, page_token="not-a-token"))
+
+
+# -- EC2: the life of an instance -------------------------------------------------------------
+
+
+def test_ec2_stop_start_reboot_terminate(ec2_provider, ec2_client, monkeypatch):
+    (instance_id,) = ec2_provider.launch(tagged())
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    # moto changes state at once; EC2 would pass through stopping, pending, shutting-down.
+    stopped = ec2_provider.stop(instance_id, REGION)
+    assert stopped.id == instance_id
+    assert stopped.state in {"stopping", "stopped"}
+    assert ec2_provider.start(instance_id, REGION).state in {"pending", "running"}
+    assert ec2_provider.reboot(instance_id, REGION).state in {"pending", "running"}
+    terminated = ec2_provider.terminate(instance_id, REGION)
+    assert terminated.state in {"shutting-down", "terminated"}
+
+    calls = [name for name in actions(sent) if name != "DescribeInstances"]
+    assert calls == ["StopInstances", "StartInstances", "RebootInstances", "TerminateInstances"]
+    seen = describe(ec2_client, [instance_id])[instance_id]
+    assert seen["State"]["Name"] == terminated.state
+
+
+def test_ec2_terminate_twice_makes_one_call(ec2_provider, monkeypatch):
+    (instance_id,) = ec2_provider.launch(tagged())
+    ec2_provider.terminate(instance_id, REGION)
+    assert ec2_provider.describe(instance_id, REGION).state == "terminated"  # moto: at once
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    again = ec2_provider.terminate(instance_id, REGION)
+
+    assert (again.id, again.state) == (instance_id, "terminated")
+    assert "TerminateInstances" not in actions(sent)
+
+
+@pytest.mark.parametrize(
+    ("action", "call"),
+    [("start", "StartInstances"), ("stop", "StopInstances"), ("reboot", "RebootInstances")],
+)
+def test_ec2_action_on_a_terminated_instance_is_refused_before_any_call(
+    ec2_provider, monkeypatch, action, call
+):
+    (instance_id,) = ec2_provider.launch(tagged())
+    ec2_provider.terminate(instance_id, REGION)
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    with pytest.raises(InvalidState) as caught:
+        getattr(ec2_provider, action)(instance_id, REGION)
+
+    assert (caught.value.instance_id, caught.value.action) == (instance_id, action)
+    assert "terminated" in caught.value.message
+    assert call not in actions(sent)
+    assert ec2_provider.describe(instance_id, REGION).state == "terminated"
+
+
+def test_ec2_action_on_an_unknown_instance_is_not_found(ec2_provider, monkeypatch):
+    sent = record_requests(monkeypatch, ec2_provider)
+
+    with pytest.raises(InstanceNotFound):
+        ec2_provider.stop("i-0123456789abcdef0", REGION)
+
+    assert actions(sent) == ["DescribeInstances"]
+
+
+def answer(monkeypatch, provider, call: str, *, body: str | None = None, error=None) -> None:
+    """Answer this thread's driver's ``call`` requests with a 200 ``body`` or ``error``."""
+    connection = provider.driver(REGION).connection
+    send = connection.request
+
+    def answering(path, params=None, *args, **kwargs):
+        if (params or {}).get("Action") != call:
+            return send(path, params, *args, **kwargs)
+        if error is not None:
+            raise error
+        return parse_reply(200, body)
+
+    monkeypatch.setattr(connection, "request", answering)
+
+
+MOTO_NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15"
+
+
+def test_ec2_reboot_reply_without_return_is_success(ec2_provider, monkeypatch):
+    # moto's RebootInstances reply has no <return>; libcloud's reboot_node reads it as False.
+    (instance_id,) = ec2_provider.launch(tagged())
+    body = f'<RebootInstancesResponse xmlns="{MOTO_NAMESPACE}"><requestId>r</requestId>'
+    answer(monkeypatch, ec2_provider, "RebootInstances", body=body + "</RebootInstancesResponse>")
+
+    assert ec2_provider.reboot(instance_id, REGION).state == "running"
+
+
+def test_ec2_reboot_return_false_is_refused(ec2_provider, monkeypatch):
+    (instance_id,) = ec2_provider.launch(tagged())
+    body = f'<RebootInstancesResponse xmlns="{MOTO_NAMESPACE}"><return>false</return>'
+    answer(monkeypatch, ec2_provider, "RebootInstances", body=body + "</RebootInstancesResponse>")
+
+    with pytest.raises(ProviderError) as caught:
+        ec2_provider.reboot(instance_id, REGION)
+
+    assert (caught.value.code, caught.value.retryable) == ("ActionRefused", False)
+    assert "RebootInstances" in caught.value.message and instance_id in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (EC2ErrorReply(400, "IncorrectInstanceState", "it is pending"), InvalidState),
+        (EC2ErrorReply(400, "IncorrectState", "it is busy"), InvalidState),
+        (EC2ErrorReply(400, "InvalidInstanceID.NotFound", "gone"), InstanceNotFound),
+        (EC2ErrorReply(503, "RequestLimitExceeded", "slow down"), ProviderError),
+        (requests.exceptions.ConnectionError("lost"), ProviderError),
+    ],
+    ids=["IncorrectInstanceState", "IncorrectState", "NotFound", "throttled", "connection"],
+)
+def test_ec2_stop_errors(ec2_provider, monkeypatch, error, expected):
+    (instance_id,) = ec2_provider.launch(tagged())
+    answer(monkeypatch, ec2_provider, "StopInstances", error=error)
+
+    with pytest.raises(expected) as caught:
+        ec2_provider.stop(instance_id, REGION)
+
+    if expected is ProviderError:
+        assert caught.value.retryable is True
+    else:
+        assert caught.value.instance_id == instance_id
+    if expected is InvalidState:
+        assert caught.value.action == "stop" and caught.value.message == error.message
+
+
+def test_ec2_instance_id_pattern(ec2_provider):
+    assert ec2_provider.instance_id_pattern is INSTANCE_ID
+
+
 # -- the EC2 reply fix, without a server --------------------------------------------------------
 
 
@@ -507,7 +924,9 @@ def dummy_provider() -> LibcloudProvider:
 
 
 def node_ids_of(provider: LibcloudProvider) -> set[str]:
-    return {str(node.id) for node in provider.driver(None).list_nodes()}
+    """The ids of the nodes that are not terminated."""
+    nodes = provider.driver(None).list_nodes()
+    return {str(node.id) for node in nodes if node.state != NodeState.TERMINATED}
 
 
 def test_dummy_launch_gives_distinct_ids(dummy_provider):
@@ -632,6 +1051,173 @@ def test_dummy_driver_is_shared_by_every_thread(dummy_provider):
 
 def test_dummy_has_no_image_id_pattern(dummy_provider):
     assert dummy_provider.image_id_pattern is None
+
+
+# -- the dummy driver: the life of an instance ------------------------------------------------
+
+
+def launch_one(provider, ami: str = "img-1", instance_type: str = "small") -> str:
+    (instance_id,) = provider.launch(LaunchRequest(ami=ami, instance_type=instance_type))
+    return instance_id
+
+
+def test_dummy_is_libclouds_dummy_driver_made_cloudlike(dummy_provider):
+    assert isinstance(dummy_provider.driver(None), CloudlikeDummyNodeDriver)
+    assert isinstance(dummy_provider.driver(None), DummyNodeDriver)
+
+
+def test_dummy_describe_gives_what_the_node_was_created_with(dummy_provider):
+    before = datetime.now(UTC)
+    instance_id = launch_one(dummy_provider, "img-7", "large")
+
+    instance = dummy_provider.describe(instance_id, REGION)
+
+    assert (instance.id, instance.state) == (instance_id, "running")
+    assert (instance.ami, instance.instance_type) == ("img-7", "large")
+    assert instance.launch_time.tzinfo is UTC
+    assert before <= instance.launch_time <= datetime.now(UTC) + timedelta(seconds=1)
+    assert instance.tags == {}
+
+
+def test_dummy_describe_unknown_id_is_not_found(dummy_provider):
+    with pytest.raises(InstanceNotFound) as caught:
+        dummy_provider.describe("no-such-node", REGION)
+
+    assert caught.value.instance_id == "no-such-node"
+
+
+def test_dummy_refuses_tags(dummy_provider):
+    before = node_ids_of(dummy_provider)
+    request = LaunchRequest(
+        ami="1", instance_type="1", tags={"role": "web"}, explicit=frozenset({"tags"})
+    )
+
+    with pytest.raises(UnsupportedParameters) as caught:
+        dummy_provider.launch(request)
+
+    assert set(caught.value.reasons) == {"tags"}
+    assert node_ids_of(dummy_provider) == before
+
+
+@pytest.mark.parametrize("action", ["stop", "start"])
+def test_dummy_cannot_stop_or_start(dummy_provider, action):
+    instance_id = launch_one(dummy_provider)
+
+    with pytest.raises(ActionNotSupported) as caught:
+        getattr(dummy_provider, action)(instance_id, REGION)
+
+    assert (caught.value.provider, caught.value.action) == ("libcloud", action)
+    assert caught.value.reason == f"the dummy driver cannot {action}"
+    assert dummy_provider.describe(instance_id, REGION).state == "running"
+
+
+def test_dummy_reboot(dummy_provider, monkeypatch):
+    instance_id = launch_one(dummy_provider)
+    driver = dummy_provider.driver(None)
+    rebooted = []
+    reboot = driver.reboot_node
+    monkeypatch.setattr(
+        driver, "reboot_node", lambda node: rebooted.append(node.id) or reboot(node)
+    )
+
+    instance = dummy_provider.reboot(instance_id, REGION)
+
+    assert rebooted == [instance_id]
+    assert (instance.id, instance.state) == (instance_id, "running")
+
+
+def test_dummy_terminate_keeps_the_instance_visible(dummy_provider, monkeypatch):
+    instance_id = launch_one(dummy_provider)
+
+    assert dummy_provider.terminate(instance_id, REGION).state == "terminated"
+    assert dummy_provider.describe(instance_id, REGION).state == "terminated"
+    driver = dummy_provider.driver(None)
+    destroyed = []
+    monkeypatch.setattr(driver, "destroy_node", lambda node: destroyed.append(node) or True)
+    assert dummy_provider.terminate(instance_id, REGION).state == "terminated"
+    assert destroyed == []
+    with pytest.raises(InvalidState):
+        dummy_provider.reboot(instance_id, REGION)
+
+
+def test_dummy_ids_never_repeat_after_a_destroy(dummy_provider):
+    first = launch_one(dummy_provider)
+    dummy_provider.terminate(first, REGION)
+    driver = dummy_provider.driver(None)
+    driver.nl[:] = [node for node in driver.nl if node.id != first]  # even when it is gone
+
+    second = launch_one(dummy_provider)
+    third = launch_one(dummy_provider)
+
+    every = [str(node.id) for node in driver.list_nodes()]
+    assert len({first, second, third}) == 3
+    assert len(every) == len(set(every))
+
+
+def test_dummy_action_refused_by_the_driver(dummy_provider, monkeypatch):
+    instance_id = launch_one(dummy_provider)
+    monkeypatch.setattr(dummy_provider.driver(None), "reboot_node", lambda node: False)
+
+    with pytest.raises(ProviderError) as caught:
+        dummy_provider.reboot(instance_id, REGION)
+
+    assert (caught.value.code, caught.value.retryable) == ("ActionRefused", True)
+    assert "dummy" in caught.value.message and "reboot" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "code"),
+    [
+        (NotImplementedError("not for this node"), ActionNotSupported, None),
+        (requests.exceptions.ConnectionError("lost"), ProviderError, ProviderError.UNREACHABLE),
+    ],
+)
+def test_dummy_driver_failures(dummy_provider, monkeypatch, error, expected, code):
+    instance_id = launch_one(dummy_provider)
+
+    def failing(node):
+        raise error
+
+    monkeypatch.setattr(dummy_provider.driver(None), "reboot_node", failing)
+
+    with pytest.raises(expected) as caught:
+        dummy_provider.reboot(instance_id, REGION)
+
+    assert getattr(caught.value, "code", None) == code
+
+
+def test_dummy_list_in_creation_order_filtered_and_paged(dummy_provider):
+    ids = [launch_one(dummy_provider) for _ in range(5)]
+    dummy_provider.terminate(ids[1], REGION)
+    every = [node.id for node in dummy_provider.driver(None).list_nodes()]
+
+    pages = []
+    token = None
+    while True:
+        page = dummy_provider.list_instances(InstanceQuery(REGION, limit=2, page_token=token))
+        pages.append([instance.id for instance in page.instances])
+        token = page.next_token
+        if token is None:
+            break
+
+    assert [instance_id for page in pages for instance_id in page] == every
+    assert all(len(page) == 2 for page in pages[:-1])
+    assert listed(dummy_provider, ids=(ids[3], ids[0])) == [ids[0], ids[3]]
+    assert listed(dummy_provider, ids=tuple(ids), states=("terminated",)) == [ids[1]]
+    assert listed(dummy_provider, tags={"role": ("web",)}) == []
+    with pytest.raises(InvalidPageToken):
+        dummy_provider.list_instances(InstanceQuery(REGION, page_token="not-a-token"))
+
+
+def test_dummy_has_no_instance_id_pattern(dummy_provider):
+    assert dummy_provider.instance_id_pattern is None
+
+
+def test_every_libcloud_node_state_is_mapped():
+    node_states = {value for name, value in vars(NodeState).items() if name.isupper()}
+
+    assert set(NODE_STATES) == node_states
+    assert set(NODE_STATES.values()) <= set(STATES)
 
 
 # -- the contract and the settings ----------------------------------------------------------------

@@ -24,6 +24,9 @@ class ThirdPartyProvider:
     def launch(self, request):
         return ["x-1"]
 
+    def ping(self, timeout):
+        return None
+
     def describe(self, instance_id, region):
         raise NotImplementedError
 

@@ -1,0 +1,286 @@
+"""Child processes of the harness: the EC2 stand-in, moto, and WSGI apps under pserve.
+
+Everything listens on 127.0.0.1 on a free port. Servers are started the way production starts
+launchprov (``pserve`` on a generated .ini), readiness is polled against a deadline, output goes
+to a log file (a pipe nobody reads could fill and stall a server), and every process is stopped
+by :class:`Processes` even when a benchmark fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+#: The interpreter that runs the harness, and the scripts installed next to it (``pserve``).
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+START_DEADLINE = 30.0
+STOP_DEADLINE = 10.0
+
+#: What every child gets: fake credentials, no instance-metadata look-ups, the repo importable
+#: (pserve's own sys.path does not hold the working directory; the reference apps live here).
+CHILD_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "PYTHONPATH": str(REPO),
+}
+#: Left unset for moto: validation slows every call and ami-760aaa0f is known to moto anyway.
+MOTO_UNSET = (
+    "MOTO_ENABLE_AMI_VALIDATION",
+    "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION",
+    "MOTO_ENABLE_KEYPAIR_VALIDATION",
+)
+
+LAUNCH_BODY = b'{"ami": "ami-760aaa0f", "instance_type": "t2.micro"}'
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def child_env() -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "LAUNCHPROV_", "MOTO_"))
+    }
+    env.update(CHILD_ENV)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accepts_connections(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def launch_once(port: int, timeout: float = 5.0) -> bool:
+    """One ``PUT /v1/launch`` on a fresh connection: True on a 200 holding an id."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("PUT", "/v1/launch", LAUNCH_BODY, JSON_HEADERS)
+        response = connection.getresponse()
+        return response.status == 200 and response.read().startswith(b'["i-')
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def ec2_answers(port: int) -> bool:
+    """The readiness call of an EC2 endpoint: DescribeInstances answers 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request(
+            "POST",
+            "/",
+            b"Action=DescribeInstances&Version=2016-11-15",
+            {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        )
+        response = connection.getresponse()
+        response.read()
+        return response.status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB (VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class Server:
+    """One child process serving HTTP on 127.0.0.1:``port``."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log_dir: Path, env=None):
+        self.name = name
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_dir / f"{name}-{port}.log"
+        self._log = self.log_path.open("w")
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=env or child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_until(self, check: Callable[[], bool], deadline: float = START_DEADLINE) -> float:
+        """Poll ``check`` until true; return seconds since the process started.
+
+        Fails when the process exits or the deadline passes. The interval is short because
+        startup time is one of the figures.
+        """
+        end = time.perf_counter() + deadline
+        while time.perf_counter() < end:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.output()}"
+                )
+            if check():
+                return time.perf_counter() - self.started
+            time.sleep(0.005)  # polling interval; the check decides
+        raise TimeoutError(f"{self.name} not ready after {deadline} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def service_ini(app: list[str], port: int, threads: int) -> str:
+    """A .ini as production.ini has it (waitress, WARN logging), on 127.0.0.1:``port``."""
+    return "\n".join(
+        [
+            "[app:main]",
+            *app,
+            "",
+            "[server:main]",
+            "use = egg:waitress#main",
+            f"listen = 127.0.0.1:{port}",
+            f"threads = {threads}",
+            "connection_limit = 200",
+            "channel_timeout = 60",
+            "",
+            "[loggers]",
+            "keys = root, launchprov",
+            "[handlers]",
+            "keys = console",
+            "[formatters]",
+            "keys = generic",
+            "[logger_root]",
+            "level = WARN",
+            "handlers = console",
+            "[logger_launchprov]",
+            "level = INFO",
+            "handlers =",
+            "qualname = launchprov",
+            "[handler_console]",
+            "class = StreamHandler",
+            "args = (sys.stderr,)",
+            "level = NOTSET",
+            "formatter = generic",
+            "[formatter_generic]",
+            "format = %(asctime)s %(levelname)-5.5s [%(name)s][%(threadName)s] %(message)s",
+            "",
+        ]
+    )
+
+
+class Processes:
+    """Starts the harness's servers and stops every one of them on exit."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.servers: list[Server] = []
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        while self.servers:
+            self.servers.pop().stop()
+
+    def stop(self, server: Server) -> None:
+        if server in self.servers:
+            self.servers.remove(server)
+        server.stop()
+
+    def _start(self, name: str, argv: list[str], port: int, env=None) -> Server:
+        server = Server(name, argv, port, self.log_dir, env)
+        self.servers.append(server)
+        return server
+
+    def standin(self, delay_ms: float = 0.0) -> Server:
+        """The EC2 stand-in, ready (DescribeInstances answers)."""
+        port = free_port()
+        argv = [sys.executable, "-m", "benchmarks.standin", "--port", str(port)]
+        server = self._start(f"standin-{delay_ms:g}ms", [*argv, "--delay-ms", str(delay_ms)], port)
+        server.wait_until(lambda: ec2_answers(port))
+        return server
+
+    def moto(self) -> Server:
+        """A moto server (``python -m moto.server``), ready."""
+        port = free_port()
+        env = {key: value for key, value in child_env().items() if key not in MOTO_UNSET}
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        server = self._start("moto", argv, port, env)
+        server.wait_until(lambda: ec2_answers(port))
+        return server
+
+    def pserve(
+        self, name: str, app: list[str], threads: int, ready: Callable[[int], bool] | None = None
+    ) -> Server:
+        """``pserve`` on a generated .ini whose [app:main] holds ``app``; ready when ``ready``.
+
+        ``ready`` defaults to "a launch answers 200". Returns the server with ``startup``, the
+        seconds from process start to that first successful answer.
+        """
+        port = free_port()
+        ini = self.log_dir / f"{name}-{port}.ini"
+        ini.write_text(service_ini(app, port, threads))
+        server = self._start(name, [str(BIN / "pserve"), str(ini)], port)
+        check = ready or launch_once
+        server.startup = server.wait_until(lambda: accepts_connections(port) and check(port))
+        return server
+
+    def launchprov(
+        self, endpoint: str, threads: int, provider: str = "ec2", name: str = "launchprov"
+    ) -> Server:
+        """launchprov exactly as production runs it, its EC2 endpoint at ``endpoint``."""
+        app = [
+            "use = egg:launchprov",
+            "pyramid.reload_templates = false",
+            "pyramid.debug_authorization = false",
+            "pyramid.debug_notfound = false",
+            "pyramid.debug_routematch = false",
+            f"launchprov.provider = {provider}",
+            f"launchprov.ec2.endpoint_url = {endpoint}",
+            "launchprov.ec2.connect_timeout = 5",
+            "launchprov.ec2.read_timeout = 20",
+            "launchprov.ec2.max_attempts = 3",
+            "launchprov.ec2.retry_mode = standard",
+        ]
+        return self.pserve(name, app, threads)
+
+    def reference(self, factory: str, threads: int, endpoint: str = "") -> Server:
+        """A reference app of benchmarks.apps (``bare_json`` or ``bare_pyramid``) under pserve."""
+        app = [f"use = call:benchmarks.apps:{factory}", f"endpoint_url = {endpoint}"]
+        return self.pserve(factory, app, threads)

@@ -1,0 +1,107 @@
+"""Prometheus metrics: HTTP requests, provider calls, launched instances.
+
+Each app has its own registry (tests build many apps in one process). prometheus_client's
+metrics are thread-safe, so every waitress thread records into the same ones.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from zope.interface import implementer
+
+from launchprov.providers.interface import IProvider
+
+#: Seconds: from a fast validation failure to a slow cloud call.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "launchprov_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "launchprov_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route and method.",
+            ["route", "method"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.provider_calls = Counter(
+            "launchprov_provider_calls",
+            "Calls of the provider interface, by provider, operation and outcome "
+            "(ok, or the launchprov exception that ended it).",
+            ["provider", "operation", "outcome"],
+            registry=self.registry,
+        )
+        self.provider_duration = Histogram(
+            "launchprov_provider_call_duration_seconds",
+            "Time spent in the provider, by provider and operation.",
+            ["provider", "operation"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.instances_launched = Counter(
+            "launchprov_instances_launched",
+            "Instances launched, by provider.",
+            ["provider"],
+            registry=self.registry,
+        )
+
+
+@implementer(IProvider)
+class MeteredProvider:
+    """An IProvider that records every call of the one it wraps."""
+
+    def __init__(self, provider, metrics: Metrics):
+        self.provider = provider
+        self.metrics = metrics
+        self.name = provider.name
+        self.image_id_pattern = provider.image_id_pattern
+        self.instance_id_pattern = provider.instance_id_pattern
+
+    def _call(self, operation: str, *args):
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            return getattr(self.provider, operation)(*args)
+        except Exception as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            self.metrics.provider_calls.labels(self.name, operation, outcome).inc()
+            self.metrics.provider_duration.labels(self.name, operation).observe(
+                time.perf_counter() - start
+            )
+
+    def launch(self, request):
+        ids = self._call("launch", request)
+        self.metrics.instances_launched.labels(self.name).inc(len(ids))
+        return ids
+
+    def describe(self, instance_id, region):
+        return self._call("describe", instance_id, region)
+
+    def list_instances(self, query):
+        return self._call("list_instances", query)
+
+    def terminate(self, instance_id, region):
+        return self._call("terminate", instance_id, region)
+
+    def stop(self, instance_id, region):
+        return self._call("stop", instance_id, region)
+
+    def start(self, instance_id, region):
+        return self._call("start", instance_id, region)
+
+    def reboot(self, instance_id, region):
+        return self._call("reboot", instance_id, region)
+
+    def ping(self, timeout):
+        return self._call("ping", timeout)

@@ -1,0 +1,76 @@
+"""The tween around every request: its id, its access-log line and its HTTP metrics.
+
+It sits above Pyramid's exception-view tween, so it sees every answer, errors included, as a
+response.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from launchprov.errors import error_response
+from launchprov.logs import caller_var, request_id_var
+
+access_log = logging.getLogger("launchprov.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+#: A caller's request id: at most 128 characters that are safe in a header, a log and a tag.
+REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:/+=@-]{1,128}\Z")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def observe_factory(handler, registry):
+    metrics = registry.launchprov_metrics
+
+    def observe(request):
+        start = time.perf_counter()
+        given = request.headers.get(REQUEST_ID_HEADER)
+        request.request_id = given if given and REQUEST_ID.match(given) else new_request_id()
+        id_token = request_id_var.set(request.request_id)
+        caller_token = caller_var.set(getattr(request, "caller_name", None) or "-")
+        try:
+            if given is not None and given != request.request_id:
+                response = error_response(
+                    request,
+                    400,
+                    f"{REQUEST_ID_HEADER} must be 1 to 128 letters, digits or ._:/+=@-",
+                    [{"location": "header", "name": REQUEST_ID_HEADER, "description": "invalid"}],
+                )
+            else:
+                response = handler(request)
+            response.headers[REQUEST_ID_HEADER] = request.request_id
+            elapsed = time.perf_counter() - start
+            route = request.matched_route.name if request.matched_route else "unmatched"
+            metrics.http_requests.labels(route, request.method, str(response.status_int)).inc()
+            metrics.http_duration.labels(route, request.method).observe(elapsed)
+            access_log.info(
+                "%s %s %s %.1fms caller=%s request_id=%s",
+                request.method,
+                route,
+                response.status_int,
+                elapsed * 1000,
+                caller_var.get(),
+                request.request_id,
+                extra={
+                    "method": request.method,
+                    "route": route,
+                    "status": response.status_int,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
+            return response
+        finally:
+            caller_var.reset(caller_token)
+            request_id_var.reset(id_token)
+
+    return observe
+
+
+def includeme(config):
+    config.add_tween("launchprov.tweens.observe_factory")

@@ -1,0 +1,39 @@
+"""Liveness, readiness and metrics: open to every caller, outside /v1."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pyramid.response import Response
+
+from launchprov.errors import error_response
+from launchprov.providers.interface import ProviderError
+
+
+def healthz(request):
+    """The process answers: no provider call."""
+    return {"status": "ok"}
+
+
+def readyz(request):
+    """The provider answers one cheap call within launchprov.readiness_timeout."""
+    timeout = request.registry.launchprov_settings["launchprov.readiness_timeout"]
+    try:
+        request.provider.ping(timeout)
+    except ProviderError as exc:
+        message = f"the {exc.provider} provider cannot be reached: {exc.code}: {exc.message}"
+        details = [{"location": "provider", "name": exc.provider, "description": exc.code}]
+        return error_response(request, 503, message, details)
+    return {"status": "ready", "provider": request.provider.name}
+
+
+def metrics(request):
+    body = generate_latest(request.registry.launchprov_metrics.registry)
+    response = Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def includeme(config):
+    config.add_view(healthz, route_name="healthz", request_method="GET", renderer="json")
+    config.add_view(readyz, route_name="readyz", request_method="GET", renderer="json")
+    config.add_view(metrics, route_name="metrics", request_method="GET")
