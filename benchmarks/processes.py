@@ -8,8 +8,10 @@ by :class:`Processes` even when a benchmark fails.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import http.client
+import io
 import os
 import signal
 import socket
@@ -162,43 +164,36 @@ class Server:
         self._log.close()
 
 
-def service_ini(app: list[str], port: int, threads: int) -> str:
-    """A .ini as production.ini has it (waitress, WARN logging), on 127.0.0.1:``port``."""
-    return "\n".join(
-        [
-            "[app:main]",
-            *app,
-            "",
-            "[server:main]",
-            "use = egg:waitress#main",
-            f"listen = 127.0.0.1:{port}",
-            f"threads = {threads}",
-            "connection_limit = 200",
-            "channel_timeout = 60",
-            "",
-            "[loggers]",
-            "keys = root, launchprov",
-            "[handlers]",
-            "keys = console",
-            "[formatters]",
-            "keys = generic",
-            "[logger_root]",
-            "level = WARN",
-            "handlers = console",
-            "[logger_launchprov]",
-            "level = INFO",
-            "handlers =",
-            "qualname = launchprov",
-            "[handler_console]",
-            "class = StreamHandler",
-            "args = (sys.stderr,)",
-            "level = NOTSET",
-            "formatter = generic",
-            "[formatter_generic]",
-            "format = %(asctime)s %(levelname)-5.5s [%(name)s][%(threadName)s] %(message)s",
-            "",
-        ]
-    )
+def service_ini(
+    app: dict[str, str] | None,
+    port: int,
+    threads: int,
+    sections: dict[str, dict[str, str]] | None = None,
+) -> str:
+    """production.ini with its [server:main] on 127.0.0.1:``port`` with ``threads`` threads.
+
+    Everything else (waitress limits, logging) stays as production.ini has it, so the service
+    is measured as it is deployed. ``app`` holds settings that replace or add to [app:main]'s;
+    a ``use`` key in it replaces the whole section (the reference apps). ``sections`` alters
+    other sections (``{"logger_launchprov": {"level": "WARN"}}``).
+    """
+    ini = configparser.RawConfigParser()  # raw: %(asctime)s stays for the logging config
+    ini.optionxform = str  # keys as written
+    ini.read(REPO / "production.ini")
+    app = app or {}
+    if "use" in app:
+        ini.remove_section("app:main")
+        ini.add_section("app:main")
+    for key, value in app.items():
+        ini.set("app:main", key, value)
+    ini.set("server:main", "listen", f"127.0.0.1:{port}")
+    ini.set("server:main", "threads", str(threads))
+    for section, values in (sections or {}).items():
+        for key, value in values.items():
+            ini.set(section, key, value)
+    text = io.StringIO()
+    ini.write(text)
+    return text.getvalue()
 
 
 class Processes:
@@ -246,41 +241,43 @@ class Processes:
         return server
 
     def pserve(
-        self, name: str, app: list[str], threads: int, ready: Callable[[int], bool] | None = None
+        self,
+        name: str,
+        app: dict[str, str],
+        threads: int,
+        ready: Callable[[int], bool] | None = None,
+        sections: dict[str, dict[str, str]] | None = None,
     ) -> Server:
-        """``pserve`` on a generated .ini whose [app:main] holds ``app``; ready when ``ready``.
+        """``pserve`` on production.ini altered by ``app`` (see service_ini); ready when ``ready``.
 
         ``ready`` defaults to "a launch answers 200". Returns the server with ``startup``, the
         seconds from process start to that first successful answer.
         """
         port = free_port()
         ini = self.log_dir / f"{name}-{port}.ini"
-        ini.write_text(service_ini(app, port, threads))
+        ini.write_text(service_ini(app, port, threads, sections))
         server = self._start(name, [str(BIN / "pserve"), str(ini)], port)
         check = ready or launch_once
         server.startup = server.wait_until(lambda: accepts_connections(port) and check(port))
         return server
 
     def launchprov(
-        self, endpoint: str, threads: int, provider: str = "ec2", name: str = "launchprov"
+        self,
+        endpoint: str,
+        threads: int,
+        name: str = "launchprov",
+        settings: dict[str, str] | None = None,
+        sections: dict[str, dict[str, str]] | None = None,
     ) -> Server:
-        """launchprov exactly as production runs it, its EC2 endpoint at ``endpoint``."""
-        app = [
-            "use = egg:launchprov",
-            "pyramid.reload_templates = false",
-            "pyramid.debug_authorization = false",
-            "pyramid.debug_notfound = false",
-            "pyramid.debug_routematch = false",
-            f"launchprov.provider = {provider}",
-            f"launchprov.ec2.endpoint_url = {endpoint}",
-            "launchprov.ec2.connect_timeout = 5",
-            "launchprov.ec2.read_timeout = 20",
-            "launchprov.ec2.max_attempts = 3",
-            "launchprov.ec2.retry_mode = standard",
-        ]
-        return self.pserve(name, app, threads)
+        """launchprov as production runs it, its EC2 endpoint at ``endpoint``.
+
+        ``settings`` replace or add to production.ini's [app:main] (a variant's provider),
+        ``sections`` alter its other sections (a variant's logging).
+        """
+        app = {"launchprov.ec2.endpoint_url": endpoint, **(settings or {})}
+        return self.pserve(name, app, threads, sections=sections)
 
     def reference(self, factory: str, threads: int, endpoint: str = "") -> Server:
         """A reference app of benchmarks.apps (``bare_json`` or ``bare_pyramid``) under pserve."""
-        app = [f"use = call:benchmarks.apps:{factory}", f"endpoint_url = {endpoint}"]
+        app = {"use": f"call:benchmarks.apps:{factory}", "endpoint_url": endpoint}
         return self.pserve(factory, app, threads)

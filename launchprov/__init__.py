@@ -6,6 +6,7 @@ from pyramid.config import Configurator
 
 from launchprov.logs import install_record_factory, use_json_lines
 from launchprov.metrics import MeteredProvider, Metrics
+from launchprov.openapi import build_document
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
 from launchprov.schemas import Validators
@@ -34,6 +35,7 @@ def main(global_config, **settings):
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
+        config.registry.launchprov_openapi = build_document(validators, provider.name)
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request.
         config.add_request_method(lambda request: provider, "provider", reify=True)

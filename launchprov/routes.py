@@ -13,6 +13,7 @@ ROUTES: dict[str, Route] = {
     "instances": Route("/v1/instances", ("GET",)),
     "instance": Route("/v1/instances/{id}", ("GET", "DELETE")),
     "instance_action": Route("/v1/instances/{id}/{action:stop|start|reboot}", ("POST",)),
+    "openapi": Route("/v1/openapi.json", ("GET",)),
     "healthz": Route("/healthz", ("GET",)),
     "readyz": Route("/readyz", ("GET",)),
     "metrics": Route("/metrics", ("GET",)),

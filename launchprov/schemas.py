@@ -3,7 +3,8 @@
 colander coerces leniently out of the box (``Int`` takes "3", 3.7 and True; a node with
 ``missing=`` swallows {}, [], "" and None). The types here are strict instead:
 
-* in JSON, a value must already have its type: 3.7, true, "3", {} and null are not integers,
+* in JSON, a value must already have its type: 3.7, true, "3", {} and null are not integers
+  (3.0 is, as JSON Schema counts it),
   "yes" is not a boolean, and null is an error, never "use the default";
 * in a form body or a query string every value arrives as text (a list of the strings given for
   the key), and the type parses it: integers in decimal, booleans as true/false/1/0/yes/no, lists
@@ -23,7 +24,7 @@ import colander
 
 from launchprov.errors import InvalidParameters, detail
 from launchprov.params import Params
-from launchprov.placement import REGION_PATTERN, is_zone, region_of
+from launchprov.placement import REGION_PATTERN, ZONE_PATTERN, region_of
 from launchprov.providers.interface import STATES, InstanceQuery, LaunchRequest
 
 MAX_STRING = 255
@@ -101,11 +102,21 @@ class _StrictType(colander.SchemaType):
         return colander.Invalid(node, f"expected {self.expected}, got {json_type(value)}")
 
 
+#: JSON Schema for "no NUL character", which every string parameter refuses.
+NO_NUL = "^[^\\u0000]*$"
+
+
 class StrictString(_StrictType):
     expected = "a string"
 
     def __init__(self, allow_empty: bool = False):
         self.allow_empty = allow_empty
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL}
+        if not self.allow_empty:
+            schema["minLength"] = 1
+        return schema
 
     def from_text(self, node, values):
         return self.from_json(node, self.single_text(node, values))
@@ -121,6 +132,9 @@ class StrictString(_StrictType):
 class StrictInteger(_StrictType):
     expected = "an integer"
 
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "integer"}
+
     def from_text(self, node, values):
         value = self.single_text(node, values).strip()
         if not _INTEGER_TEXT.match(value):
@@ -128,6 +142,9 @@ class StrictInteger(_StrictType):
         return int(value)
 
     def from_json(self, node, value):
+        # JSON Schema's "integer" is a number with no fraction: 3 and 3.0, not 3.7 or true.
+        if type(value) is float and value.is_integer():
+            return int(value)
         if type(value) is not int:  # bool is an int subclass: true is not 1 here
             raise self.wrong_type(node, value)
         return value
@@ -135,6 +152,9 @@ class StrictInteger(_StrictType):
 
 class StrictBoolean(_StrictType):
     expected = "a boolean"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
 
     def from_text(self, node, values):
         value = self.single_text(node, values).strip().lower()
@@ -156,6 +176,10 @@ class StringList(_StrictType):
     def __init__(self, max_items: int, max_length: int):
         self.max_items = max_items
         self.max_length = max_length
+
+    def json_schema(self) -> dict[str, Any]:
+        item = {"type": "string", "minLength": 1, "maxLength": self.max_length, "pattern": NO_NUL}
+        return {"type": "array", "items": item, "minItems": 1, "maxItems": self.max_items}
 
     def from_text(self, node, values):
         items = [item.strip() for value in values for item in value.split(",")]
@@ -195,6 +219,22 @@ class TagMap(_StrictType):
 
     def __init__(self, several_values: bool = False):
         self.several_values = several_values
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "maxProperties": MAX_TAGS,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": MAX_TAG_KEY,
+                "pattern": "^(?![aA][wW][sS]:)[^\\u0000]*$",
+            },
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": MAX_TAG_VALUE,
+                "pattern": NO_NUL,
+            },
+        }
 
     def from_text(self, node, values):
         if not isinstance(values, dict):  # a parameter named "tags" itself
@@ -236,18 +276,39 @@ class TagMap(_StrictType):
         return dict(tags)
 
 
-def _max_utf8_bytes(limit: int):
-    def validator(node, value):
+class MaxUtf8Bytes:
+    """At most ``limit`` bytes once UTF-8 encoded (JSON Schema can only say characters)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def __call__(self, node, value):
         size = len(value.encode("utf-8"))
-        if size > limit:
-            raise colander.Invalid(node, f"is {size} bytes once UTF-8 encoded; at most {limit}")
+        if size > self.limit:
+            message = f"is {size} bytes once UTF-8 encoded; at most {self.limit}"
+            raise colander.Invalid(node, message)
 
-    return validator
+    def json_schema(self) -> dict[str, Any]:
+        return {"maxLength": self.limit}
 
 
-def _zone(node, value):
-    if not is_zone(value):
-        raise colander.Invalid(node, "expected an availability-zone name such as us-east-1b")
+class EachItem:
+    """Applies a validator to every item of a list."""
+
+    def __init__(self, validator):
+        self.validator = validator
+
+    def __call__(self, node, values):
+        for index, value in enumerate(values):
+            try:
+                self.validator(node, value)
+            except colander.Invalid as error:
+                raise colander.Invalid(node, f"item {index}: {error.msg}") from None
+
+
+_zone = colander.Regex(
+    rf"\A{ZONE_PATTERN}\Z", msg="expected an availability-zone name such as us-east-1b"
+)
 
 
 @colander.deferred
@@ -270,20 +331,28 @@ def _text(validator=None, **kw) -> colander.SchemaNode:
     return colander.SchemaNode(StrictString(), validator=validator, **kw)
 
 
-def _count_in_range(node, value):
-    if not 1 <= value <= MAX_COUNT:
-        raise colander.Invalid(node, f"must be from 1 to {MAX_COUNT}, got {value}")
+def _between(low: int, high: int) -> colander.Range:
+    message = f"must be from {low} to {high}, got ${{val}}"
+    return colander.Range(low, high, min_err=message, max_err=message)
 
 
 def _count(name: str) -> colander.SchemaNode:
-    return colander.SchemaNode(StrictInteger(), name=name, missing=1, validator=_count_in_range)
+    return colander.SchemaNode(
+        StrictInteger(), name=name, missing=1, validator=_between(1, MAX_COUNT)
+    )
 
 
-def _counts_in_order(node, value):
-    if value["min_count"] > value["max_count"]:
-        error = colander.Invalid(node)
-        error["min_count"] = f"must not be greater than max_count ({value['max_count']})"
-        raise error
+class CountsInOrder:
+    """min_count <= max_count: a rule across two parameters."""
+
+    def __call__(self, node, value):
+        if value["min_count"] > value["max_count"]:
+            error = colander.Invalid(node)
+            error["min_count"] = f"must not be greater than max_count ({value['max_count']})"
+            raise error
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"description": "min_count must not be greater than max_count."}
 
 
 class LaunchSchema(colander.MappingSchema):
@@ -300,7 +369,7 @@ class LaunchSchema(colander.MappingSchema):
     user_data = colander.SchemaNode(
         StrictString(allow_empty=True),
         missing=None,
-        validator=_max_utf8_bytes(MAX_USER_DATA_BYTES),
+        validator=MaxUtf8Bytes(MAX_USER_DATA_BYTES),
     )
     placement = _text(missing=_default("placement"), validator=_zone)
     placement_group = _text(missing=None)
@@ -311,30 +380,17 @@ class LaunchSchema(colander.MappingSchema):
     tags = colander.SchemaNode(TagMap(), missing=colander.deferred(lambda node, kw: {}))
 
     def __init__(self, *args, **kw):
-        kw.setdefault("validator", _counts_in_order)
+        kw.setdefault("validator", CountsInOrder())
         super().__init__(*args, **kw)
-
-
-def _each(check, message: str):
-    """A validator applying ``check`` to every item of a list."""
-
-    def validator(node, values):
-        bad = [value for value in values if not check(value)]
-        if bad:
-            raise colander.Invalid(node, f"{message}: {', '.join(map(repr, bad[:5]))}")
-
-    return validator
 
 
 @colander.deferred
 def _instance_ids_validator(node, kw):
     pattern = kw.get("instance_id_pattern") or GENERIC_INSTANCE_ID
-    return _each(pattern.match, "not instance ids of this provider")
+    return EachItem(colander.Regex(pattern, msg="not an instance id of this provider"))
 
 
-def _region(node, value):
-    if not re.fullmatch(REGION_PATTERN, value):
-        raise colander.Invalid(node, "expected a region name such as us-east-1")
+_region = colander.Regex(rf"\A{REGION_PATTERN}\Z", msg="expected a region name such as us-east-1")
 
 
 _region_node = colander.SchemaNode(
@@ -343,11 +399,6 @@ _region_node = colander.SchemaNode(
     validator=_region,
     missing=colander.deferred(lambda node, kw: region_of(kw["defaults"]["placement"])),
 )
-
-
-def _limit_in_range(node, value):
-    if not 1 <= value <= MAX_LIST_LIMIT:
-        raise colander.Invalid(node, f"must be from 1 to {MAX_LIST_LIMIT}, got {value}")
 
 
 class InstanceQuerySchema(colander.MappingSchema):
@@ -359,11 +410,11 @@ class InstanceQuerySchema(colander.MappingSchema):
     state = colander.SchemaNode(
         StringList(len(STATES), MAX_STRING),
         missing=(),
-        validator=_each(STATES.__contains__, f"states are {', '.join(STATES)}; not"),
+        validator=EachItem(colander.OneOf(STATES)),
     )
     tags = colander.SchemaNode(TagMap(several_values=True), missing={})
     limit = colander.SchemaNode(
-        StrictInteger(), missing=DEFAULT_LIST_LIMIT, validator=_limit_in_range
+        StrictInteger(), missing=DEFAULT_LIST_LIMIT, validator=_between(1, MAX_LIST_LIMIT)
     )
     next = colander.SchemaNode(StrictString(), missing=None, validator=colander.Length(1, 4096))
     region = _region_node.clone()

@@ -242,7 +242,7 @@ _CONSTRUCTOR_SETTINGS = {
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
-# -- the EC2 reply fix ----------------------------------------------------------------------
+# -- the EC2 driver's fixes: replies, Name tags ---------------------------------------------
 
 
 class EC2ErrorReply(BaseHTTPError):
@@ -398,6 +398,9 @@ class TolerantEC2NodeDriver(EC2NodeDriver):
                     key: value for key, value in node.extra["tags"].items() if key != "Name"
                 }
         return created
+
+
+# -- the dummy driver -----------------------------------------------------------------------
 
 
 class CloudlikeDummyNodeDriver(DummyNodeDriver):
@@ -898,7 +901,7 @@ class LibcloudProvider:
                     f"launchprov.defaults.security_groups: {', '.join(ids)}: libcloud's EC2 "
                     "driver takes security-group ids only with a subnet; use group names"
                 )
-            options: dict[str, Any] = {"regions": regions}
+            options: dict[str, Any] = {"region": startup_region, "regions": regions}
         else:
             build = _generic_factory(driver_name, driver_cls, settings, driver_kwargs)
             startup_region = settings["launchprov.libcloud.region"]
@@ -1043,6 +1046,23 @@ class LibcloudProvider:
                 log.error("the driver did not destroy node %s of a failed launch", node.id)
                 kept.append(str(node.id))
         return kept
+
+    def ping(self, timeout: float) -> None:
+        # A driver of its own, so that the time-out is this one and not the launch setting:
+        # libcloud reads connection.timeout when it connects, which the driver did when built,
+        # so it connects again. A shared driver holds its cloud in memory (dummy): asked as is.
+        driver = self._shared
+        if driver is None:
+            driver = self._build_driver(self._region)
+            driver.connection.timeout = timeout
+            driver.connection.connect()
+        if self.driver_name == "ec2":
+            ec2_request(driver, {"Action": "DescribeAvailabilityZones"})
+            return
+        try:
+            driver.list_nodes()  # the one call every driver has
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
 
     # -- the life of an instance -----------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics: open to every caller, outside /v1."""
+"""Liveness, readiness, metrics and the OpenAPI document: open to every caller."""
 
 from __future__ import annotations
 
@@ -37,3 +37,8 @@ def includeme(config):
     config.add_view(healthz, route_name="healthz", request_method="GET", renderer="json")
     config.add_view(readyz, route_name="readyz", request_method="GET", renderer="json")
     config.add_view(metrics, route_name="metrics", request_method="GET")
+    config.add_view(openapi, route_name="openapi", request_method="GET", renderer="json")
+
+
+def openapi(request):
+    return request.registry.launchprov_openapi

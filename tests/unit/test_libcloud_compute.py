@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 import socket
 import threading
+import time
 import types
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -805,6 +806,31 @@ def test_ec2_stop_errors(ec2_provider, monkeypatch, error, expected):
         assert caught.value.action == "stop" and caught.value.message == error.message
 
 
+def test_ec2_ping(ec2_provider):
+    assert ec2_provider.ping(2) is None
+
+
+def test_ec2_ping_of_an_endpoint_that_never_answers_times_out_in_its_own_time(silent_port):
+    provider = LibcloudProvider.from_settings(ec2_settings(silent_port, timeout="30"))
+    started = time.monotonic()
+
+    with pytest.raises(ProviderError) as caught:
+        provider.ping(0.5)
+
+    assert caught.value.code == ProviderError.TIMEOUT
+    assert time.monotonic() - started < 10  # the ping's time-out, not the launch setting's
+    assert provider.driver(REGION).connection.timeout == 30
+
+
+def test_ec2_ping_of_a_refused_connection_is_unreachable():
+    provider = LibcloudProvider.from_settings(ec2_settings(free_port()))
+
+    with pytest.raises(ProviderError) as caught:
+        provider.ping(2)
+
+    assert caught.value.code == ProviderError.UNREACHABLE
+
+
 def test_ec2_instance_id_pattern(ec2_provider):
     assert ec2_provider.instance_id_pattern is INSTANCE_ID
 
@@ -1111,6 +1137,16 @@ def test_dummy_cannot_stop_or_start(dummy_provider, action):
     assert dummy_provider.describe(instance_id, REGION).state == "running"
 
 
+def test_dummy_cannot_stop_is_answered_before_any_lookup(dummy_provider, monkeypatch):
+    def no_lookup():
+        raise AssertionError("list_nodes called")
+
+    monkeypatch.setattr(dummy_provider.driver(None), "list_nodes", no_lookup)
+
+    with pytest.raises(ActionNotSupported):
+        dummy_provider.stop("no-such-node", REGION)
+
+
 def test_dummy_reboot(dummy_provider, monkeypatch):
     instance_id = launch_one(dummy_provider)
     driver = dummy_provider.driver(None)
@@ -1207,6 +1243,18 @@ def test_dummy_list_in_creation_order_filtered_and_paged(dummy_provider):
     assert listed(dummy_provider, tags={"role": ("web",)}) == []
     with pytest.raises(InvalidPageToken):
         dummy_provider.list_instances(InstanceQuery(REGION, page_token="not-a-token"))
+
+
+def test_dummy_ping(dummy_provider, monkeypatch):
+    assert dummy_provider.ping(1) is None
+
+    def failing():
+        raise requests.exceptions.ConnectionError("lost")
+
+    monkeypatch.setattr(dummy_provider.driver(None), "list_nodes", failing)
+    with pytest.raises(ProviderError) as caught:
+        dummy_provider.ping(1)
+    assert caught.value.code == ProviderError.UNREACHABLE
 
 
 def test_dummy_has_no_instance_id_pattern(dummy_provider):

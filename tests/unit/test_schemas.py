@@ -134,7 +134,7 @@ def test_unknown_parameter_alone_is_rejected(validator):
     ("name", "value", "expected"),
     [
         ("min_count", 3.7, "expected an integer, got number"),
-        ("min_count", 3.0, "expected an integer, got number"),
+        ("min_count", 3.5e0, "expected an integer, got number"),
         ("min_count", True, "expected an integer, got boolean"),
         ("min_count", "3", "expected an integer, got string"),
         ("min_count", {}, "expected an integer, got object"),
@@ -187,6 +187,12 @@ def test_counts_are_from_1_to_1000(validator, name, value):
     found = problems(validator, json_params(**REQUIRED, **{name: value}))
     assert list(found) == [name]
     assert "1" in found[name] and "1000" in found[name]
+
+
+def test_an_integral_number_is_an_integer_as_json_schema_says(validator):
+    request = validator.validate(json_params(**REQUIRED, min_count=2.0, max_count=3e0))
+    assert (request.min_count, request.max_count) == (2, 3)
+    assert type(request.min_count) is int
 
 
 def test_min_count_above_max_count(validator):

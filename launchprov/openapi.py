@@ -1,0 +1,412 @@
+"""The OpenAPI 3.1 document, generated from the same bound colander schemas that validate.
+
+:func:`json_schema` turns a colander node into JSON Schema (draft 2020-12, OpenAPI 3.1's
+dialect): the strict types of :mod:`launchprov.schemas` describe themselves, and the
+validators are read for their limits (Length, Range, OneOf, Regex, All, and launchprov's own,
+which carry a ``json_schema()``). A validator it cannot describe is an error, so a rule can
+never be enforced without being documented. :func:`build_document` assembles the routes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import colander
+
+from launchprov.providers.interface import ACTIONS, STATES
+from launchprov.schemas import TAG_PREFIX, EachItem, Validators
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1.0.0"
+
+
+# -- colander -> JSON Schema ------------------------------------------------------------------
+
+
+def _pattern(regex: re.Pattern) -> str:
+    """A Python pattern anchored with \\A and \\Z, spelt for JSON Schema (ECMA 262)."""
+    pattern = regex.pattern.replace("\\A", "^").replace("\\Z", "$")
+    return pattern.replace("(?P<", "(?<")  # named groups, the ECMA way
+
+
+def _tighter(schema: dict[str, Any], key: str, value, pick) -> None:
+    schema[key] = pick(schema[key], value) if key in schema else value
+
+
+def _apply(schema: dict[str, Any], validator) -> None:
+    """Add what ``validator`` checks to ``schema``."""
+    if validator is None:
+        return
+    if isinstance(validator, colander.All):
+        for inner in validator.validators:
+            _apply(schema, inner)
+    elif isinstance(validator, colander.Length):
+        low, high = (
+            ("minItems", "maxItems")
+            if schema["type"] == "array"
+            else (
+                "minLength",
+                "maxLength",
+            )
+        )
+        if validator.min is not None:
+            _tighter(schema, low, validator.min, max)
+        if validator.max is not None:
+            _tighter(schema, high, validator.max, min)
+    elif isinstance(validator, colander.Range):
+        if validator.min is not None:
+            _tighter(schema, "minimum", validator.min, max)
+        if validator.max is not None:
+            _tighter(schema, "maximum", validator.max, min)
+    elif isinstance(validator, colander.OneOf):
+        schema["enum"] = list(validator.choices)
+    elif isinstance(validator, colander.Regex):
+        # Every launchprov pattern already excludes NUL, which replaces the type's NUL rule.
+        schema["pattern"] = _pattern(validator.match_object)
+    elif isinstance(validator, EachItem):
+        _apply(schema["items"], validator.validator)
+    elif hasattr(validator, "json_schema"):
+        for key, value in validator.json_schema().items():
+            if key == "maxLength":
+                _tighter(schema, key, value, min)
+            elif key == "description" and "description" in schema:
+                schema[key] = f"{schema[key]} {value}"
+            else:
+                schema[key] = value
+    else:
+        raise TypeError(f"cannot describe validator {validator!r} in JSON Schema")
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def json_schema(node: colander.SchemaNode) -> dict[str, Any]:
+    """The JSON Schema of a bound colander node (a mapping, or a launchprov strict type)."""
+    if isinstance(node.typ, colander.Mapping):
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {child.name: json_schema(child) for child in node.children},
+            "additionalProperties": False,
+        }
+        required = [child.name for child in node.children if child.required]
+        if required:
+            schema["required"] = required
+    else:
+        schema = node.typ.json_schema()
+    _apply(schema, node.validator)
+    missing = node.missing
+    # An absent list filter is "no filter", not an empty list: it has no default to show.
+    if missing not in (colander.required, colander.drop, colander.null, None, ()):
+        schema["default"] = _jsonable(missing)
+    if node.description:
+        schema["description"] = node.description
+    return schema
+
+
+# -- the document -----------------------------------------------------------------------------
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+INSTANCE = {
+    "type": "object",
+    "description": "An instance as every provider describes it; null where it does not know.",
+    "properties": {
+        "id": {"type": "string"},
+        "state": {"enum": list(STATES)},
+        "instance_type": _NULLABLE_STRING,
+        "ami": _NULLABLE_STRING,
+        "placement": _NULLABLE_STRING,
+        "key_name": _NULLABLE_STRING,
+        "security_groups": {"type": "array", "items": {"type": "string"}},
+        "private_ip": _NULLABLE_STRING,
+        "public_ip": _NULLABLE_STRING,
+        "private_dns": _NULLABLE_STRING,
+        "public_dns": _NULLABLE_STRING,
+        "launch_time": {"type": ["string", "null"], "format": "date-time"},
+        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "additionalProperties": False,
+}
+INSTANCE["required"] = list(INSTANCE["properties"])
+
+ERROR = {
+    "type": "object",
+    "description": "The body of every non-2xx answer.",
+    "properties": {
+        "status": {"type": "integer", "description": "The HTTP status, repeated."},
+        "error": {"type": "string", "description": "The HTTP reason phrase."},
+        "message": {"type": "string"},
+        "details": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "location": {"type": "string"},
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                },
+                "required": ["location", "name", "description"],
+                "additionalProperties": False,
+            },
+        },
+        "request_id": {"type": ["string", "null"]},
+    },
+    "required": ["status", "error", "message", "details", "request_id"],
+    "additionalProperties": False,
+}
+
+PROVIDER_ERROR = {
+    **ERROR,
+    "description": "The error body of a 408: the error body, with what the provider said.",
+    "properties": {
+        **ERROR["properties"],
+        "provider": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "retryable": {"type": "boolean"},
+            },
+            "required": ["name", "code", "message", "retryable"],
+            "additionalProperties": False,
+        },
+    },
+    "required": [*ERROR["required"], "provider"],
+}
+
+_WHY = {
+    400: "A parameter is missing or invalid; details name every one.",
+    404: "No such instance (or no such route).",
+    405: "The path does not serve this method; Allow lists those it does.",
+    408: "The provider failed: an error reply, a refused or hung connection, or a reply that "
+    "could not be parsed. Expected for valid data that the provider refuses, such as an AMI "
+    "that does not exist.",
+    409: "The instance's state forbids the action.",
+    413: "The body is larger than launchprov.max_body_size.",
+    415: "The body is neither JSON nor a form.",
+    500: "An unexpected error; it has been logged.",
+    501: "The provider cannot perform this action at all.",
+    503: "The provider cannot be reached.",
+}
+
+REQUEST_ID_PARAMETER = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "The caller's request id, echoed in the answer, its logs and the tags of "
+    "launched instances; made when absent.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/+=@-]{1,128}$"},
+}
+
+_REQUEST_ID_HEADER = {
+    "X-Request-ID": {"description": "The request's id.", "schema": {"type": "string"}}
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
+    responses = {"200": {**ok, "headers": _REQUEST_ID_HEADER}}
+    for status in sorted({*statuses, 400, 500}):
+        ref = "ProviderError" if status == 408 else "Error"
+        responses[str(status)] = {
+            "description": _WHY[status],
+            "headers": _REQUEST_ID_HEADER,
+            **_json({"$ref": f"#/components/schemas/{ref}"}),
+        }
+    return responses
+
+
+def _query_parameters(schema: colander.SchemaNode) -> list[dict[str, Any]]:
+    parameters = []
+    for child in schema.children:
+        if child.name == "tags":
+            continue  # tag:KEY=VALUE has no fixed name: described on the operation
+        child_schema = json_schema(child)
+        parameter = {"name": child.name, "in": "query", "required": False, "schema": child_schema}
+        if child_schema.get("type") == "array":
+            parameter.update(style="form", explode=True)
+        parameters.append(parameter)
+    return parameters
+
+
+def build_document(validators: Validators, provider_name: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route, for this deployment's provider and defaults."""
+    launch_schema = json_schema(validators.launch_schemas[False])
+    launch_schema["description"] = (
+        "The parameters of a launch: the seed's table, with this deployment's defaults. "
+        "A form body or the query string may carry the same parameters as text (lists by "
+        f"repeating the key or with commas; tags as {TAG_PREFIX}KEY=VALUE). "
+        + launch_schema.get("description", "")
+    ).strip()
+    id_pattern = _pattern(validators.instance_id_pattern)
+    instance_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": id_pattern},
+    }
+    target = [instance_id, *_query_parameters(validators.target_schema), REQUEST_ID_PARAMETER]
+    instance_ok = {
+        "description": "The instance.",
+        **_json({"$ref": "#/components/schemas/Instance"}),
+    }
+    paths: dict[str, Any] = {
+        "/v1/launch": {
+            "put": {
+                "operationId": "launch",
+                "summary": "Launch instances of an AMI and instance type",
+                "parameters": [REQUEST_ID_PARAMETER],
+                "requestBody": {"required": True, **_json(launch_schema)},
+                "responses": _responses(
+                    {
+                        "description": "The ids of the launched instances.",
+                        **_json({"type": "array", "items": {"type": "string"}, "minItems": 1}),
+                    },
+                    408,
+                    413,
+                    415,
+                ),
+            }
+        },
+        "/v1/instances": {
+            "get": {
+                "operationId": "listInstances",
+                "summary": "List instances, filtered and paged",
+                "description": "Filters combine with AND; the values of one filter with OR. "
+                f"Tags filter as {TAG_PREFIX}KEY=VALUE parameters (for example "
+                f"{TAG_PREFIX}role=web). next is the token of the previous page.",
+                "parameters": [
+                    *_query_parameters(validators.query_schema),
+                    REQUEST_ID_PARAMETER,
+                ],
+                "responses": _responses(
+                    {
+                        "description": "One page of instances.",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "instances": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Instance"},
+                                    },
+                                    "next": {"type": ["string", "null"]},
+                                },
+                                "required": ["instances", "next"],
+                                "additionalProperties": False,
+                            }
+                        ),
+                    },
+                    408,
+                ),
+            }
+        },
+        "/v1/instances/{id}": {
+            "get": {
+                "operationId": "describeInstance",
+                "summary": "Describe an instance",
+                "parameters": target,
+                "responses": _responses(instance_ok, 404, 408),
+            },
+            "delete": {
+                "operationId": "terminateInstance",
+                "summary": "Terminate an instance (terminating twice is not an error)",
+                "parameters": target,
+                "responses": _responses(instance_ok, 404, 408),
+            },
+        },
+    }
+    for action in ACTIONS:
+        if action == "terminate":
+            continue
+        paths[f"/v1/instances/{{id}}/{action}"] = {
+            "post": {
+                "operationId": f"{action}Instance",
+                "summary": f"{action.capitalize()} an instance",
+                "parameters": target,
+                "responses": _responses(instance_ok, 404, 408, 409, 501),
+            }
+        }
+    paths["/healthz"] = {
+        "get": {
+            "operationId": "liveness",
+            "summary": "Liveness: the process answers (no provider call)",
+            "responses": {
+                "200": {
+                    "description": "Alive.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "properties": {"status": {"const": "ok"}},
+                            "required": ["status"],
+                        }
+                    ),
+                }
+            },
+        }
+    }
+    paths["/readyz"] = {
+        "get": {
+            "operationId": "readiness",
+            "summary": "Readiness: one cheap provider call",
+            "responses": {
+                "200": {
+                    "description": "The provider answered.",
+                    **_json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"const": "ready"},
+                                "provider": {"type": "string"},
+                            },
+                            "required": ["status", "provider"],
+                        }
+                    ),
+                },
+                "503": {
+                    "description": _WHY[503],
+                    **_json({"$ref": "#/components/schemas/Error"}),
+                },
+            },
+        }
+    }
+    paths["/metrics"] = {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics in the text exposition format",
+            "responses": {
+                "200": {
+                    "description": "The metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
+    paths["/v1/openapi.json"] = {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {
+                "200": {"description": "The OpenAPI document.", **_json({"type": "object"})}
+            },
+        }
+    }
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "launchprov",
+            "version": API_VERSION,
+            "description": "Internal REST API to launch and manage cloud instances. "
+            f"This deployment's provider: {provider_name}.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Instance": INSTANCE, "Error": ERROR, "ProviderError": PROVIDER_ERROR}
+        },
+    }
