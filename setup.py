@@ -7,6 +7,7 @@ requires = [
     "apache-libcloud>=3.8",
     "boto3>=1.34",
     "colander>=2.0",
+    "prometheus-client>=0.20",
     "pyramid>=2.0",
     "waitress>=3.0",
     "zope.interface>=6.0",
@@ -18,9 +19,13 @@ sandbox_requires = [
 
 tests_require = [
     *sandbox_requires,
+    "aiopenapi3>=0.8",
+    "hypothesis>=6.100",
     "moto[server]>=5.0",
+    "openapi-spec-validator>=0.7",
     "pytest>=8.0",
     "ruff>=0.6",
+    "schemathesis>=4.0",
     "WebTest>=3.0",
 ]
 

@@ -2,8 +2,10 @@
 
 * ``bare_json``: a plain WSGI app that reads the body and answers the JSON launchprov answers:
   the floor of waitress and HTTP, with no framework and no provider.
-* ``bare_pyramid``: a bare Pyramid view that calls boto3 with no validation (one shared client
-  with launchprov's botocore Config): the limit launchprov can approach.
+* ``bare_wsgi_boto3``: a plain WSGI app that calls boto3 (one shared client with launchprov's
+  botocore Config): what waitress and HTTP cost around the provider call, with no framework.
+* ``bare_pyramid``: a bare Pyramid view that calls boto3 with no validation (the same client):
+  the limit launchprov can approach.
 
 ``.ini``: ``use = call:benchmarks.apps:bare_json`` (``endpoint_url`` is the EC2 endpoint).
 """
@@ -61,6 +63,25 @@ def bare_json(global_config, **settings):
             "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         )
         return [body]
+
+    return app
+
+
+def bare_wsgi_boto3(global_config, **settings):
+    """WSGI app: parse the JSON body, launch with boto3, answer the ids; nothing else."""
+    client = ec2_client(settings["endpoint_url"])
+
+    def app(environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length))
+        reply = client.run_instances(
+            ImageId=body["ami"], InstanceType=body["instance_type"], **RUN_INSTANCES
+        )
+        answer = json.dumps([instance["InstanceId"] for instance in reply["Instances"]]).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
+        )
+        return [answer]
 
     return app
 

@@ -150,8 +150,12 @@ class Server:
         raise TimeoutError(f"{self.name} not ready after {deadline} s:\n{self.output()}")
 
     def output(self) -> str:
+        """The end of the process's output, for error messages."""
+        return self.output_all()[-4000:]
+
+    def output_all(self) -> str:
         self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -169,19 +173,20 @@ def service_ini(
     port: int,
     threads: int,
     sections: dict[str, dict[str, str]] | None = None,
+    fresh_app: bool = False,
 ) -> str:
     """production.ini with its [server:main] on 127.0.0.1:``port`` with ``threads`` threads.
 
     Everything else (waitress limits, logging) stays as production.ini has it, so the service
-    is measured as it is deployed. ``app`` holds settings that replace or add to [app:main]'s;
-    a ``use`` key in it replaces the whole section (the reference apps). ``sections`` alters
-    other sections (``{"logger_launchprov": {"level": "WARN"}}``).
+    is measured as it is deployed. ``app`` holds settings that replace or add to [app:main]'s
+    (all of them with ``fresh_app``: the reference apps). ``sections`` alters other sections
+    (``{"logger_launchprov": {"level": "WARN"}}``).
     """
     ini = configparser.RawConfigParser()  # raw: %(asctime)s stays for the logging config
     ini.optionxform = str  # keys as written
     ini.read(REPO / "production.ini")
     app = app or {}
-    if "use" in app:
+    if fresh_app:
         ini.remove_section("app:main")
         ini.add_section("app:main")
     for key, value in app.items():
@@ -218,16 +223,18 @@ class Processes:
             self.servers.remove(server)
         server.stop()
 
-    def _start(self, name: str, argv: list[str], port: int, env=None) -> Server:
+    def start(self, name: str, argv: list[str], port: int, env=None) -> Server:
+        """Any server: ``argv`` must make it listen on 127.0.0.1:``port``."""
         server = Server(name, argv, port, self.log_dir, env)
         self.servers.append(server)
         return server
 
-    def standin(self, delay_ms: float = 0.0) -> Server:
+    def standin(self, delay_ms: float = 0.0, kind: str = "asyncio") -> Server:
         """The EC2 stand-in, ready (DescribeInstances answers)."""
         port = free_port()
         argv = [sys.executable, "-m", "benchmarks.standin", "--port", str(port)]
-        server = self._start(f"standin-{delay_ms:g}ms", [*argv, "--delay-ms", str(delay_ms)], port)
+        argv += ["--delay-ms", str(delay_ms), "--server", kind]
+        server = self.start(f"standin-{kind}-{delay_ms:g}ms", argv, port)
         server.wait_until(lambda: ec2_answers(port))
         return server
 
@@ -236,7 +243,7 @@ class Processes:
         port = free_port()
         env = {key: value for key, value in child_env().items() if key not in MOTO_UNSET}
         argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        server = self._start("moto", argv, port, env)
+        server = self.start("moto", argv, port, env)
         server.wait_until(lambda: ec2_answers(port))
         return server
 
@@ -247,6 +254,7 @@ class Processes:
         threads: int,
         ready: Callable[[int], bool] | None = None,
         sections: dict[str, dict[str, str]] | None = None,
+        fresh_app: bool = False,
     ) -> Server:
         """``pserve`` on production.ini altered by ``app`` (see service_ini); ready when ``ready``.
 
@@ -255,8 +263,8 @@ class Processes:
         """
         port = free_port()
         ini = self.log_dir / f"{name}-{port}.ini"
-        ini.write_text(service_ini(app, port, threads, sections))
-        server = self._start(name, [str(BIN / "pserve"), str(ini)], port)
+        ini.write_text(service_ini(app, port, threads, sections, fresh_app))
+        server = self.start(name, [str(BIN / "pserve"), str(ini)], port)
         check = ready or launch_once
         server.startup = server.wait_until(lambda: accepts_connections(port) and check(port))
         return server
@@ -280,4 +288,9 @@ class Processes:
     def reference(self, factory: str, threads: int, endpoint: str = "") -> Server:
         """A reference app of benchmarks.apps (``bare_json`` or ``bare_pyramid``) under pserve."""
         app = {"use": f"call:benchmarks.apps:{factory}", "endpoint_url": endpoint}
-        return self.pserve(factory, app, threads)
+        return self.pserve(factory, app, threads, fresh_app=True)
+
+    def tuned_launchprov(self, endpoint: str, threads: int) -> Server:
+        """launchprov with the changes of benchmarks.variants, otherwise as production runs it."""
+        settings = {"use": "call:benchmarks.variants:tuned_launchprov"}
+        return self.launchprov(endpoint, threads, name="tuned", settings=settings)

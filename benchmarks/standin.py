@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.server
 import itertools
 import os
 import signal
+import threading
+import time
 from urllib.parse import parse_qs
 
 NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
@@ -69,6 +72,16 @@ def describe_instances_reply() -> bytes:
     ).encode()
 
 
+def describe_availability_zones_reply() -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeAvailabilityZonesResponse '
+        f'xmlns="{NAMESPACE}"><requestId>{REQUEST_ID}</requestId><availabilityZoneInfo>'
+        "<item><zoneName>us-east-1b</zoneName><zoneState>available</zoneState>"
+        "<regionName>us-east-1</regionName></item></availabilityZoneInfo>"
+        "</DescribeAvailabilityZonesResponse>"
+    ).encode()
+
+
 def error_reply(code: str, message: str) -> bytes:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
@@ -85,6 +98,8 @@ def answer(body: bytes) -> tuple[int, bytes]:
         return 200, run_instances_reply(form)
     if action == "DescribeInstances":
         return 200, describe_instances_reply()
+    if action == "DescribeAvailabilityZones":  # launchprov's readiness call (/readyz)
+        return 200, describe_availability_zones_reply()
     return 400, error_reply("InvalidAction", f"the stand-in does not implement {action!r}")
 
 
@@ -129,13 +144,53 @@ class StandIn:
             await stop
 
 
+class ThreadingHandler(http.server.BaseHTTPRequestHandler):
+    """The same answers from the standard library's thread-per-connection server."""
+
+    protocol_version = "HTTP/1.1"
+    wbufsize = -1  # one write per reply: unbuffered, headers and body meet Nagle's delayed ACK
+    delay = 0.0
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, reply = answer(body)
+        if self.delay:
+            time.sleep(self.delay)
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml;charset=UTF-8")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format, *args):
+        pass
+
+
+def serve_threading(host: str, port: int, delay_ms: float) -> None:
+    handler = type("Handler", (ThreadingHandler,), {"delay": delay_ms / 1000.0})
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    with server:
+        server.serve_forever()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--server",
+        choices=("asyncio", "threading"),
+        default="asyncio",
+        help="asyncio (the default, cheapest) or http.server's ThreadingHTTPServer",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(StandIn(args.delay_ms).serve(args.host, args.port))
+    if args.server == "threading":
+        serve_threading(args.host, args.port, args.delay_ms)
+    else:
+        asyncio.run(StandIn(args.delay_ms).serve(args.host, args.port))
 
 
 if __name__ == "__main__":

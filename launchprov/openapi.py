@@ -27,7 +27,8 @@ API_VERSION = "1.0.0"
 def _pattern(regex: re.Pattern) -> str:
     """A Python pattern anchored with \\A and \\Z, spelt for JSON Schema (ECMA 262)."""
     pattern = regex.pattern.replace("\\A", "^").replace("\\Z", "$")
-    return pattern.replace("(?P<", "(?<")  # named groups, the ECMA way
+    # Named groups are spelt differently in every dialect: none is needed to match.
+    return re.sub(r"\(\?P<\w+>", "(?:", pattern)
 
 
 def _tighter(schema: dict[str, Any], key: str, value, pick) -> None:
@@ -405,6 +406,8 @@ def build_document(validators: Validators, provider_name: str) -> dict[str, Any]
             "description": "Internal REST API to launch and manage cloud instances. "
             f"This deployment's provider: {provider_name}.",
         },
+        # Relative: the server that served this document.
+        "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": {"Instance": INSTANCE, "Error": ERROR, "ProviderError": PROVIDER_ERROR}

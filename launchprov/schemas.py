@@ -227,7 +227,8 @@ class TagMap(_StrictType):
             "propertyNames": {
                 "minLength": 1,
                 "maxLength": MAX_TAG_KEY,
-                "pattern": "^(?![aA][wW][sS]:)[^\\u0000]*$",
+                "pattern": NO_NUL,
+                "not": {"pattern": "^[aA][wW][sS]:"},
             },
             "additionalProperties": {
                 "type": "string",

@@ -416,7 +416,7 @@ class CloudlikeDummyNodeDriver(DummyNodeDriver):
         # next() of a count is atomic: threads sharing the driver never get the same id.
         self._numbers = itertools.count(len(self.nl) + 1)
 
-    def create_node(self, name, size, image):
+    def create_node(self, name, size, image, ex_metadata=None):
         node = Node(
             id=str(next(self._numbers)),
             name=name,
@@ -427,7 +427,8 @@ class CloudlikeDummyNodeDriver(DummyNodeDriver):
             size=size,
             image=image,
             created_at=datetime.now(UTC),
-            extra={},
+            # Tags, kept where libcloud's drivers keep them, so that listing by tag works.
+            extra={"tags": dict(ex_metadata or {})},
         )
         self.nl.append(node)
         return node
@@ -555,9 +556,17 @@ GENERIC_PARAMETERS: dict[str, Mapped] = {
 }
 
 
+#: launchprov's dummy driver: the generic parameters, and tags (it is launchprov's test double
+#: for a tagging cloud, so that the whole contract can run against it).
+DUMMY_PARAMETERS: dict[str, Mapped] = {
+    **GENERIC_PARAMETERS,
+    "tags": Mapped("ex_metadata", "kept in node.extra['tags']", lambda d, r: dict(r.tags)),
+}
+
+
 def parameters_of(driver_name: str) -> dict[str, Mapped]:
     """The parameter table of a driver."""
-    return EC2_PARAMETERS if driver_name == "ec2" else GENERIC_PARAMETERS
+    return {"ec2": EC2_PARAMETERS, "dummy": DUMMY_PARAMETERS}.get(driver_name, GENERIC_PARAMETERS)
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -676,6 +685,7 @@ def node_instance(node: Node) -> Instance:
         private_ip=_first(node.private_ips),
         public_ip=_first(node.public_ips),
         launch_time=_utc(node.created_at),
+        tags={str(key): str(value) for key, value in (node.extra.get("tags") or {}).items()},
     )
 
 

@@ -41,8 +41,7 @@ def wait_until(check, what: str, process: subprocess.Popen, deadline: float = ST
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{output}")
+            raise RuntimeError(f"{what} exited with {process.returncode}")
         if check():
             return
         time.sleep(0.05)  # polling interval, not synchronisation: the check decides
@@ -69,18 +68,19 @@ def moto_process() -> Iterator[str]:
     """A moto server process on 127.0.0.1 that validates like EC2; yields its endpoint URL."""
     port = free_port()
     env = dict(os.environ, **MOTO_VALIDATION)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_until(lambda: accepts_connections(port), "moto server", process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
+    # moto logs every request: to a file, since a pipe nobody reads fills up and blocks it.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: accepts_connections(port), "moto server", process)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(process)
 
 
 @pytest.fixture
@@ -112,13 +112,15 @@ class Service:
             text=True,
         )
         self._output: list[str] = []
+        # Read all the service prints from the start: a full pipe would block the service.
         self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
         try:
             wait_until(lambda: accepts_connections(self.port), "launchprov", self.process)
-        except Exception:
+        except Exception as exc:
             stop(self.process)
-            raise
-        self._reader.start()
+            self._reader.join(timeout=5)
+            raise RuntimeError(f"{exc}\n{self.output}") from None
 
     def _read_output(self):
         for line in self.process.stdout:

@@ -91,7 +91,7 @@ def test_paging_through_more_than_100_instances(service, moto_client):
         status, _, ids = service.launch(
             {"ami": GOOD_AMI, "instance_type": "t2.micro", "tags": {"page-run": tag}}
         )
-        assert status == 200
+        assert status == 200, ids
         launched += ids
     for limit in (1000, 100, 40):
         seen = list_all(service, f"tag:page-run={tag}", limit)

@@ -576,7 +576,7 @@ def test_ec2_describe_does_not_call_describe_addresses(ec2_provider, monkeypatch
 
 
 def launch_tagged(provider, count: int = 1, **tags) -> list[str]:
-    """Launch ``count`` instances in one reservation, tagged run=<unique> and ``tags``."""
+    """Launch ``count`` instances in one reservation (one RunInstances), tagged ``tags``."""
     request = LaunchRequest(
         ami=AMI, instance_type="t2.micro", min_count=count, max_count=count, tags=tags
     )
