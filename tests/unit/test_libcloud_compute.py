@@ -51,6 +51,7 @@ from launchprov.providers.libcloud_compute import (
     EC2ErrorReply,
     LibcloudProvider,
     TolerantEC2Response,
+    parameters_of,
     provider_error,
     without_unnamed_tag,
 )
@@ -1112,17 +1113,19 @@ def test_dummy_describe_unknown_id_is_not_found(dummy_provider):
     assert caught.value.instance_id == "no-such-node"
 
 
-def test_dummy_refuses_tags(dummy_provider):
-    before = node_ids_of(dummy_provider)
+def test_dummy_keeps_tags(dummy_provider):
     request = LaunchRequest(
         ami="1", instance_type="1", tags={"role": "web"}, explicit=frozenset({"tags"})
     )
+    (node_id,) = dummy_provider.launch(request)
+    assert dummy_provider.describe(node_id, None).tags == {"role": "web"}
+    query = InstanceQuery(region="us-east-1", tags={"role": ("web",)})
+    assert [item.id for item in dummy_provider.list_instances(query).instances] == [node_id]
 
-    with pytest.raises(UnsupportedParameters) as caught:
-        dummy_provider.launch(request)
 
-    assert set(caught.value.reasons) == {"tags"}
-    assert node_ids_of(dummy_provider) == before
+def test_drivers_without_tags_refuse_them():
+    assert "tags" not in parameters_of("openstack")
+    assert "tags" in parameters_of("dummy") and "tags" in parameters_of("ec2")
 
 
 @pytest.mark.parametrize("action", ["stop", "start"])
