@@ -53,5 +53,8 @@ setup(
         "paste.app_factory": [
             "main = launchprov:main",
         ],
+        "console_scripts": [
+            "launchprov-token = launchprov.scripts.token:main",
+        ],
     },
 )

@@ -4,13 +4,15 @@ import logging
 
 from pyramid.config import Configurator
 
+from launchprov.auth import CALL, BearerTokenSecurityPolicy
 from launchprov.logs import install_record_factory, use_json_lines
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.openapi import build_document
+from launchprov.policy import Policy
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
 from launchprov.schemas import Validators
-from launchprov.settings import load
+from launchprov.settings import ConfigurationError, load
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,14 @@ def main(global_config, **settings):
     """
     install_record_factory()
     launchprov_settings = load(settings)
+    auth_enabled = launchprov_settings["launchprov.auth.enabled"]
+    tokens = launchprov_settings["launchprov.auth.tokens"]
+    if auth_enabled and not tokens:
+        raise ConfigurationError(
+            "launchprov.auth.enabled = true but launchprov.auth.tokens lists no caller: every "
+            "request would be refused. Mint a token with `launchprov-token CALLER` and add its "
+            "line, or set launchprov.auth.enabled = false (development only)."
+        )
     if launchprov_settings["launchprov.log_format"] == "json":
         use_json_lines()
     metrics = Metrics()
@@ -35,6 +45,9 @@ def main(global_config, **settings):
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
+        config.registry.launchprov_policy = Policy.from_settings(launchprov_settings)
+        config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled))
+        config.set_default_permission(CALL)
         config.registry.launchprov_openapi = build_document(validators, provider.name)
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request.

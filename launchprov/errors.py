@@ -13,9 +13,12 @@ from http import HTTPStatus
 from typing import Any
 
 from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed, HTTPNotFound
+from pyramid.security import NO_PERMISSION_REQUIRED
 
+from launchprov.policy import PolicyViolation
 from launchprov.providers.interface import (
     ActionNotSupported,
+    IdempotencyConflict,
     InstanceNotFound,
     InvalidPageToken,
     InvalidState,
@@ -119,7 +122,29 @@ def provider_error_view(exc: ProviderError, request):
     }
     status = PROVIDER_FAILURE_STATUS
     body = error_body(status, f"the {exc.provider} provider failed: {exc.code}", provider=provider)
-    return _render(request, status, body)
+    headers = {}
+    if exc.retryable:
+        headers["Retry-After"] = str(request.registry.launchprov_settings["launchprov.retry_after"])
+    return _render(request, status, body, headers)
+
+
+def unauthenticated_view(exc, request):
+    """Pyramid's forbidden view: the security policy denies only requests with no caller."""
+    given = "Authorization" in request.headers
+    message = "a valid bearer token is required" if given else "a bearer token is required"
+    challenge = 'Bearer error="invalid_token"' if given else "Bearer"
+    details = [detail("header", "Authorization", message)]
+    return _render(request, 401, error_body(401, message, details), {"WWW-Authenticate": challenge})
+
+
+def policy_violation_view(exc: PolicyViolation, request):
+    details = [detail(getattr(request, "params_location", "body"), exc.parameter, str(exc))]
+    return _render(request, 403, error_body(403, f"policy: {exc}", details))
+
+
+def idempotency_conflict_view(exc: IdempotencyConflict, request):
+    details = [detail("body", "client_token", exc.message)]
+    return _render(request, 409, error_body(409, exc.message, details))
 
 
 def instance_not_found_view(exc: InstanceNotFound, request):
@@ -175,8 +200,11 @@ def includeme(config):
     config.add_exception_view(invalid_state_view, context=InvalidState)
     config.add_exception_view(action_not_supported_view, context=ActionNotSupported)
     config.add_exception_view(invalid_page_token_view, context=InvalidPageToken)
+    config.add_exception_view(policy_violation_view, context=PolicyViolation)
+    config.add_exception_view(idempotency_conflict_view, context=IdempotencyConflict)
+    config.add_forbidden_view(unauthenticated_view)
     config.add_exception_view(http_exception_view, context=HTTPException)
     config.add_exception_view(unexpected_error_view, context=Exception)
     for name in ROUTES:
         # No request_method predicate: Pyramid tries it after the route's real views.
-        config.add_view(method_not_allowed_view, route_name=name)
+        config.add_view(method_not_allowed_view, route_name=name, permission=NO_PERMISSION_REQUIRED)

@@ -36,6 +36,11 @@ MAX_TAG_VALUE = 256
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
 MAX_FILTER_VALUES = 200
+#: A client token (and the Idempotency-Key header, its synonym): EC2's rule.
+CLIENT_TOKEN = re.compile(r"\A[\x20-\x7e]{1,64}\Z")
+IDEMPOTENCY_KEY = "Idempotency-Key"
+#: Tags that launchprov sets itself (caller, request id, client token): callers may not.
+SYSTEM_TAG_PREFIX = "launchprov:"
 #: In a form body or a query string a tag is a parameter ``tag:KEY`` whose value is the value.
 TAG_PREFIX = "tag:"
 #: Ids of instances on providers with no fixed format: safe in a path and in a log line.
@@ -207,6 +212,11 @@ class StringList(_StrictType):
         return tuple(value)
 
 
+def _any_case(prefix: str) -> str:
+    """A regex matching ``prefix`` in any case, without flags (JSON Schema has none)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in prefix)
+
+
 class TagMap(_StrictType):
     """Tags: a JSON object of key to value, or ``tag:KEY=VALUE`` parameters in text input.
 
@@ -217,8 +227,9 @@ class TagMap(_StrictType):
 
     expected = "an object of tag keys to string values"
 
-    def __init__(self, several_values: bool = False):
+    def __init__(self, several_values: bool = False, reserved: tuple[str, ...] = ()):
         self.several_values = several_values
+        self.reserved = reserved  # key prefixes callers may not set, beside aws:
 
     def json_schema(self) -> dict[str, Any]:
         return {
@@ -228,7 +239,7 @@ class TagMap(_StrictType):
                 "minLength": 1,
                 "maxLength": MAX_TAG_KEY,
                 "pattern": NO_NUL,
-                "not": {"pattern": "^[aA][wW][sS]:"},
+                "not": {"pattern": "^(" + "|".join(map(_any_case, ("aws:", *self.reserved))) + ")"},
             },
             "additionalProperties": {
                 "type": "string",
@@ -265,8 +276,10 @@ class TagMap(_StrictType):
         for key, value in tags.items():
             if not 1 <= len(key) <= MAX_TAG_KEY:
                 raise colander.Invalid(node, f"tag keys have 1 to {MAX_TAG_KEY} characters")
-            if key.lower().startswith("aws:"):
-                raise colander.Invalid(node, f"tag {key!r}: keys starting with aws: are reserved")
+            for prefix in ("aws:", *self.reserved):
+                if key.lower().startswith(prefix):
+                    message = f"tag {key!r}: keys starting with {prefix} are reserved"
+                    raise colander.Invalid(node, message)
             for item in value if isinstance(value, tuple) else (value,):
                 if len(item) > MAX_TAG_VALUE:
                     raise colander.Invalid(
@@ -378,7 +391,16 @@ class LaunchSchema(colander.MappingSchema):
         StrictString(), missing="terminate", validator=colander.OneOf(["stop", "terminate"])
     )
     ebs_optimized = colander.SchemaNode(StrictBoolean(), missing=False)
-    tags = colander.SchemaNode(TagMap(), missing=colander.deferred(lambda node, kw: {}))
+    tags = colander.SchemaNode(
+        TagMap(reserved=(SYSTEM_TAG_PREFIX,)), missing=colander.deferred(lambda node, kw: {})
+    )
+    client_token = colander.SchemaNode(
+        StrictString(),
+        missing=None,
+        validator=colander.Regex(
+            CLIENT_TOKEN, msg="1 to 64 printable ASCII characters (EC2's rule)"
+        ),
+    )
 
     def __init__(self, *args, **kw):
         kw.setdefault("validator", CountsInOrder())
@@ -482,8 +504,21 @@ class Validators:
         self.query_schema = InstanceQuerySchema().bind(textual=True, **bindings)
         self.target_schema = InstanceTargetSchema().bind(textual=True, **bindings)
 
-    def launch(self, params: Params) -> LaunchRequest:
+    def launch(self, params: Params, idempotency_key: str | None = None) -> LaunchRequest:
+        """The LaunchRequest of a request; ``idempotency_key`` is its Idempotency-Key header,
+        a synonym of the client_token parameter."""
         values, given = deserialize(self.launch_schemas[params.textual], params)
+        if idempotency_key is not None:
+            problem = None
+            if not CLIENT_TOKEN.match(idempotency_key):
+                problem = "1 to 64 printable ASCII characters (EC2's rule)"
+            elif values["client_token"] not in (None, idempotency_key):
+                problem = "differs from the client_token parameter; give one, or the same"
+            if problem:
+                detail_ = detail("header", IDEMPOTENCY_KEY, problem)
+                raise InvalidParameters(f"invalid {IDEMPOTENCY_KEY}: {problem}", [detail_])
+            values["client_token"] = idempotency_key
+            given.add("client_token")
         return LaunchRequest(**values, explicit=frozenset(given))
 
     def instance_query(self, params: Params) -> InstanceQuery:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -101,6 +102,37 @@ def one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def optional_positive_int(value: str) -> int | None:
+    return positive_int(value) if value.strip() else None
+
+
+#: A calling service's name: in a token line, a policy key, a tag and a log line.
+CALLER_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+_DIGEST = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+def token_lines(value: str) -> dict[str, str]:
+    """Lines of ``<caller-name> <sha256 hex digest of the token>``: digest -> caller name."""
+    digests: dict[str, str] = {}
+    callers = set()
+    for number, line in enumerate(value.splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 2:
+            raise ValueError(f"line {number}: expected '<caller-name> <sha256 hex digest>'")
+        caller, digest = words[0], words[1].lower()
+        if not CALLER_NAME.match(caller):
+            raise ValueError(f"line {number}: caller names are 1-64 letters, digits, _ or -")
+        if not _DIGEST.match(digest):
+            raise ValueError(f"line {number}: expected 64 hex digits of a SHA-256 digest")
+        if caller in callers or digest in digests:
+            raise ValueError(f"line {number}: caller {caller} or its digest is given twice")
+        callers.add(caller)
+        digests[digest] = caller
+    return digests
+
+
 def json_object(value: str) -> dict[str, Any]:
     if not value.strip():
         return {}
@@ -136,6 +168,50 @@ SETTINGS: tuple[Setting, ...] = (
         text,
         "The cloud backend: 'ec2' (boto3), 'libcloud' (Apache Libcloud), or the dotted path "
         "of a class implementing launchprov.providers.interface.IProvider.",
+    ),
+    Setting(
+        "launchprov.auth.enabled",
+        "true",
+        boolean,
+        "Require a bearer token of a known caller on every route but /healthz, /readyz, "
+        "/metrics and /v1/openapi.json. On by default; development.ini turns it off.",
+    ),
+    Setting(
+        "launchprov.auth.tokens",
+        "",
+        token_lines,
+        "Lines of '<caller-name> <sha256 hex digest of the token>', one per calling service "
+        "(launchprov-token CALLER prints one). Digests only: the .ini holds no secret.",
+    ),
+    Setting(
+        "launchprov.policy.max_count",
+        "",
+        optional_positive_int,
+        "Largest max_count a launch request may ask for. Empty: no limit.",
+    ),
+    Setting(
+        "launchprov.policy.instance_types",
+        "",
+        word_list,
+        "Instance types a launch may use: names or globs (t3.* m5.large). Empty: any.",
+    ),
+    Setting(
+        "launchprov.policy.amis",
+        "",
+        word_list,
+        "AMIs (images) a launch may use: ids or globs. Empty: any.",
+    ),
+    Setting(
+        "launchprov.policy.placements",
+        "",
+        word_list,
+        "Availability zones a launch may use: names or globs (us-east-1*). Empty: any.",
+    ),
+    Setting(
+        "launchprov.retry_after",
+        "2",
+        positive_int,
+        "Seconds in the Retry-After header of a 408 whose failure a retry can mend.",
     ),
     Setting(
         "launchprov.max_body_size",
@@ -274,6 +350,14 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
 
+#: Keys with a caller's name in them: ``launchprov.policy.<caller>.<rule>`` overrides a policy
+#: rule for one caller, parsed as the rule's own setting is. Set in the .ini only (environment
+#: variable names cannot tell a caller's name from a rule's).
+POLICY_RULES = ("max_count", "instance_types", "amis", "placements")
+CALLER_POLICY = re.compile(
+    rf"\Alaunchprov\.policy\.(?P<caller>[A-Za-z0-9_-]{{1,64}})\.(?P<rule>{'|'.join(POLICY_RULES)})\Z"
+)
+
 
 def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse every declared setting from ``raw`` (the .ini's settings) and ``environ``.
@@ -283,7 +367,10 @@ def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> di
     not parse, of an unknown ``launchprov.*`` key, or of an unknown ``LAUNCHPROV_*`` variable.
     """
     environ = os.environ if environ is None else environ
-    unknown = sorted(key for key in raw if key.startswith(PREFIX) and key not in BY_KEY)
+    patterned = [key for key in raw if CALLER_POLICY.match(key)]
+    unknown = sorted(
+        key for key in raw if key.startswith(PREFIX) and key not in BY_KEY and key not in patterned
+    )
     if unknown:
         raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
     known_vars = {setting.env_var for setting in SETTINGS}
@@ -306,4 +393,10 @@ def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> di
             values[setting.key] = setting.parse(value)
         except ValueError as exc:
             raise ConfigurationError(f"{setting.key} (from {source}) = {value!r}: {exc}") from None
+    for key in patterned:
+        rule = BY_KEY[f"{PREFIX}policy.{CALLER_POLICY.match(key)['rule']}"]
+        try:
+            values[key] = rule.parse(str(raw[key]))
+        except ValueError as exc:
+            raise ConfigurationError(f"{key} = {raw[key]!r}: {exc}") from None
     return values

@@ -33,7 +33,7 @@ def observe_factory(handler, registry):
         given = request.headers.get(REQUEST_ID_HEADER)
         request.request_id = given if given and REQUEST_ID.match(given) else new_request_id()
         id_token = request_id_var.set(request.request_id)
-        caller_token = caller_var.set(getattr(request, "caller_name", None) or "-")
+        caller_token = caller_var.set(request.identity or "-")
         try:
             if given is not None and given != request.request_id:
                 response = error_response(

@@ -41,9 +41,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: What the sandbox's development.ini says; the authentication tests turn it on.
+NO_AUTH = {"launchprov.auth.enabled": "false"}
+
+
 def make_app(**settings) -> webtest.TestApp:
-    """The app exactly as PasteDeploy makes it: launchprov.main with .ini-style settings."""
-    return webtest.TestApp(launchprov.main({}, **settings))
+    """The app exactly as PasteDeploy makes it: launchprov.main with .ini-style settings
+    (authentication off unless the settings turn it on)."""
+    return webtest.TestApp(launchprov.main({}, **{**NO_AUTH, **settings}))
 
 
 ERROR_KEYS = {"status", "error", "message", "details", "request_id"}

@@ -28,6 +28,7 @@ from zope.interface import implementer
 from launchprov.placement import region_of
 from launchprov.providers import paging
 from launchprov.providers.ec2_common import (
+    IDEMPOTENCY_CONFLICT_CODES,
     IMAGE_ID,
     INSTANCE_ID,
     INVALID_STATE_CODES,
@@ -37,6 +38,7 @@ from launchprov.providers.ec2_common import (
     state_of,
 )
 from launchprov.providers.interface import (
+    IdempotencyConflict,
     Instance,
     InstanceNotFound,
     InstancePage,
@@ -74,9 +76,12 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
         params["SecurityGroupIds"] = ids
     if request.user_data:
         params["UserData"] = request.user_data  # boto3 does the base64
-    if request.tags:
-        tags = [{"Key": key, "Value": value} for key, value in request.tags.items()]
+    all_tags = {**request.tags, **request.system_tags}
+    if all_tags:
+        tags = [{"Key": key, "Value": value} for key, value in all_tags.items()]
         params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": tags}]
+    if request.client_token is not None:
+        params["ClientToken"] = request.client_token
     return params
 
 
@@ -212,6 +217,8 @@ class EC2Provider:
             message = exc.response.get("Error", {}).get("Message", "")
             if instance_id is not None and code in NOT_FOUND_CODES:
                 raise InstanceNotFound(NAME, instance_id) from exc
+            if code in IDEMPOTENCY_CONFLICT_CODES:
+                raise IdempotencyConflict(NAME, message or code) from exc
             if instance_id is not None and code in INVALID_STATE_CODES:
                 action = operation.removesuffix("_instances")
                 raise InvalidState(NAME, instance_id, action, message or code) from exc

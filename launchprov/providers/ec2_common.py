@@ -44,6 +44,9 @@ STATES = {
 #: EC2 error codes meaning "no such instance".
 NOT_FOUND_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
 
+#: EC2's answer to a ClientToken used before with other parameters.
+IDEMPOTENCY_CONFLICT_CODES = frozenset({"IdempotentParameterMismatch"})
+
 #: EC2 error codes meaning "the instance's state forbids this".
 INVALID_STATE_CODES = frozenset({"IncorrectInstanceState", "IncorrectState"})
 

@@ -36,6 +36,11 @@ class LaunchRequest:
     ebs_optimized: bool = False
     #: Tags applied to every launched instance at launch (EC2's rules, checked by the schema).
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The caller's idempotency token: a retry with the same token launches nothing new.
+    client_token: str | None = None
+    #: launchprov's own tags (``launchprov:*``: caller, request id, client token). An adapter
+    #: that can tag applies them with ``tags``; one that cannot tag leaves them out.
+    system_tags: dict[str, str] = dataclasses.field(default_factory=dict)
     explicit: frozenset[str] = frozenset()
 
     @property
@@ -187,6 +192,15 @@ def ensure_allowed(provider: str, instance: Instance, action: str) -> None:
             action,
             f"cannot {action} instance {instance.id}: it is {instance.state}",
         )
+
+
+class IdempotencyConflict(Exception):
+    """A client token already launched instances with other parameters."""
+
+    def __init__(self, provider: str, message: str):
+        super().__init__(message)
+        self.provider = provider
+        self.message = message
 
 
 class InvalidPageToken(Exception):

@@ -152,6 +152,7 @@ from zope.interface import implementer
 from launchprov.placement import region_of
 from launchprov.providers import paging
 from launchprov.providers.ec2_common import (
+    IDEMPOTENCY_CONFLICT_CODES,
     IMAGE_ID,
     INSTANCE_ID,
     INVALID_STATE_CODES,
@@ -162,6 +163,7 @@ from launchprov.providers.ec2_common import (
 )
 from launchprov.providers.interface import (
     ActionNotSupported,
+    IdempotencyConflict,
     Instance,
     InstanceNotFound,
     InstancePage,
@@ -541,8 +543,11 @@ EC2_PARAMETERS: dict[str, Mapped] = {
     ),
     # A Name tag also goes as create_node's name: see _launch_ec2.
     "tags": Mapped(
-        "ex_metadata", "TagSpecification.1: exactly these tags", lambda d, r: dict(r.tags)
+        "ex_metadata",
+        "TagSpecification.1: exactly these tags, and launchprov's own",
+        lambda d, r: {**r.tags, **r.system_tags},
     ),
+    "client_token": Mapped("ex_clienttoken", "ClientToken", lambda d, r: r.client_token),
 }
 
 #: Every other driver: create_node(name, size, image), called once per node.
@@ -560,7 +565,12 @@ GENERIC_PARAMETERS: dict[str, Mapped] = {
 #: for a tagging cloud, so that the whole contract can run against it).
 DUMMY_PARAMETERS: dict[str, Mapped] = {
     **GENERIC_PARAMETERS,
-    "tags": Mapped("ex_metadata", "kept in node.extra['tags']", lambda d, r: dict(r.tags)),
+    "tags": Mapped(
+        "ex_metadata",
+        "kept in node.extra['tags'], with launchprov's own",
+        lambda d, r: {**r.tags, **r.system_tags},
+    ),
+    "client_token": Mapped(None, "no native token: idempotent through the tag lookup alone"),
 }
 
 
@@ -987,6 +997,10 @@ class LibcloudProvider:
         try:
             # No name: no Name tag (TolerantEC2NodeDriver), as the boto3 adapter.
             created = driver.create_node(name=request.tags.get("Name"), **arguments)
+        except EC2ErrorReply as exc:
+            if exc.error_code in IDEMPOTENCY_CONFLICT_CODES:
+                raise IdempotencyConflict(NAME, exc.message) from exc
+            raise provider_error(exc) from exc
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc) from exc
         launched = node_ids(created)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from launchprov.errors import error_response
 from launchprov.providers.interface import ProviderError
@@ -34,10 +35,12 @@ def metrics(request):
 
 
 def includeme(config):
-    config.add_view(healthz, route_name="healthz", request_method="GET", renderer="json")
-    config.add_view(readyz, route_name="readyz", request_method="GET", renderer="json")
-    config.add_view(metrics, route_name="metrics", request_method="GET")
-    config.add_view(openapi, route_name="openapi", request_method="GET", renderer="json")
+    # Open to every caller, authenticated or not: probes, scrapers and client generators.
+    open_to_all = {"request_method": "GET", "permission": NO_PERMISSION_REQUIRED}
+    config.add_view(healthz, route_name="healthz", renderer="json", **open_to_all)
+    config.add_view(readyz, route_name="readyz", renderer="json", **open_to_all)
+    config.add_view(metrics, route_name="metrics", **open_to_all)
+    config.add_view(openapi, route_name="openapi", renderer="json", **open_to_all)
 
 
 def openapi(request):

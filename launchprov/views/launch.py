@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from launchprov import launching
 from launchprov.params import read_params
+from launchprov.schemas import IDEMPOTENCY_KEY
 
 
 def launch(request):
     params = read_params(request, request.registry.launchprov_settings["launchprov.max_body_size"])
     request.params_location = params.location
-    return request.provider.launch(request.validators.launch(params))
+    launch_request = request.validators.launch(params, request.headers.get(IDEMPOTENCY_KEY))
+    request.registry.launchprov_policy.check(request.identity, launch_request)
+    return launching.launch(request.provider, launch_request, request.identity, request.request_id)
 
 
 def includeme(config):

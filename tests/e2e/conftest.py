@@ -98,6 +98,7 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         lines = ["[app:main]", "use = egg:launchprov"]
+        settings = {"launchprov.auth.enabled": "false", **settings}
         lines += [f"{key} = {value}" for key, value in settings.items()]
         lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}"]
         lines += ["threads = 4"]

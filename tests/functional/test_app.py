@@ -11,7 +11,7 @@ import launchprov
 from launchprov.providers.interface import IProvider
 from launchprov.providers.sandbox import stop_sandbox
 from launchprov.settings import ConfigurationError
-from tests.support import GOOD_AMI, MISSING_AMI, assert_error_body, make_app
+from tests.support import GOOD_AMI, MISSING_AMI, NO_AUTH, assert_error_body, make_app
 
 
 @pytest.mark.parametrize(
@@ -28,13 +28,13 @@ from tests.support import GOOD_AMI, MISSING_AMI, assert_error_body, make_app
 )
 def test_a_bad_setting_stops_startup_naming_the_key(settings, key):
     with pytest.raises(ConfigurationError, match=key.replace(".", r"\.")):
-        launchprov.main({}, **settings)
+        launchprov.main({}, **{**NO_AUTH, **settings})
 
 
 def test_an_environment_variable_overrides_the_ini(monkeypatch):
     monkeypatch.setenv("LAUNCHPROV_PROVIDER", "nonsense")
     with pytest.raises(ConfigurationError, match=r"launchprov\.provider = 'nonsense'"):
-        launchprov.main({}, **{"launchprov.provider": "ec2"})
+        launchprov.main({}, **NO_AUTH)
 
 
 @pytest.fixture

@@ -38,6 +38,11 @@ def launch(backend, count=1, **extra) -> list[str]:
     return response.json
 
 
+def caller_tags(instance: dict) -> dict:
+    """The tags a caller set: without launchprov's own (launchprov:*)."""
+    return {k: v for k, v in instance["tags"].items() if not k.startswith("launchprov:")}
+
+
 def check_instance(instance: dict) -> dict:
     assert set(instance) == INSTANCE_KEYS
     assert instance["state"] in STATES
@@ -78,14 +83,26 @@ def test_launch_with_tags_then_describe(backend):
     (instance_id,) = launch(backend, tags=tags)
     instance = check_instance(describe(backend, instance_id).json)
     assert instance["id"] == instance_id
-    assert instance["tags"] == tags
+    assert caller_tags(instance) == tags
     assert instance["ami"] in (GOOD_AMI, None)
     assert instance["instance_type"] in ("t2.micro", None)
 
 
-def test_no_tags_means_no_tags(backend):
-    (instance_id,) = launch(backend)
-    assert describe(backend, instance_id).json["tags"] == {}
+def test_every_instance_is_traced_to_its_caller_and_request(backend):
+    body = {"ami": GOOD_AMI, "instance_type": "t2.micro"}
+    response = backend.app.put(
+        "/v1/launch",
+        json.dumps(body),
+        content_type="application/json",
+        headers={"X-Request-ID": "trace-me-1"},
+        status=200,
+    )
+    instance = describe(backend, response.json[0]).json
+    assert caller_tags(instance) == {}
+    assert instance["tags"] == {
+        "launchprov:caller": "anonymous",
+        "launchprov:request-id": "trace-me-1",
+    }
 
 
 def test_tags_in_form_input(backend):
@@ -95,7 +112,7 @@ def test_tags_in_form_input(backend):
         status=200,
     )
     (instance_id,) = response.json
-    assert describe(backend, instance_id).json["tags"] == {"role": "db", "tier": "2"}
+    assert caller_tags(describe(backend, instance_id).json) == {"role": "db", "tier": "2"}
 
 
 def test_ec2_backends_describe_every_field(ec2_backed):
@@ -114,6 +131,7 @@ def test_ec2_backends_describe_every_field(ec2_backed):
     ("tags", "fragment"),
     [
         ({"aws:x": "1"}, "reserved"),
+        ({"launchprov:caller": "me"}, "reserved"),
         ({"": "1"}, "1 to 128"),
         ({"k" * 129: "1"}, "1 to 128"),
         ({"k": "v" * 257}, "at most 256"),

@@ -20,12 +20,12 @@ from openapi_spec_validator import validate
 
 import launchprov
 from launchprov.routes import ROUTES
-from tests.support import FAKE_CREDENTIALS, GOOD_AMI, make_app
+from tests.support import FAKE_CREDENTIALS, GOOD_AMI, NO_AUTH, make_app
 
 # The document as an app with the default settings serves it, loaded when the module is (the
 # tests are generated from it); the requests go to an app on moto's EC2 (wsgi_app below).
 with mock.patch.dict(os.environ, {**FAKE_CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true"}):
-    SERVED = webtest.TestApp(launchprov.main({})).get("/v1/openapi.json").json
+    SERVED = webtest.TestApp(launchprov.main({}, **NO_AUTH)).get("/v1/openapi.json").json
 schema = schemathesis.openapi.from_dict(SERVED)
 
 
@@ -44,7 +44,7 @@ def filter_case(context, case):
 
 @pytest.fixture
 def wsgi_app(moto_ec2):
-    return launchprov.main({})
+    return launchprov.main({}, **NO_AUTH)
 
 
 @pytest.fixture

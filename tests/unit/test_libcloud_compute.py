@@ -60,7 +60,11 @@ from launchprov.settings import ConfigurationError
 AMI = "ami-1e749f67"  # known to moto
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-EVERY_FIELD = frozenset(f.name for f in dataclasses.fields(LaunchRequest)) - {"explicit"}
+#: Every parameter a caller can set (system_tags are launchprov's own, never explicit).
+EVERY_FIELD = frozenset(f.name for f in dataclasses.fields(LaunchRequest)) - {
+    "explicit",
+    "system_tags",
+}
 
 
 def load_settings(**libcloud) -> dict:

@@ -1,0 +1,101 @@
+"""Launching with traceable, idempotent retries, on every provider.
+
+Every launched instance is tagged with who launched it and in which request. A launch with a
+client token is also tagged with the token and a digest of its parameters; before launching,
+the provider is asked for instances carrying the caller's token, so that a retry returns the
+instances of the first attempt instead of launching a second set, whichever process behind the
+load balancer answers it. The provider's records are the only state. (The token also goes to
+the provider where it is native -- EC2's ClientToken -- which closes the gap between two
+concurrent first attempts on EC2 itself.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from launchprov.providers.interface import IdempotencyConflict, InstanceQuery, LaunchRequest
+
+CALLER_TAG = "launchprov:caller"
+REQUEST_ID_TAG = "launchprov:request-id"
+CLIENT_TOKEN_TAG = "launchprov:client-token"  # noqa: S105 (a tag key, not a secret)
+REQUEST_HASH_TAG = "launchprov:request-hash"
+
+#: The parameters that make two launches "the same launch" for a client token.
+_FINGERPRINTED = (
+    "ami",
+    "instance_type",
+    "min_count",
+    "max_count",
+    "key_name",
+    "security_groups",
+    "user_data",
+    "placement",
+    "placement_group",
+    "instance_initiated_shutdown_behavior",
+    "ebs_optimized",
+    "tags",
+)
+
+
+def fingerprint(request: LaunchRequest) -> str:
+    """A digest of a launch's parameters (not of its request id or caller)."""
+    values = {name: getattr(request, name) for name in _FINGERPRINTED}
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def traced(request: LaunchRequest, caller: str, request_id: str) -> LaunchRequest:
+    """The request with launchprov's own tags added."""
+    system_tags = {CALLER_TAG: caller, REQUEST_ID_TAG: request_id}
+    if request.client_token is not None:
+        system_tags[CLIENT_TOKEN_TAG] = request.client_token
+        system_tags[REQUEST_HASH_TAG] = fingerprint(request)
+    return dataclasses.replace(request, system_tags=system_tags)
+
+
+def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
+    """The ids launched earlier with this caller's client token, or None if there are none.
+
+    Raises IdempotencyConflict when that launch had other parameters.
+    """
+    query = InstanceQuery(
+        region=request.region,
+        tags={
+            CLIENT_TOKEN_TAG: (request.client_token,),
+            CALLER_TAG: (request.system_tags[CALLER_TAG],),
+        },
+        limit=1000,
+    )
+    instances, token = [], None
+    while True:
+        page = provider.list_instances(dataclasses.replace(query, page_token=token))
+        instances += page.instances
+        token = page.next_token
+        if token is None:
+            break
+    if not instances:
+        return None
+    expected = request.system_tags[REQUEST_HASH_TAG]
+    if any(instance.tags.get(REQUEST_HASH_TAG) != expected for instance in instances):
+        raise IdempotencyConflict(
+            provider.name,
+            f"client_token {request.client_token!r} was used for a launch with other "
+            "parameters; use a new token for a new launch",
+        )
+    ordered = sorted(
+        instances,
+        key=lambda item: (item.launch_time.timestamp() if item.launch_time else 0.0, item.id),
+    )
+    return [instance.id for instance in ordered]
+
+
+def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> list[str]:
+    """Launch, or return what an earlier attempt with the same client token launched."""
+    request = traced(request, caller, request_id)
+    if request.client_token is not None:
+        earlier = earlier_launch(provider, request)
+        if earlier is not None:
+            return earlier
+    return provider.launch(request)
