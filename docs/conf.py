@@ -17,7 +17,7 @@ sys.path.insert(1, str(HERE.parent))
 
 project = "launchprov"
 author = "launchprov maintainers"
-copyright = "2012-2026, launchprov maintainers"  # noqa: A001 (Sphinx's name)
+copyright = "2012-2026, launchprov maintainers"
 try:
     release = metadata.version("launchprov")
 except metadata.PackageNotFoundError:

@@ -298,11 +298,7 @@ def schema_type(schema: Mapping[str, Any], refs: Mapping[str, str] | None = None
     """The type of a schema in words: ``string``, ``array of string``, a link to a component."""
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
-        if refs and name in refs:
-            ref = nodes.reference("", "", internal=True, refid=refs[name])
-            ref += nodes.Text(name)
-            return [ref]
-        return [name]
+        return [xref("schema", name, lit(name))]
     kind = schema.get("type")
     if isinstance(kind, list):
         return joined(kind, " or ")
@@ -449,16 +445,25 @@ def _security(document: Mapping[str, Any], operation: Mapping[str, Any]) -> Cell
 
 
 class APIDirective(LaunchprovDirective):
-    """Every operation of the document: parameters, request body, answers; then its schemas."""
+    """The OpenAPI document, in two parts that go in sections of their own.
 
+    ``routes``: every operation (parameters, request body, answers), one subsection each.
+    ``schemas``: every component schema, and the security schemes if any.
+    """
+
+    required_arguments = 1
     option_spec = {"provider": lambda value: directives.choice(value, tuple(PROVIDER_KINDS))}
 
     def render(self):
         document = openapi_document(self.options.get("provider", DEFAULT_PROVIDER))
-        schemas = document.get("components", {}).get("schemas", {})
-        schema_sections = {name: self.section(name) for name in schemas}
-        refs = {name: section["ids"][0] for name, section in schema_sections.items()}
+        part = self.arguments[0]
+        if part == "routes":
+            return self.routes(document)
+        if part == "schemas":
+            return self.schemas(document)
+        raise self.error(f"unknown part {part!r}: use routes or schemas")
 
+    def routes(self, document) -> list[nodes.Node]:
         info = document.get("info", {})
         out: list[nodes.Node] = [
             para(
@@ -470,22 +475,21 @@ class APIDirective(LaunchprovDirective):
                 ]
             )
         ]
-        routes = self.section("Routes")
         for method, path, operation in _operations(document):
-            routes += self.operation(document, method, path, operation, refs)
-        out.append(routes)
+            out.append(self.operation(document, method, path, operation))
+        return out
 
-        components = self.section("Schemas")
-        for name, schema in schemas.items():
-            section = schema_sections[name]
+    def schemas(self, document) -> list[nodes.Node]:
+        out: list[nodes.Node] = []
+        for name, schema in document.get("components", {}).get("schemas", {}).items():
+            section = self.section(name, [lit(name)])
+            self.note_object("schema", name, section)
             if schema.get("description"):
                 section += para(schema["description"])
             section += table(
-                ["Property", "Type", "Required", "Rules"],
-                schema_rows(schema, refs),
-                [22, 18, 10, 50],
+                ["Property", "Type", "Required", "Rules"], schema_rows(schema), [22, 18, 10, 50]
             )
-            components += section
+            out.append(section)
         schemes = document.get("components", {}).get("securitySchemes", {})
         if schemes:
             section = self.section("Security schemes")
@@ -494,11 +498,10 @@ class APIDirective(LaunchprovDirective):
                 for name, scheme in schemes.items()
             ]
             section += table(["Name", "Type", "Scheme", "Description"], rows, [20, 15, 15, 50])
-            components += section
-        out.append(components)
+            out.append(section)
         return out
 
-    def operation(self, document, method, path, operation, refs) -> nodes.section:
+    def operation(self, document, method, path, operation) -> nodes.section:
         title = f"{method} {path}"
         section = self.section(title, [lit(title)])
         self.note_object("route", title, section)
