@@ -294,7 +294,7 @@ def _no_nul_pattern() -> str | None:
     return getattr(schemas, "NO_NUL", None)
 
 
-def schema_type(schema: Mapping[str, Any], refs: Mapping[str, str] | None = None) -> list[Inline]:
+def schema_type(schema: Mapping[str, Any]) -> list[Inline]:
     """The type of a schema in words: ``string``, ``array of string``, a link to a component."""
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
@@ -303,14 +303,14 @@ def schema_type(schema: Mapping[str, Any], refs: Mapping[str, str] | None = None
     if isinstance(kind, list):
         return joined(kind, " or ")
     if kind == "array":
-        return ["array of ", *schema_type(schema.get("items", {}), refs)]
+        return ["array of ", *schema_type(schema.get("items", {}))]
     if kind == "object" and isinstance(schema.get("additionalProperties"), Mapping):
-        return ["object of ", *schema_type(schema["additionalProperties"], refs)]
+        return ["object of ", *schema_type(schema["additionalProperties"])]
     if kind is not None:
         return [str(kind)]
     for combinator in ("oneOf", "anyOf"):
         if combinator in schema:
-            return joined((schema_type(item, refs) for item in schema[combinator]), " or ")
+            return joined((schema_type(item) for item in schema[combinator]), " or ")
     values = schema.get("enum") or ([schema["const"]] if "const" in schema else [])
     if values:
         return [_json_type(values[0])]
@@ -338,7 +338,7 @@ def _bounds(low, high, unit: str, plural: str) -> str | None:
     return f"at least {low} {noun}" if high is None else f"at most {high} {noun}"
 
 
-def schema_rules(schema: Mapping[str, Any], refs=None) -> list[list[Inline]]:
+def schema_rules(schema: Mapping[str, Any]) -> list[list[Inline]]:
     """Every constraint of a schema, one phrase each (unknown keywords shown as they are)."""
     phrases: list[list[Inline]] = []
     handled = set(_NOT_RULES)
@@ -380,13 +380,13 @@ def schema_rules(schema: Mapping[str, Any], refs=None) -> list[list[Inline]]:
         phrases.append(["does not match ", lit(schema["not"]["pattern"])])
     if "propertyNames" in schema:
         handled.add("propertyNames")
-        inner = schema_rules(schema["propertyNames"], refs)
+        inner = schema_rules(schema["propertyNames"])
         if inner:
             phrases.append(["keys: ", *joined(inner, ", ")])
     for key, label in (("items", "each item"), ("additionalProperties", "each value")):
         inner_schema = schema.get(key)
         if isinstance(inner_schema, Mapping) and "$ref" not in inner_schema:
-            inner = schema_rules(inner_schema, refs)
+            inner = schema_rules(inner_schema)
             if inner:
                 phrases.append([f"{label}: ", *joined(inner, ", ")])
     for key in schema:
@@ -395,8 +395,8 @@ def schema_rules(schema: Mapping[str, Any], refs=None) -> list[list[Inline]]:
     return phrases
 
 
-def rules_cell(schema: Mapping[str, Any], refs=None, description: str | None = None) -> list:
-    cell: list[Inline] = joined(schema_rules(schema, refs), "; ")
+def rules_cell(schema: Mapping[str, Any], description: str | None = None) -> list:
+    cell: list[Inline] = joined(schema_rules(schema), "; ")
     text = " ".join(part for part in (schema.get("description"), description) if part)
     if text:
         cell += [". ", text] if cell else [text]
@@ -427,9 +427,9 @@ def _body_schema(content: Mapping[str, Any] | None) -> tuple[str, Mapping[str, A
     return None
 
 
-def _inline_object(schema: Mapping[str, Any], refs) -> list[Inline]:
+def _inline_object(schema: Mapping[str, Any]) -> list[Inline]:
     properties = schema.get("properties") or {}
-    parts = [[lit(name), " (", *schema_type(value, refs), ")"] for name, value in properties.items()]
+    parts = [[lit(name), " (", *schema_type(value), ")"] for name, value in properties.items()]
     return ["object: ", *joined(parts)]
 
 
@@ -523,8 +523,8 @@ class APIDirective(LaunchprovDirective):
                     lit(parameter["name"]),
                     parameter.get("in"),
                     default_cell(parameter.get("schema", {}), parameter.get("required", False)),
-                    schema_type(parameter.get("schema", {}), refs),
-                    rules_cell(parameter.get("schema", {}), refs, parameter.get("description")),
+                    schema_type(parameter.get("schema", {})),
+                    rules_cell(parameter.get("schema", {}), parameter.get("description")),
                 ]
                 for parameter in parameters
             ]
@@ -546,8 +546,8 @@ class APIDirective(LaunchprovDirective):
                 [
                     lit(name),
                     default_cell(value, name in required_names),
-                    schema_type(value, refs),
-                    rules_cell(value, refs),
+                    schema_type(value),
+                    rules_cell(value),
                 ]
                 for name, value in schema.get("properties", {}).items()
             ]
@@ -565,9 +565,9 @@ class APIDirective(LaunchprovDirective):
             else:
                 media_type, schema = found
                 if schema.get("type") == "object" and schema.get("properties"):
-                    body_cell = _inline_object(schema, refs)
+                    body_cell = _inline_object(schema)
                 else:
-                    body_cell = schema_type(schema, refs)
+                    body_cell = schema_type(schema)
                 if media_type != "application/json":
                     body_cell = [lit(media_type), ": ", *body_cell]
             meaning: list[Inline] = [response.get("description", "")]
@@ -579,21 +579,21 @@ class APIDirective(LaunchprovDirective):
         return section
 
 
-def schema_rows(schema: Mapping[str, Any], refs, prefix: str = "") -> list[list[Cell]]:
+def schema_rows(schema: Mapping[str, Any], prefix: str = "") -> list[list[Cell]]:
     """Rows of a component schema's properties, nested objects flattened with dotted names."""
     rows: list[list[Cell]] = []
     required = set(schema.get("required", []))
     for name, value in (schema.get("properties") or {}).items():
         full = f"{prefix}{name}"
         rows.append(
-            [lit(full), schema_type(value, refs), "yes" if name in required else "no"]
-            + [rules_cell(value, refs)]
+            [lit(full), schema_type(value), "yes" if name in required else "no"]
+            + [rules_cell(value)]
         )
         if value.get("type") == "object" and value.get("properties"):
-            rows += schema_rows(value, refs, f"{full}.")
+            rows += schema_rows(value, f"{full}.")
         items = value.get("items") or {}
         if value.get("type") == "array" and items.get("properties"):
-            rows += schema_rows(items, refs, f"{full}[].")
+            rows += schema_rows(items, f"{full}[].")
     return rows
 
 
@@ -1366,6 +1366,7 @@ def write_openapi(app: Sphinx, exception: Exception | None) -> None:
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_object_type("setting", "setting", indextemplate="pair: %s; setting")
     app.add_object_type("route", "route", indextemplate="pair: %s; route")
+    app.add_object_type("schema", "schema", indextemplate="pair: %s; schema")
     for name, directive in (
         ("launchprov-api", APIDirective),
         ("launchprov-routes", RoutesDirective),
