@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 
 import webtest
+from zope.interface import implementer
 
 import launchprov
+from launchprov.providers.interface import IProvider
 
 #: An AMI that moto knows (amzn-ami-hvm-2017.09.1), so it launches with AMI validation on.
 GOOD_AMI = "ami-760aaa0f"
@@ -77,3 +79,41 @@ def assert_error_body(response, status: int) -> dict:
 
 def detail_names(body: dict) -> list[str]:
     return [item["name"] for item in body["details"]]
+
+
+@implementer(IProvider)
+class StubProvider:
+    """A third-party adapter that keeps the contract's shape and does nothing: tests subclass
+    it and override what they exercise."""
+
+    name = "stub"
+    image_id_pattern = None
+    instance_id_pattern = None
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls()
+
+    def ping(self, timeout):
+        return None
+
+    def launch(self, request):
+        raise NotImplementedError
+
+    def describe(self, instance_id, region):
+        raise NotImplementedError
+
+    def list_instances(self, query):
+        raise NotImplementedError
+
+    def terminate(self, instance_id, region):
+        raise NotImplementedError
+
+    def stop(self, instance_id, region):
+        raise NotImplementedError
+
+    def start(self, instance_id, region):
+        raise NotImplementedError
+
+    def reboot(self, instance_id, region):
+        raise NotImplementedError

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from zope.interface import implementer
 
 import launchprov
-from launchprov.providers.interface import IProvider
 from launchprov.providers.sandbox import stop_sandbox
 from launchprov.settings import ConfigurationError
-from tests.support import GOOD_AMI, MISSING_AMI, NO_AUTH, assert_error_body, make_app
+from tests.support import (
+    GOOD_AMI,
+    MISSING_AMI,
+    NO_AUTH,
+    StubProvider,
+    assert_error_body,
+    make_app,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,41 +67,13 @@ def test_the_sandbox_validates_like_ec2(sandbox_app):
     assert_error_body(response, 408)
 
 
-@implementer(IProvider)
-class BrokenProvider:
+class BrokenProvider(StubProvider):
     """An adapter with a bug: it lets a plain exception out."""
 
     name = "broken"
-    image_id_pattern = None
-    instance_id_pattern = None
-
-    @classmethod
-    def from_settings(cls, settings):
-        return cls()
 
     def launch(self, request):
         raise RuntimeError("secret internal detail")
-
-    def ping(self, timeout):
-        return None
-
-    def describe(self, instance_id, region):
-        raise NotImplementedError
-
-    def list_instances(self, query):
-        raise NotImplementedError
-
-    def terminate(self, instance_id, region):
-        raise NotImplementedError
-
-    def stop(self, instance_id, region):
-        raise NotImplementedError
-
-    def start(self, instance_id, region):
-        raise NotImplementedError
-
-    def reboot(self, instance_id, region):
-        raise NotImplementedError
 
 
 def test_an_unexpected_error_is_a_json_500_without_a_traceback(caplog):

@@ -12,25 +12,18 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from zope.interface import implementer
 
 from launchprov.auth import digest
-from launchprov.providers.interface import Instance, InstancePage, IProvider
-from tests.support import GOOD_AMI, assert_error_body, make_app
+from launchprov.providers.interface import Instance, InstancePage
+from launchprov.schemas import InstanceQuerySchema, LaunchSchema
+from tests.support import GOOD_AMI, StubProvider, assert_error_body, make_app
 
 
-@implementer(IProvider)
-class RecordingProvider:
+class RecordingProvider(StubProvider):
     """Answers every call at once, and counts the calls of each thread."""
 
     name = "recording"
-    image_id_pattern = None
-    instance_id_pattern = None
     calls = threading.local()
-
-    @classmethod
-    def from_settings(cls, settings):
-        return cls()
 
     def _record(self, operation):
         RecordingProvider.calls.made = [*getattr(RecordingProvider.calls, "made", []), operation]
@@ -83,25 +76,9 @@ PATHS = [
     "/v1/nothing/{id}",
 ]
 PARAMETERS = [
-    "ami",
-    "instance_type",
-    "min_count",
-    "max_count",
-    "key_name",
-    "security_groups",
-    "user_data",
-    "placement",
-    "placement_group",
-    "instance_initiated_shutdown_behavior",
-    "ebs_optimized",
-    "tags",
-    "client_token",
+    *(child.name for child in LaunchSchema().children),
+    *(child.name for child in InstanceQuerySchema().children),
     "tag:role",
-    "id",
-    "state",
-    "limit",
-    "next",
-    "region",
     "junk",
 ]
 

@@ -3,47 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from zope.interface import implementer
 
 from launchprov.providers import PROVIDERS, create_provider
 from launchprov.providers.ec2 import EC2Provider
-from launchprov.providers.interface import IProvider
 from launchprov.settings import ConfigurationError, load
+from tests.support import StubProvider
 
 
-@implementer(IProvider)
-class ThirdPartyProvider:
+class ThirdPartyProvider(StubProvider):
     name = "third-party"
-    image_id_pattern = None
-    instance_id_pattern = None
-
-    @classmethod
-    def from_settings(cls, settings):
-        return cls()
 
     def launch(self, request):
         return ["x-1"]
-
-    def ping(self, timeout):
-        return None
-
-    def describe(self, instance_id, region):
-        raise NotImplementedError
-
-    def list_instances(self, query):
-        raise NotImplementedError
-
-    def terminate(self, instance_id, region):
-        raise NotImplementedError
-
-    def stop(self, instance_id, region):
-        raise NotImplementedError
-
-    def start(self, instance_id, region):
-        raise NotImplementedError
-
-    def reboot(self, instance_id, region):
-        raise NotImplementedError
 
 
 class NotAProvider:
