@@ -46,13 +46,15 @@ from launchprov.providers.libcloud_compute import (
     GENERIC_PARAMETERS,
     NODE_STATES,
     PARTIAL_LAUNCH,
+    LibcloudProvider,
+    parameters_of,
+    provider_error,
+)
+from launchprov.providers.libcloud_drivers import (
     UNNAMED,
     CloudlikeDummyNodeDriver,
     EC2ErrorReply,
-    LibcloudProvider,
     TolerantEC2Response,
-    parameters_of,
-    provider_error,
     without_unnamed_tag,
 )
 from launchprov.settings import ConfigurationError
