@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format docs clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -20,6 +20,10 @@ $(VENV)/.installed-testing: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[testing]'
 	@touch $@ $(VENV)/.installed-sandbox
 
+$(VENV)/.installed-docs: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	@touch $@
+
 run: $(VENV)/.installed-sandbox
 	$(BIN)/pserve development.ini
 
@@ -27,6 +31,10 @@ test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The Sphinx documentation, warnings as errors: docs/_build/html/index.html
+docs: $(VENV)/.installed-docs
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 lint: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
@@ -37,4 +45,4 @@ format: $(VENV)/.installed-testing
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache docs/_build

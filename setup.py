@@ -29,6 +29,10 @@ tests_require = [
     "WebTest>=3.0",
 ]
 
+docs_require = [
+    "sphinx>=7",  # alabaster, its default theme, comes with it
+]
+
 setup(
     name="launchprov",
     version="1.0.0",
@@ -48,6 +52,7 @@ setup(
     extras_require={
         "sandbox": sandbox_requires,
         "testing": tests_require,
+        "docs": docs_require,
     },
     entry_points={
         "paste.app_factory": [

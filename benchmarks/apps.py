@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import boto3
 from botocore.config import Config
@@ -38,6 +39,24 @@ RUN_INSTANCES = {
     "EbsOptimized": False,
     "SecurityGroups": ["SSH"],
 }
+
+
+def run_instances(ami: str, instance_type: str, caller: str = "bench") -> dict:
+    """The RunInstances arguments launchprov sends, its two tracing tags included.
+
+    launchprov tags every instance with its caller and request id (launchprov.launching), so
+    the provider does the same work whoever calls it.
+    """
+    tags = [
+        {"Key": "launchprov:caller", "Value": caller},
+        {"Key": "launchprov:request-id", "Value": uuid.uuid4().hex},
+    ]
+    return {
+        "ImageId": ami,
+        "InstanceType": instance_type,
+        **RUN_INSTANCES,
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
+    }
 
 
 def ec2_client(endpoint_url: str, max_pool_connections: int | None = None):
@@ -74,9 +93,7 @@ def bare_wsgi_boto3(global_config, **settings):
     def app(environ, start_response):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = json.loads(environ["wsgi.input"].read(length))
-        reply = client.run_instances(
-            ImageId=body["ami"], InstanceType=body["instance_type"], **RUN_INSTANCES
-        )
+        reply = client.run_instances(**run_instances(body["ami"], body["instance_type"]))
         answer = json.dumps([instance["InstanceId"] for instance in reply["Instances"]]).encode()
         start_response(
             "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))]
@@ -92,9 +109,7 @@ def bare_pyramid(global_config, **settings):
 
     def launch(request):
         body = request.json_body
-        reply = client.run_instances(
-            ImageId=body["ami"], InstanceType=body["instance_type"], **RUN_INSTANCES
-        )
+        reply = client.run_instances(**run_instances(body["ami"], body["instance_type"]))
         return [instance["InstanceId"] for instance in reply["Instances"]]
 
     with Configurator(settings=settings) as config:

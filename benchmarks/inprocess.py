@@ -1,10 +1,11 @@
 """launchprov's own cost per request, in one process, with no network and no server.
 
-The app is built by ``launchprov.main`` as pserve builds it, with production.ini's logging (its
-stream sent to /dev/null), and a stub EC2 client that answers RunInstances at once: what is
-left is launchprov and Pyramid. Variants switch one part off or apply one change, so each
-row's difference from the first is what that part costs. Rounds are interleaved and the best
-round of each variant is kept (the least disturbed by the rest of the machine).
+The app is built by ``launchprov.main`` from production.ini's [app:main] settings, with
+production.ini's logging (its stream sent to /dev/null), the harness's bearer token, and a stub
+EC2 client that answers RunInstances at once: what is left is launchprov and Pyramid.
+Variants switch one part off or apply one change, so each row's difference from the first is
+what that part costs. Rounds are interleaved and the best round of each variant is kept (the
+least disturbed by the rest of the machine).
 
 ``python -m benchmarks.inprocess [--requests N] [--rounds R]`` prints JSON.
 """
@@ -12,6 +13,7 @@ round of each variant is kept (the least disturbed by the rest of the machine).
 from __future__ import annotations
 
 import argparse
+import configparser
 import contextlib
 import io
 import json
@@ -27,7 +29,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 
 import launchprov
-from benchmarks.processes import CHILD_ENV, LAUNCH_BODY, REPO
+from benchmarks.processes import CHILD_ENV, LAUNCH_BODY, LAUNCH_HEADERS, REPO, auth_env
 from benchmarks.variants import request_class
 from launchprov.providers.ec2 import EC2Provider
 
@@ -61,8 +63,9 @@ def environ() -> dict:
         "REMOTE_ADDR": "127.0.0.1",
         "wsgi.url_scheme": "http",
         "wsgi.input": io.BytesIO(LAUNCH_BODY),
-        "CONTENT_TYPE": "application/json",
+        "CONTENT_TYPE": LAUNCH_HEADERS["Content-Type"],
         "CONTENT_LENGTH": str(len(LAUNCH_BODY)),
+        "HTTP_AUTHORIZATION": LAUNCH_HEADERS["Authorization"],
     }
 
 
@@ -74,11 +77,21 @@ def call(app) -> bytes:
     return body
 
 
-SETTINGS = {"launchprov.provider": STUB, "launchprov.ec2.endpoint_url": "http://127.0.0.1:9"}
+def production_settings(**overrides: str) -> dict[str, str]:
+    """production.ini's [app:main] settings, with the stub provider and ``overrides``."""
+    ini = configparser.RawConfigParser()
+    ini.optionxform = str
+    ini.read(REPO / "production.ini")
+    settings = {key: value for key, value in ini.items("app:main") if key != "use"}
+    settings.update(
+        {"launchprov.provider": STUB, "launchprov.ec2.endpoint_url": "http://127.0.0.1:9"}
+    )
+    settings.update(overrides)
+    return settings
 
 
-def launchprov_app():
-    return launchprov.main({}, **SETTINGS)
+def launchprov_app(**overrides: str):
+    return launchprov.main({}, **production_settings(**overrides))
 
 
 def bare_pyramid_app():
@@ -104,13 +117,6 @@ def patched(module, name: str, value):
         yield
     finally:
         setattr(module, name, original)
-
-
-def without_tween():
-    import launchprov.tweens
-
-    with patched(launchprov.tweens, "includeme", lambda config: None):
-        return launchprov_app()
 
 
 def without_provider_metrics():
@@ -141,7 +147,10 @@ VARIANTS = {
         "launchprov without its access-log line",
         lambda: QuietAccessLog(launchprov_app()),
     ),
-    "no_tween": ("launchprov without its tween (request id, access log, HTTP metrics)", None),
+    "auth_off": (
+        "launchprov with launchprov.auth.enabled = false",
+        lambda: launchprov_app(**{"launchprov.auth.enabled": "false"}),
+    ),
     "no_provider_metrics": ("launchprov without MeteredProvider", without_provider_metrics),
     "request_class": (
         "launchprov with provider/validators on a Request subclass (no per-request class)",
@@ -149,7 +158,6 @@ VARIANTS = {
     ),
     "bare_pyramid": ("a bare Pyramid view, no validation (the floor)", bare_pyramid_app),
 }
-VARIANTS["no_tween"] = (VARIANTS["no_tween"][0], without_tween)
 
 
 def cpu_per_request(app, requests: int) -> float:
@@ -178,7 +186,7 @@ def parts(app) -> dict[str, float]:
         "validators.launch (colander)": lambda: bound.launch(params),
         "run_instances_params": lambda: run_instances_params(launch_request),
         "uuid.uuid4().hex (request id)": lambda: uuid.uuid4().hex,
-        "access-log line (production.ini format)": lambda: logging.getLogger(
+        "access-log line (production.ini's handler and format)": lambda: logging.getLogger(
             "launchprov.access"
         ).info(
             "%s %s %s %.1fms caller=%s request_id=%s",
@@ -216,6 +224,7 @@ def production_logging() -> None:
 
 def measure(requests: int, rounds: int) -> dict:
     os.environ.update({key: value for key, value in CHILD_ENV.items() if key != "PYTHONPATH"})
+    os.environ.update(auth_env())
     production_logging()
     apps = {}
     errors = {}

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import hashlib
 import http.client
 import io
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -44,7 +46,25 @@ MOTO_UNSET = (
 )
 
 LAUNCH_BODY = b'{"ami": "ami-760aaa0f", "instance_type": "t2.micro"}'
-JSON_HEADERS = {"Content-Type": "application/json"}
+#: The harness's caller name and bearer token (minted per run, like `launchprov-token bench`).
+CALLER = "bench"
+TOKEN = secrets.token_urlsafe(32)
+#: Every launch request carries the token; the reference apps ignore it.
+LAUNCH_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+
+
+def auth_env() -> dict[str, str]:
+    """The caller's token digest where production puts it: LAUNCHPROV_AUTH_TOKENS.
+
+    Empty when this launchprov has no authentication (its settings would refuse the variable).
+    """
+    from launchprov.settings import BY_KEY
+
+    setting = BY_KEY.get("launchprov.auth.tokens")
+    if setting is None:
+        return {}
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    return {setting.env_var: f"{CALLER} {digest}"}
 
 
 def child_env() -> dict[str, str]:
@@ -54,6 +74,7 @@ def child_env() -> dict[str, str]:
         if not key.startswith(("AWS_", "LAUNCHPROV_", "MOTO_"))
     }
     env.update(CHILD_ENV)
+    env.update(auth_env())
     return env
 
 
@@ -73,7 +94,7 @@ def launch_once(port: int, timeout: float = 5.0) -> bool:
     """One ``PUT /v1/launch`` on a fresh connection: True on a 200 holding an id."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("PUT", "/v1/launch", LAUNCH_BODY, JSON_HEADERS)
+        connection.request("PUT", "/v1/launch", LAUNCH_BODY, LAUNCH_HEADERS)
         response = connection.getresponse()
         return response.status == 200 and response.read().startswith(b'["i-')
     except OSError:

@@ -278,6 +278,13 @@ def section_overhead(overhead: dict) -> list[str]:
             f"{ratio} | {added} |"
         )
     service = overhead["launchprov"]
+    failed = {name: count for name, count in overhead.get("failures", {}).items() if count}
+    if failed:
+        lines += [
+            "",
+            f"**Failed launches** (their steps left out for every target): {failed}; first "
+            f"errors: {'; '.join(overhead.get('errors', [])[:3])}",
+        ]
     lines += [
         "",
         f"Median of the paired per-step differences (service - boto3): "
@@ -323,6 +330,14 @@ def section_throughput(throughput: dict, sensitivity: dict | None) -> list[str]:
                 f"{row['cpu_ms_per_launch']:.2f} ms CPU"
             )
         lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
+    failed = {
+        f"{name} c={c}": row["failures"]
+        for name, rows in table.items()
+        for c, row in rows.items()
+        if row.get("failures")
+    }
+    if failed:
+        lines += ["", f"**Failed launches** (not counted in throughput or latency): {failed}"]
     lines += [
         "",
         f"`Connection pool is full` warnings logged by launchprov during this part: "
@@ -368,6 +383,14 @@ def section_concurrency(concurrency: dict) -> list[str]:
                 f"{row['ideal_s'] * 1000:.0f} ms | {row['speedup']:.1f} | "
                 f"{row['ideal_speedup']:.0f} | {pct(row['efficiency'])} |"
             )
+    failed = {
+        f"{name} N={size}": row["failures"]
+        for name, rows in concurrency["results"].items()
+        for size, row in rows.items()
+        if row.get("failures")
+    }
+    if failed:
+        lines += ["", f"**Failed launches** in bursts: {failed}"]
     warnings = concurrency["pool_full_warnings"]
     lines += [
         "",
@@ -394,7 +417,8 @@ def section_memory(memory: dict) -> list[str]:
         f"Growth from 1,000 to {memory['last']:,} launches: "
         f"{memory['growth_mib_per_1000']:+.3f} MiB per 1,000 (least-squares slope over every "
         f"sample from 1,000 on: {memory['fit_mib_per_1000']:+.3f} MiB per 1,000). "
-        "RSS is VmRSS of /proc/<pid>/status. Plot: `memory.png`.",
+        "RSS is VmRSS of /proc/<pid>/status. Plot: `memory.png`."
+        + (f" **Failed launches: {memory['failures']}.**" if memory.get("failures") else ""),
         "",
     ]
 

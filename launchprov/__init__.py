@@ -48,7 +48,7 @@ def main(global_config, **settings):
         config.registry.launchprov_policy = Policy.from_settings(launchprov_settings)
         config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled))
         config.set_default_permission(CALL)
-        config.registry.launchprov_openapi = build_document(validators, provider.name)
+        config.registry.launchprov_openapi = build_document(validators, provider.name, auth_enabled)
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request.
         config.add_request_method(lambda request: provider, "provider", reify=True)

@@ -15,7 +15,7 @@ from typing import Any
 import colander
 
 from launchprov.providers.interface import ACTIONS, STATES
-from launchprov.schemas import TAG_PREFIX, EachItem, Validators
+from launchprov.schemas import CLIENT_TOKEN, IDEMPOTENCY_KEY, TAG_PREFIX, EachItem, Validators
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
@@ -180,12 +180,15 @@ PROVIDER_ERROR = {
 
 _WHY = {
     400: "A parameter is missing or invalid; details name every one.",
+    401: "No valid bearer token (when launchprov.auth.enabled): see WWW-Authenticate.",
+    403: "A policy rule (launchprov.policy.*) forbids the request; details name it.",
     404: "No such instance (or no such route).",
     405: "The path does not serve this method; Allow lists those it does.",
     408: "The provider failed: an error reply, a refused or hung connection, or a reply that "
     "could not be parsed. Expected for valid data that the provider refuses, such as an AMI "
     "that does not exist.",
-    409: "The instance's state forbids the action.",
+    409: "The instance's state forbids the action, or a client_token was used before with "
+    "other parameters.",
     413: "The body is larger than launchprov.max_body_size.",
     415: "The body is neither JSON nor a form.",
     500: "An unexpected error; it has been logged.",
@@ -202,6 +205,14 @@ REQUEST_ID_PARAMETER = {
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/+=@-]{1,128}$"},
 }
 
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": IDEMPOTENCY_KEY,
+    "in": "header",
+    "required": False,
+    "description": "A synonym of the client_token parameter (give one, or the same in both).",
+    "schema": {"type": "string", "pattern": _pattern(CLIENT_TOKEN)},
+}
+
 _REQUEST_ID_HEADER = {
     "X-Request-ID": {"description": "The request's id.", "schema": {"type": "string"}}
 }
@@ -211,13 +222,27 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
+_RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying; only when provider.retryable is true.",
+        "schema": {"type": "integer"},
+    }
+}
+
+
 def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
+    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401, 500."""
     responses = {"200": {**ok, "headers": _REQUEST_ID_HEADER}}
-    for status in sorted({*statuses, 400, 500}):
+    for status in sorted({*statuses, 400, 401, 500}):
         ref = "ProviderError" if status == 408 else "Error"
+        headers = dict(_REQUEST_ID_HEADER)
+        if status == 408:
+            headers.update(_RETRY_AFTER_HEADER)
+        if status == 401:
+            headers["WWW-Authenticate"] = {"description": "Bearer", "schema": {"type": "string"}}
         responses[str(status)] = {
             "description": _WHY[status],
-            "headers": _REQUEST_ID_HEADER,
+            "headers": headers,
             **_json({"$ref": f"#/components/schemas/{ref}"}),
         }
     return responses
@@ -236,8 +261,11 @@ def _query_parameters(schema: colander.SchemaNode) -> list[dict[str, Any]]:
     return parameters
 
 
-def build_document(validators: Validators, provider_name: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route, for this deployment's provider and defaults."""
+def build_document(
+    validators: Validators, provider_name: str, auth_enabled: bool = True
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route, for this deployment's provider, defaults and
+    authentication (with it off, no operation requires a token and none answers 401)."""
     launch_schema = json_schema(validators.launch_schemas[False])
     launch_schema["description"] = (
         "The parameters of a launch: the seed's table, with this deployment's defaults. "
@@ -262,14 +290,16 @@ def build_document(validators: Validators, provider_name: str) -> dict[str, Any]
             "put": {
                 "operationId": "launch",
                 "summary": "Launch instances of an AMI and instance type",
-                "parameters": [REQUEST_ID_PARAMETER],
+                "parameters": [REQUEST_ID_PARAMETER, IDEMPOTENCY_KEY_PARAMETER],
                 "requestBody": {"required": True, **_json(launch_schema)},
                 "responses": _responses(
                     {
                         "description": "The ids of the launched instances.",
                         **_json({"type": "array", "items": {"type": "string"}, "minItems": 1}),
                     },
+                    403,
                     408,
+                    409,
                     413,
                     415,
                 ),
@@ -337,6 +367,7 @@ def build_document(validators: Validators, provider_name: str) -> dict[str, Any]
     paths["/healthz"] = {
         "get": {
             "operationId": "liveness",
+            "security": [],
             "summary": "Liveness: the process answers (no provider call)",
             "responses": {
                 "200": {
@@ -355,6 +386,7 @@ def build_document(validators: Validators, provider_name: str) -> dict[str, Any]
     paths["/readyz"] = {
         "get": {
             "operationId": "readiness",
+            "security": [],
             "summary": "Readiness: one cheap provider call",
             "responses": {
                 "200": {
@@ -380,6 +412,7 @@ def build_document(validators: Validators, provider_name: str) -> dict[str, Any]
     paths["/metrics"] = {
         "get": {
             "operationId": "metrics",
+            "security": [],
             "summary": "Prometheus metrics in the text exposition format",
             "responses": {
                 "200": {
@@ -392,13 +425,14 @@ def build_document(validators: Validators, provider_name: str) -> dict[str, Any]
     paths["/v1/openapi.json"] = {
         "get": {
             "operationId": "openapi",
+            "security": [],
             "summary": "This document",
             "responses": {
                 "200": {"description": "The OpenAPI document.", **_json({"type": "object"})}
             },
         }
     }
-    return {
+    document = {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "launchprov",
@@ -408,8 +442,25 @@ def build_document(validators: Validators, provider_name: str) -> dict[str, Any]
         },
         # Relative: the server that served this document.
         "servers": [{"url": "/"}],
+        # Every operation but the probes, the metrics and this document (security: []).
+        "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "schemas": {"Instance": INSTANCE, "Error": ERROR, "ProviderError": PROVIDER_ERROR}
+            "schemas": {"Instance": INSTANCE, "Error": ERROR, "ProviderError": PROVIDER_ERROR},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "One token per calling service (launchprov-token CALLER). "
+                    "Not required when the deployment sets launchprov.auth.enabled = false.",
+                }
+            },
         },
     }
+    if not auth_enabled:
+        del document["security"], document["components"]["securitySchemes"]
+        for operations in paths.values():
+            for operation in operations.values():
+                operation["responses"].pop("401", None)
+                operation.pop("security", None)
+    return document

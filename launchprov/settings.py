@@ -112,9 +112,12 @@ _DIGEST = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 def token_lines(value: str) -> dict[str, str]:
-    """Lines of ``<caller-name> <sha256 hex digest of the token>``: digest -> caller name."""
+    """Lines of ``<caller-name> <sha256 hex digest of the token>``: digest -> caller name.
+
+    A caller may have several lines (several tokens), so that a token can be rotated without
+    downtime: add the new one, hand it out, then remove the old one.
+    """
     digests: dict[str, str] = {}
-    callers = set()
     for number, line in enumerate(value.splitlines(), start=1):
         words = line.split()
         if not words:
@@ -126,9 +129,8 @@ def token_lines(value: str) -> dict[str, str]:
             raise ValueError(f"line {number}: caller names are 1-64 letters, digits, _ or -")
         if not _DIGEST.match(digest):
             raise ValueError(f"line {number}: expected 64 hex digits of a SHA-256 digest")
-        if caller in callers or digest in digests:
-            raise ValueError(f"line {number}: caller {caller} or its digest is given twice")
-        callers.add(caller)
+        if digest in digests:
+            raise ValueError(f"line {number}: this digest is given twice")
         digests[digest] = caller
     return digests
 

@@ -20,11 +20,16 @@ Directives
     ``launchprov-provider-codes``        the codes of a provider failure
     ``launchprov-metrics``               the Prometheus metrics
     ``launchprov-log-fields``            the fields of a JSON log line
+    ``launchprov-ini``                   one section of an .ini file, with its comments
+    ``launchprov-ini-compare``           the ``launchprov.*`` keys of .ini files side by side
 
 Roles
     ``:launchprov-setting:`key```        the key, checked, linked to its row
     ``:launchprov-env:`key```            its environment variable
     ``:launchprov-default:`key```        its default
+    ``:launchprov-const:`module.NAME```  the value of a constant of launchprov
+    ``:launchprov-ini:`file section key``` a value of an .ini file of the repository
+    ``:launchprov-ec2-call-bound:`x```   how long a boto3 call may take with the defaults
 
 The build also writes the OpenAPI document to ``openapi.json`` in the HTML output, and checks
 the seed's parameter and answer tables (in the root document) against the document.
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 import os
 import re
@@ -52,7 +58,7 @@ from sphinx.util.docutils import SphinxDirective
 
 logger = logging.getLogger(__name__)
 
-#: The parameters every other setting is built on: a deployment with nothing set.
+#: The provider of the documented deployment: launchprov.provider's default.
 DEFAULT_PROVIDER = "ec2"
 
 #: Provider kinds whose OpenAPI documents differ: (label, adapter name, EC2 id formats?).
@@ -113,11 +119,22 @@ def provider_stand_in(kind: str) -> types.SimpleNamespace:
     from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID
 
     _, name, ec2_ids = PROVIDER_KINDS[kind]
-    return types.SimpleNamespace(
+    stand_in = types.SimpleNamespace(
         name=name,
         image_id_pattern=IMAGE_ID if ec2_ids else None,
         instance_id_pattern=INSTANCE_ID if ec2_ids else None,
     )
+    if kind == "ec2":  # the adapter declares these on its class: they must agree
+        from launchprov.providers.ec2 import EC2Provider
+
+        for attribute, value in vars(stand_in).items():
+            real = getattr(EC2Provider, attribute, value)
+            if real != value:
+                raise Unavailable(
+                    f"launchprov-docs: EC2Provider.{attribute} is {real!r}, the pages "
+                    f"assume {value!r}: update provider_stand_in()"
+                )
+    return stand_in
 
 
 @functools.cache
@@ -156,19 +173,21 @@ def _source_files() -> list[str]:
     import launchprov
 
     package = Path(launchprov.__file__).parent
-    return sorted(str(path) for path in package.rglob("*.py"))
+    return [__file__, *sorted(str(path) for path in package.rglob("*.py"))]
 
 
 def _reset(app: Sphinx) -> None:
     """Forget what an earlier build in this process computed, and check the code now."""
     default_settings.cache_clear()
     openapi_document.cache_clear()
+    setting_rows.cache_clear()
     try:
         default_settings()
     except Exception as exc:
         raise Unavailable(
             f"launchprov-docs: the settings' defaults do not load: {type(exc).__name__}: {exc}"
         ) from exc
+    setting_rows()
     for kind in PROVIDER_KINDS:
         openapi_document(kind)
 
@@ -585,10 +604,8 @@ def schema_rows(schema: Mapping[str, Any], prefix: str = "") -> list[list[Cell]]
     required = set(schema.get("required", []))
     for name, value in (schema.get("properties") or {}).items():
         full = f"{prefix}{name}"
-        rows.append(
-            [lit(full), schema_type(value), "yes" if name in required else "no"]
-            + [rules_cell(value)]
-        )
+        needed = "yes" if name in required else "no"
+        rows.append([lit(full), schema_type(value), needed, rules_cell(value)])
         if value.get("type") == "object" and value.get("properties"):
             rows += schema_rows(value, f"{full}.")
         items = value.get("items") or {}
@@ -618,21 +635,23 @@ class ProviderDifferencesDirective(LaunchprovDirective):
     """Where the documents of the provider kinds differ, found by comparing them."""
 
     def render(self):
-        documents = {kind: openapi_document(kind) for kind in PROVIDER_KINDS}
-        flat = {kind: _flatten(document) for kind, document in documents.items()}
-        paths = sorted({path for values in flat.values() for path in values})
-        differing = [
-            path
-            for path in paths
-            if len({json.dumps(values.get(path), sort_keys=True) for values in flat.values()}) > 1
-            and not path.startswith("info.")
-        ]
+        flat = {kind: _leaves(openapi_document(kind)) for kind in PROVIDER_KINDS}
+        places = sorted({place for leaves in flat.values() for place in leaves})
+        differing: dict[str, list[tuple[str, ...]]] = {}
+        for place in places:
+            if place[:1] == ("info",):
+                continue  # the provider's name, in words
+            values = [flat[kind].get(place) for kind in PROVIDER_KINDS]
+            if len({json.dumps(value, sort_keys=True) for value in values}) > 1:
+                differing.setdefault(json.dumps(values), []).append(place)
         rows = []
-        for path in differing:
-            cells: list[Cell] = [lit(path)]
-            for kind in PROVIDER_KINDS:
-                value = flat[kind].get(path)
-                cells.append("(absent)" if value is None else _json_literal(value))
+        for values_json, where in differing.items():
+            cells: list[Cell] = [joined((_place(place) for place in where), "; ")]
+            for value in json.loads(values_json):
+                if value is None:
+                    cells.append("(absent)")
+                else:
+                    cells.append(lit(value) if isinstance(value, str) else _json_literal(value))
             rows.append(cells)
         if not rows:
             return [para("The document is the same for every provider.")]
@@ -640,18 +659,53 @@ class ProviderDifferencesDirective(LaunchprovDirective):
         return [table(headers, rows, [40, 20, 20, 20])]
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested dict as ``{"a.b.c": leaf}``; lists of dicts by index, other lists as leaves."""
+def _leaves(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """A nested document as ``{path: leaf}``; list items by their ``name``, else by index."""
     if isinstance(value, Mapping) and value:
-        out: dict[str, Any] = {}
+        out: dict[tuple[str, ...], Any] = {}
         for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(_leaves(item, (*prefix, str(key))))
         return out
     if isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value):
         out = {}
         for index, item in enumerate(value):
             name = item.get("name") if isinstance(item.get("name"), str) else str(index)
-            out.update(_flatten(item, f"{prefix}[{name}]"))
+            out.update(_leaves(item, (*prefix, f"[{name}]")))
+        return out
+    return {prefix: value}
+
+
+def _place(place: tuple[str, ...]) -> list[Inline]:
+    """A place in the OpenAPI document in words: route, parameter, keyword."""
+    if len(place) < 3 or place[0] != "paths":
+        return [lit(".".join(place))]
+    route = f"{place[2].upper()} {place[1]}"
+    rest = list(place[3:])
+    if rest[:1] == ["parameters"] and len(rest) > 1:
+        what: list[Inline] = ["parameter ", lit(rest[1].strip("[]"))]
+        rest = rest[2:]
+    elif rest[:1] == ["requestBody"] and "properties" in rest:
+        at = rest.index("properties")
+        what = ["body parameter ", lit(rest[at + 1])] if at + 1 < len(rest) else ["body"]
+        rest = rest[at + 2 :]
+    else:
+        what = []
+    if rest and rest[0] == "schema":
+        rest = rest[1:]
+    out: list[Inline] = [xref("route", route, lit(route))]
+    if what:
+        out += [", ", *what]
+    if rest:
+        out += [": ", lit(".".join(rest))]
+    return out
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"A.B": leaf}`` (lists are leaves): RunInstances arguments."""
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: value}
 
@@ -726,7 +780,7 @@ def patterned_settings() -> list[SettingRow]:
             SettingRow(
                 key="launchprov.policy.<caller>.<rule>",
                 env_var=None,
-                default="launchprov.policy.<rule>",
+                default="",
                 meaning=(
                     "The rule <rule> for one caller only (the name in its "
                     "launchprov.auth.tokens line), in place of launchprov.policy.<rule>. "
@@ -740,6 +794,7 @@ def patterned_settings() -> list[SettingRow]:
     return rows
 
 
+@functools.cache
 def setting_rows() -> list[SettingRow]:
     module = _settings_module()
     rows = []
@@ -780,12 +835,13 @@ class SettingsDirective(LaunchprovDirective):
             for row in rows:
                 target = nodes.inline()
                 node_id = self.note_object("setting", row.key, target)
-                index = addnodes.index(
-                    entries=[("pair", f"{row.key}; setting", node_id, "", None)]
-                )
+                index = addnodes.index(entries=[("pair", f"{row.key}; setting", node_id, "", None)])
                 key_cell = [target, index, lit(row.key)]
                 env_cell = lit(row.env_var) if row.env_var else "(none: .ini only)"
-                default = lit(row.default) if row.default else "(empty)"
+                if "<" in row.key:
+                    default = "the deployment's rule"
+                else:
+                    default = lit(row.default) if row.default else "(empty)"
                 meaning = [row.meaning, " " if row.meaning else "", "Value: ", row.value, "."]
                 cells.append([key_cell, env_cell, default, meaning])
             out.append(
@@ -934,7 +990,11 @@ class EC2MappingDirective(LaunchprovDirective):
                 if sent is not None
             ]
             rows.append(
-                [label, _sent(fields), [_json_literal(_jsonable(value)), " gives ", *joined(example)]]
+                [
+                    label,
+                    _sent(fields),
+                    [_json_literal(_jsonable(value)), " gives ", *joined(example)],
+                ]
                 if example
                 else [label, _sent(fields), _json_literal(_jsonable(value))]
             )
@@ -1091,8 +1151,10 @@ class StateMapDirective(LaunchprovDirective):
                 for native, state in NODE_STATES.items()
             ]
             unmapped = [name for value, name in sorted(names.items()) if value not in NODE_STATES]
-            rows += [[lit(f"NodeState.{name}"), [lit("unknown"), " (not in the table)"]]
-                     for name in unmapped]
+            rows += [
+                [lit(f"NodeState.{name}"), [lit("unknown"), " (not in the table)"]]
+                for name in unmapped
+            ]
             return [table(["libcloud NodeState", "launchprov state"], rows, [50, 50])]
         raise self.error(f"unknown state table {which!r}: use ec2 or libcloud")
 
@@ -1222,7 +1284,11 @@ class MetricsDirective(LaunchprovDirective):
         for family in metrics.registry.collect():
             exposed = {
                 "counter": [f"{family.name}_total"],
-                "histogram": [f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"],
+                "histogram": [
+                    f"{family.name}_bucket",
+                    f"{family.name}_sum",
+                    f"{family.name}_count",
+                ],
             }.get(family.type, [family.name])
             family_labels = labels.get(family.name, labels.get(f"{family.name}_total", ()))
             rows.append(
@@ -1235,7 +1301,23 @@ class MetricsDirective(LaunchprovDirective):
                     family.documentation,
                 ]
             )
-        return [table(["Metric", "Type", "Labels", "Meaning"], rows, [34, 10, 22, 34])]
+        from launchprov.routes import ROUTES
+
+        names = [*ROUTES, "unmatched"]
+        return [
+            table(["Metric", "Type", "Labels", "Meaning"], rows, [34, 10, 22, 34]),
+            para(
+                [
+                    "The values of ",
+                    lit("route"),
+                    " are the names of the routes, or ",
+                    lit("unmatched"),
+                    " for a path that matches none: ",
+                    *joined(lit(name) for name in names),
+                    ".",
+                ]
+            ),
+        ]
 
 
 class LogFieldsDirective(LaunchprovDirective):
@@ -1250,7 +1332,7 @@ class LogFieldsDirective(LaunchprovDirective):
                 [
                     "Always ",
                     *joined(lit(name) for name in base),
-                    "; when set (an access line sets them all) ",
+                    "; when the line has them ",
                     *joined(lit(name) for name in JSON_FIELDS),
                     "; and ",
                     lit("exception"),
@@ -1258,6 +1340,158 @@ class LogFieldsDirective(LaunchprovDirective):
                 ]
             )
         ]
+
+
+# -- the .ini files --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class IniEntry:
+    key: str
+    value: str
+    comment: str
+
+
+def read_ini(path: Path) -> dict[str, dict[str, IniEntry]]:
+    """Every section's entries, each with the comment lines written just above it.
+
+    (configparser drops comments, and the comments of launchprov's .ini files are the reasons
+    for their values.)
+    """
+    sections: dict[str, dict[str, IniEntry]] = {}
+    section: dict[str, IniEntry] | None = None
+    comment: list[str] = []
+    last: str | None = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if line[:1].isspace() and stripped and section is not None and last is not None:
+            entry = section[last]  # a continuation line of a value
+            section[last] = dataclasses.replace(entry, value=f"{entry.value}\n{stripped}")
+        elif stripped.startswith("[") and stripped.endswith("]"):
+            section = sections.setdefault(stripped[1:-1], {})
+            comment, last = [], None
+        elif stripped.startswith(("#", ";")):
+            text = stripped.lstrip("#;").strip()
+            if text and set(text) != {"#"}:
+                comment.append(text)
+        elif not stripped:
+            comment, last = [], None
+        elif section is not None and "=" in stripped:
+            key, _, value = stripped.partition("=")
+            last = key.strip()
+            section[last] = IniEntry(last, value.strip(), " ".join(comment))
+            comment = []
+    return sections
+
+
+def _ini_path(env, name: str) -> Path:
+    path = Path(env.srcdir).parent / name
+    if not path.is_file():
+        raise Unavailable(f"launchprov-docs: no {name} next to docs/")
+    env.note_dependency(str(path))
+    return path
+
+
+class IniDirective(LaunchprovDirective):
+    """The entries of one section of an .ini file of the repository, with their comments."""
+
+    required_arguments = 1
+    option_spec = {"section": directives.unchanged_required}
+
+    def render(self):
+        name = self.arguments[0]
+        wanted = self.options.get("section", "app:main")
+        sections = read_ini(_ini_path(self.env, name))
+        if wanted not in sections:
+            raise self.error(f"{name} has no [{wanted}] section")
+        rows = [
+            [lit(entry.key), lit(entry.value) if entry.value else "(empty)", entry.comment]
+            for entry in sections[wanted].values()
+        ]
+        return [table(["Key", f"Value in {name}", "Why (its comment)"], rows, [26, 22, 52])]
+
+
+class IniCompareDirective(LaunchprovDirective):
+    """The ``launchprov.*`` keys of several .ini files side by side, with the defaults."""
+
+    required_arguments = 1
+    final_argument_whitespace = True
+
+    def render(self):
+        names = self.arguments[0].split()
+        files = {name: read_ini(_ini_path(self.env, name)).get("app:main", {}) for name in names}
+        keys = [row.key for row in setting_rows() if "<" not in row.key]
+        keys += sorted(
+            {key for entries in files.values() for key in entries if key.startswith("launchprov.")}
+            - set(keys)
+        )
+        rows = []
+        for key in keys:
+            if not any(key in entries for entries in files.values()):
+                continue
+            row = known_setting(key)
+            cells: list[Cell] = [
+                xref("setting", key, lit(key)) if row else lit(key),
+                (lit(row.default) if row.default else "(empty)") if row else "-",
+            ]
+            for entries in files.values():
+                entry = entries.get(key)
+                cells.append(
+                    "-" if entry is None else (lit(entry.value) if entry.value else "(empty)")
+                )
+            rows.append(cells)
+        width = 50 // len(names)
+        return [table(["Setting", "Default", *names], rows, [34, 16, *([width] * len(names))])]
+
+
+def _ini_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """``:launchprov-ini:`production.ini server:main threads```: that value, checked."""
+    env = inliner.document.settings.env
+    try:
+        file_name, section, key = text.split()
+        value = read_ini(_ini_path(env, file_name))[section][key].value
+    except (ValueError, KeyError, Unavailable) as exc:
+        message = inliner.reporter.error(
+            f"launchprov-docs: no value for {text!r}: {exc}", line=lineno
+        )
+        return [inliner.problematic(rawtext, rawtext, message)], [message]
+    return [lit(value)], []
+
+
+def _const_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """``:launchprov-const:`launchprov.launching.CALLER_TAG```: that constant's value."""
+    module_name, _, attribute = text.strip().rpartition(".")
+    try:
+        value = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        message = inliner.reporter.error(
+            f"launchprov-docs: no constant {text!r}: {exc}", line=lineno
+        )
+        return [inliner.problematic(rawtext, rawtext, message)], [message]
+    return [lit(value)], []
+
+
+def check_modules(app: Sphinx, env) -> None:
+    """Every module the pages declare (``py:module``) must still exist."""
+    for module_name in sorted(env.get_domain("py").modules):
+        try:
+            importlib.import_module(module_name)
+        except ImportError as exc:
+            logger.warning(
+                "launchprov-docs: the pages name module %s, which does not import: %s",
+                module_name,
+                exc,
+                location=env.get_domain("py").modules[module_name][0],
+            )
+
+
+def _ec2_call_bound_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """The longest a boto3 call may wait with the default settings (back-off aside)."""
+    values = default_settings()
+    bound = values["launchprov.ec2.max_attempts"] * (
+        values["launchprov.ec2.connect_timeout"] + values["launchprov.ec2.read_timeout"]
+    )
+    return [nodes.Text(f"{bound:g} s")], []
 
 
 # -- checks and output --------------------------------------------------------------------------
@@ -1291,7 +1525,10 @@ def _seed_type_matches(seed: str, schema: Mapping[str, Any]) -> bool:
 
 
 def _table_rows(node: nodes.table) -> tuple[list[str], list[list[str]]]:
-    head = [entry.astext().strip() for entry in next(iter(node.findall(nodes.thead))).findall(nodes.entry)]
+    head = [
+        entry.astext().strip()
+        for entry in next(iter(node.findall(nodes.thead))).findall(nodes.entry)
+    ]
     body = [
         [entry.astext().strip() for entry in row.findall(nodes.entry)]
         for row in next(iter(node.findall(nodes.tbody))).findall(nodes.row)
@@ -1318,12 +1555,17 @@ def check_seed(app: Sphinx, doctree: nodes.document) -> None:
                 if property_ is None:
                     problem = "is not a launch parameter"
                 elif not _seed_default_matches(default, property_, name in required):
-                    problem = f"default {default!r} differs from the API's {default_text(property_, name in required)}"
+                    api_default = default_text(property_, name in required)
+                    problem = f"default {default!r} differs from the API's {api_default}"
                 elif not _seed_type_matches(kind, property_):
-                    problem = f"type {kind!r} differs from the API's {json.dumps(property_.get('type'))}"
+                    problem = (
+                        f"type {kind!r} differs from the API's {json.dumps(property_.get('type'))}"
+                    )
                 else:
                     continue
-                logger.warning("launchprov-docs: seed parameter %s: %s", name, problem, location=node)
+                logger.warning(
+                    "launchprov-docs: seed parameter %s: %s", name, problem, location=node
+                )
         elif head == ["Status", "Body"]:
             checked.add("answers")
             for status, _ in body:
@@ -1381,12 +1623,18 @@ def setup(app: Sphinx) -> dict[str, Any]:
         ("launchprov-provider-codes", ProviderCodesDirective),
         ("launchprov-metrics", MetricsDirective),
         ("launchprov-log-fields", LogFieldsDirective),
+        ("launchprov-ini", IniDirective),
+        ("launchprov-ini-compare", IniCompareDirective),
     ):
         app.add_directive(name, directive)
     app.add_role("launchprov-setting", _setting_role(_link_setting))
     app.add_role("launchprov-env", _setting_role(_env_of))
     app.add_role("launchprov-default", _setting_role(_default_of))
+    app.add_role("launchprov-ini", _ini_role)
+    app.add_role("launchprov-ec2-call-bound", _ec2_call_bound_role)
+    app.add_role("launchprov-const", _const_role)
     app.connect("builder-inited", _reset)
     app.connect("doctree-read", check_seed)
+    app.connect("env-check-consistency", check_modules)
     app.connect("build-finished", write_openapi)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

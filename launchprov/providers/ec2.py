@@ -231,17 +231,18 @@ class EC2Provider:
         client = self._ping_clients.get(timeout)
         if client is None:
             with self._lock:
-                client = self._session.client(
-                    "ec2",
-                    region_name=self._default_region,
-                    endpoint_url=self._endpoint_url,
-                    config=Config(
-                        connect_timeout=timeout,
-                        read_timeout=timeout,
-                        retries={"total_max_attempts": 1, "mode": "standard"},
-                    ),
-                )
-            self._ping_clients[timeout] = client
+                client = self._ping_clients.get(timeout)
+                if client is None:
+                    client = self._ping_clients[timeout] = self._session.client(
+                        "ec2",
+                        region_name=self._default_region,
+                        endpoint_url=self._endpoint_url,
+                        config=Config(
+                            connect_timeout=timeout,
+                            read_timeout=timeout,
+                            retries={"total_max_attempts": 1, "mode": "standard"},
+                        ),
+                    )
         try:
             client.describe_availability_zones()
         except Exception as exc:  # anything the SDK raises is a provider failure

@@ -6,7 +6,8 @@ module is not called ``libcloud`` so that it cannot shadow the library.
 How launch parameters reach the driver
 --------------------------------------
 
-Each driver has one table, :data:`EC2_PARAMETERS` or :data:`GENERIC_PARAMETERS`. A parameter
+Each driver has one table, :data:`EC2_PARAMETERS`, :data:`DUMMY_PARAMETERS` (the generic
+table, with tags) or :data:`GENERIC_PARAMETERS`. A parameter
 missing from a driver's table cannot be honoured by it: when the caller set it explicitly the
 launch is refused with :class:`UnsupportedParameters` before any call; a default the caller did
 not set simply does not apply.

@@ -19,32 +19,37 @@ from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 
 import launchprov
+from launchprov.auth import digest
 from launchprov.routes import ROUTES
-from tests.support import FAKE_CREDENTIALS, GOOD_AMI, NO_AUTH, make_app
+from tests.support import FAKE_CREDENTIALS, GOOD_AMI, make_app
 
-# The document as an app with the default settings serves it, loaded when the module is (the
-# tests are generated from it); the requests go to an app on moto's EC2 (wsgi_app below).
+# As production runs it: authentication on, one caller.
+TOKEN = "schemathesis-token-0123456789"
+SECURED = {"launchprov.auth.enabled": "true", "launchprov.auth.tokens": f"st {digest(TOKEN)}"}
+
+# Such an app, made when the module is loaded (the tests are generated from its document), with
+# fake credentials only: its calls go to moto's EC2, which each test starts (moto_ec2).
 with mock.patch.dict(os.environ, {**FAKE_CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true"}):
-    SERVED = webtest.TestApp(launchprov.main({}, **NO_AUTH)).get("/v1/openapi.json").json
-schema = schemathesis.openapi.from_dict(SERVED)
+    APP = launchprov.main({}, **SECURED)
+SERVED = webtest.TestApp(APP).get("/v1/openapi.json").json
+schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", APP)
 
 
 @schema.hook
 def filter_case(context, case):
     """Leave out what JSON Schema cannot say, and the document says in words instead:
-    min_count above max_count (a rule across two fields), and ``next`` tokens that this
-    service did not make (an opaque token has no schema beyond "a string")."""
+    min_count above max_count and an Idempotency-Key that differs from client_token (rules
+    across two fields), and ``next`` tokens that this service did not make (an opaque token has
+    no schema beyond "a string")."""
     body = case.body if isinstance(case.body, dict) else {}
+    key = (case.headers or {}).get("Idempotency-Key")
+    if key is not None and body.get("client_token") not in (None, key):
+        return False
     counts = body.get("min_count", 1), body.get("max_count", 1)  # 1: their defaults
     numbers = all(type(count) in (int, float) for count in counts)
     if numbers and counts[0] > counts[1]:
         return False
     return "next" not in (case.query or {})
-
-
-@pytest.fixture
-def wsgi_app(moto_ec2):
-    return launchprov.main({}, **NO_AUTH)
 
 
 @pytest.fixture
@@ -102,6 +107,20 @@ def test_the_document_follows_the_deployments_defaults(moto_ec2):
     assert properties["placement"]["default"] == "eu-west-1a"
 
 
+def test_without_authentication_the_document_asks_for_no_token(document):
+    assert "security" not in document
+    assert not any(
+        "401" in op["responses"] for ops in document["paths"].values() for op in ops.values()
+    )
+
+
+def test_with_authentication_every_api_route_asks_for_a_token():
+    launch = SERVED["paths"]["/v1/launch"]["put"]
+    assert SERVED["security"] == [{"bearer": []}] and "401" in launch["responses"]
+    for path in ("/healthz", "/readyz", "/metrics", "/v1/openapi.json"):
+        assert SERVED["paths"][path]["get"]["security"] == []
+
+
 def test_every_408_is_documented_with_the_provider_error(document):
     for path, operations in document["paths"].items():
         for operation in operations.values():
@@ -134,5 +153,5 @@ def test_a_launch_answers_as_documented(moto_ec2, document):
     ],
     derandomize=True,
 )
-def test_the_app_keeps_its_document(case, wsgi_app):
-    case.call_and_validate(app=wsgi_app)
+def test_the_app_keeps_its_document(case, moto_ec2):
+    case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})

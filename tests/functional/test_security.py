@@ -103,11 +103,20 @@ def test_tokens_from_the_environment(moto_ec2, monkeypatch):
 
 @pytest.mark.parametrize(
     "tokens",
-    ["web", "web nothex", f"web {digest('a')}\nweb {digest('b')}", f"a.b {digest('a')}"],
+    ["web", "web nothex", f"web {digest('a')}\nbatch {digest('a')}", f"a.b {digest('a')}"],
 )
 def test_malformed_token_lines_stop_startup(tokens):
     with pytest.raises(ConfigurationError, match=r"launchprov\.auth\.tokens"):
         launchprov.main({}, **{"launchprov.auth.enabled": "true", "launchprov.auth.tokens": tokens})
+
+
+def test_a_caller_may_hold_two_tokens_while_one_is_rotated(moto_ec2):
+    tokens = f"web {digest('old-token')}\nweb {digest('new-token')}"
+    app = make_app(**{"launchprov.auth.enabled": "true", "launchprov.auth.tokens": tokens})
+    for token in ("old-token", "new-token"):
+        ids = put(app, LAUNCH, status=200, **bearer(token)).json
+        tags = app.get(f"/v1/instances/{ids[0]}", headers=bearer(token)).json["tags"]
+        assert tags["launchprov:caller"] == "web"
 
 
 def test_the_token_command_prints_a_token_and_its_line(capsys, moto_ec2):
