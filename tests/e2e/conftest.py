@@ -91,6 +91,37 @@ def moto_client(moto_process):
     return client
 
 
+#: The logging sections of the generated .ini: launchprov's lines at INFO on stderr, which the
+#: Service reads (the access lines among them).
+LOGGING = """[loggers]
+keys = root, launchprov
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARN
+handlers = console
+
+[logger_launchprov]
+level = INFO
+handlers =
+qualname = launchprov
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)s [%(name)s][%(request_id)s][%(caller)s] %(message)s
+"""
+
+
 class Service:
     """A launchprov process under waitress, started by pserve from a generated .ini."""
 
@@ -101,7 +132,7 @@ class Service:
         settings = {"launchprov.auth.enabled": "false", **settings}
         lines += [f"{key} = {value}" for key, value in settings.items()]
         lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}"]
-        lines += ["threads = 4"]
+        lines += ["threads = 4", "", LOGGING]
         self._dir = tempfile.TemporaryDirectory()
         self.ini = Path(self._dir.name, "service.ini")
         self.ini.write_text("\n".join(lines) + "\n")
