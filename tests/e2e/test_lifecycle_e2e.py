@@ -47,7 +47,9 @@ def test_the_life_of_an_instance(service, moto_client):
     assert status == 200 and len(ids) == 1
     (instance_id,) = ids
     instance = poll_state(service, instance_id, {"running"})
-    assert instance["tags"] == {"role": "web", "run": tag}
+    caller_tags = {k: v for k, v in instance["tags"].items() if not k.startswith("launchprov:")}
+    assert caller_tags == {"role": "web", "run": tag}
+    assert instance["tags"]["launchprov:caller"] == "anonymous"
     assert instance["ami"] == GOOD_AMI and instance["placement"] == "us-east-1b"
     # What EC2 itself holds agrees.
     raw = moto_client.describe_instances(InstanceIds=[instance_id])["Reservations"][0]
