@@ -3,6 +3,7 @@
 import logging
 
 from pyramid.config import Configurator
+from pyramid.request import Request
 
 from launchprov.auth import CALL, BearerTokenSecurityPolicy
 from launchprov.logs import install_record_factory, use_json_lines
@@ -50,9 +51,10 @@ def main(global_config, **settings):
         config.set_default_permission(CALL)
         config.registry.launchprov_openapi = build_document(validators, provider.name, auth_enabled)
         config.registry.registerUtility(provider, IProvider)
-        # Views reach the provider and the bound schemas through the request.
-        config.add_request_method(lambda request: provider, "provider", reify=True)
-        config.add_request_method(lambda request: validators, "validators", reify=True)
+        # Views reach the provider and the bound schemas through the request: plain class
+        # attributes (add_request_method would build a new class for every request).
+        attributes = {"provider": provider, "validators": validators}
+        config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
         config.include(".tweens")
         config.include(".routes")
         config.include(".errors")

@@ -286,6 +286,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Attempts per EC2 call, the first included (botocore's retry max_attempts).",
     ),
     Setting(
+        "launchprov.ec2.max_pool_connections",
+        "16",
+        positive_int,
+        "Connections each EC2 client keeps open: at least waitress's threads, or concurrent "
+        "calls open and throw away connections of their own.",
+    ),
+    Setting(
         "launchprov.ec2.retry_mode",
         "standard",
         one_of("standard", "adaptive", "legacy"),

@@ -179,6 +179,7 @@ class EC2Provider:
         config = Config(
             connect_timeout=settings["launchprov.ec2.connect_timeout"],
             read_timeout=settings["launchprov.ec2.read_timeout"],
+            max_pool_connections=settings["launchprov.ec2.max_pool_connections"],
             retries={
                 "total_max_attempts": settings["launchprov.ec2.max_attempts"],
                 "mode": settings["launchprov.ec2.retry_mode"],

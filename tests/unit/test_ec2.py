@@ -142,10 +142,12 @@ def test_settings_reach_botocore():
             "launchprov.ec2.max_attempts": "2",
             "launchprov.ec2.retry_mode": "adaptive",
             "launchprov.ec2.endpoint_url": "http://127.0.0.1:9",
+            "launchprov.ec2.max_pool_connections": "32",
         }
     )
     config: Config = provider.client("us-east-1").meta.config
     assert (config.connect_timeout, config.read_timeout) == (1.5, 7.0)
+    assert config.max_pool_connections == 32
     assert config.retries == {"total_max_attempts": 2, "mode": "adaptive"}
     assert provider.client("us-east-1").meta.endpoint_url == "http://127.0.0.1:9"
 
