@@ -45,7 +45,7 @@ setup(
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Application",
     ],
     python_requires=">=3.11",
-    packages=find_packages(exclude=["tests", "tests.*"]),
+    packages=find_packages(exclude=["tests", "tests.*", "benchmarks", "benchmarks.*", "docs*"]),
     include_package_data=True,
     zip_safe=False,
     install_requires=requires,

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import re
 
+from pyramid.request import RequestLocalCache
 from pyramid.security import Allowed, Denied
 
 #: The caller of every request when authentication is off (development.ini).
@@ -31,8 +32,13 @@ class BearerTokenSecurityPolicy:
     def __init__(self, digests: dict[str, str], enabled: bool):
         self.digests = dict(digests)  # digest -> caller name
         self.enabled = enabled
+        # Pyramid asks for the identity several times a request: work it out once.
+        self._identities = RequestLocalCache(self._caller)
 
     def identity(self, request) -> str | None:
+        return self._identities.get_or_create(request)
+
+    def _caller(self, request) -> str | None:
         if not self.enabled:
             return ANONYMOUS
         match = _BEARER.match(request.headers.get("Authorization", ""))
