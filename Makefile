@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format docs clean
+.PHONY: run test lint format docs bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -31,6 +31,14 @@ test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+$(VENV)/.installed-bench: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@touch $@
+
+# The benchmarks of benchmarks/README.md (5-6 minutes): writes benchmarks/RESULTS.md and plots.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run
 
 # The Sphinx documentation, warnings as errors: docs/_build/html/index.html
 docs: $(VENV)/.installed-docs

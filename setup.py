@@ -29,6 +29,13 @@ tests_require = [
     "WebTest>=3.0",
 ]
 
+bench_require = [
+    "matplotlib>=3.8",
+    "moto[server]>=5.0",
+    "numpy>=1.26",
+    "py-spy>=0.3",
+]
+
 docs_require = [
     "sphinx>=7",  # alabaster, its default theme, comes with it
 ]
@@ -53,6 +60,7 @@ setup(
         "sandbox": sandbox_requires,
         "testing": tests_require,
         "docs": docs_require,
+        "bench": bench_require,
     },
     entry_points={
         "paste.app_factory": [
