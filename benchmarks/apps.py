@@ -21,7 +21,7 @@ from botocore.config import Config
 from pyramid.config import Configurator
 
 #: launchprov's botocore Config with production.ini's values, so that only launchprov's own
-#: code differs between it and ``bare_pyramid``.
+#: code differs between it and ``bare_pyramid`` (the pool is sized from the .ini, as there).
 PROVIDER_CONFIG = {
     "connect_timeout": 5.0,
     "read_timeout": 20.0,
@@ -88,7 +88,7 @@ def bare_json(global_config, **settings):
 
 def bare_wsgi_boto3(global_config, **settings):
     """WSGI app: parse the JSON body, launch with boto3, answer the ids; nothing else."""
-    client = ec2_client(settings["endpoint_url"])
+    client = ec2_client(settings["endpoint_url"], int(settings["max_pool_connections"]))
 
     def app(environ, start_response):
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -105,7 +105,7 @@ def bare_wsgi_boto3(global_config, **settings):
 
 def bare_pyramid(global_config, **settings):
     """A Pyramid app whose one view launches with boto3: no validation, no error handling."""
-    client = ec2_client(settings["endpoint_url"])
+    client = ec2_client(settings["endpoint_url"], int(settings["max_pool_connections"]))
 
     def launch(request):
         body = request.json_body

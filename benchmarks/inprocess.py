@@ -30,7 +30,7 @@ from pyramid.request import Request
 
 import launchprov
 from benchmarks.processes import CHILD_ENV, LAUNCH_BODY, LAUNCH_HEADERS, REPO, auth_env
-from benchmarks.variants import request_class
+from benchmarks.variants import reified_properties
 from launchprov.providers.ec2 import EC2Provider
 
 REPLY = {"Instances": [{"InstanceId": "i-0123456789abcdef0"}]}
@@ -124,6 +124,26 @@ def without_provider_metrics():
         return launchprov_app()
 
 
+def identity_uncached():
+    """launchprov before R3: the caller worked out every time Pyramid asks for it.
+
+    Pyramid's ``request.identity`` is not cached: it asks the security policy every time, and
+    launchprov asks five times per launch. R3 put a RequestLocalCache in the policy; this
+    variant calls the policy's uncached lookup (``_caller``) directly again.
+    """
+    policy = launchprov.BearerTokenSecurityPolicy
+    lookup = getattr(policy, "_caller", None)
+    if lookup is None:
+        raise LookupError("launchprov's security policy has no _caller lookup to uncache")
+
+    class UncachedIdentityPolicy(policy):
+        def identity(self, request):
+            return lookup(self, request)
+
+    with patched(launchprov, "BearerTokenSecurityPolicy", UncachedIdentityPolicy):
+        return launchprov_app()
+
+
 class QuietAccessLog:
     """An app whose access-log lines are not emitted (logger launchprov.access at WARNING)."""
 
@@ -151,10 +171,14 @@ VARIANTS = {
         "launchprov with launchprov.auth.enabled = false",
         lambda: launchprov_app(**{"launchprov.auth.enabled": "false"}),
     ),
+    "identity_uncached": (
+        "launchprov before R3: the caller worked out each time it is asked (5 per launch)",
+        identity_uncached,
+    ),
     "no_provider_metrics": ("launchprov without MeteredProvider", without_provider_metrics),
-    "request_class": (
-        "launchprov with provider/validators on a Request subclass (no per-request class)",
-        lambda: request_class(launchprov_app()),
+    "reified_properties": (
+        "launchprov before R2: provider/validators reified per request (add_request_method)",
+        lambda: reified_properties(launchprov_app()),
     ),
     "bare_pyramid": ("a bare Pyramid view, no validation (the floor)", bare_pyramid_app),
 }
@@ -210,8 +234,8 @@ def bound_validators(app):
     """The bound schemas launchprov hands its views as ``request.validators``."""
     extensions = app.request_extensions
     if extensions is not None and "validators" in extensions.descriptors:
-        return extensions.descriptors["validators"].wrapped(None)
-    return app.request_factory.validators  # after variants.request_class
+        return extensions.descriptors["validators"].wrapped(None)  # launchprov before R2
+    return app.request_factory.validators
 
 
 def production_logging() -> None:

@@ -308,10 +308,14 @@ class Processes:
 
     def reference(self, factory: str, threads: int, endpoint: str = "") -> Server:
         """A reference app of benchmarks.apps (``bare_json`` or ``bare_pyramid``) under pserve."""
-        app = {"use": f"call:benchmarks.apps:{factory}", "endpoint_url": endpoint}
+        app = {
+            "use": f"call:benchmarks.apps:{factory}",
+            "endpoint_url": endpoint,
+            "max_pool_connections": str(threads),  # as production.ini sizes launchprov's
+        }
         return self.pserve(factory, app, threads, fresh_app=True)
 
-    def tuned_launchprov(self, endpoint: str, threads: int) -> Server:
-        """launchprov with the changes of benchmarks.variants, otherwise as production runs it."""
-        settings = {"use": "call:benchmarks.variants:tuned_launchprov"}
-        return self.launchprov(endpoint, threads, name="tuned", settings=settings)
+    def launchprov_before(self, endpoint: str, threads: int) -> Server:
+        """launchprov with the changes of benchmarks.variants undone, otherwise as production."""
+        settings = {"use": "call:benchmarks.variants:launchprov_before"}
+        return self.launchprov(endpoint, threads, name="before", settings=settings)

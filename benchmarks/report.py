@@ -1,7 +1,7 @@
 """RESULTS.md and the plots, from the results of one run (also from a saved results.json).
 
-``python -m benchmarks.report [benchmarks/raw/results.json]`` rewrites RESULTS.md and the PNGs
-without running anything again (after editing ANALYSIS.md, say).
+``python -m benchmarks.report [<output>/raw/results.json]`` rewrites RESULTS.md and the PNGs in
+<output> (default: benchmarks/) without running anything again (after editing ANALYSIS.md, say).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ STARTUP_TARGET_S = 2.0
 
 NAMES = {
     "launchprov": "launchprov (production.ini)",
-    "launchprov_tuned": "launchprov + changes R1, R2 (variants.py)",
+    "launchprov_before": "launchprov before R1, R2 (variants.py)",
     "launchprov_no_access_log": "launchprov, access log off",
     "bare_pyramid": "bare Pyramid view + boto3 (reference)",
     "bare_wsgi_boto3": "bare WSGI app + boto3 (no framework)",
@@ -345,7 +345,11 @@ def section_throughput(throughput: dict, sensitivity: dict | None) -> list[str]:
         "",
     ]
     if throughput.get("variant_notes"):
-        lines += ["**Variant not fully applied**: " + "; ".join(throughput["variant_notes"]), ""]
+        lines += [
+            f"**{NAMES['launchprov_before']} not fully rebuilt** (it is then launchprov as it "
+            "is): " + "; ".join(throughput["variant_notes"]),
+            "",
+        ]
     if sensitivity:
         values = sensitivity["throughput"]
         lines += [
@@ -420,6 +424,19 @@ def section_memory(memory: dict) -> list[str]:
         "RSS is VmRSS of /proc/<pid>/status. Plot: `memory.png`."
         + (f" **Failed launches: {memory['failures']}.**" if memory.get("failures") else ""),
         "",
+        *memory_variant(memory.get("launchprov_before")),
+    ]
+
+
+def memory_variant(before: dict | None) -> list[str]:
+    if not before:
+        return []
+    return [
+        f"{NAMES['launchprov_before']}, the same way: RSS {before['rss_at_1000_mib']:.1f} MiB "
+        f"after 1,000 launches, {before['rss_at_last_mib']:.1f} MiB after {before['last']:,}: "
+        f"{before['growth_mib_per_1000']:+.3f} MiB per 1,000 (slope "
+        f"{before['fit_mib_per_1000']:+.3f}).",
+        "",
     ]
 
 
@@ -446,8 +463,8 @@ def section_profile(profile: dict | None, inprocess: dict | None) -> list[str]:
             f"({profile['samples']} samples), launchprov at concurrency 8 "
             f"({profile['throughput_while_sampled']:.0f} launches/s while sampled). A sample "
             "counts for the innermost frame of a known package (stdlib frames count for their "
-            f"caller). Raw stacks: `benchmarks/{profile['raw']}` (speedscope or flamegraph.pl "
-            "read it).",
+            f"caller). Raw stacks: `{profile['raw']}` next to this file (speedscope or "
+            "flamegraph.pl read it).",
             "",
             "| Layer | share of CPU samples |",
             "|---|---|",
@@ -505,7 +522,7 @@ def plots(results: dict, output: Path) -> list[str]:
     written = []
     colors = {
         "launchprov": "tab:red",
-        "launchprov_tuned": "tab:orange",
+        "launchprov_before": "tab:orange",
         "launchprov_no_access_log": "tab:pink",
         "bare_pyramid": "tab:blue",
         "bare_wsgi_boto3": "tab:purple",
@@ -559,7 +576,7 @@ def plots(results: dict, output: Path) -> list[str]:
     left.set_ylabel("launches per second")
     left.set_title("2. Throughput against concurrency (stand-in answers at once)")
     left.grid(True, alpha=0.3)
-    left.legend(fontsize=8, loc="lower right")
+    left.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.06))
     if off_scale:
         left.text(
             0.02, 0.02, "off scale: " + "; ".join(off_scale), transform=left.transAxes, fontsize=7
@@ -590,15 +607,33 @@ def plots(results: dict, output: Path) -> list[str]:
     plt.close(figure)
     written.append("throughput.png")
 
-    # memory.png
+    # memory.png: RSS growth after the first 1,000 launches, against the target, then zoomed
     memory = results["memory"]
-    figure, axis = plt.subplots(figsize=(7, 4))
-    counts = [count for count, _ in memory["points"]]
-    axis.plot(counts, [kib / 1024 for _, kib in memory["points"]], marker=".", color="tab:red")
-    axis.set_xlabel("launches since start")
-    axis.set_ylabel("RSS (MiB)")
-    axis.set_title("4. Resident memory of the launchprov process")
-    axis.grid(True, alpha=0.3)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    series = {"launchprov": memory}
+    if memory.get("launchprov_before"):
+        series["launchprov_before"] = memory["launchprov_before"]
+    for name, values in series.items():
+        base = dict(values["points"]).get(1000, values["points"][0][1])
+        counts = [count for count, _ in values["points"] if count >= 1000]
+        growth = [(kib - base) / 1024 for count, kib in values["points"] if count >= 1000]
+        for axis in (left, right):
+            axis.plot(counts, growth, marker=".", color=colors[name], label=NAMES[name])
+    last = memory["last"]
+    left.plot(
+        [1000, last],
+        [0, (last - 1000) / 1000 * GROWTH_TARGET_MIB],
+        color="black",
+        linestyle="--",
+        label=f"target: {GROWTH_TARGET_MIB:.0f} MiB per 1,000 launches",
+    )
+    left.set_title("4. RSS growth since launch 1,000, against the target")
+    right.set_title("4. The same, zoomed")
+    for axis in (left, right):
+        axis.set_xlabel("launches since start")
+        axis.set_ylabel("RSS - RSS at 1,000 launches (MiB)")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     figure.savefig(output / "memory.png", dpi=110)
     plt.close(figure)
@@ -616,7 +651,7 @@ def write(results: dict, output: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     path = Path(argv[0]) if argv else HERE / "raw" / "results.json"
-    write(json.loads(path.read_text()), HERE)
+    write(json.loads(path.read_text()), path.parent.parent)  # <output>/raw/results.json
 
 
 if __name__ == "__main__":

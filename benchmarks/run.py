@@ -37,11 +37,12 @@ from benchmarks.processes import (
     Server,
     rss_kib,
 )
-from benchmarks.variants import NOT_APPLIED, POOL_SIZE_VARIABLE
+from benchmarks.variants import NOT_APPLIED
 
 HERE = Path(__file__).resolve().parent
-#: Large artefacts of a run (results.json, py-spy's stacks): not committed (benchmarks/.gitignore).
-RAW = HERE / "raw"
+#: Large artefacts of a run (results.json, py-spy's stacks), under the output directory: not
+#: committed (benchmarks/.gitignore).
+RAW = "raw"
 #: What the provider is asked for, and what direct boto3 sends: the same RunInstances.
 AMI = "ami-760aaa0f"
 INSTANCE_TYPE = "t2.micro"
@@ -62,7 +63,7 @@ class Plan:
     memory_step: int = 500
     memory_concurrency: int = 8
     overhead_steps: int = 1000  # launches of each target through moto
-    overhead_reset_every: int = 250  # moto gets slower as it holds more instances
+    overhead_reset_every: int = 100  # moto gets slower (and its GC pauses longer) as it grows
     overhead_warmup: int = 30
     concurrencies: tuple[int, ...] = (1, 8, 32)
     throughput_rounds: int = 3
@@ -165,8 +166,15 @@ def bench_startup(procs: Processes, plan: Plan, threads: int, standin: Server) -
 
 
 def bench_memory(procs: Processes, plan: Plan, threads: int, standin: Server) -> dict:
-    """RSS of a fresh launchprov process every ``memory_step`` launches."""
-    service = procs.launchprov(standin.url, threads, name="memory")
+    """RSS of fresh processes every ``memory_step`` launches: launchprov, then as it was."""
+    result = memory_of(procs.launchprov(standin.url, threads, name="memory"), procs, plan)
+    result["launchprov_before"] = memory_of(
+        procs.launchprov_before(standin.url, threads), procs, plan
+    )
+    return result
+
+
+def memory_of(service: Server, procs: Processes, plan: Plan) -> dict:
     points = [(1, rss_kib(service.pid))]  # after the readiness launch
     done = 1
     failures = 0
@@ -237,7 +245,7 @@ def bench_overhead(procs: Processes, plan: Plan, threads: int) -> dict:
     seed_moto(client)
     servers = {
         "launchprov": procs.launchprov(moto.url, threads, name="overhead"),
-        "launchprov_tuned": procs.tuned_launchprov(moto.url, threads),
+        "launchprov_before": procs.launchprov_before(moto.url, threads),
         "launchprov_no_access_log": procs.launchprov(
             moto.url, threads, name="no-access-log", sections=QUIET_ACCESS_LOG
         ),
@@ -328,7 +336,7 @@ def bench_throughput(procs: Processes, plan: Plan, threads: int, standin: Server
     """Closed loops at each concurrency against every target, rounds interleaved."""
     servers = {
         "launchprov": procs.launchprov(standin.url, threads, name="throughput"),
-        "launchprov_tuned": procs.tuned_launchprov(standin.url, threads),
+        "launchprov_before": procs.launchprov_before(standin.url, threads),
         "launchprov_no_access_log": procs.launchprov(
             standin.url, threads, name="no-access-log", sections=QUIET_ACCESS_LOG
         ),
@@ -368,7 +376,7 @@ def bench_throughput(procs: Processes, plan: Plan, threads: int, standin: Server
     pool_warnings = count_pool_warnings(servers["launchprov"])
     notes = [
         line
-        for line in servers["launchprov_tuned"].output_all().splitlines()
+        for line in servers["launchprov_before"].output_all().splitlines()
         if line.startswith(NOT_APPLIED)
     ]
     for server in servers.values():
@@ -435,11 +443,11 @@ def bench_concurrency(procs: Processes, plan: Plan, threads: int) -> dict:
     standin = procs.standin(DELAY_MS)
     results = {}
     warnings = {}
-    for name in ("launchprov", "launchprov_tuned", "bare_pyramid"):
+    for name in ("launchprov", "launchprov_before", "bare_pyramid"):
         if name == "launchprov":
             server = procs.launchprov(standin.url, threads, name="concurrency")
-        elif name == "launchprov_tuned":
-            server = procs.tuned_launchprov(standin.url, threads)
+        elif name == "launchprov_before":
+            server = procs.launchprov_before(standin.url, threads)
         else:
             server = procs.reference("bare_pyramid", threads, standin.url)
         rows = {}
@@ -472,16 +480,18 @@ def bench_concurrency(procs: Processes, plan: Plan, threads: int) -> dict:
 # -- profile and in-process breakdown ----------------------------------------------------------
 
 
-def bench_profile(procs: Processes, plan: Plan, threads: int, standin: Server) -> dict | None:
+def bench_profile(
+    procs: Processes, plan: Plan, threads: int, standin: Server, raw_dir: Path
+) -> dict | None:
     """py-spy on launchprov under load at concurrency 8 (GIL-holding samples only)."""
     if not plan.profile_seconds:
         return None
-    RAW.mkdir(exist_ok=True)
+    raw_dir.mkdir(parents=True, exist_ok=True)
     py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
     if py_spy is None:
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
     service = procs.launchprov(standin.url, threads, name="profile")
-    raw = RAW / "profile-launchprov.txt"
+    raw = raw_dir / "profile-launchprov.txt"
     closed_loop(http_launch(service.port), 8, 2000, 2.0, warmup=3)  # warm
     command = [
         py_spy,
@@ -499,12 +509,16 @@ def bench_profile(procs: Processes, plan: Plan, threads: int, standin: Server) -
         str(raw),
     ]
     spy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    run = closed_loop(http_launch(service.port), 8, 10**6, plan.profile_seconds + 1.0, warmup=0)
     try:
-        output, _ = spy.communicate(timeout=plan.profile_seconds + 60)
-    except subprocess.TimeoutExpired:
-        spy.kill()
-        output, _ = spy.communicate()
+        run = closed_loop(http_launch(service.port), 8, 10**6, plan.profile_seconds + 1, 0)
+        try:
+            output, _ = spy.communicate(timeout=plan.profile_seconds + 60)
+        except subprocess.TimeoutExpired:
+            output = "py-spy did not finish"
+    finally:
+        if spy.poll() is None:  # the load failed, or py-spy hangs: never leave it behind
+            spy.kill()
+            spy.communicate()
     procs.stop(service)
     if spy.returncode != 0 or not raw.exists():
         return {"skipped": f"py-spy failed ({spy.returncode}): {output.strip()[-500:]}"}
@@ -513,7 +527,7 @@ def bench_profile(procs: Processes, plan: Plan, threads: int, standin: Server) -
     return {
         "seconds": plan.profile_seconds,
         "throughput_while_sampled": run.throughput,
-        "raw": f"raw/{raw.name}",
+        "raw": f"{RAW}/{raw.name}",
         **summarise(raw),
     }
 
@@ -557,7 +571,6 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in CHILD_ENV.items():  # boto3 in the harness: fake credentials, no IMDS
         if key != "PYTHONPATH":
             os.environ[key] = value
-    os.environ[POOL_SIZE_VARIABLE] = str(args.threads)  # the tuned variant's pool, in children
     started = time.perf_counter()
     results: dict = {
         "plan": asdict(plan),
@@ -585,13 +598,13 @@ def main(argv: list[str] | None = None) -> int:
         part("sensitivity", bench_sensitivity, procs, plan, args.threads)
         part("concurrency", bench_concurrency, procs, plan, args.threads)
         part("overhead", bench_overhead, procs, plan, args.threads)
-        part("profile", bench_profile, procs, plan, args.threads, standin)
+        part("profile", bench_profile, procs, plan, args.threads, standin, args.output / RAW)
         part("inprocess", bench_inprocess, plan)
     results["total_s"] = time.perf_counter() - started
     results["environment"] = report.environment()
-    RAW.mkdir(exist_ok=True)
-    (RAW / "results.json").write_text(json.dumps(results) + "\n")
-    args.output.mkdir(parents=True, exist_ok=True)
+    raw_dir = args.output / RAW
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    (raw_dir / "results.json").write_text(json.dumps(results) + "\n")
     report.write(results, args.output)
     log(f"wrote {args.output / 'RESULTS.md'} in {results['total_s']:.0f} s")
     return 0

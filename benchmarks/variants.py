@@ -1,72 +1,75 @@
-"""Changes to launchprov, applied from outside so that they can be measured without editing it.
+"""launchprov as it was before two changes, rebuilt from outside, to measure what they bought.
 
-Each one stands for a change recommended in ANALYSIS.md:
+Both changes came out of this harness's profile (benchmarks/ANALYSIS.md) and are now in
+launchprov; these variants undo them at startup, without editing launchprov:
 
-* :class:`PooledEC2Provider`: the EC2 clients keep as many connections as waitress has threads
-  (botocore keeps 10 by default; with more concurrent calls urllib3 opens a new connection for
-  each extra call and throws it away afterwards, logging "Connection pool is full").
-* :func:`request_class`: ``request.provider`` and ``request.validators`` as attributes of a
-  Request subclass (``config.set_request_factory``) instead of ``add_request_method(reify=True)``,
-  for which Pyramid builds a new class for every request.
-* :func:`tuned_launchprov`: both, as a ``paste.app_factory`` (``use = call:...``).
+* R1: the EC2 clients keep as many connections as waitress has threads
+  (``launchprov.ec2.max_pool_connections``, production.ini 16). Before, botocore's default 10:
+  beyond 10 concurrent calls urllib3 opened a connection for each extra call and threw it away
+  afterwards, logging "Connection pool is full" at WARNING.
+* R2: ``request.provider`` and ``request.validators`` are attributes of a Request subclass.
+  Before, ``add_request_method(reify=True)`` made Pyramid build a new class for every request.
+
+:func:`launchprov_before` is a ``paste.app_factory`` (``use = call:benchmarks.variants:...``).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
-from botocore.config import Config
-from pyramid.interfaces import IRequestExtensions
-from pyramid.request import Request
+from pyramid.util import InstancePropertyHelper
 
 import launchprov
-from launchprov.providers.ec2 import EC2Provider
+from launchprov.settings import BY_KEY
 
-#: Connections per EC2 client in :class:`PooledEC2Provider`: waitress's thread count.
-POOL_SIZE_VARIABLE = "BENCH_MAX_POOL_CONNECTIONS"
-
-
-class PooledEC2Provider(EC2Provider):
-    """The boto3 adapter with ``max_pool_connections`` = the waitress thread count."""
-
-    def __init__(self, config: Config, *args, **kwargs):
-        pool = int(os.environ.get(POOL_SIZE_VARIABLE, "16"))
-        super().__init__(config.merge(Config(max_pool_connections=pool)), *args, **kwargs)
-
-
-#: The request properties launchprov reifies and whose value does not depend on the request.
+#: The request attributes R2 moved onto the Request class.
 CONSTANT_PROPERTIES = ("provider", "validators")
-
-
-def request_class(app):
-    """Move launchprov's constant request properties onto a Request subclass of ``app``.
-
-    What ``config.set_request_factory(type("Request", (Request,), {...}))`` in launchprov.main
-    would do. Returns ``app``; raises LookupError when launchprov no longer has the properties.
-    """
-    extensions = app.registry.queryUtility(IRequestExtensions)
-    descriptors = extensions.descriptors if extensions is not None else {}
-    missing = [name for name in CONSTANT_PROPERTIES if name not in descriptors]
-    if missing:
-        raise LookupError(f"launchprov has no reified request property {', '.join(missing)}")
-    # reify(wrapped): launchprov's callables ignore the request, so None stands in for it.
-    attributes = {name: descriptors.pop(name).wrapped(None) for name in CONSTANT_PROPERTIES}
-    app.request_factory = type("Request", (app.request_factory or Request,), attributes)
-    return app
-
-
-#: Printed by :func:`tuned_launchprov` when launchprov has changed so that a change no longer
-#: applies; the harness looks for it in the server's output and says so in RESULTS.md.
+#: botocore's default pool, what launchprov had before R1.
+BOTOCORE_DEFAULT_POOL = "10"
+#: Printed when launchprov has changed so that a variant no longer applies; the harness looks
+#: for it in the server's output and says so in RESULTS.md.
 NOT_APPLIED = "benchmarks.variants: not applied:"
 
 
-def tuned_launchprov(global_config, **settings):
-    """launchprov with both changes (``paste.app_factory``)."""
-    settings = {**settings, "launchprov.provider": "benchmarks.variants:PooledEC2Provider"}
+class RequestExtensions:
+    """What Pyramid's router applies to every request (pyramid.interfaces.IRequestExtensions)."""
+
+    def __init__(self):
+        self.descriptors: dict = {}
+        self.methods: dict = {}
+
+
+def reified_properties(app):
+    """Undo R2 on ``app``: its constant request attributes as reified properties again.
+
+    What ``config.add_request_method(lambda request: value, name, reify=True)`` registers.
+    Raises LookupError when launchprov's Request class has no such attributes.
+    """
+    request_class = app.request_factory
+    values = {name: vars(request_class).get(name) for name in CONSTANT_PROPERTIES}
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise LookupError(f"launchprov's Request class has no {', '.join(missing)}")
+    extensions = app.request_extensions or RequestExtensions()
+    for name, value in values.items():
+        _, descriptor = InstancePropertyHelper.make_property(
+            lambda request, value=value: value, name=name, reify=True
+        )
+        extensions.descriptors[name] = descriptor
+    app.request_extensions = extensions
+    app.request_factory = request_class.__bases__[0]
+    return app
+
+
+def launchprov_before(global_config, **settings):
+    """launchprov without R1 and R2 (``paste.app_factory``)."""
+    if "launchprov.ec2.max_pool_connections" in BY_KEY:
+        settings = {**settings, "launchprov.ec2.max_pool_connections": BOTOCORE_DEFAULT_POOL}
+    else:
+        print(f"{NOT_APPLIED} R1: no launchprov.ec2.max_pool_connections", file=sys.stderr)
     app = launchprov.main(global_config, **settings)
     try:
-        return request_class(app)
+        return reified_properties(app)
     except LookupError as exc:
-        print(f"{NOT_APPLIED} request_class: {exc}", file=sys.stderr, flush=True)
+        print(f"{NOT_APPLIED} R2: {exc}", file=sys.stderr, flush=True)
         return app
