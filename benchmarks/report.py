@@ -298,38 +298,37 @@ def section_throughput(throughput: dict, sensitivity: dict | None) -> list[str]:
     table = throughput["table"]
     concurrencies = sorted(int(c) for c in table["boto3"])
     header = "| Target | " + " | ".join(f"c={c}" for c in concurrencies) + " |"
+
+    def rows_of(cell) -> list[str]:
+        """A table: one row per target, ``cell(row, c)`` at each concurrency."""
+        rows = [header, "|---|" + "---|" * len(concurrencies)]
+        for name in table:
+            cells = [cell(table[name][_key(table[name], c)], c) for c in concurrencies]
+            rows.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
+        return rows
+
+    def throughput_cell(row, c) -> str:
+        direct = table["boto3"][_key(table["boto3"], c)]["throughput"]
+        return f"{row['throughput']:.0f} ({pct(row['throughput'] / direct)})"
+
+    def latency_cell(row, c) -> str:
+        return (
+            f"{row['median_ms']:.2f} / {row['p99_ms']:.2f} ms; "
+            f"{row['cpu_ms_per_launch']:.2f} ms CPU"
+        )
+
     lines = [
         "## 2. The service's own cost (EC2 stand-in answering at once)",
         "",
         "Throughput in launches/s (share of boto3 direct at the same concurrency):",
         "",
-        header,
-        "|---|" + "---|" * len(concurrencies),
-    ]
-    for name in table:
-        cells = []
-        for c in concurrencies:
-            row = table[name][_key(table[name], c)]
-            direct = table["boto3"][_key(table["boto3"], c)]["throughput"]
-            cells.append(f"{row['throughput']:.0f} ({pct(row['throughput'] / direct)})")
-        lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
-    lines += [
+        *rows_of(throughput_cell),
         "",
         "Latency median / p99, and CPU per launch of the serving process (the harness for "
         "boto3 direct):",
         "",
-        header,
-        "|---|" + "---|" * len(concurrencies),
+        *rows_of(latency_cell),
     ]
-    for name in table:
-        cells = []
-        for c in concurrencies:
-            row = table[name][_key(table[name], c)]
-            cells.append(
-                f"{row['median_ms']:.2f} / {row['p99_ms']:.2f} ms; "
-                f"{row['cpu_ms_per_launch']:.2f} ms CPU"
-            )
-        lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
     failed = {
         f"{name} c={c}": row["failures"]
         for name, rows in table.items()

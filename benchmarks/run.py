@@ -238,20 +238,26 @@ def reset_moto(moto: Server, client) -> None:
     seed_moto(client)
 
 
+def start_targets(procs: Processes, url: str, threads: int, name: str) -> dict[str, Server]:
+    """launchprov (as built, before R1/R2, without its access log) and the references,
+    each a waitress process calling the EC2 endpoint at ``url``."""
+    return {
+        "launchprov": procs.launchprov(url, threads, name=name),
+        "launchprov_before": procs.launchprov_before(url, threads),
+        "launchprov_no_access_log": procs.launchprov(
+            url, threads, name="no-access-log", sections=QUIET_ACCESS_LOG
+        ),
+        "bare_pyramid": procs.reference("bare_pyramid", threads, url),
+        "bare_wsgi_boto3": procs.reference("bare_wsgi_boto3", threads, url),
+    }
+
+
 def bench_overhead(procs: Processes, plan: Plan, threads: int) -> dict:
     """The same launches through the service and straight from boto3, interleaved, on moto."""
     moto = procs.moto()
     client = direct_client(moto.url, pool=4)
     seed_moto(client)
-    servers = {
-        "launchprov": procs.launchprov(moto.url, threads, name="overhead"),
-        "launchprov_before": procs.launchprov_before(moto.url, threads),
-        "launchprov_no_access_log": procs.launchprov(
-            moto.url, threads, name="no-access-log", sections=QUIET_ACCESS_LOG
-        ),
-        "bare_pyramid": procs.reference("bare_pyramid", threads, moto.url),
-        "bare_wsgi_boto3": procs.reference("bare_wsgi_boto3", threads, moto.url),
-    }
+    servers = start_targets(procs, moto.url, threads, "overhead")
     calls = {name: http_launch(server.port)() for name, server in servers.items()}
     calls["boto3"] = boto3_launch(client, run_instances_params)()
     for call in calls.values():
@@ -335,13 +341,7 @@ def compare_paired(through: list[float], direct: list[float], resamples: int = 2
 def bench_throughput(procs: Processes, plan: Plan, threads: int, standin: Server) -> dict:
     """Closed loops at each concurrency against every target, rounds interleaved."""
     servers = {
-        "launchprov": procs.launchprov(standin.url, threads, name="throughput"),
-        "launchprov_before": procs.launchprov_before(standin.url, threads),
-        "launchprov_no_access_log": procs.launchprov(
-            standin.url, threads, name="no-access-log", sections=QUIET_ACCESS_LOG
-        ),
-        "bare_pyramid": procs.reference("bare_pyramid", threads, standin.url),
-        "bare_wsgi_boto3": procs.reference("bare_wsgi_boto3", threads, standin.url),
+        **start_targets(procs, standin.url, threads, "throughput"),
         "bare_json": procs.reference("bare_json", threads),
     }
     client = direct_client(standin.url, pool=max(plan.concurrencies))
