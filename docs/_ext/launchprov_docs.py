@@ -1061,6 +1061,8 @@ class LibcloudParametersDirective(LaunchprovDirective):
                         "Always sent: ",
                         *joined(
                             lit(f"{key}={value!r}")
+                            if not callable(value)
+                            else [lit(key), f": {(value.__doc__ or '').split(':')[0].strip()}"]
                             for key, value in profile.launch_arguments.items()
                         ),
                         ".",

@@ -74,10 +74,7 @@ def factory(profile: Profile, settings: dict[str, Any]) -> Callable[[str | None]
         settings_of = {construction.key_to: "key", construction.secret_to: "secret"}
         raise ConfigurationError(
             f"{PREFIX}driver_kwargs: set "
-            + ", ".join(
-                f"{name} with {PREFIX}{name if name in OWN_SETTINGS else settings_of[name]}"
-                for name in clashes
-            )
+            + ", ".join(f"{name} with {PREFIX}{settings_of.get(name, name)}" for name in clashes)
         )
     unset = [
         f"{PREFIX}{name} ({meaning})"

@@ -153,7 +153,8 @@ class Profile:
     construction: Construction
     parameters: Mapping[str, Mapped]
     reading: Reading = Reading()
-    #: create_node arguments always sent, because libcloud's default is not what a launch means.
+    #: create_node arguments always sent, because libcloud's default is not what a launch
+    #: means; a callable value is called for each launch (Linode's random root password).
     launch_arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: Action -> the driver method that performs it (absent: ACTION_METHODS).
     actions: Mapping[str, str] = dataclasses.field(default_factory=dict)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
 from launchprov.providers.libcloud.profile import (
@@ -67,6 +68,12 @@ def _azure_id(resource_id: str) -> str:
     cannot be a path segment of the instance routes); anything else as it is."""
     match = _AZURE_VM.search(resource_id)
     return f"{match['group']}:{match['name']}" if match else resource_id
+
+
+def random_root_password() -> str:
+    """A random root password, never shown: Linode requires one with an image; log in with
+    the keys of launch_kwargs' ex_authorized_keys."""
+    return secrets.token_urlsafe(24) + "-Aa1"
 
 
 _LOCATION = Mapped(
@@ -190,9 +197,8 @@ PROFILES: dict[str, Profile] = {
                 "size", "NodeSize of list_sizes(location), by id then name", _azure_size
             ),
             **COUNTS,
-            "user_data": Mapped(
-                "ex_customdata", "custom data (cloud-init)", lambda c: c.request.user_data
-            ),
+            # No user_data: libcloud 3.9's AzureNodeDriver puts ex_customdata into its JSON body
+            # as base64 bytes, which cannot be serialised (a str cannot be base64-encoded).
             "placement": _LOCATION,
             "tags": Mapped("ex_tags", "resource tags, with launchprov's own", launch_tag_values),
             "client_token": TAG_LOOKUP_ONLY,
@@ -222,7 +228,6 @@ PROFILES: dict[str, Profile] = {
             **COUNTS,
             "user_data": Mapped("ex_user_data", "user_data", lambda c: c.request.user_data),
             "placement": _LOCATION,
-            "client_token": TAG_LOOKUP_ONLY,
         },
         reading=Reading(
             instance_type=("size_slug",), ami=("image.slug", "image.id"), placement=("region.slug",)
@@ -241,7 +246,6 @@ PROFILES: dict[str, Profile] = {
             **COUNTS,
             "user_data": Mapped("ex_userdata", "user_data", lambda c: c.request.user_data),
             "placement": _LOCATION,
-            "client_token": TAG_LOOKUP_ONLY,
         },
         reading=Reading(instance_type=("plan",), ami=("os_id",), placement=("location", "region")),
         needs_location=True,
@@ -259,9 +263,9 @@ PROFILES: dict[str, Profile] = {
                 "ex_userdata", "user_data (metadata service)", lambda c: c.request.user_data
             ),
             "placement": _LOCATION,
-            "client_token": TAG_LOOKUP_ONLY,
         },
         reading=Reading(instance_type=("type",), ami=("image",), placement=("location", "region")),
+        launch_arguments={"root_pass": random_root_password},
         needs_location=True,
     ),
     "cloudstack": Profile(
@@ -287,7 +291,6 @@ PROFILES: dict[str, Profile] = {
                 "ex_userdata", "userdata, base64-encoded by libcloud", lambda c: c.request.user_data
             ),
             "placement": _LOCATION,
-            "client_token": TAG_LOOKUP_ONLY,
         },
         reading=Reading(
             instance_type=("size_id", "size_name"),

@@ -93,6 +93,8 @@ class LibcloudProvider:
         self.is_ec2 = profile.calls == "ec2"
         self.image_id_pattern = IMAGE_ID if self.is_ec2 else None
         self.instance_id_pattern = INSTANCE_ID if self.is_ec2 else None
+        #: Only EC2's placements are availability zones; other clouds name their locations.
+        self.placement_is_zone = self.is_ec2
         self.parameters = profile.parameters
         self.catalog = Catalog(profile.name, catalog_ttl)
         self._build_driver = build_driver
@@ -185,7 +187,11 @@ class LibcloudProvider:
 
     def _arguments(self, context: LaunchContext) -> dict[str, Any]:
         """create_node's arguments: the profile's fixed ones, the deployment's, the request's."""
-        arguments = {**self.profile.launch_arguments, **self._launch_kwargs}
+        arguments = {
+            name: value() if callable(value) else value
+            for name, value in self.profile.launch_arguments.items()
+        }
+        arguments.update(self._launch_kwargs)
         arguments.pop("location", None)  # a default location: see _location
         for mapped in self.parameters.values():
             if mapped.argument is None or mapped.convert is None:
@@ -207,11 +213,7 @@ class LibcloudProvider:
                     )
                 },
             )
-        try:
-            region = request.region
-        except ValueError as exc:
-            raise UnsupportedParameters(NAME, {"placement": str(exc)}) from None
-        driver = self._ec2_driver(region, "placement")
+        driver = self._ec2_driver(request.region, "placement")
         context = LaunchContext(request, driver, None)
         arguments = self._arguments(context)
         try:
