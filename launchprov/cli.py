@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from launchprov.client import (
+    DEFAULT_RETRIES,
     DEFAULT_URL,
     TOKEN_ENV,
     URL_ENV,
@@ -97,8 +98,8 @@ def _cell(value: Any) -> str:
 
 
 def service_command(func: Callable[..., None]) -> Callable[..., None]:
-    """Give a command --url, --token and --json, a Client, and the exit status 1 on an error
-    of the service."""
+    """Give a command --url, --token, --json and --retries, a Client, and the exit status 1
+    on an error of the service."""
 
     @click.option(
         "--url",
@@ -120,10 +121,18 @@ def service_command(func: Callable[..., None]) -> Callable[..., None]:
         is_flag=True,
         help="Print exactly the service's JSON, one document, instead of a table.",
     )
+    @click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=DEFAULT_RETRIES,
+        show_default=True,
+        help="How many times to send a request again when that is safe: no connection, "
+        "429, 503, a 408 the service calls retryable (honouring Retry-After).",
+    )
     @functools.wraps(func)
-    def command(url: str, token: str | None, as_json: bool, **options: Any) -> None:
+    def command(url: str, token: str | None, as_json: bool, retries: int, **options: Any) -> None:
         output = Output(as_json)
-        with Client(url, token or "") as client:
+        with Client(url, token or "", retries=retries) as client:
             try:
                 func(client, output, **options)
             except LaunchprovError as error:
