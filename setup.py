@@ -46,6 +46,7 @@ bench_require = [
 ]
 
 docs_require = [
+    *client_requires,  # the command line's help texts are generated into docs/client.rst
     "sphinx>=7",  # alabaster, its default theme, comes with it
 ]
 

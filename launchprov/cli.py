@@ -14,10 +14,21 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
-from rich.table import Table
+try:
+    import click
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Table
+except ImportError as exc:  # pragma: no cover - a server's install, without the extra
+    raise ImportError(
+        "the launchprov command line needs the client extra: pip install 'launchprov[client]'"
+    ) from exc
 
 from launchprov.client import (
     DEFAULT_RETRIES,
@@ -57,7 +68,7 @@ class Output:
         self.as_json = as_json
         # Not a terminal (a pipe, a file): never wrap or cut a line, so ids stay whole.
         self.out = Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def document(self, document: Any) -> None:
         click.echo(json.dumps(document, indent=2))
@@ -72,7 +83,13 @@ class Output:
             table.add_column(heading, no_wrap=True)
         for instance in instances:
             table.add_row(*(_cell(instance.get(field)) for field in COLUMNS.values()))
-        self.out.print(table)
+        self.table(table)
+
+    def table(self, table: Table) -> None:
+        with self.out.capture() as captured:
+            self.out.print(table)
+        # Cells are padded to their column's width: no trailing blanks at the ends of lines.
+        click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
     def error(self, error: LaunchprovError) -> None:
         """The service's message on stderr (and the provider's code for a 408); with --json,
@@ -87,10 +104,14 @@ class Output:
             retry = "a retry can help" if error.retryable else "a retry will not help"
             name = error.provider.get("name", "provider")
             self.err.print(f"  provider {name} code: {error.code} ({retry})", markup=False)
-        if error.client_token:
+        if error.client_token and (error.status is None or error.status in UNKNOWN_OUTCOME):
             self.err.print(f"  client token (retry with it): {error.client_token}", markup=False)
         if error.request_id:
             self.err.print(f"  request id: {error.request_id}", markup=False)
+
+
+#: Failures after which a launch may have happened: worth retrying with the same client token.
+UNKNOWN_OUTCOME = frozenset({408, 500, 502, 503, 504})
 
 
 def _cell(value: Any) -> str:
@@ -411,7 +432,7 @@ def show(client: Client, output: Output, instance_id: str, region: str | None) -
         elif isinstance(value, list):
             value = ", ".join(value) or None
         table.add_row(field, _cell(value))
-    output.out.print(table)
+    output.table(table)
 
 
 def _action_command(name: str, call: Callable[[Client], Callable[..., dict[str, Any]]], doc: str):

@@ -27,7 +27,12 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import httpx
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - a server's install, without the extra
+    raise ImportError(
+        "launchprov.client needs the client extra: pip install 'launchprov[client]'"
+    ) from exc
 
 __all__ = [
     "DEFAULT_URL",
@@ -165,8 +170,8 @@ class ProviderFailed(LaunchprovError):
 
     def describe(self) -> str:
         line = super().describe()
-        if self.code and self.provider.get("message"):
-            line += f" ({self.code}: {self.provider['message']})"
+        if self.provider.get("message"):
+            line += f" ({self.provider['message']})"
         return line
 
 
