@@ -4,6 +4,7 @@ and a real moto server process; every effect is checked at EC2 with boto3."""
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 
 import pytest
@@ -26,11 +27,14 @@ from tests.support import GOOD_AMI, MISSING_AMI
 pytestmark = pytest.mark.e2e
 
 TOKEN = "ops-token-0123456789abcdef"
-#: Authentication on, one caller, and a policy rule to break.
+BURST_TOKEN = "burst-token-0123456789abcdef"
+#: Authentication on, two callers, a policy rule to break, and one launch a second for "burst".
 SETTINGS = {
     "launchprov.auth.enabled": "true",
-    "launchprov.auth.tokens": f"ops {digest(TOKEN)}",
+    # The indented line continues the value in the .ini: one token line per caller.
+    "launchprov.auth.tokens": f"ops {digest(TOKEN)}\n    burst {digest(BURST_TOKEN)}",
     "launchprov.policy.instance_types": "t2.*",
+    "launchprov.ratelimit.launch.burst": "1/second",
 }
 FAST = {"interval": 0.05, "timeout": 30}
 
@@ -192,6 +196,17 @@ def test_a_retryable_408_is_retried_and_ec2_launches_once(
     assert [instance["InstanceId"] for instance in instances] == ids and len(ids) == 1
     tags = {t["Key"]: t["Value"] for t in instances[0]["Tags"]}
     assert tags["launchprov:client-token"] == keys.pop()
+
+
+def test_a_rate_limited_launch_is_retried_after_retry_after(client_service, moto_client, run):
+    """The service's own 429: the second launch within a second waits and goes through."""
+    with Client(client_service.url, BURST_TOKEN, retries=2, backoff=0.05) as client:
+        first = client.launch(GOOD_AMI, "t2.micro", tags={"run": run})
+        second = client.launch(GOOD_AMI, "t2.micro", tags={"run": run})
+    assert sorted(i["InstanceId"] for i in at_ec2(moto_client, run)) == sorted(first + second)
+    assert len(first + second) == 2
+    # The access line of the refused attempt: the service did say 429.
+    assert re.search(r"PUT launch 429 .*caller=burst", client_service.output)
 
 
 def test_no_service_is_a_connection_failure(refusing_endpoint):
