@@ -31,13 +31,13 @@ from launchprov.providers.ec2_common import (
     IMAGE_ID,
     INSTANCE_ID,
     classified,
-    filters,
     is_retryable,
     launch_tags,
     page_size,
     split_security_groups,
     state_of,
 )
+from launchprov.providers.ec2_common import describe_filters as ec2_filters
 from launchprov.providers.interface import (
     Instance,
     InstanceNotFound,
@@ -85,8 +85,8 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
 
 
 def describe_filters(query: InstanceQuery) -> list[dict[str, Any]]:
-    """DescribeInstances filters for a query (filters by id, so that MaxResults is allowed)."""
-    return [{"Name": name, "Values": values} for name, values in filters(query).items()]
+    """DescribeInstances filters for a query, in boto3's shape."""
+    return [{"Name": name, "Values": values} for name, values in ec2_filters(query).items()]
 
 
 def to_instance(raw: dict[str, Any]) -> Instance:

@@ -96,14 +96,26 @@ def page_size(limit: int) -> int:
     return max(MIN_PAGE_SIZE, min(MAX_PAGE_SIZE, limit))
 
 
-def filters(query: InstanceQuery) -> dict[str, list[str]]:
-    """The DescribeInstances filters of a query, name -> values (its states are EC2's names)."""
-    by_name = {f"tag:{key}": list(values) for key, values in query.tags.items()}
+def describe_filters(query: InstanceQuery) -> dict[str, list[str]]:
+    """The DescribeInstances filters of a query: filter name -> values.
+
+    EC2 joins the filters with AND and the values of one filter with OR. It takes one
+    ``tag-key`` filter (its values OR'ed), so a second required key is ``tag:KEY`` = ``*``
+    (any value); a key the query also filters by value needs no filter of its own.
+    """
+    filters: dict[str, list[str]] = {}
     if query.ids:
-        by_name["instance-id"] = list(query.ids)
+        filters["instance-id"] = list(query.ids)
     if query.states:
-        by_name["instance-state-name"] = list(query.states)
-    return by_name
+        filters["instance-state-name"] = list(query.states)  # launchprov's names are EC2's
+    for key, values in query.tags.items():
+        filters[f"tag:{key}"] = list(values)
+    keys = [key for key in query.tag_keys if key not in query.tags]
+    if keys:
+        filters["tag-key"] = [keys[0]]
+        for key in keys[1:]:
+            filters[f"tag:{key}"] = ["*"]
+    return filters
 
 
 def launch_tags(request: LaunchRequest) -> dict[str, str]:

@@ -166,7 +166,7 @@ def instances(
     params = {
         "Action": "DescribeInstances",
         "MaxResults": str(ec2_common.page_size(page_size)),
-        **driver._build_filters(ec2_common.filters(query)),
+        **driver._build_filters(ec2_common.describe_filters(query)),
     }
     if token is not None:
         params["NextToken"] = token

@@ -157,4 +157,5 @@ def matches(instance: Instance, query: InstanceQuery) -> bool:
         (not query.ids or instance.id in query.ids)
         and (not query.states or instance.state in query.states)
         and all(instance.tags.get(key) in values for key, values in query.tags.items())
+        and all(key in instance.tags for key in query.tag_keys)
     )
