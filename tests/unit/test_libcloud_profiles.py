@@ -348,7 +348,8 @@ def test_ec2_filters_page_sizes_and_tags_are_shared():
         "instance-state-name": ["running"],
     }
     assert boto3_adapter.describe_filters(query) == [
-        {"Name": name, "Values": values} for name, values in ec2_common.describe_filters(query).items()
+        {"Name": name, "Values": values}
+        for name, values in ec2_common.describe_filters(query).items()
     ]
     assert [ec2_common.page_size(n) for n in (1, 5, 100, 5000)] == [5, 5, 100, 1000]
     assert ec2_common.launch_tags(request) == {"a": "2"}  # launchprov's own win a clash
