@@ -3,8 +3,15 @@ tests use them (``libcloud.test.compute.test_<driver>``, ``.../fixtures/<driver>
 
 A :class:`RecordedCloud` says how launchprov is configured for a driver and how the driver's
 connection classes are pointed at libcloud's MockHttp. Where a recording lacks a reply that a
-call needs, the reply is added from ``tests/fixtures/libcloud/<driver>/``, shaped like the
-driver's real API (see :data:`EXTRA_REPLIES`).
+call needs, launchprov adds one in ``tests/fixtures/libcloud/<driver>/``, shaped like the
+driver's real API, served by a subclass of the driver's MockHttp:
+
+* ``gce/zones_us_central1_a_instances_node_name_start.json``: starting the recorded node
+  ``node-name`` (GCE answers an operation, as libcloud records for ``stopped-node``);
+* ``azure_arm/..._test_node_1_{restart,deallocate,start}.json``: Azure's 202 Accepted with no
+  body (and a 404 for the VM once it is deleted, which destroy_node polls for);
+* ``digitalocean/create_node.json``: the API's 202 with the new droplet (libcloud records no
+  successful create for DigitalOcean v2).
 """
 
 from __future__ import annotations
@@ -331,32 +338,36 @@ RECORDED: dict[str, RecordedCloud] = {
         settings={
             "launchprov.libcloud.key": "token",
             "launchprov.libcloud.launch_kwargs": _json({"location": "nyc1"}),
+            # The deployment's default key pair, as the recorded account has it.
+            "launchprov.defaults.key_name": "test1",
         },
         patch=digitalocean,
         known_id="3164444",
         known_state="running",
         known_fields={"instance_type": "s-1vcpu-1gb", "ami": "69463186"},
         launch={"ami": "119192817", "instance_type": "512mb"},
-        explicit={"placement": "nyc1"},
+        explicit={"placement": "nyc1", "key_name": "test1"},
     ),
     "vultr": RecordedCloud(
         driver="vultr",
         settings={
             "launchprov.libcloud.key": "foo",
             "launchprov.libcloud.launch_kwargs": _json({"location": "ams"}),
+            "launchprov.defaults.key_name": "tester",
         },
         patch=vultr,
         known_id="123",
         known_state="running",
         known_fields={"instance_type": "vc2-1c-2gb", "ami": "477", "placement": "fra"},
         launch={"ami": "167", "instance_type": "vc2-1c-1gb"},
-        explicit={"placement": "ewr"},
+        explicit={"placement": "ewr", "key_name": "tester"},
     ),
     "linode": RecordedCloud(
         driver="linode",
         settings={
             "launchprov.libcloud.key": "foo",
             "launchprov.libcloud.launch_kwargs": _json({"location": "us-east"}),
+            "launchprov.defaults.key_name": "My SSH Key",
         },
         patch=linode,
         known_id="22344420",
@@ -367,7 +378,7 @@ RECORDED: dict[str, RecordedCloud] = {
             "placement": "eu-west",
         },
         launch={"ami": "linode/alpine3.10", "instance_type": "g6-nanode-1"},
-        explicit={"placement": "us-west"},
+        explicit={"placement": "us-west", "key_name": "My SSH Key"},
     ),
     "cloudstack": RecordedCloud(
         driver="cloudstack",

@@ -92,6 +92,8 @@ def test_moto_html_500_page_is_a_408(service, moto_client):
     check_error(status, body, 408)
     assert body["provider"]["code"] == "MalformedResponse"
     assert "<html" not in body["provider"]["message"].lower()
+    # A server error that repeats for this request: retrying cannot help.
+    assert body["provider"]["retryable"] is False
 
 
 def test_invalid_requests_are_400s(service, moto_client):

@@ -173,7 +173,9 @@ def test_linode_gets_a_fresh_root_password_each_launch(monkeypatch):
     driver = provider.driver(None)
     original = driver.create_node
     monkeypatch.setattr(driver, "create_node", lambda **kw: sent.append(kw) or original(**kw))
-    request = LaunchRequest(ami="linode/alpine3.10", instance_type="g6-nanode-1")
+    request = LaunchRequest(
+        ami="linode/alpine3.10", instance_type="g6-nanode-1", key_name="My SSH Key"
+    )
 
     provider.launch(request)
     provider.launch(request)
@@ -353,3 +355,15 @@ def test_ec2_filters_page_sizes_and_tags_are_shared():
     ]
     assert [ec2_common.page_size(n) for n in (1, 5, 100, 5000)] == [5, 5, 100, 1000]
     assert ec2_common.launch_tags(request) == {"a": "2"}  # launchprov's own win a clash
+
+
+def test_a_key_name_the_cloud_does_not_know_is_said_before_any_node_is_created(monkeypatch):
+    recorded.digitalocean(monkeypatch)
+    provider = build("digitalocean", key="token", launch_kwargs={"location": "nyc1"})
+    driver = provider.driver(None)
+    monkeypatch.setattr(driver, "create_node", lambda **kw: pytest.fail("create_node called"))
+
+    with pytest.raises(ProviderError) as caught:
+        provider.launch(LaunchRequest(ami="119192817", instance_type="512mb", key_name="nope"))
+
+    assert (caught.value.code, caught.value.retryable) == ("KeyPairNotFound", False)

@@ -3,9 +3,10 @@
 ``ami`` becomes a NodeImage, ``instance_type`` a NodeSize and ``placement`` a NodeLocation,
 found by id first and then by name in what ``list_images`` / ``list_sizes`` /
 ``list_locations`` answer (or through ``get_image`` where a profile says so: GCE and Azure
-have catalogs too large to list). Answers are kept per process and region for
-``launchprov.libcloud.catalog_ttl`` seconds, so that a launch costs its create_node calls and
-not three listings. A name the cloud does not know is a ProviderError
+have catalogs too large to list); a key pair is found by name in ``list_key_pairs`` on the
+clouds that take key ids or public keys rather than names. Answers are kept per process and
+region for ``launchprov.libcloud.catalog_ttl`` seconds, so that a launch costs its create_node
+calls and not three listings. A name the cloud does not know is a ProviderError
 (``ImageNotFound`` / ``SizeNotFound`` / ``LocationNotFound``, not retryable), raised before
 any node is created.
 """
@@ -22,7 +23,12 @@ from libcloud.compute.base import NodeDriver
 from launchprov.providers.libcloud.errors import not_in_catalog, provider_error
 
 #: How each kind is listed, by the NodeDriver method.
-LISTINGS = {"image": "list_images", "size": "list_sizes", "location": "list_locations"}
+LISTINGS = {
+    "image": "list_images",
+    "size": "list_sizes",
+    "location": "list_locations",
+    "key pair": "list_key_pairs",
+}
 
 
 def pick(candidates, wanted: str):

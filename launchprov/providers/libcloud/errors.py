@@ -43,6 +43,7 @@ CATALOG_CODES = {
     "image": "ImageNotFound",
     "size": "SizeNotFound",
     "location": "LocationNotFound",
+    "key pair": "KeyPairNotFound",
 }
 
 _STATUS = re.compile(r"\bHTTP (\d{3})\b")

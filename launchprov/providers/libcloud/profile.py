@@ -74,6 +74,10 @@ class LaunchContext:
     def size(self, **scope):
         return self._lookup("size", self.request.instance_type, **scope)
 
+    def key_pair(self):
+        """The KeyPair named ``key_name``, from the catalog."""
+        return self._lookup("key pair", self.request.key_name)
+
     def location(self):
         """The NodeLocation of the placement (or of launch_kwargs' ``location``)."""
         return self._location_hint()

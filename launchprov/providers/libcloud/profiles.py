@@ -76,6 +76,14 @@ def random_root_password() -> str:
     return secrets.token_urlsafe(24) + "-Aa1"
 
 
+def _key_pair_id(context: LaunchContext) -> list:
+    return [context.key_pair().extra["id"]]
+
+
+def _public_key(context: LaunchContext) -> list:
+    return [context.key_pair().public_key]
+
+
 _LOCATION = Mapped(
     "location", "NodeLocation from the catalog, by id then name", lambda c: c.location()
 )
@@ -226,6 +234,11 @@ PROFILES: dict[str, Profile] = {
         parameters={
             **LOOKED_UP,
             **COUNTS,
+            "key_name": Mapped(
+                "ex_create_attr",
+                "ssh_keys: the id of the key pair of that name (list_key_pairs)",
+                lambda c: {"ssh_keys": _key_pair_id(c)},
+            ),
             "user_data": Mapped("ex_user_data", "user_data", lambda c: c.request.user_data),
             "placement": _LOCATION,
         },
@@ -244,6 +257,11 @@ PROFILES: dict[str, Profile] = {
         parameters={
             **LOOKED_UP,
             **COUNTS,
+            "key_name": Mapped(
+                "ex_ssh_key_ids",
+                "the id of the key pair of that name (list_key_pairs)",
+                _key_pair_id,
+            ),
             "user_data": Mapped("ex_userdata", "user_data", lambda c: c.request.user_data),
             "placement": _LOCATION,
         },
@@ -259,6 +277,11 @@ PROFILES: dict[str, Profile] = {
         parameters={
             **LOOKED_UP,
             **COUNTS,
+            "key_name": Mapped(
+                "ex_authorized_keys",
+                "the public key of the key pair of that name (list_key_pairs)",
+                _public_key,
+            ),
             "user_data": Mapped(
                 "ex_userdata", "user_data (metadata service)", lambda c: c.request.user_data
             ),
