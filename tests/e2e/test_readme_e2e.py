@@ -26,14 +26,18 @@ Blocks run from a scratch directory holding the repository's ``.ini`` files and 
 ``.venv``, so ``.venv/bin/...`` and ``pserve development.ini`` work as in a fresh clone. The
 ports ``6543`` (launchprov) and ``5000`` (a moto server) are replaced, in the blocks and in the
 ``.ini`` files, with free ports, and ``listen = 0.0.0.0`` with loopback: developers and other
-tests use those ports at the same time.
+tests use those ports at the same time. ``LAUNCHPROV_URL``, which the command line reads, points
+at the sandbox's port; curl draws no progress meter, as in a terminal.
 
-What a command prints is checked when the README says it: comment lines right after a command
-are its expected output (put a blank line before a comment that describes the next command).
-``...`` stands for anything, an instance id (``i-`` and 8 or 17 hex digits) for any instance
-id, and white space around JSON punctuation does not count; the whole output must match. A
-command with no expected output must not answer an error body (a JSON object whose ``status``
-is 400 or more): an error the README does not show is a broken example.
+Commands up to a blank line make a step. What a step prints (stdout and stderr, as a terminal
+shows them) is checked when the README says it: comment lines right after the step's last
+command are its expected output (put a blank line before a comment that describes the next
+command). ``...`` stands for anything, an instance id (``i-`` and 8 or 17 hex digits) for any
+instance id, an IPv4 address for any, and white space (around JSON punctuation: its absence too)
+counts as one space; the whole output must match. A step with no expected output must not
+answer an error body (a JSON object whose ``status`` is 400 or more): an error the README does
+not show is a broken example. Send the output of background servers elsewhere (a file,
+/dev/null): it would mix with the steps'.
 """
 
 from __future__ import annotations
@@ -164,7 +168,9 @@ def canonical(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-PLACEHOLDERS = re.compile(r"(\.\.\.|\bi-(?:[0-9a-f]{17}|[0-9a-f]{8})\b)")
+INSTANCE_ID = r"\bi-(?:[0-9a-f]{17}|[0-9a-f]{8})\b"
+IPV4 = r"\b(?:\d{1,3}\.){3}\d{1,3}\b"
+PLACEHOLDERS = re.compile(rf"(\.\.\.|{INSTANCE_ID}|{IPV4})")
 
 
 def expected_pattern(expected: list[str]) -> re.Pattern:
@@ -172,8 +178,10 @@ def expected_pattern(expected: list[str]) -> re.Pattern:
     for part in PLACEHOLDERS.split(canonical(" ".join(expected))):
         if part == "...":
             parts.append(".*?")
-        elif PLACEHOLDERS.fullmatch(part):
-            parts.append(r"i-(?:[0-9a-f]{17}|[0-9a-f]{8})")
+        elif re.fullmatch(INSTANCE_ID, part):
+            parts.append(INSTANCE_ID)
+        elif re.fullmatch(IPV4, part):
+            parts.append(IPV4)
         else:
             parts.append(re.escape(part))
     return re.compile("".join(parts), re.DOTALL)
@@ -214,6 +222,8 @@ class Checkout:
         self._dir = tempfile.TemporaryDirectory(prefix="readme-")
         self.path = Path(self._dir.name)
         (self.path / ".venv").symlink_to(VENV)
+        # curl draws no progress meter when it prints to a terminal; here it prints to a file.
+        (self.path / ".curlrc").write_text("no-progress-meter\n")
         for name in INI_FILES:
             text = substitute((ROOT / name).read_text(), self.ports)
             (self.path / name).write_text(text.replace("listen = 0.0.0.0:", "listen = 127.0.0.1:"))
@@ -225,18 +235,25 @@ class Checkout:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAUNCHPROV_", "AWS_"))}
         return {**env, **FAKE_CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true"}
 
+    def shell_environment(self) -> dict[str, str]:
+        """The blocks' environment: the command line's default URL is on the replaced port."""
+        url = f"http://localhost:{self.ports['6543']}"
+        return {**self.environment(), "LAUNCHPROV_URL": url, "CURL_HOME": str(self.path)}
+
     def run(self, steps: list[Step], deadline: float) -> tuple[int, dict[int, str], str]:
         """Run ``steps`` in one bash session; (exit code, output of each step, stderr)."""
         script = ["set -eo pipefail"]
         for index, step in enumerate(steps):
             script.append(f"printf '\\n@@readme-step {index}@@\\n'")
+            script.append("{")  # a group, not a subshell: variables and jobs outlive it
             script.extend(substitute(line, self.ports) for line in step.commands)
+            script.append("} 2>&1")
         script.append("printf '\\n@@readme-step end@@\\n'")
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             process = subprocess.Popen(
                 ["bash", "-c", "\n".join(script)],
                 cwd=self.path,
-                env=self.environment(),
+                env=self.shell_environment(),
                 stdout=out,
                 stderr=err,
                 start_new_session=True,  # its background servers are ended with it
@@ -392,6 +409,9 @@ def test_a_breach_of_the_convention_is_reported_by_line():
 def test_expected_output_stands_for_what_it_says():
     pattern = expected_pattern(['{"ids": ["i-0123abcd", "i-..."], ...}'])
     assert pattern.fullmatch(canonical('{"ids":["i-89ab4567","i-0123456789abcdef0"],"next":null}'))
+    pattern = expected_pattern(["i-0123abcd  running  10.0.0.1  -"])
+    assert pattern.fullmatch(canonical("i-89ab4567 running   192.168.10.200 -"))
+    assert not pattern.fullmatch(canonical("i-89ab4567 stopped   192.168.10.200 -"))
     assert not pattern.fullmatch(canonical('{"ids":["x-89ab4567","i-1"]}'))
     assert not pattern.fullmatch(canonical('{"ids":["i-89ab4567","i-1"]} and more'))
     steps = Block(1, "sandbox", None, [(2, "# what"), (3, "a"), (4, "# out"), (5, "b"), (6, ""),
