@@ -49,6 +49,13 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self.foreign_actions = Counter(
+            "launchprov_foreign_actions",
+            "Actions on instances the caller did not launch (granted by launchprov.policy."
+            "act_on), by caller and action.",
+            ["caller", "action"],
+            registry=self.registry,
+        )
         self.instances_launched = Counter(
             "launchprov_instances_launched",
             "Instances launched, by provider.",
@@ -99,6 +106,7 @@ class MeteredProvider:
         self.name = provider.name
         self.image_id_pattern = provider.image_id_pattern
         self.instance_id_pattern = provider.instance_id_pattern
+        self.placement_is_zone = getattr(provider, "placement_is_zone", True)
 
     def _call(self, operation: str, *args):
         start = time.perf_counter()

@@ -25,6 +25,9 @@ ENV_PREFIX = "LAUNCHPROV_"
 #: them rather than refusing to start in a shell that uses the command line.
 CLIENT_ENV_VARS = frozenset({"LAUNCHPROV_URL", "LAUNCHPROV_TOKEN"})
 
+#: The scopes of the ownership rules (see, act_on), each wider than the one before it.
+SCOPES = ("own", "launchprov", "all")
+
 
 class ConfigurationError(Exception):
     """A setting is unknown, missing or has a value that cannot be used."""
@@ -67,6 +70,10 @@ def optional_port(value: str) -> int | None:
     if not 0 < number < 65536:
         raise ValueError("expected a port number from 1 to 65535")
     return number
+
+
+def optional_boolean(value: str) -> bool | None:
+    return boolean(value) if value.strip() else None
 
 
 def positive_float(value: str) -> float:
@@ -247,6 +254,22 @@ SETTINGS: tuple[Setting, ...] = (
         "Availability zones a launch may use: names or globs (us-east-1*). Empty: any.",
     ),
     Setting(
+        "launchprov.policy.see",
+        "own",
+        one_of(*SCOPES),
+        "Which instances a caller may read (GET /v1/instances/{id}, GET /v1/instances): 'own' "
+        "(tagged launchprov:caller = the caller), 'launchprov' (launched through launchprov by "
+        "anyone) or 'all' (every instance of the account). Another instance is a 404.",
+    ),
+    Setting(
+        "launchprov.policy.act_on",
+        "own",
+        one_of(*SCOPES),
+        "Which instances a caller may stop, start, reboot, terminate and change the expiry of: "
+        "'own', 'launchprov' or 'all', no wider than launchprov.policy.see. An instance the "
+        "caller may see but not act on is a 403.",
+    ),
+    Setting(
         "launchprov.retry_after",
         "2",
         positive_int,
@@ -375,9 +398,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "launchprov.libcloud.secure",
-        "true",
-        boolean,
-        "Use HTTPS to reach the endpoint.",
+        "",
+        optional_boolean,
+        "Use HTTPS (true) or HTTP (false) to reach the endpoint; empty: the driver's own "
+        "(HTTPS). Setting it for a driver whose constructor cannot take it stops startup.",
     ),
     Setting(
         "launchprov.libcloud.timeout",
@@ -391,6 +415,22 @@ SETTINGS: tuple[Setting, ...] = (
         json_object,
         "Other keyword arguments for the driver's constructor, as a JSON object "
         '(for example {"ex_force_auth_url": "https://keystone:5000"}).',
+    ),
+    Setting(
+        "launchprov.libcloud.launch_kwargs",
+        "",
+        json_object,
+        "Deployment-wide create_node arguments that no request carries, as a JSON object "
+        '(Azure: {"ex_resource_group": "rg", "auth": {"ssh_key": "ssh-ed25519 ..."}}); '
+        "checked against the driver's create_node at startup. Its location is the one used "
+        "when a launch gives no placement.",
+    ),
+    Setting(
+        "launchprov.libcloud.catalog_ttl",
+        "300",
+        positive_float,
+        "Seconds an image, size or location list of the cloud is remembered, per process "
+        "and region.",
     ),
 )
 
@@ -428,7 +468,7 @@ BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
 #: Keys with a caller's name in them: ``launchprov.policy.<caller>.<rule>`` overrides a policy
 #: rule for one caller, parsed as the rule's own setting is. Set in the .ini only (environment
 #: variable names cannot tell a caller's name from a rule's).
-POLICY_RULES = ("max_count", "instance_types", "amis", "placements")
+POLICY_RULES = ("max_count", "instance_types", "amis", "placements", "see", "act_on")
 CALLER_POLICY = re.compile(
     rf"\Alaunchprov\.policy\.(?P<caller>[A-Za-z0-9_-]{{1,64}})\.(?P<rule>{'|'.join(POLICY_RULES)})\Z"
 )

@@ -45,8 +45,16 @@ class LaunchRequest:
 
     @property
     def region(self) -> str:
-        """The EC2 region of ``placement`` (``us-east-1b`` -> ``us-east-1``)."""
-        return region_of(self.placement)
+        """The EC2 region of ``placement`` (``us-east-1b`` -> ``us-east-1``).
+
+        A placement that is not an availability-zone name (another cloud's location, such as
+        ``eastus``, which only a provider with ``placement_is_zone`` false accepts) is its own
+        region.
+        """
+        try:
+            return region_of(self.placement)
+        except ValueError:
+            return self.placement
 
 
 #: The one vocabulary of instance states, on every provider. Adapters map their own states into
@@ -100,6 +108,8 @@ class InstanceQuery:
     ids: tuple[str, ...] = ()
     states: tuple[str, ...] = ()
     tags: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #: Tag keys the instances must carry, whatever their values (``launchprov:caller``).
+    tag_keys: tuple[str, ...] = ()
     limit: int = 100
     #: The ``next`` token of the previous page, as the adapter made it; None for the first.
     page_token: str | None = None
