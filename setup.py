@@ -16,7 +16,7 @@ requires = [
 ]
 
 sandbox_requires = [
-    "moto[ec2]>=5.0",
+    "moto[ec2,server]>=5.0",  # the server: the README's Libcloud example runs one
 ]
 
 #: The Python client and the command line (launchprov.client, launchprov.cli): kept out of
@@ -35,6 +35,7 @@ tests_require = [
     "moto[server]>=5.0",
     "openapi-spec-validator>=0.7",
     "pytest>=8.0",
+    "requests-mock>=1.11",  # Apache Libcloud's recorded driver replies import it
     "ruff>=0.6",
     "schemathesis>=4.0",
     "WebTest>=3.0",
