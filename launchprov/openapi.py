@@ -126,6 +126,12 @@ INSTANCE = {
         "private_dns": _NULLABLE_STRING,
         "public_dns": _NULLABLE_STRING,
         "launch_time": {"type": ["string", "null"], "format": "date-time"},
+        "expires_at": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "When the instance's lease ends (tag launchprov:expires-at; "
+            "launchprov-reap terminates it after), or null without a lease.",
+        },
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     "additionalProperties": False,
@@ -190,8 +196,8 @@ _WHY = {
     408: "The provider failed: an error reply, a refused or hung connection, or a reply that "
     "could not be parsed. Expected for valid data that the provider refuses, such as an AMI "
     "that does not exist.",
-    409: "The instance's state forbids the action, or a client_token was used before with "
-    "other parameters.",
+    409: "The instance's state forbids the action, a client_token was used before with "
+    "other parameters, or (a lease) the instance was not launched through launchprov.",
     413: "The body is larger than launchprov.max_body_size.",
     415: "The body is neither JSON nor a form.",
     429: "The caller exceeded one of its rate limits (launchprov.ratelimit.*); no provider call "
@@ -421,6 +427,32 @@ def build_document(
                 "responses": _responses(instance_ok, 403, 404, 408, 409, 501),
             }
         }
+    lease_note = (
+        "Only for instances launched through launchprov (tag launchprov:caller; others are a "
+        "409) that the caller may act on (see and act_on, as the other actions). Bounded by "
+        "launchprov.policy.max_expires_in and launchprov.policy.require_expiry (403). A "
+        "provider that keeps no tags has no leases (400 naming expires_in)."
+    )
+    paths["/v1/instances/{id}/expiry"] = {
+        "put": {
+            "operationId": "setInstanceExpiry",
+            "summary": "Set an instance's lease: it expires expires_in seconds from now",
+            "description": lease_note,
+            "parameters": [instance_id, REQUEST_ID_PARAMETER],
+            "requestBody": {
+                "required": True,
+                **_json(json_schema(validators.expiry_schemas[False])),
+            },
+            "responses": _responses(instance_ok, 403, 404, 408, 409, 413, 415),
+        },
+        "delete": {
+            "operationId": "removeInstanceExpiry",
+            "summary": "Remove an instance's lease: it no longer expires",
+            "description": lease_note,
+            "parameters": target,
+            "responses": _responses(instance_ok, 403, 404, 408, 409),
+        },
+    }
     paths["/healthz"] = {
         "get": {
             "operationId": "liveness",

@@ -12,6 +12,7 @@ ROUTES: dict[str, Route] = {
     "launch": Route("/v1/launch", ("PUT",)),
     "instances": Route("/v1/instances", ("GET",)),
     "instance": Route("/v1/instances/{id}", ("GET", "DELETE")),
+    "instance_expiry": Route("/v1/instances/{id}/expiry", ("PUT", "DELETE")),
     "instance_action": Route("/v1/instances/{id}/{action:stop|start|reboot}", ("POST",)),
     "openapi": Route("/v1/openapi.json", ("GET",)),
     "healthz": Route("/healthz", ("GET",)),

@@ -658,6 +658,9 @@ class LibcloudProvider:
         self.image_id_pattern = IMAGE_ID if driver_name == "ec2" else None
         self.instance_id_pattern = INSTANCE_ID if driver_name == "ec2" else None
         self.parameters = parameters_of(driver_name)
+        self.can_tag = "tags" in self.parameters
+        # A lease is a tag among launchprov's own: honoured wherever tags are.
+        self._tag_parameters = {"expires_in"} if self.can_tag else set()
         self._build_driver = build_driver
         self._region = region
         self._regions = regions
@@ -732,7 +735,7 @@ class LibcloudProvider:
     def launch(self, request: LaunchRequest) -> list[str]:
         unsupported = {
             name: f"the {self.driver_name} driver cannot honour {name}"
-            for name in sorted(request.explicit - self.parameters.keys())
+            for name in sorted(request.explicit - self.parameters.keys() - self._tag_parameters)
         }
         if unsupported:
             raise UnsupportedParameters(NAME, unsupported)
@@ -957,3 +960,39 @@ class LibcloudProvider:
                 f"the {self.driver_name} driver refused to {action} {node.id}",
                 retryable=True,
             )
+
+    # -- tags and batches (leases, the reaper) -------------------------------------------------
+
+    def terminate_many(self, instance_ids: list[str], region: str) -> None:
+        if self.driver_name == "ec2":
+            params = {"Action": "TerminateInstances"}
+            params.update({f"InstanceId.{n}": i for n, i in enumerate(instance_ids, start=1)})
+            ec2_request(self._ec2_driver(region), params)
+            return
+        for instance_id in instance_ids:
+            self.terminate(instance_id, region)
+
+    def tag(self, instance_id: str, region: str, tags: dict[str, str]) -> None:
+        self._retag(instance_id, region, "CreateTags", tags)
+
+    def untag(self, instance_id: str, region: str, keys) -> None:
+        self._retag(instance_id, region, "DeleteTags", dict.fromkeys(keys))
+
+    def _retag(self, instance_id: str, region: str, call: str, tags: dict) -> None:
+        """CreateTags (values) or DeleteTags (values None: whatever the value) on one node."""
+        if not self.can_tag:
+            raise ActionNotSupported(NAME, "tag", f"the {self.driver_name} driver keeps no tags")
+        if self.driver_name == "ec2":
+            params = {"Action": call, "ResourceId.1": instance_id}
+            for number, (key, value) in enumerate(tags.items(), start=1):
+                params[f"Tag.{number}.Key"] = key
+                if value is not None:
+                    params[f"Tag.{number}.Value"] = value
+            ec2_request(self._ec2_driver(region), params, instance_id)
+            return
+        kept = self._node(instance_id).extra.setdefault("tags", {})
+        for key, value in tags.items():
+            if value is None:
+                kept.pop(key, None)
+            else:
+                kept[key] = value

@@ -66,6 +66,7 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 EVERY_FIELD = frozenset(f.name for f in dataclasses.fields(LaunchRequest)) - {
     "explicit",
     "system_tags",
+    "expires_in",  # a lease: one of launchprov's own tags (system_tags), wherever tags go
 }
 
 
