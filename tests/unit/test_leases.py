@@ -15,8 +15,9 @@ from launchprov.providers.interface import (
     LaunchRequest,
     UnsupportedParameters,
 )
-from launchprov.providers.libcloud_compute import LibcloudProvider
-from launchprov.providers.libcloud_drivers import CloudlikeDummyNodeDriver
+from launchprov.providers.libcloud.drivers import CloudlikeDummyNodeDriver
+from launchprov.providers.libcloud.profiles import profile_of
+from launchprov.providers.libcloud.provider import LibcloudProvider
 
 NOW = datetime(2026, 12, 1, 22, 10, 56, 700000, tzinfo=UTC)
 
@@ -70,8 +71,8 @@ def test_policy_bounds_leases_per_caller():
 
 
 def untagged_provider() -> LibcloudProvider:
-    """A libcloud driver whose profile has no tags (any driver but EC2 and the dummy)."""
-    return LibcloudProvider("somecloud", lambda region: CloudlikeDummyNodeDriver(0))
+    """A libcloud driver whose profile has no tags (DigitalOcean's)."""
+    return LibcloudProvider(profile_of("digitalocean"), lambda region: CloudlikeDummyNodeDriver(0))
 
 
 def test_a_driver_without_tags_refuses_a_lease_by_name():
@@ -91,7 +92,7 @@ def test_a_driver_without_tags_refuses_a_lease_by_name():
 
 
 def test_the_dummy_driver_keeps_leases():
-    provider = LibcloudProvider("dummy", lambda region: CloudlikeDummyNodeDriver(0))
+    provider = LibcloudProvider(profile_of("dummy"), lambda region: CloudlikeDummyNodeDriver(0))
     assert provider.can_tag is True
     request = LaunchRequest(
         ami="ami-1", instance_type="small", expires_in=60, explicit=frozenset({"expires_in"})
