@@ -12,7 +12,6 @@ terminated instance makes no call.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import threading
@@ -97,10 +96,8 @@ class LibcloudProvider:
         #: Only EC2's placements are availability zones; other clouds name their locations.
         self.placement_is_zone = self.is_ec2
         self.parameters = profile.parameters
-        #: Whether nodes keep tags launchprov can read back: its records, leases among them.
-        self.can_tag = self.is_ec2 or (
-            profile.reading.tags is not None and "tags" in profile.parameters
-        )
+        #: Whether the profile holds leases: tags at launch that launchprov reads back.
+        self.can_tag = "expires_in" in profile.parameters
         self.catalog = Catalog(profile.name, catalog_ttl)
         self._build_driver = build_driver
         self._region = region
@@ -176,8 +173,6 @@ class LibcloudProvider:
     # -- launching ---------------------------------------------------------------------------
 
     def launch(self, request: LaunchRequest) -> list[str]:
-        if self.can_tag:  # a lease is one of launchprov's own tags: honoured wherever tags are
-            request = dataclasses.replace(request, explicit=request.explicit - {"expires_in"})
         self.profile.refuse_unsupported(request)
         if self.is_ec2:
             return self._launch_ec2(request)
