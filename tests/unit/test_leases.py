@@ -19,6 +19,8 @@ from launchprov.providers.libcloud.drivers import CloudlikeDummyNodeDriver
 from launchprov.providers.libcloud.profiles import profile_of
 from launchprov.providers.libcloud.provider import LibcloudProvider
 
+#: The deployment's defaults, which a LaunchRequest is given by keyword.
+DEFAULTS = {"key_name": "scalacity_dev1", "security_groups": ("SSH",), "placement": "us-east-1b"}
 NOW = datetime(2026, 12, 1, 22, 10, 56, 700000, tzinfo=UTC)
 
 
@@ -27,13 +29,13 @@ def test_the_tag_is_rfc_3339_utc_to_the_second():
 
 
 def test_a_launch_computes_its_expiry_once_and_its_fingerprint_holds_expires_in():
-    request = LaunchRequest(ami="ami-12345678", instance_type="t2.micro", expires_in=60)
+    request = LaunchRequest(**DEFAULTS, ami="ami-12345678", instance_type="t2.micro", expires_in=60)
     tags = traced(request, "ci", "req-1").system_tags
     stamped = datetime.fromisoformat(tags[EXPIRES_AT_TAG].replace("Z", "+00:00"))
     assert 59 <= (stamped - datetime.now(UTC)).total_seconds() <= 60
-    other = LaunchRequest(ami="ami-12345678", instance_type="t2.micro", expires_in=61)
+    other = LaunchRequest(**DEFAULTS, ami="ami-12345678", instance_type="t2.micro", expires_in=61)
     assert fingerprint(request) != fingerprint(other)
-    unleased = LaunchRequest(ami="ami-12345678", instance_type="t2.micro")
+    unleased = LaunchRequest(**DEFAULTS, ami="ami-12345678", instance_type="t2.micro")
     assert EXPIRES_AT_TAG not in traced(unleased, "ci", "req-1").system_tags
 
 
@@ -79,6 +81,7 @@ def test_a_driver_without_tags_refuses_a_lease_by_name():
     provider = untagged_provider()
     assert provider.can_tag is False
     request = LaunchRequest(
+        **DEFAULTS,
         ami="ami-1",
         instance_type="small",
         expires_in=60,
@@ -95,7 +98,11 @@ def test_the_dummy_driver_keeps_leases():
     provider = LibcloudProvider(profile_of("dummy"), lambda region: CloudlikeDummyNodeDriver(0))
     assert provider.can_tag is True
     request = LaunchRequest(
-        ami="ami-1", instance_type="small", expires_in=60, explicit=frozenset({"expires_in"})
+        **DEFAULTS,
+        ami="ami-1",
+        instance_type="small",
+        expires_in=60,
+        explicit=frozenset({"expires_in"}),
     )
     (node_id,) = provider.launch(traced(request, "ci", "req-1"))
     assert EXPIRES_AT_TAG in provider.describe(node_id, "us-east-1").tags
