@@ -36,26 +36,36 @@ def secured_app(moto_ec2):
     return make_app(**SECURED)
 
 
+def _number(value):
+    """A count as JSON or as query-string text gives it; None for anything else."""
+    if type(value) in (int, float):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def filter_case(context, case):
     """Leave out what JSON Schema cannot say, and the document says in words instead:
     min_count above max_count and an Idempotency-Key that differs from client_token (rules
     across two fields), a launch with both a body and a query string, or with neither a body
     nor ami and instance_type in its query string (rules across two places), and ``next``
     tokens that this service did not make (an opaque token has no schema beyond "a string")."""
-    body = case.body if isinstance(case.body, dict) else {}
-    key = (case.headers or {}).get("Idempotency-Key")
-    if key is not None and body.get("client_token") not in (None, key):
-        return False
+    has_body = case.body is not None and not isinstance(case.body, NotSet)
+    query = case.query or {}
     if case.operation.path == "/v1/launch":
-        query = case.query or {}
-        has_body = case.body is not None and not isinstance(case.body, NotSet)
         if has_body and query:
             return False  # parameters come from the body or the query string, never both
         if not has_body and not {"ami", "instance_type"} <= set(query):
             return False  # without a body, the query string carries the required ones
-    counts = body.get("min_count", 1), body.get("max_count", 1)  # 1: their defaults
-    numbers = all(type(count) in (int, float) for count in counts)
-    if numbers and counts[0] > counts[1]:
+    # A launch's parameters: in its body, or in its query string.
+    params = case.body if isinstance(case.body, dict) else {} if has_body else query
+    key = (case.headers or {}).get("Idempotency-Key")
+    if key is not None and params.get("client_token") not in (None, key):
+        return False
+    counts = [_number(params.get(name, 1)) for name in ("min_count", "max_count")]  # 1: default
+    if None not in counts and counts[0] > counts[1]:
         return False
     return "next" not in (case.query or {})
 
