@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format docs bench clean
+.PHONY: run test test-cluster lint format docs bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -31,6 +31,11 @@ test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# HAProxy (deploy/haproxy.cfg) in front of three waitress processes, redis-server and a moto
+# server: needs the Debian packages haproxy and redis-server (the tests skip without them).
+test-cluster: $(VENV)/.installed-testing
+	$(BIN)/pytest -m cluster tests/cluster
 
 $(VENV)/.installed-bench: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -26,6 +26,7 @@ tests_require = [
     "moto[server]>=5.0",
     "openapi-spec-validator>=0.7",
     "pytest>=8.0",
+    "PyYAML>=6.0",
     "ruff>=0.6",
     "schemathesis>=4.0",
     "WebTest>=3.0",
