@@ -20,6 +20,10 @@ from launchprov.placement import is_zone
 
 PREFIX = "launchprov."
 ENV_PREFIX = "LAUNCHPROV_"
+#: The variables of the client and the command line (launchprov.client): where the service is
+#: and the caller's token. They share the prefix but are not settings, so the service ignores
+#: them rather than refusing to start in a shell that uses the command line.
+CLIENT_ENV_VARS = frozenset({"LAUNCHPROV_URL", "LAUNCHPROV_TOKEN"})
 
 
 class ConfigurationError(Exception):
@@ -481,7 +485,7 @@ def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> di
     )
     if unknown:
         raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
-    known_vars = {setting.env_var for setting in SETTINGS}
+    known_vars = {setting.env_var for setting in SETTINGS} | CLIENT_ENV_VARS
     unknown_vars = sorted(
         var for var in environ if var.startswith(ENV_PREFIX) and var not in known_vars
     )
