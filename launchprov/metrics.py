@@ -6,6 +6,7 @@ metrics are thread-safe, so every waitress thread records into the same ones.
 
 from __future__ import annotations
 
+import functools
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -99,6 +100,9 @@ class MeteredProvider:
         self.name = provider.name
         self.image_id_pattern = provider.image_id_pattern
         self.instance_id_pattern = provider.instance_id_pattern
+        # Adapters that batch calls (launchprov.providers.batching) report each batch.
+        for batcher in getattr(provider, "batchers", ()):
+            batcher.observers.append(functools.partial(metrics.observe_batch, self.name))
 
     def _call(self, operation: str, *args):
         start = time.perf_counter()

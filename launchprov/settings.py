@@ -421,6 +421,25 @@ SETTINGS += (
         "cannot be reached, requests are let through (and /readyz, a metric and a warning "
         "say so).",
     ),
+    Setting(
+        "launchprov.batch.idle_ms",
+        "10",
+        non_negative_int,
+        "Milliseconds a batch of concurrent describe (or terminate) calls in one region waits "
+        "for another request before it is sent as one provider call. 0 turns batching off.",
+    ),
+    Setting(
+        "launchprov.batch.max_ms",
+        "100",
+        positive_int,
+        "Milliseconds after which a batch is sent however many requests keep joining it.",
+    ),
+    Setting(
+        "launchprov.batch.max_ids",
+        "500",
+        positive_int,
+        "Largest number of instance ids in one batched provider call.",
+    ),
 )
 
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}

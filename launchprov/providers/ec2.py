@@ -27,6 +27,7 @@ from zope.interface import implementer
 
 from launchprov.placement import region_of
 from launchprov.providers import paging
+from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import (
     IDEMPOTENCY_CONFLICT_CODES,
     IMAGE_ID,
@@ -52,6 +53,11 @@ from launchprov.providers.interface import (
 from launchprov.settings import ConfigurationError
 
 NAME = "ec2"
+#: Errors about one instance that make EC2 refuse a whole TerminateInstances (besides the
+#: not-found and invalid-state codes): termination protection.
+REFUSED_FOR_ONE = frozenset({"OperationNotPermitted"})
+#: Values in one DescribeInstances filter: a batch of more ids is described in several calls.
+FILTER_VALUES_MAX = 200
 
 
 def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
@@ -152,6 +158,7 @@ class EC2Provider:
         endpoint_url: str | None = None,
         session=None,
         default_region: str = "us-east-1",
+        batching: BatchSettings = OFF,
     ):
         self._config = config
         self._endpoint_url = endpoint_url
@@ -160,6 +167,10 @@ class EC2Provider:
         self._lock = threading.Lock()
         self._default_region = default_region
         self._ping_clients: dict[float, Any] = {}
+        # Concurrent describes and terminations of one region: one call for the union of ids.
+        self._describe_batcher = Batcher("describe", self._describe_many, batching)
+        self._terminate_batcher = Batcher("terminate", self._terminate_many, batching)
+        self.batchers = (self._describe_batcher, self._terminate_batcher)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> EC2Provider:
@@ -189,6 +200,7 @@ class EC2Provider:
             config,
             endpoint_url=settings["launchprov.ec2.endpoint_url"],
             default_region=default_region,
+            batching=BatchSettings.from_settings(settings),
         )
         provider.client(default_region)  # built now, so that no request pays for it
         return provider
@@ -254,11 +266,52 @@ class EC2Provider:
         return [instance["InstanceId"] for instance in reply["Instances"]]
 
     def describe(self, instance_id: str, region: str) -> Instance:
+        if self._describe_batcher.enabled:
+            instance = self._describe_batcher.submit(region, instance_id)
+            if instance is not None:
+                return instance
+        # Alone: batching is off, or the batch did not return the id (an instance just launched
+        # may not be visible to every query yet): asked once more, alone, before it is a 404.
         reply = self._call(region, "describe_instances", instance_id, InstanceIds=[instance_id])
         for reservation in reply["Reservations"]:
             for raw in reservation["Instances"]:
                 return to_instance(raw)
         raise InstanceNotFound(NAME, instance_id)
+
+    def _describe_many(self, region: str, ids: list[str]) -> dict[str, Instance]:
+        """One DescribeInstances for a batch, by an instance-id filter: unlike InstanceIds, a
+        filter does not fail the whole call for an id that does not exist."""
+        instances: dict[str, Instance] = {}
+        for start in range(0, len(ids), FILTER_VALUES_MAX):
+            params: dict[str, Any] = {
+                "Filters": [
+                    {"Name": "instance-id", "Values": ids[start : start + FILTER_VALUES_MAX]}
+                ]
+            }
+            while True:
+                reply = self._call(region, "describe_instances", **params)
+                for reservation in reply["Reservations"]:
+                    for raw in reservation["Instances"]:
+                        instances[raw["InstanceId"]] = to_instance(raw)
+                if not reply.get("NextToken"):
+                    break
+                params["NextToken"] = reply["NextToken"]
+        return instances
+
+    def _terminate_many(self, region: str, ids: list[str]) -> dict[str, bool]:
+        """One TerminateInstances for a batch. EC2 refuses the whole call when one id is unknown
+        or in a state that forbids it: then no id is answered, and each request asks alone, to
+        get its own answer."""
+        try:
+            reply = self.client(region).terminate_instances(InstanceIds=ids)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in NOT_FOUND_CODES or code in INVALID_STATE_CODES or code in REFUSED_FOR_ONE:
+                return {}
+            raise provider_error(exc) from exc
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+        return {item["InstanceId"]: True for item in reply.get("TerminatingInstances", [])}
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
         filters = describe_filters(query)
@@ -289,7 +342,11 @@ class EC2Provider:
         instance = self.describe(instance_id, region)
         if instance.state == "terminated":
             return instance
-        self._call(region, "terminate_instances", instance_id, InstanceIds=[instance_id])
+        batched = self._terminate_batcher.enabled and self._terminate_batcher.submit(
+            region, instance_id
+        )
+        if not batched:
+            self._call(region, "terminate_instances", instance_id, InstanceIds=[instance_id])
         return self.describe(instance_id, region)
 
     def stop(self, instance_id: str, region: str) -> Instance:
