@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-cluster lint format docs bench clean
+.PHONY: run test test-fast test-cluster lint format docs bench bench-scale clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -32,6 +32,10 @@ test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
+test-fast: $(VENV)/.installed-testing
+	$(BIN)/pytest -q tests/unit
 
 # HAProxy (deploy/haproxy.cfg) in front of three waitress processes, redis-server and a moto
 # server: needs the Debian packages haproxy and redis-server (the tests skip without them).
