@@ -49,6 +49,12 @@ $(VENV)/.installed-bench: setup.py | $(BIN)/python
 # The benchmarks of benchmarks/README.md (5-6 minutes): writes benchmarks/RESULTS.md and plots.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.scale
+
+# Only the scale figures of benchmarks/scale.py (batching, HAProxy): about 2 minutes; needs the
+# Debian package haproxy. Writes its section of benchmarks/RESULTS.md.
+bench-scale: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.scale
 
 # The Sphinx documentation, warnings as errors: docs/_build/html/index.html
 docs: $(VENV)/.installed-docs

@@ -67,6 +67,7 @@ def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
             CALLER_TAG: (request.system_tags[CALLER_TAG],),
         },
         limit=1000,
+        batch_by=CLIENT_TOKEN_TAG,  # concurrent launches: one lookup for all their tokens
     )
     instances, token = [], None
     while True:

@@ -6,6 +6,7 @@ lock and every waitress thread shares them; a client costs hundreds of milliseco
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC
 from typing import Any
@@ -97,6 +98,27 @@ def describe_filters(query: InstanceQuery) -> list[dict[str, Any]]:
     return [{"Name": name, "Values": values} for name, values in ec2_filters(query).items()]
 
 
+def batchable(query: InstanceQuery) -> bool:
+    """Whether a listing may join a batch: a first page, by one value of its ``batch_by`` tag."""
+    return (
+        query.batch_by is not None
+        and len(query.tags.get(query.batch_by, ())) == 1
+        and query.page_token is None
+        and not query.ids
+    )
+
+
+def lookup_key(query: InstanceQuery) -> tuple:
+    """What batched listings share: the query but for the value of its ``batch_by`` tag (and
+    its limit, which each request checks on its own answer)."""
+    fields = {field.name: getattr(query, field.name) for field in dataclasses.fields(query)}
+    fields["tags"] = tuple(
+        sorted((key, values) for key, values in query.tags.items() if key != query.batch_by)
+    )
+    del fields["limit"], fields["page_token"]
+    return tuple(sorted(fields.items()))
+
+
 def to_instance(raw: dict[str, Any]) -> Instance:
     """An Instance from one item of a DescribeInstances reply."""
     launch_time = raw.get("LaunchTime")
@@ -164,7 +186,8 @@ class EC2Provider:
         # Concurrent describes and terminations of one region: one call for the union of ids.
         self._describe_batcher = Batcher("describe", self._describe_many, batching)
         self._terminate_batcher = Batcher("terminate", self._terminate_many, batching)
-        self.batchers = (self._describe_batcher, self._terminate_batcher)
+        self._lookup_batcher = Batcher("list_instances", self._find_many, batching)
+        self.batchers = (self._describe_batcher, self._terminate_batcher, self._lookup_batcher)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> EC2Provider:
@@ -308,6 +331,33 @@ class EC2Provider:
         return {item["InstanceId"]: True for item in reply.get("TerminatingInstances", [])}
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
+        if self._lookup_batcher.enabled and batchable(query):
+            value = query.tags[query.batch_by][0]
+            found = self._lookup_batcher.submit(lookup_key(query), value)
+            if len(found) <= query.limit:
+                return InstancePage(found, None)
+        return self._list_alone(query)
+
+    def _find_many(self, key: tuple, values: list[str]) -> dict[str, list[Instance]]:
+        """One listing for the values of ``batch_by`` asked by a batch of queries (the rest of
+        the query, ``key``, is theirs, shared): every instance, grouped by that tag's value."""
+        fields = dict(key)
+        batch_by = fields["batch_by"]
+        fields["tags"] = {**dict(fields["tags"]), batch_by: tuple(values)}
+        query = InstanceQuery(**fields)
+        found: dict[str, list[Instance]] = {value: [] for value in values}
+        params: dict[str, Any] = {"Filters": describe_filters(query), "MaxResults": 1000}
+        while True:
+            reply = self._call(query.region, "describe_instances", **params)
+            for reservation in reply["Reservations"]:
+                for raw in reservation["Instances"]:
+                    instance = to_instance(raw)
+                    found.setdefault(instance.tags.get(batch_by, ""), []).append(instance)
+            if not reply.get("NextToken"):
+                return found
+            params["NextToken"] = reply["NextToken"]
+
+    def _list_alone(self, query: InstanceQuery) -> InstancePage:
         filters = describe_filters(query)
 
         def fetch(token: str | None, page_size: int):

@@ -105,6 +105,10 @@ class InstanceQuery:
     limit: int = 100
     #: The ``next`` token of the previous page, as the adapter made it; None for the first.
     page_token: str | None = None
+    #: A key of ``tags`` with one value: concurrent first-page queries that differ only in that
+    #: value may be answered by one provider call for all their values (an adapter that
+    #: batches; the client-token lookups of concurrent launches).
+    batch_by: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -11,9 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from launchprov.launching import CALLER_TAG, CLIENT_TOKEN_TAG
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.providers.ec2 import EC2Provider
-from launchprov.providers.interface import InstanceNotFound, InvalidState, ProviderError
+from launchprov.providers.interface import (
+    InstanceNotFound,
+    InstanceQuery,
+    InvalidState,
+    ProviderError,
+)
 from launchprov.settings import load
 from tests.support import GOOD_AMI, REGION, free_port
 
@@ -149,3 +155,45 @@ def test_batch_settings_are_checked(key):
 
     with pytest.raises(ConfigurationError, match=key.replace(".", r"\.")):
         load({key: "0"}, environ={})
+
+
+def tagged(ec2, count: int, **tags) -> list[str]:
+    specification = [{"Key": key, "Value": value} for key, value in tags.items()]
+    reply = ec2.run_instances(
+        ImageId=GOOD_AMI,
+        InstanceType="t2.micro",
+        MinCount=count,
+        MaxCount=count,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": specification}],
+    )
+    return sorted(instance["InstanceId"] for instance in reply["Instances"])
+
+
+def test_client_token_lookups_of_concurrent_launches_are_one_call(moto_ec2):
+    first = tagged(moto_ec2, 2, **{CLIENT_TOKEN_TAG: "t-1", CALLER_TAG: "web"})
+    second = tagged(moto_ec2, 1, **{CLIENT_TOKEN_TAG: "t-2", CALLER_TAG: "web"})
+    tagged(moto_ec2, 1, **{CLIENT_TOKEN_TAG: "t-3", CALLER_TAG: "other"})  # not web's
+    adapter = provider(max_ids=4)
+    calls = count_calls(adapter)
+    queries = [
+        InstanceQuery(
+            region=REGION,
+            tags={CLIENT_TOKEN_TAG: (token,), CALLER_TAG: ("web",)},
+            limit=1000,
+            batch_by=CLIENT_TOKEN_TAG,
+        )
+        for token in ("t-1", "t-2", "t-3", "t-4")
+    ]
+    pages = concurrently(adapter.list_instances, queries)
+    assert [sorted(item.id for item in page.instances) for page in pages] == [first, second, [], []]
+    assert all(page.next_token is None for page in pages)
+    assert calls == {"DescribeInstances": 1}
+
+
+def test_a_listing_without_batch_by_is_never_batched(moto_ec2):
+    ids = tagged(moto_ec2, 1, role="web")
+    adapter = provider(max_ids=2)
+    calls = count_calls(adapter)
+    page = adapter.list_instances(InstanceQuery(region=REGION, tags={"role": ("web",)}))
+    assert [item.id for item in page.instances] == ids
+    assert calls == {"DescribeInstances": 1}
