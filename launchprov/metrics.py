@@ -107,6 +107,7 @@ class MeteredProvider:
         self.name = provider.name
         self.image_id_pattern = provider.image_id_pattern
         self.instance_id_pattern = provider.instance_id_pattern
+        self.placement_is_zone = getattr(provider, "placement_is_zone", True)
         # Adapters that batch calls (launchprov.providers.batching) report each batch.
         for batcher in getattr(provider, "batchers", ()):
             batcher.observers.append(functools.partial(metrics.observe_batch, self.name))
