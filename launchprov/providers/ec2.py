@@ -30,6 +30,7 @@ from launchprov.placement import region_of
 from launchprov.providers import paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import (
+    FILTER_VALUES_MAX,
     IMAGE_ID,
     INSTANCE_ID,
     ONE_INSTANCE_CODES,
@@ -54,8 +55,6 @@ from launchprov.providers.interface import (
 from launchprov.settings import ConfigurationError
 
 NAME = "ec2"
-#: Values in one DescribeInstances filter: a batch of more ids is described in several calls.
-FILTER_VALUES_MAX = 200
 
 
 def run_instances_params(request: LaunchRequest) -> dict[str, Any]:

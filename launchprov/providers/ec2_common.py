@@ -63,6 +63,8 @@ IDEMPOTENCY_CONFLICT_CODES = frozenset({"IdempotentParameterMismatch"})
 
 #: EC2 error codes meaning "the instance's state forbids this".
 INVALID_STATE_CODES = frozenset({"IncorrectInstanceState", "IncorrectState"})
+#: Values in one DescribeInstances filter: a batch of more ids is described in several calls.
+FILTER_VALUES_MAX = 200
 #: Errors about one of the instances of a call, for which EC2 refuses the whole call: a batched
 #: call that gets one is sent again per instance, so each request gets its own answer.
 ONE_INSTANCE_CODES = NOT_FOUND_CODES | INVALID_STATE_CODES | {"OperationNotPermitted"}

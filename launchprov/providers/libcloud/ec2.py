@@ -179,6 +179,42 @@ def instances(
     return found, findtext(reply, "nextToken", NAMESPACE) or None
 
 
+def describe_many(driver: NodeDriver, region: str, ids: list[str]) -> dict[str, Instance]:
+    """The instances of ``ids`` (those EC2 knows), by an instance-id filter: DescribeInstances
+    pages, at most FILTER_VALUES_MAX ids a call. libcloud's ``list_nodes(ex_node_ids=...)``
+    would stop at the first page and add a DescribeAddresses call."""
+    found: dict[str, Instance] = {}
+    for start in range(0, len(ids), ec2_common.FILTER_VALUES_MAX):
+        query = InstanceQuery(region, ids=tuple(ids[start : start + ec2_common.FILTER_VALUES_MAX]))
+        token = None
+        while True:
+            page, token = instances(driver, query, 1000, token)
+            found.update((instance.id, instance) for instance in page)
+            if token is None:
+                break
+    return found
+
+
+def terminate_many(driver: NodeDriver, ids: list[str]) -> dict[str, bool]:
+    """One TerminateInstances for ``ids``: the ids EC2 is terminating. EC2 refuses the whole
+    call when one id is unknown, in a state that forbids it or protected: then none is
+    answered, and each is terminated alone, to get its own answer."""
+    params = {"Action": "TerminateInstances"}
+    params.update({f"InstanceId.{n}": item for n, item in enumerate(ids, start=1)})
+    try:
+        reply = driver.connection.request(driver.path, params=params).object
+    except EC2ErrorReply as exc:
+        if exc.error_code in ec2_common.ONE_INSTANCE_CODES:
+            return {}
+        raise provider_error(exc) from exc
+    except Exception as exc:  # anything the SDK raises is a provider failure
+        raise provider_error(exc) from exc
+    return {
+        findtext(item, "instanceId", NAMESPACE): True
+        for item in findall(reply, "instancesSet/item", NAMESPACE)
+    }
+
+
 def act(driver: NodeDriver, action: str, instance_id: str) -> None:
     """Send the EC2 call of ``action`` on one instance."""
     call = EC2_CALLS[action]

@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from launchprov.placement import region_of
 from launchprov.providers import paging
+from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
 from launchprov.providers.interface import (
     ActionNotSupported,
@@ -85,6 +86,7 @@ class LibcloudProvider:
         regions: frozenset[str] | None = None,
         catalog_ttl: float = 300.0,
         launch_kwargs: dict[str, Any] | None = None,
+        batching: BatchSettings = OFF,
     ):
         """``build_driver(region)`` makes a driver; ``region`` is the one of a driver that
         does not take it from the request; ``regions`` are those the EC2 driver knows."""
@@ -103,13 +105,22 @@ class LibcloudProvider:
         self._launch_kwargs = dict(launch_kwargs or {})
         self._local = threading.local()
         self._shared = build_driver(region) if profile.shared else None
+        # EC2 takes many ids in one call: concurrent describes and terminations share one.
+        # Other drivers have no call for a set of nodes, and are asked one by one.
+        batching = batching if self.is_ec2 else OFF
+        self._describe_batcher = Batcher("describe", self._describe_many, batching)
+        self._terminate_batcher = Batcher("terminate", self._terminate_many, batching)
+        self.batchers = (self._describe_batcher, self._terminate_batcher)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> LibcloudProvider:
         configured = settings["launchprov.libcloud.driver"]
         profile = profile_of(configured.strip().lower())
         build = construction.factory(profile, settings)
-        options: dict[str, Any] = {"catalog_ttl": settings["launchprov.libcloud.catalog_ttl"]}
+        options: dict[str, Any] = {
+            "catalog_ttl": settings["launchprov.libcloud.catalog_ttl"],
+            "batching": BatchSettings.from_settings(settings),
+        }
         if profile.calls == "ec2":
             regions = frozenset(construction.driver_class(profile, configured).list_regions())
             startup_region = region_of(settings["launchprov.defaults.placement"])
@@ -362,12 +373,25 @@ class LibcloudProvider:
     def describe(self, instance_id: str, region: str) -> Instance:
         if not self.is_ec2:
             return self._instance(self._node(instance_id))
+        if self._describe_batcher.enabled:
+            instance = self._describe_batcher.submit(region, instance_id)
+            if instance is not None:
+                return instance
+        # Alone: batching is off, or the batch did not return the id; a 404 after this.
         # EC2 may answer a filtered call with empty pages and a NextToken: the pager follows.
         query = InstanceQuery(region, ids=(instance_id,))
         found, _ = paging.page(self._fetch(query), 1, None, 5)
         if not found:
             raise InstanceNotFound(NAME, instance_id)
         return found[0]
+
+    def _describe_many(self, region: str, ids: list[str]) -> dict[str, Instance]:
+        """One DescribeInstances (an instance-id filter: an unknown id fails nothing) for a
+        batch, through this thread's driver."""
+        return ec2.describe_many(self._ec2_driver(region), region, ids)
+
+    def _terminate_many(self, region: str, ids: list[str]) -> dict[str, bool]:
+        return ec2.terminate_many(self._ec2_driver(region), ids)
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
         found, next_token = paging.page(
@@ -391,7 +415,13 @@ class LibcloudProvider:
         if self.is_ec2:
             driver = self._ec2_driver(region)
             if needs_call(self.describe(instance_id, region), action):
-                ec2.act(driver, action, instance_id)
+                batched = (
+                    action == "terminate"
+                    and self._terminate_batcher.enabled
+                    and self._terminate_batcher.submit(region, instance_id)
+                )
+                if not batched:
+                    ec2.act(driver, action, instance_id)
         else:
             perform = self._node_method(action)
             node = self._node(instance_id)
