@@ -196,10 +196,16 @@ _WHY = {
     415: "The body is neither JSON nor a form.",
     429: "The caller exceeded one of its rate limits (launchprov.ratelimit.*); no provider call "
     "was made. Retry-After says when to retry.",
-    500: "An unexpected error; it has been logged.",
     501: "The provider cannot perform this action at all.",
     503: "The provider cannot be reached.",
 }
+
+#: Why no operation lists a 500, in the document's own words.
+UNEXPECTED_ERROR = (
+    "No request, however malformed, is answered 500: bad input is a 4xx naming what is wrong "
+    "and a provider failure a 408. A 500 (the Error body, never a traceback) means a bug in "
+    "the service, which it has logged with the request id; report it."
+)
 
 #: What every route about one instance says of ownership.
 OWNERSHIP_NOTE = (
@@ -277,9 +283,12 @@ RATELIMIT_READINESS = {
 
 
 def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
-    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401, 429, 500."""
+    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401 and 429.
+
+    No operation lists 500: it is no answer of the API but the trace of a bug (see
+    ``UNEXPECTED_ERROR``, in the document's description)."""
     responses = {"200": {**ok, "headers": {**_REQUEST_ID_HEADER, **RATELIMIT_HEADERS}}}
-    for status in sorted({*statuses, 400, 401, 429, 500}):
+    for status in sorted({*statuses, 400, 401, 429}):
         ref = "ProviderError" if status == 408 else "Error"
         headers = dict(_REQUEST_ID_HEADER)
         if status == 408:
@@ -496,7 +505,7 @@ def build_document(
             "title": "launchprov",
             "version": API_VERSION,
             "description": "Internal REST API to launch and manage cloud instances. "
-            f"This deployment's provider: {provider_name}.",
+            f"This deployment's provider: {provider_name}. {UNEXPECTED_ERROR}",
         },
         # Relative: the server that served this document.
         "servers": [{"url": "/"}],
