@@ -643,7 +643,16 @@ def plots(results: dict, output: Path) -> list[str]:
 def write(results: dict, output: Path) -> None:
     analysis_file = HERE / "ANALYSIS.md"
     analysis = analysis_file.read_text() if analysis_file.exists() else "(no ANALYSIS.md)"
-    (output / "RESULTS.md").write_text(markdown(results, analysis))
+    path = output / "RESULTS.md"
+    text = markdown(results, analysis)
+    # The scale figures (benchmarks/scale.py) have a section of their own: kept as it is.
+    from benchmarks.scale import BEGIN, END
+
+    previous = path.read_text() if path.exists() else ""
+    if BEGIN in previous and END in previous:
+        kept = BEGIN + previous.split(BEGIN, 1)[1].split(END, 1)[0] + END
+        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+    path.write_text(text)
     plots(results, output)
 
 

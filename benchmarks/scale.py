@@ -340,12 +340,17 @@ def report(results: dict) -> str:
                 f"{cores['standin']:.2f} | {cores['load generator']:.2f} |"
             )
         lines.append("")
-    lines += [
-        "Measured on this project's 2-core machine, shared with other work: see ANALYSIS.md for "
-        "what limits each figure.",
-        "",
-        END,
-    ]
+    load = results.get("load_average")
+    if load:
+        lines += [
+            f"Measured on this project's 2-core machine, shared with other work: load average "
+            f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) when the run began.",
+            "",
+        ]
+    analysis = HERE / "ANALYSIS-scale.md"
+    if analysis.exists():
+        lines += [analysis.read_text().strip(), ""]
+    lines += [END]
     return "\n".join(lines)
 
 
@@ -372,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     raw.mkdir(exist_ok=True)
     previous = raw / "scale.json"
     results = json.loads(previous.read_text()) if previous.exists() else {}
+    results["load_average"] = os.getloadavg()
     with tempfile.TemporaryDirectory() as logs, Processes(Path(logs)) as procs:
         if "pollers" in chosen:
             results["pollers"] = bench_pollers(procs, plan)
