@@ -42,9 +42,28 @@ class Route(NamedTuple):
         return tuple(operation.method for operation in self.operations)
 
 
+#: What the lease routes say besides the ownership rules.
+LEASE_NOTE = (
+    "Only for instances launched through launchprov (tag launchprov:caller; others are a 409). "
+    "Bounded by launchprov.policy.max_expires_in and launchprov.policy.require_expiry (403). A "
+    "provider that keeps no tags has no leases (400 naming expires_in)."
+)
+
 _ACTIONS = "|".join(action for action in ACTIONS if action != "terminate")  # terminate: DELETE
 
 ROUTES: dict[str, Route] = {
+    "index": Route(
+        "/",
+        (
+            Operation(
+                "GET",
+                "index",
+                "Where to start: this service's OpenAPI document and its documentation",
+                answer="index",
+                open=True,
+            ),
+        ),
+    ),
     "launch": Route(
         "/v1/launch",
         (
@@ -84,6 +103,29 @@ ROUTES: dict[str, Route] = {
                 "target",
                 "instance",
                 (403, 404, 408),
+            ),
+        ),
+    ),
+    "instance_expiry": Route(
+        "/v1/instances/{id}/expiry",
+        (
+            Operation(
+                "PUT",
+                "setInstanceExpiry",
+                "Set an instance's lease: it expires expires_in seconds from now",
+                "expiry",
+                "instance",
+                (403, 404, 408, 409, 413, 415),
+                description=LEASE_NOTE,
+            ),
+            Operation(
+                "DELETE",
+                "removeInstanceExpiry",
+                "Remove an instance's lease: it no longer expires",
+                "target",
+                "instance",
+                (403, 404, 408, 409),
+                description=LEASE_NOTE,
             ),
         ),
     ),
@@ -142,6 +184,12 @@ ROUTES: dict[str, Route] = {
         ),
     ),
 }
+
+
+#: The routes open to every caller: no token, no rate limit.
+OPEN_ROUTES = frozenset(
+    name for name, route in ROUTES.items() if all(operation.open for operation in route.operations)
+)
 
 
 def includeme(config):
