@@ -74,6 +74,7 @@ def create_app(settings: Mapping[str, Any]):
         # attributes (add_request_method would build a new class for every request).
         attributes = {"provider": provider, "validators": validators, "ownership": ownership}
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
+        config.include(".rendering")
         config.include(".tweens")
         config.include(".ratelimit")
         config.include(".routes")
