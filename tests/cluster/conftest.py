@@ -102,7 +102,21 @@ class HAProxy:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        wait_until(lambda: accepts_connections(self.port), "haproxy", self.process, DEADLINE)
+        # Its port answering is not enough (on a shared machine another process may hold it for
+        # a moment): its stats socket must answer too, which only this HAProxy has.
+        try:
+            wait_until(self._answers, "haproxy", self.process, DEADLINE)
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\n{self.output}") from None
+
+    def _answers(self) -> bool:
+        if not accepts_connections(self.port):
+            return False
+        try:
+            self.stat()
+        except OSError:
+            return False
+        return True
 
     def stat(self) -> dict[str, str]:
         """Server name -> status (UP, DOWN, ...) of the launchprov backend, from `show stat`."""
@@ -126,6 +140,8 @@ class HAProxy:
         """Poll `show stat` until every named server has the wanted status."""
         end = time.monotonic() + deadline
         while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"haproxy exited with {self.process.returncode}\n{self.output}")
             current = self.stat()
             if all(current.get(name, "").startswith(status) for name, status in wanted.items()):
                 return
