@@ -6,6 +6,7 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 
 from launchprov.auth import CALL, BearerTokenSecurityPolicy
+from launchprov.capacity import Capacity, OfferingMemory
 from launchprov.logs import install_record_factory, use_json_lines
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.openapi import build_document
@@ -40,9 +41,13 @@ def main(global_config, **settings):
     provider = MeteredProvider(create_provider(launchprov_settings), metrics)
     defaults = {
         name: launchprov_settings[f"launchprov.defaults.{name}"]
-        for name in ("key_name", "security_groups", "placement")
+        for name in ("key_name", "security_groups", "placement", "metadata_tokens")
     }
     validators = Validators(defaults, provider)
+    capacity = Capacity(
+        OfferingMemory(launchprov_settings["launchprov.capacity.unavailable_ttl"]),
+        lambda name, outcome: metrics.capacity_fallbacks.labels(name, outcome).inc(),
+    )
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
@@ -53,7 +58,7 @@ def main(global_config, **settings):
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request: plain class
         # attributes (add_request_method would build a new class for every request).
-        attributes = {"provider": provider, "validators": validators}
+        attributes = {"provider": provider, "validators": validators, "capacity": capacity}
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
         config.include(".tweens")
         config.include(".routes")

@@ -15,6 +15,7 @@ from typing import Any
 from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed, HTTPNotFound
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from launchprov.capacity import CapacityExhausted
 from launchprov.policy import PolicyViolation
 from launchprov.providers.interface import (
     ActionNotSupported,
@@ -128,6 +129,20 @@ def provider_error_view(exc: ProviderError, request):
     return _render(request, status, body, headers)
 
 
+def capacity_exhausted_view(exc: CapacityExhausted, request):
+    """Every alternative of a launch is out of capacity: the 408, with each attempt in
+    ``details`` and Retry-After the time until the first offering may be tried again."""
+    log.warning("provider call failed: %s %s: %s", exc.provider, exc.code, exc.message)
+    provider = {"name": exc.provider, "code": exc.code, "message": exc.message, "retryable": True}
+    status = PROVIDER_FAILURE_STATUS
+    details = [
+        detail("provider", f"alternative {attempt.index}", exc.describe(attempt))
+        for attempt in exc.attempts
+    ]
+    body = error_body(status, f"the {exc.provider} provider failed: {exc.code}", details, provider)
+    return _render(request, status, body, {"Retry-After": str(exc.retry_after)})
+
+
 def unauthenticated_view(exc, request):
     """Pyramid's forbidden view: the security policy denies only requests with no caller."""
     given = "Authorization" in request.headers
@@ -196,6 +211,7 @@ def includeme(config):
     config.add_exception_view(api_error_view, context=APIError)
     config.add_exception_view(unsupported_parameters_view, context=UnsupportedParameters)
     config.add_exception_view(provider_error_view, context=ProviderError)
+    config.add_exception_view(capacity_exhausted_view, context=CapacityExhausted)
     config.add_exception_view(instance_not_found_view, context=InstanceNotFound)
     config.add_exception_view(invalid_state_view, context=InvalidState)
     config.add_exception_view(action_not_supported_view, context=ActionNotSupported)

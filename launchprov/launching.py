@@ -14,8 +14,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from typing import NamedTuple
 
-from launchprov.providers.interface import IdempotencyConflict, InstanceQuery, LaunchRequest
+from launchprov.providers.interface import (
+    BEYOND_SEED,
+    IdempotencyConflict,
+    InstanceQuery,
+    LaunchRequest,
+)
 
 CALLER_TAG = "launchprov:caller"
 REQUEST_ID_TAG = "launchprov:request-id"
@@ -37,12 +43,27 @@ _FINGERPRINTED = (
     "ebs_optimized",
     "tags",
 )
+#: Parameters added after the seed's: fingerprinted only when they differ from the
+#: LaunchRequest default, so that a token's fingerprint of a seed-only launch is unchanged.
+_FINGERPRINTED_WHEN_SET = BEYOND_SEED
+_FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(LaunchRequest)}
+
+
+def _plain(value):
+    """JSON for what json.dumps does not know: dataclasses (fallback alternatives)."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return list(value)
 
 
 def fingerprint(request: LaunchRequest) -> str:
     """A digest of a launch's parameters (not of its request id or caller)."""
     values = {name: getattr(request, name) for name in _FINGERPRINTED}
-    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=list)
+    for name in _FINGERPRINTED_WHEN_SET:
+        value = getattr(request, name)
+        if value != _FIELD_DEFAULTS[name]:
+            values[name] = value
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -91,11 +112,26 @@ def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
     return [instance.id for instance in ordered]
 
 
-def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> list[str]:
-    """Launch, or return what an earlier attempt with the same client token launched."""
+class Launched(NamedTuple):
+    ids: list[str]
+    #: Which alternative launched them (0: the request itself); None for a launch without
+    #: a fallback, or a retry answered with an earlier attempt's ids.
+    alternative: int | None = None
+
+
+def launch(
+    provider, request: LaunchRequest, caller: str, request_id: str, capacity=None
+) -> Launched:
+    """Launch, or return what an earlier attempt with the same client token launched.
+
+    ``capacity`` (a :class:`launchprov.capacity.Capacity`) tries the request's fallback
+    alternatives; without it, the request is launched as it is.
+    """
     request = traced(request, caller, request_id)
     if request.client_token is not None:
         earlier = earlier_launch(provider, request)
         if earlier is not None:
-            return earlier
-    return provider.launch(request)
+            return Launched(earlier)
+    if capacity is None:
+        return Launched(provider.launch(request))
+    return Launched(*capacity.launch(provider, request))

@@ -47,6 +47,15 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self.capacity_fallbacks = Counter(
+            "launchprov_capacity_fallbacks",
+            "Launches with a fallback, by provider and outcome: 'fallback' (launched by an "
+            "alternative after the request itself), 'exhausted' (every alternative failed for "
+            "want of capacity), and per offering passed over, 'capacity_error' (it answered a "
+            "capacity error) or 'skipped' (known to be out: no call made).",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
         self.instances_launched = Counter(
             "launchprov_instances_launched",
             "Instances launched, by provider.",
@@ -105,3 +114,6 @@ class MeteredProvider:
 
     def ping(self, timeout):
         return self._call("ping", timeout)
+
+    def preflight(self, request):
+        return self._call("preflight", request)

@@ -10,6 +10,7 @@ class Route(NamedTuple):
 
 ROUTES: dict[str, Route] = {
     "launch": Route("/v1/launch", ("PUT",)),
+    "preflight": Route("/v1/launch/preflight", ("POST",)),
     "instances": Route("/v1/instances", ("GET",)),
     "instance": Route("/v1/instances/{id}", ("GET", "DELETE")),
     "instance_action": Route("/v1/instances/{id}/{action:stop|start|reboot}", ("POST",)),

@@ -106,6 +106,17 @@ def optional_positive_int(value: str) -> int | None:
     return positive_int(value) if value.strip() else None
 
 
+def optional_one_of(*choices: str) -> Callable[[str], str | None]:
+    """One of ``choices``, or empty for None (no rule)."""
+    parse_choice = one_of(*choices)
+
+    def parse(value: str) -> str | None:
+        return parse_choice(value) if value.strip() else None
+
+    parse.__doc__ = f"empty, or one of {', '.join(choices)}"
+    return parse
+
+
 #: A calling service's name: in a token line, a policy key, a tag and a log line.
 CALLER_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 _DIGEST = re.compile(r"\A[0-9a-f]{64}\Z")
@@ -210,6 +221,44 @@ SETTINGS: tuple[Setting, ...] = (
         "Availability zones a launch may use: names or globs (us-east-1*). Empty: any.",
     ),
     Setting(
+        "launchprov.policy.subnets",
+        "",
+        word_list,
+        "VPC subnets a launch may name (subnet_id, and each fallback's): ids or globs. Empty: any.",
+    ),
+    Setting(
+        "launchprov.policy.iam_instance_profiles",
+        "",
+        word_list,
+        "IAM instance profiles a launch may name: names, ARNs, or globs. Empty: any.",
+    ),
+    Setting(
+        "launchprov.policy.max_root_volume_size",
+        "",
+        optional_positive_int,
+        "Largest root_volume_size (GiB) a launch may ask for. Empty: no limit.",
+    ),
+    Setting(
+        "launchprov.policy.metadata_tokens",
+        "",
+        optional_one_of("required"),
+        "required: a launch may not ask for metadata_tokens = optional (IMDSv1). Empty: no rule.",
+    ),
+    Setting(
+        "launchprov.policy.spot",
+        "allowed",
+        one_of("allowed", "required", "forbidden"),
+        "Spot instances: allowed (either), required (spot must be true) or forbidden "
+        "(spot must be false).",
+    ),
+    Setting(
+        "launchprov.capacity.unavailable_ttl",
+        "180",
+        positive_float,
+        "Seconds an offering (instance type, zone) that answered a capacity error is skipped by "
+        "launches with a fallback, without a call. Per process.",
+    ),
+    Setting(
         "launchprov.retry_after",
         "2",
         positive_int,
@@ -252,6 +301,13 @@ SETTINGS: tuple[Setting, ...] = (
         "us-east-1b",
         zone,
         "placement (availability zone) used when a launch request does not give one.",
+    ),
+    Setting(
+        "launchprov.defaults.metadata_tokens",
+        "required",
+        one_of("required", "optional"),
+        "metadata_tokens used when a launch request does not give it: required (IMDSv2 "
+        "only) or optional (IMDSv1 too).",
     ),
     Setting(
         "launchprov.ec2.sandbox",
@@ -362,7 +418,17 @@ BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
 #: Keys with a caller's name in them: ``launchprov.policy.<caller>.<rule>`` overrides a policy
 #: rule for one caller, parsed as the rule's own setting is. Set in the .ini only (environment
 #: variable names cannot tell a caller's name from a rule's).
-POLICY_RULES = ("max_count", "instance_types", "amis", "placements")
+POLICY_RULES = (
+    "max_count",
+    "instance_types",
+    "amis",
+    "placements",
+    "subnets",
+    "iam_instance_profiles",
+    "max_root_volume_size",
+    "metadata_tokens",
+    "spot",
+)
 CALLER_POLICY = re.compile(
     rf"\Alaunchprov\.policy\.(?P<caller>[A-Za-z0-9_-]{{1,64}})\.(?P<rule>{'|'.join(POLICY_RULES)})\Z"
 )

@@ -144,6 +144,7 @@ from launchprov.providers.ec2_common import (
 )
 from launchprov.providers.interface import (
     ActionNotSupported,
+    Check,
     IdempotencyConflict,
     Instance,
     InstanceNotFound,
@@ -732,13 +733,48 @@ class LibcloudProvider:
             driver = drivers[region] = self._build_driver(region)
         return driver
 
-    def launch(self, request: LaunchRequest) -> list[str]:
+    def _refuse_unsupported(self, request: LaunchRequest) -> None:
         unsupported = {
             name: f"the {self.driver_name} driver cannot honour {name}"
             for name in sorted(request.explicit - self.parameters.keys())
         }
         if unsupported:
             raise UnsupportedParameters(NAME, unsupported)
+
+    def preflight(self, request: LaunchRequest) -> list[Check]:
+        """The parameter checks of a launch, then the catalog lookups: the image, the size
+        and (EC2) the availability zone, each found in what the driver lists."""
+        self._refuse_unsupported(request)
+        if self.driver_name == "ec2":
+            driver = self._ec2_driver(request.region, "placement")
+            lookups = [
+                ("image", lambda: driver.list_images(ex_image_ids=[request.ami]), request.ami),
+                ("size", driver.list_sizes, request.instance_type),
+                ("location", driver.list_locations, request.placement),
+            ]
+        else:
+            driver = self.driver(self._region)
+            lookups = [
+                ("image", driver.list_images, request.ami),
+                ("size", driver.list_sizes, request.instance_type),
+            ]
+        checks = []
+        for name, listing, wanted in lookups:
+            try:
+                found = any(wanted in (str(item.id), item.name) for item in listing())
+            except EC2ErrorReply as exc:
+                checks.append(Check(name, False, exc.error_code, exc.message))
+                continue
+            except Exception as exc:  # anything the SDK raises is a provider failure
+                raise provider_error(exc) from exc
+            message = f"the {self.driver_name} driver lists no {name} {wanted}"
+            checks.append(
+                Check(name, True) if found else Check(name, False, f"{name}NotFound", message)
+            )
+        return checks
+
+    def launch(self, request: LaunchRequest) -> list[str]:
+        self._refuse_unsupported(request)
         if self.driver_name == "ec2":
             return self._launch_ec2(request)
         return self._launch_one_by_one(request)

@@ -17,6 +17,9 @@ VALIDATION_FLAGS = {
     "MOTO_ENABLE_KEYPAIR_VALIDATION": "true",
 }
 
+#: The IAM instance profile the sandbox holds.
+SANDBOX_INSTANCE_PROFILE = "sandbox"
+
 _mock = None
 
 
@@ -45,6 +48,10 @@ def start_sandbox(region: str, key_name: str, security_groups) -> None:
     client.create_key_pair(KeyName=key_name)
     for group in security_groups:
         client.create_security_group(GroupName=group, Description=f"launchprov sandbox {group}")
+    # moto's account already has a default VPC with a subnet per zone; add the role a launch
+    # can name (iam_instance_profile = sandbox).
+    iam = boto3.client("iam", region_name=region)
+    iam.create_instance_profile(InstanceProfileName=SANDBOX_INSTANCE_PROFILE)
 
 
 def stop_sandbox() -> None:
@@ -52,4 +59,9 @@ def stop_sandbox() -> None:
     global _mock
     if _mock is not None:
         _mock.stop()
-        _mock = None
+        #: The IAM instance profile the sandbox holds.
+
+
+SANDBOX_INSTANCE_PROFILE = "sandbox"
+
+_mock = None

@@ -30,6 +30,7 @@ from launchprov import settings as launchprov_settings
 from launchprov.providers import libcloud_compute
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID
 from launchprov.providers.interface import (
+    BEYOND_SEED,
     STATES,
     ActionNotSupported,
     InstanceNotFound,
@@ -63,9 +64,11 @@ AMI = "ami-1e749f67"  # known to moto
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 #: Every parameter a caller can set (system_tags are launchprov's own, never explicit).
+#: The seed's parameters (those beyond it, VPC and fallback, have tests of their own).
 EVERY_FIELD = frozenset(f.name for f in dataclasses.fields(LaunchRequest)) - {
     "explicit",
     "system_tags",
+    *BEYOND_SEED,
 }
 
 

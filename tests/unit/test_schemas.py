@@ -16,6 +16,7 @@ SEED_DEFAULTS = {
     "key_name": "scalacity_dev1",
     "security_groups": ("SSH",),
     "placement": "us-east-1b",
+    "metadata_tokens": "required",
 }
 REQUIRED = {"ami": "ami-760aaa0f", "instance_type": "t2.micro"}
 
@@ -75,13 +76,19 @@ def test_only_required_gives_the_seed_defaults(validator):
 
 
 def test_deployment_defaults_replace_the_seed_defaults():
-    defaults = {"key_name": "ops", "security_groups": ("web", "ssh"), "placement": "eu-west-1a"}
+    defaults = {
+        "key_name": "ops",
+        "security_groups": ("web", "ssh"),
+        "placement": "eu-west-1a",
+        "metadata_tokens": "optional",
+    }
     request = LaunchValidator(defaults, IMAGE_ID).validate(json_params(**REQUIRED))
     assert (request.key_name, request.security_groups, request.placement) == (
         "ops",
         ("web", "ssh"),
         "eu-west-1a",
     )
+    assert request.metadata_tokens == "optional"
     assert request.region == "eu-west-1"
 
 
