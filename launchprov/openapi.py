@@ -127,6 +127,13 @@ INSTANCE = {
         "public_dns": _NULLABLE_STRING,
         "launch_time": {"type": ["string", "null"], "format": "date-time"},
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "subnet_id": _NULLABLE_STRING,
+        "iam_instance_profile": {
+            **_NULLABLE_STRING,
+            "description": "As the provider reports it (EC2: the instance profile's ARN).",
+        },
+        "spot": {"type": ["boolean", "null"]},
+        "metadata_tokens": {"enum": ["required", "optional", None]},
     },
     "additionalProperties": False,
 }

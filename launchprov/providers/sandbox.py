@@ -59,9 +59,4 @@ def stop_sandbox() -> None:
     global _mock
     if _mock is not None:
         _mock.stop()
-        #: The IAM instance profile the sandbox holds.
-
-
-SANDBOX_INSTANCE_PROFILE = "sandbox"
-
-_mock = None
+        _mock = None

@@ -25,6 +25,10 @@ def instance_json(instance: Instance) -> dict[str, Any]:
         "public_dns": instance.public_dns,
         "launch_time": launch_time.isoformat().replace("+00:00", "Z") if launch_time else None,
         "tags": dict(instance.tags),
+        "subnet_id": instance.subnet_id,
+        "iam_instance_profile": instance.iam_instance_profile,
+        "spot": instance.spot,
+        "metadata_tokens": instance.metadata_tokens,
     }
 
 
