@@ -10,8 +10,9 @@ Run it as a process (``python -m tests.faulty_ec2 --upstream URL --port N``) or 
 (:func:`serve`). Its control routes, under ``/_faults``:
 
 * ``PUT /_faults`` with ``{"rules": [{"instance_type": ..., "zone": ..., "subnet_id": ...,
-  "code": ...}]}``: refuse the launches matching a rule (every field given must match; code
-  defaults to InsufficientInstanceCapacity); forgets the calls recorded so far;
+  "code": ..., "status": ...}]}``: refuse the launches matching a rule (every field given
+  must match; code defaults to InsufficientInstanceCapacity, status to EC2's 500); forgets
+  the calls recorded so far;
 * ``GET /_faults/calls``: every call received, in order: ``{"action", "instance_type",
   "zone", "subnet_id", "dry_run", "faulted"}``.
 """
@@ -122,7 +123,8 @@ def make_handler(upstream: str, state: FaultState):
                     type=call["instance_type"], where=call["zone"] or call["subnet_id"]
                 )
                 reply = ERROR_REPLY.format(code=code, message=message, request_id=uuid.uuid4())
-                return self._reply(500, reply.encode(), "text/xml;charset=UTF-8")
+                status = int(rule.get("status", 500))
+                return self._reply(status, reply.encode(), "text/xml;charset=UTF-8")
             return self._forward(body)
 
         def _forward(self, body: bytes):
