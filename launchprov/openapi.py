@@ -139,6 +139,32 @@ INSTANCE = {
 }
 INSTANCE["required"] = list(INSTANCE["properties"])
 
+PREFLIGHT = {
+    "type": "object",
+    "properties": {
+        "would_launch": {"type": "boolean", "description": "Every check passed."},
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "ok": {"type": "boolean"},
+                    "code": {
+                        "type": ["string", "null"],
+                        "description": "The provider's error code, where the check failed.",
+                    },
+                    "message": {"type": ["string", "null"]},
+                },
+                "required": ["name", "ok", "code", "message"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["would_launch", "checks"],
+    "additionalProperties": False,
+}
+
 ERROR = {
     "type": "object",
     "description": "The body of every non-2xx answer.",
@@ -307,6 +333,26 @@ def build_document(
                     403,
                     408,
                     409,
+                    413,
+                    415,
+                ),
+            }
+        },
+        "/v1/launch/preflight": {
+            "post": {
+                "operationId": "preflight",
+                "summary": "Whether a launch would succeed, launching nothing",
+                "description": "Takes exactly the body of PUT /v1/launch, with the same "
+                "validation (400) and policy (403). On EC2: RunInstances with DryRun, and named "
+                "checks of the image, key pair, security groups, subnet and the instance type's "
+                "offering in the zone. On Libcloud: the catalog lookups and the driver's "
+                "parameter checks. A provider that cannot be reached is a 408.",
+                "parameters": [REQUEST_ID_PARAMETER, IDEMPOTENCY_KEY_PARAMETER],
+                "requestBody": {"required": True, **_json(launch_schema)},
+                "responses": _responses(
+                    {"description": "Every check, named.", **_json(PREFLIGHT)},
+                    403,
+                    408,
                     413,
                     415,
                 ),

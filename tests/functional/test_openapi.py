@@ -38,8 +38,9 @@ schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", APP)
 @schema.hook
 def filter_case(context, case):
     """Leave out what JSON Schema cannot say, and the document says in words instead:
-    min_count above max_count and an Idempotency-Key that differs from client_token (rules
-    across two fields), and ``next`` tokens that this service did not make (an opaque token has
+    min_count above max_count, an Idempotency-Key that differs from client_token and a
+    fallback placement outside the request's region (rules across two fields), and ``next``
+    tokens that this service did not make (an opaque token has
     no schema beyond "a string")."""
     body = case.body if isinstance(case.body, dict) else {}
     key = (case.headers or {}).get("Idempotency-Key")
@@ -48,6 +49,10 @@ def filter_case(context, case):
     counts = body.get("min_count", 1), body.get("max_count", 1)  # 1: their defaults
     numbers = all(type(count) in (int, float) for count in counts)
     if numbers and counts[0] > counts[1]:
+        return False
+    if isinstance(body.get("fallback"), list) and any(
+        isinstance(item, dict) and "placement" in item for item in body["fallback"]
+    ):
         return False
     return "next" not in (case.query or {})
 
