@@ -16,7 +16,11 @@ def healthz(request):
 
 
 def readyz(request):
-    """The provider answers one cheap call within launchprov.readiness_timeout."""
+    """The provider answers one cheap call within launchprov.readiness_timeout.
+
+    An unreachable rate-limit storage is reported but keeps the process ready: the limits fail
+    open, and a load balancer must not take every process out because Redis is down.
+    """
     timeout = request.registry.launchprov_settings["launchprov.readiness_timeout"]
     try:
         request.provider.ping(timeout)
@@ -24,7 +28,8 @@ def readyz(request):
         message = f"the {exc.provider} provider cannot be reached: {exc.code}: {exc.message}"
         details = [{"location": "provider", "name": exc.provider, "description": exc.code}]
         return error_response(request, 503, message, details)
-    return {"status": "ready", "provider": request.provider.name}
+    ratelimit = request.registry.launchprov_ratelimits.readiness()
+    return {"status": "ready", "provider": request.provider.name, "ratelimit": ratelimit}
 
 
 def metrics(request):

@@ -149,7 +149,11 @@ def test_liveness_makes_no_provider_call(app):
 
 
 def test_readiness_asks_the_provider(app):
-    assert app.get("/readyz", status=200).json == {"status": "ready", "provider": "ec2"}
+    assert app.get("/readyz", status=200).json == {
+        "status": "ready",
+        "provider": "ec2",
+        "ratelimit": {"enabled": False},
+    }
     found = samples(app)
     key = (
         "launchprov_provider_calls_total",
