@@ -85,10 +85,11 @@ class CapacityExhausted(ProviderError):
         self.attempts = attempts
         #: Whole seconds until the first of these offerings is no longer remembered as out.
         self.retry_after = max(1, math.ceil(min(attempt.left for attempt in attempts)))
-        called = sum(attempt.called for attempt in attempts)
+        asked = sum(attempt.called for attempt in attempts)
         message = (
-            f"every alternative is out of capacity ({len(attempts)} tried, {called} of them "
-            f"asked, the others known to be out); retry in {self.retry_after} s"
+            f"every alternative is out of capacity ({asked} answered so, "
+            f"{len(attempts) - asked} known to be out and not asked); "
+            f"retry in {self.retry_after} s"
         )
         super().__init__(provider, EXHAUSTED_CODE, message, retryable=True)
 

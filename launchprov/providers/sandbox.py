@@ -20,6 +20,33 @@ VALIDATION_FLAGS = {
 #: The IAM instance profile the sandbox holds.
 SANDBOX_INSTANCE_PROFILE = "sandbox"
 
+#: An instance type the sandbox never has capacity for (moto never runs out of any): a launch
+#: of it answers EC2's InsufficientInstanceCapacity, so the capacity fallback can be tried.
+SANDBOX_OUT_OF_CAPACITY = "p4d.24xlarge"
+
+
+def _no_capacity(params=None, model=None, **kwargs):
+    """botocore ``before-call`` of RunInstances: EC2's capacity error for the type that is out.
+
+    Returning a reply here answers the call without sending it, as a real EC2 would answer.
+    """
+    sent = params.get("body") or {}  # the request's form fields, as EC2 would receive them
+    if sent.get("InstanceType") != SANDBOX_OUT_OF_CAPACITY or sent.get("DryRun") == "true":
+        return None
+    from botocore.awsrequest import AWSResponse
+
+    zone = sent.get("Placement.AvailabilityZone") or "the subnet's zone"
+    message = (
+        f"We currently do not have sufficient {SANDBOX_OUT_OF_CAPACITY} capacity in the "
+        f"Availability Zone you requested ({zone})."
+    )
+    error = {"Code": "InsufficientInstanceCapacity", "Message": message}
+    reply = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 500}}
+    return AWSResponse("http://sandbox", 500, {}, None), reply
+
+
+_HANDLER = ("before-call.ec2.RunInstances", _no_capacity)
+
 _mock = None
 
 
@@ -44,6 +71,9 @@ def start_sandbox(region: str, key_name: str, security_groups) -> None:
     moto.settings.ENABLE_KEYPAIR_VALIDATION = True
     _mock = mock_aws()
     _mock.start()
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    BUILTIN_HANDLERS.append(_HANDLER)  # every session made from now on (the provider's)
     client = boto3.client("ec2", region_name=region)
     client.create_key_pair(KeyName=key_name)
     for group in security_groups:
@@ -58,5 +88,9 @@ def stop_sandbox() -> None:
     """Stop the mock (tests, which start and stop many apps in one process)."""
     global _mock
     if _mock is not None:
+        from botocore.handlers import BUILTIN_HANDLERS
+
+        if _HANDLER in BUILTIN_HANDLERS:
+            BUILTIN_HANDLERS.remove(_HANDLER)
         _mock.stop()
         _mock = None

@@ -256,3 +256,36 @@ def test_a_callers_own_rule_for_spot(account):
         status=200,
     )
     assert describe(account, response.json[0])["InstanceLifecycle"] == "spot"
+
+
+@pytest.fixture
+def sandbox():
+    from launchprov.providers.sandbox import stop_sandbox
+
+    try:
+        yield make_app(**{"launchprov.ec2.sandbox": "true"})
+    finally:
+        stop_sandbox()
+
+
+def test_the_sandbox_has_a_subnet_per_zone_an_instance_profile_and_a_type_out_of_capacity(sandbox):
+    (plain,) = put(sandbox, LAUNCH, status=200).json
+    subnet = sandbox.get(f"/v1/instances/{plain}").json["subnet_id"]
+    body = {**LAUNCH, "subnet_id": subnet, "iam_instance_profile": "sandbox", "spot": True}
+    assert put(sandbox, body, path="/v1/launch/preflight", method="post", status=200).json[
+        "would_launch"
+    ]
+    (instance_id,) = put(sandbox, body, status=200).json
+    shown = sandbox.get(f"/v1/instances/{instance_id}").json
+    assert (shown["subnet_id"], shown["spot"]) == (subnet, True)
+    assert shown["iam_instance_profile"].endswith(":instance-profile/sandbox")
+
+    out = {**LAUNCH, "instance_type": "p4d.24xlarge"}
+    error = assert_error_body(put(sandbox, out), 408)
+    assert error["provider"]["code"] == "InsufficientInstanceCapacity"
+    (fell_back,) = put(
+        sandbox, {**out, "fallback": [{"instance_type": "t3.large"}]}, status=200
+    ).json
+    shown = sandbox.get(f"/v1/instances/{fell_back}").json
+    assert shown["instance_type"] == "t3.large"
+    assert shown["tags"]["launchprov:alternative"] == "1"
