@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # A stamp per extra: reinstall when setup.py changes.
 $(VENV)/.installed-sandbox: setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[sandbox]'
+	$(BIN)/python -m pip install --quiet -e '.[sandbox,client]'
 	@touch $@
 
 $(VENV)/.installed-testing: setup.py | $(BIN)/python
@@ -24,6 +24,7 @@ $(VENV)/.installed-docs: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs]'
 	@touch $@
 
+# The sandbox, and the command line (launchprov) to try it with.
 run: $(VENV)/.installed-sandbox
 	$(BIN)/pserve development.ini
 

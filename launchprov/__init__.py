@@ -10,6 +10,7 @@ from launchprov.capacity import Capacity, OfferingMemory
 from launchprov.logs import install_record_factory, use_json_lines
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.openapi import build_document
+from launchprov.ownership import Ownership
 from launchprov.policy import Policy
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
@@ -44,6 +45,8 @@ def main(global_config, **settings):
         for name in ("key_name", "security_groups", "placement", "metadata_tokens")
     }
     validators = Validators(defaults, provider)
+    policy = Policy.from_settings(launchprov_settings)
+    ownership = Ownership(policy, auth_enabled, metrics)
     capacity = Capacity(
         OfferingMemory(launchprov_settings["launchprov.capacity.unavailable_ttl"]),
         lambda name, outcome: metrics.capacity_fallbacks.labels(name, outcome).inc(),
@@ -51,14 +54,19 @@ def main(global_config, **settings):
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
-        config.registry.launchprov_policy = Policy.from_settings(launchprov_settings)
+        config.registry.launchprov_policy = policy
         config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled))
         config.set_default_permission(CALL)
         config.registry.launchprov_openapi = build_document(validators, provider.name, auth_enabled)
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request: plain class
         # attributes (add_request_method would build a new class for every request).
-        attributes = {"provider": provider, "validators": validators, "capacity": capacity}
+        attributes = {
+            "provider": provider,
+            "validators": validators,
+            "ownership": ownership,
+            "capacity": capacity,
+        }
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
         config.include(".tweens")
         config.include(".ratelimit")

@@ -58,6 +58,13 @@ class Metrics:
             ["provider", "outcome"],
             registry=self.registry,
         )
+        self.foreign_actions = Counter(
+            "launchprov_foreign_actions",
+            "Actions on instances the caller did not launch (granted by launchprov.policy."
+            "act_on), by caller and action.",
+            ["caller", "action"],
+            registry=self.registry,
+        )
         self.instances_launched = Counter(
             "launchprov_instances_launched",
             "Instances launched, by provider.",

@@ -1,8 +1,10 @@
-"""Policy guardrails: what a launch may ask for, per deployment and per caller.
+"""Policy guardrails: what a launch may ask for, and which instances a caller may see and act
+on, per deployment and per caller.
 
-Checked after validation and before any provider call. Each rule is a setting
+The launch rules are checked after validation and before any provider call; the ownership rules
+(``see``, ``act_on``) by :mod:`launchprov.ownership`. Each rule is a setting
 (``launchprov.policy.<rule>``); a caller's own setting (``launchprov.policy.<caller>.<rule>``)
-replaces the rule for that caller. An empty rule allows anything.
+replaces the rule for that caller. An empty launch rule allows anything.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from launchprov.providers.interface import LaunchRequest
-from launchprov.settings import CALLER_POLICY, POLICY_RULES
+from launchprov.settings import CALLER_POLICY, POLICY_RULES, SCOPES, ConfigurationError
 
 #: The launch parameter each glob rule checks (a parameter that is None is not checked).
 GLOB_RULES = {
@@ -36,6 +38,10 @@ class PolicyViolation(Exception):
         self.value = value
         self.allowed = allowed
 
+    #: Where the refused parameter was (body, querystring, path); None: where the request's
+    #: parameters came from.
+    location: str | None = None
+
 
 @dataclasses.dataclass(frozen=True)
 class Rules:
@@ -48,6 +54,8 @@ class Rules:
     max_root_volume_size: int | None = None
     metadata_tokens: str | None = None
     spot: str = "allowed"
+    see: str = "own"
+    act_on: str = "own"
 
 
 class Policy:
@@ -63,11 +71,24 @@ class Policy:
             match = CALLER_POLICY.match(key)
             if match:
                 per_caller.setdefault(match["caller"], {})[match["rule"]] = value
-        return cls(default, per_caller)
+        policy = cls(default, per_caller)
+        policy.check_scopes()
+        return policy
 
-    def _rule(self, caller: str, rule: str) -> tuple[str, Any]:
+    def check_scopes(self) -> None:
+        """ConfigurationError when a caller (or the default) may act on more than it may see."""
+        for caller in [None, *sorted(self.per_caller)]:
+            see_setting, see = self.rule(caller, "see")
+            act_setting, act_on = self.rule(caller, "act_on")
+            if SCOPES.index(act_on) > SCOPES.index(see):
+                raise ConfigurationError(
+                    f"{act_setting} = {act_on} is wider than {see_setting} = {see}: a caller "
+                    "cannot act on instances it may not see"
+                )
+
+    def rule(self, caller: str | None, rule: str) -> tuple[str, Any]:
         """(the setting in force, its value) for one caller."""
-        own = self.per_caller.get(caller, {})
+        own = self.per_caller.get(caller, {}) if caller is not None else {}
         if rule in own:
             return f"launchprov.policy.{caller}.{rule}", own[rule]
         return f"launchprov.policy.{rule}", getattr(self.default, rule)
@@ -85,7 +106,7 @@ class Policy:
 
     def _check_request(self, caller: str, request: LaunchRequest) -> None:
         for rule, parameter in LIMIT_RULES.items():
-            setting, limit = self._rule(caller, rule)
+            setting, limit = self.rule(caller, rule)
             value = getattr(request, parameter)
             if limit is not None and value is not None and value > limit:
                 raise PolicyViolation(setting, parameter, value, f"at most {limit}")
@@ -93,16 +114,16 @@ class Policy:
             value = getattr(request, parameter)
             if value is not None:
                 self._check_glob(caller, parameter, value, parameter)
-        setting, tokens = self._rule(caller, "metadata_tokens")
+        setting, tokens = self.rule(caller, "metadata_tokens")
         if tokens == "required" and request.metadata_tokens != "required":
             raise PolicyViolation(setting, "metadata_tokens", request.metadata_tokens, "required")
-        setting, spot = self._rule(caller, "spot")
+        setting, spot = self.rule(caller, "spot")
         if (spot == "required" and not request.spot) or (spot == "forbidden" and request.spot):
             raise PolicyViolation(setting, "spot", request.spot, spot)
 
     def _check_glob(self, caller: str, parameter: str, value: str, name: str) -> None:
         rule = _GLOB_RULE_OF[parameter]
-        setting, globs = self._rule(caller, rule)
+        setting, globs = self.rule(caller, rule)
         if globs and not any(fnmatchcase(value, glob) for glob in globs):
             raise PolicyViolation(setting, name, value, " ".join(globs))
 
