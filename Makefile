@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format docs bench clean
+.PHONY: run test test-fast lint format docs bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -32,6 +32,10 @@ test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
+test-fast: $(VENV)/.installed-testing
+	$(BIN)/pytest -q tests/unit
 
 $(VENV)/.installed-bench: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
