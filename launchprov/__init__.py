@@ -15,7 +15,7 @@ from launchprov.policy import Policy
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
 from launchprov.schemas import Validators
-from launchprov.settings import ConfigurationError, load
+from launchprov.settings import ConfigurationError, launch_defaults, load
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,7 @@ def main(global_config, **settings):
         use_json_lines()
     metrics = Metrics()
     provider = MeteredProvider(create_provider(launchprov_settings), metrics)
-    defaults = {
-        name: launchprov_settings[f"launchprov.defaults.{name}"]
-        for name in ("key_name", "security_groups", "placement", "metadata_tokens")
-    }
+    defaults = launch_defaults(launchprov_settings)
     validators = Validators(defaults, provider)
     policy = Policy.from_settings(launchprov_settings)
     ownership = Ownership(policy, auth_enabled, metrics)

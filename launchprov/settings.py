@@ -554,6 +554,18 @@ PATTERNED_SETTINGS: tuple[PatternedSetting, ...] = (
 )
 
 
+DEFAULTS_PREFIX = f"{PREFIX}defaults."
+
+
+def launch_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The deployment's launch defaults, by parameter name: every ``launchprov.defaults.*``."""
+    return {
+        key[len(DEFAULTS_PREFIX) :]: value
+        for key, value in settings.items()
+        if key.startswith(DEFAULTS_PREFIX)
+    }
+
+
 def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse every declared setting from ``raw`` (the .ini's settings) and ``environ``.
 

@@ -20,7 +20,7 @@ from launchprov.openapi import build_document
 from launchprov.providers.ec2 import EC2Provider
 from launchprov.routes import ROUTES
 from launchprov.schemas import Validators
-from launchprov.settings import load
+from launchprov.settings import launch_defaults, load
 from tests.support import GOOD_AMI, make_app
 
 # As production runs it: authentication on, one caller.
@@ -61,10 +61,7 @@ def secured_document() -> dict:
     and without reading the environment: schemathesis makes its tests from it when the module
     is collected, and :func:`test_the_app_serves_the_document_tested` holds the app to it."""
     parsed = load(SECURED, environ={})
-    defaults = {
-        name: parsed[f"launchprov.defaults.{name}"]
-        for name in ("key_name", "security_groups", "placement")
-    }
+    defaults = launch_defaults(parsed)
     document = build_document(Validators(defaults, EC2Provider), EC2Provider.name, True)
     return json.loads(json.dumps(document))
 
