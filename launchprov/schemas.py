@@ -249,7 +249,14 @@ class AlternativeList(_StrictType):
                     "maxLength": MAX_STRING,
                     "pattern": NO_NUL,
                 },
-                "placement": {"type": "string", "pattern": _pattern_of(_ZONE_RE)},
+                "placement": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_STRING,
+                    "pattern": NO_NUL,
+                    "description": "An availability zone of the request's region (EC2), or "
+                    "the cloud's location name.",
+                },
                 "subnet_id": {"type": "string", "pattern": _pattern_of(SUBNET_ID)},
             },
             "additionalProperties": False,
@@ -288,8 +295,12 @@ class AlternativeList(_StrictType):
                 f"1 to {MAX_STRING} characters",
             ),
             "placement": (
-                lambda v: _ZONE_RE.match(v) is not None,
-                "expected an availability-zone name such as us-east-1b",
+                (lambda v: _ZONE_RE.match(v) is not None)
+                if _placement_is_zone(node)
+                else (lambda v: 1 <= len(v) <= MAX_STRING and "\x00" not in v),
+                "expected an availability-zone name such as us-east-1b"
+                if _placement_is_zone(node)
+                else f"1 to {MAX_STRING} characters",
             ),
             "subnet_id": (
                 lambda v: SUBNET_ID.match(v) is not None,
@@ -305,6 +316,11 @@ class AlternativeList(_StrictType):
             if not valid(value):
                 raise colander.Invalid(node, f"{where}: {name}: {rule}")
         return Alternative(**item)
+
+
+def _placement_is_zone(node) -> bool:
+    """Whether the bound provider's placements are EC2 availability zones."""
+    return (getattr(node, "bindings", None) or {}).get("placement_is_zone", True)
 
 
 def _pattern_of(regex: re.Pattern) -> str:
@@ -485,6 +501,8 @@ class AlternativesInRegion:
     for the first attempt's instances in that one region."""
 
     def __call__(self, node, value):
+        if not value.get("fallback") or not _placement_is_zone(node):
+            return  # off EC2, a placement is the cloud's location name: no region in it
         region = region_of(value["placement"])
         for index, alternative in enumerate(value.get("fallback") or ()):
             if alternative.placement and region_of(alternative.placement) != region:

@@ -75,11 +75,13 @@ def final_capacity_error(response=None, operation=None, **kwargs):
     return None
 
 
-def run_instances_params(request: LaunchRequest, root_device: str | None = None) -> dict[str, Any]:
+def run_instances_params(
+    request: LaunchRequest, root_device: str | None = None, root_size: int | None = None
+) -> dict[str, Any]:
     """The RunInstances arguments for a launch request: every parameter, mapped.
 
-    ``root_device`` is the image's root device name, needed (and looked up by the caller) only
-    when the request sizes or types the root volume.
+    ``root_device`` is the image's root device name and ``root_size`` its size, needed (and
+    looked up by the caller) only when the request sizes or types the root volume.
     """
     placement = {}
     if request.zone is not None:  # else the subnet decides the zone
@@ -103,7 +105,7 @@ def run_instances_params(request: LaunchRequest, root_device: str | None = None)
     if request.iam_instance_profile is not None:
         key = "Arn" if request.iam_instance_profile.startswith("arn:") else "Name"
         params["IamInstanceProfile"] = {key: request.iam_instance_profile}
-    volume = root_volume(request)
+    volume = root_volume(request, root_size)
     if volume:
         params["BlockDeviceMappings"] = [{"DeviceName": root_device, "Ebs": volume}]
     if request.spot:
@@ -122,6 +124,17 @@ def run_instances_params(request: LaunchRequest, root_device: str | None = None)
     if request.client_token is not None:
         params["ClientToken"] = request.client_token
     return params
+
+
+def root_of(image: dict[str, Any]) -> tuple[str, int | None]:
+    """(root device name, its size in GiB or None) of a DescribeImages item."""
+    device = image["RootDeviceName"]
+    sizes = [
+        mapping.get("Ebs", {}).get("VolumeSize")
+        for mapping in image.get("BlockDeviceMappings", [])
+        if mapping.get("DeviceName") == device
+    ]
+    return device, next((size for size in sizes if size), None)
 
 
 def describe_filters(query: InstanceQuery) -> list[dict[str, Any]]:
@@ -198,7 +211,7 @@ class EC2Provider:
         self._lock = threading.Lock()
         self._default_region = default_region
         self._ping_clients: dict[float, Any] = {}
-        self._root_devices: dict[tuple[str, str], str] = {}
+        self._root_devices: dict[tuple[str, str], tuple[str, int | None]] = {}
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> EC2Provider:
@@ -288,24 +301,23 @@ class EC2Provider:
             raise provider_error(exc) from exc
 
     def launch(self, request: LaunchRequest) -> list[str]:
-        root_device = (
-            self.root_device(request.region, request.ami) if root_volume(request) else None
-        )
-        params = run_instances_params(request, root_device)
+        root = self.root_device(request.region, request.ami) if root_volume(request) else None
+        params = run_instances_params(request, *(root or (None, None)))
         reply = self._call(request.region, "run_instances", **params)
         return [instance["InstanceId"] for instance in reply["Instances"]]
 
-    def root_device(self, region: str, ami: str) -> str:
-        """The root device name of an image (``/dev/xvda``), asked once per image."""
+    def root_device(self, region: str, ami: str) -> tuple[str, int | None]:
+        """The root device of an image: its name (``/dev/xvda``) and size in GiB (None when
+        the image does not say), asked once per image."""
         key = (region, ami)
-        device = self._root_devices.get(key)
-        if device is None:
-            device = self._image(region, ami)["RootDeviceName"]
+        root = self._root_devices.get(key)
+        if root is None:
+            root = root_of(self._image(region, ami))
             with self._lock:
                 if len(self._root_devices) >= ROOT_DEVICE_CACHE_SIZE:
                     self._root_devices.clear()
-                self._root_devices[key] = device
-        return device
+                self._root_devices[key] = root
+        return root
 
     def _image(self, region: str, ami: str) -> dict[str, Any]:
         images = self._call(region, "describe_images", ImageIds=[ami])["Images"]
@@ -329,12 +341,12 @@ class EC2Provider:
                 checks.append(Check(name, False, exc.code, exc.message))
                 return None
 
-        root_device = None
+        root = ("/dev/xvda", None)  # for the dry run when the image is unknown (it fails anyway)
         images = ask("image", "describe_images", ImageIds=[request.ami])
         if images is not None:
             if images["Images"]:
                 checks.append(Check("image", True))
-                root_device = images["Images"][0].get("RootDeviceName")
+                root = root_of(images["Images"][0])
             else:
                 checks.append(Check("image", False, "InvalidAMIID.NotFound", request.ami))
         if ask("key_pair", "describe_key_pairs", KeyNames=[request.key_name]) is not None:
@@ -363,7 +375,7 @@ class EC2Provider:
             elif offerings is not None:
                 message = f"{request.instance_type} is not offered in {zone}"
                 checks.append(Check("instance_type_offered", False, "Unsupported", message))
-        params = run_instances_params(request, root_device or "/dev/xvda")
+        params = run_instances_params(request, *root)
         params.pop("ClientToken", None)  # a dry run is not the launch the token names
         try:
             self._call(region, "run_instances", DryRun=True, **params)

@@ -118,11 +118,18 @@ def describe_filters(query: InstanceQuery) -> dict[str, list[str]]:
     return filters
 
 
-def root_volume(request: LaunchRequest) -> dict:
-    """The ``Ebs`` of the root device's mapping: empty when the request leaves it alone."""
+def root_volume(request: LaunchRequest, image_size: int | None = None) -> dict:
+    """The ``Ebs`` of the root device's mapping: empty when the request leaves it alone.
+
+    A type without a size keeps the image's size (``image_size``): EC2 would take it from the
+    image's snapshot, but EC2-compatible endpoints (moto) want one or the other.
+    """
     volume: dict = {}
-    if request.root_volume_size is not None:
-        volume["VolumeSize"] = request.root_volume_size
+    size = request.root_volume_size
+    if size is None and request.root_volume_type is not None:
+        size = image_size
+    if size is not None:
+        volume["VolumeSize"] = size
     if request.root_volume_type is not None:
         volume["VolumeType"] = request.root_volume_type
     return volume

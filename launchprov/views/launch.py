@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from launchprov import launching
+from launchprov.capacity import alternatives
 from launchprov.params import read_params
 from launchprov.providers.interface import LaunchRequest
 from launchprov.schemas import IDEMPOTENCY_KEY
@@ -34,7 +35,8 @@ def launch(request):
 
 def preflight(request):
     traced = launching.traced(launch_request(request), request.identity, request.request_id)
-    checks = request.provider.preflight(traced)
+    # The request itself, as its first attempt would be sent (its fallback checked by policy).
+    checks = request.provider.preflight(alternatives(traced)[0])
     return {
         "would_launch": all(check.ok for check in checks),
         "checks": [dataclasses.asdict(check) for check in checks],

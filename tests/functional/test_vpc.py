@@ -3,13 +3,14 @@ volume, IMDSv2 and spot; and the policy rules for each. Checked where it lands: 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 
 import boto3
 import pytest
 
-from tests.support import GOOD_AMI, assert_error_body, detail_names, make_app
+from tests.support import GOOD_AMI, MISSING_AMI, assert_error_body, detail_names, make_app
 
 LAUNCH = {"ami": GOOD_AMI, "instance_type": "t3.micro"}
 
@@ -289,3 +290,99 @@ def test_the_sandbox_has_a_subnet_per_zone_an_instance_profile_and_a_type_out_of
     shown = sandbox.get(f"/v1/instances/{fell_back}").json
     assert shown["instance_type"] == "t3.large"
     assert shown["tags"]["launchprov:alternative"] == "1"
+
+
+# -- every adapter with an EC2 behind it ------------------------------------------------------
+
+
+def test_the_new_parameters_arrive_through_every_ec2_adapter(ec2_backed):
+    client = ec2_backed.ec2
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=ec2_backed.endpoint_url)
+    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_instance_profile(InstanceProfileName="sandbox")
+    subnet = subnet_of(client, "us-east-1c")
+    body = {
+        **LAUNCH,
+        "subnet_id": subnet,
+        "iam_instance_profile": "sandbox",
+        "root_volume_size": 12,
+        "root_volume_type": "gp3",
+        "metadata_tokens": "optional",
+        "spot": True,
+    }
+    (instance_id,) = put(ec2_backed.app, body, status=200).json
+    instance = describe(client, instance_id)
+    assert (instance["SubnetId"], instance["Placement"]["AvailabilityZone"]) == (
+        subnet,
+        "us-east-1c",
+    )
+    assert instance["IamInstanceProfile"]["Arn"].endswith(":instance-profile/sandbox")
+    assert instance["MetadataOptions"]["HttpTokens"] == "optional"
+    assert instance["InstanceLifecycle"] == "spot"
+    volume = root_volume(client, instance)
+    assert (volume["Size"], volume["VolumeType"]) == (12, "gp3")
+    shown = ec2_backed.app.get(f"/v1/instances/{instance_id}", status=200).json
+    assert (shown["subnet_id"], shown["spot"]) == (subnet, True)
+    # Without them: IMDSv2, the seed's placement.
+    (plain,) = put(ec2_backed.app, LAUNCH, status=200).json
+    assert describe(client, plain)["MetadataOptions"]["HttpTokens"] == "required"
+
+
+def test_security_group_ids_go_with_a_subnet_on_every_ec2_adapter(ec2_backed):
+    client = ec2_backed.ec2
+    subnet = client.describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}]
+    )["Subnets"][0]
+    group = client.create_security_group(
+        GroupName=f"web-{subnet['SubnetId']}", Description="web", VpcId=subnet["VpcId"]
+    )["GroupId"]
+    body = {**LAUNCH, "subnet_id": subnet["SubnetId"], "security_groups": [group]}
+    (instance_id,) = put(ec2_backed.app, body, status=200).json
+    assert [item["GroupId"] for item in describe(client, instance_id)["SecurityGroups"]] == [group]
+
+
+def test_the_preflight_of_every_ec2_adapter_names_its_checks(ec2_backed):
+    before = len(ec2_backed.ec2.describe_instances()["Reservations"])
+    answer = put(
+        ec2_backed.app, LAUNCH, path="/v1/launch/preflight", method="post", status=200
+    ).json
+    assert answer["would_launch"] is True, answer
+    assert {"image", "instance_type_offered"} <= {check["name"] for check in answer["checks"]}
+    body = {**LAUNCH, "ami": MISSING_AMI, "instance_type": "t9.nothing"}
+    answer = put(ec2_backed.app, body, path="/v1/launch/preflight", method="post", status=200).json
+    failed = {check["name"]: check["code"] for check in answer["checks"] if not check["ok"]}
+    assert failed["image"] == "InvalidAMIID.NotFound"
+    assert failed["instance_type_offered"] == "Unsupported"
+    assert len(ec2_backed.ec2.describe_instances()["Reservations"]) == before
+
+
+def test_a_driver_that_cannot_honour_them_refuses_each_by_name():
+    app = make_app(**{"launchprov.provider": "libcloud", "launchprov.libcloud.driver": "dummy"})
+    body = {"ami": "1", "instance_type": "1", "subnet_id": "subnet-12345678", "spot": True}
+    for path, method in (("/v1/launch", "put"), ("/v1/launch/preflight", "post")):
+        error = assert_error_body(put(app, body, path=path, method=method), 400)
+        assert detail_names(error) == ["spot", "subnet_id"]
+    # What it can do, it checks: its catalog lookups (none for the dummy) and the parameters.
+    answer = put(
+        app,
+        {"ami": "1", "instance_type": "1"},
+        path="/v1/launch/preflight",
+        method="post",
+        status=200,
+    ).json
+    assert answer == {
+        "would_launch": True,
+        "checks": [{"name": "parameters", "ok": True, "code": None, "message": None}],
+    }
+
+
+def test_a_root_volume_type_alone_keeps_the_images_size(app, account):
+    image = account.describe_images(ImageIds=[GOOD_AMI])["Images"][0]
+    (size,) = [
+        mapping["Ebs"]["VolumeSize"]
+        for mapping in image["BlockDeviceMappings"]
+        if mapping["DeviceName"] == image["RootDeviceName"]
+    ]
+    (instance_id,) = put(app, {**LAUNCH, "root_volume_type": "gp3"}, status=200).json
+    volume = root_volume(account, describe(account, instance_id))
+    assert (volume["Size"], volume["VolumeType"]) == (size, "gp3")

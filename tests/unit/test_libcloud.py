@@ -29,7 +29,6 @@ from zope.interface.verify import verifyObject
 from launchprov import settings as launchprov_settings
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID
 from launchprov.providers.interface import (
-    BEYOND_SEED,
     STATES,
     ActionNotSupported,
     InstanceNotFound,
@@ -60,11 +59,12 @@ AMI = "ami-1e749f67"  # known to moto
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 #: Every parameter a caller can set (system_tags are launchprov's own, never explicit).
-#: The seed's parameters (those beyond it, VPC and fallback, have tests of their own).
+#: Every launch parameter but the fallback (which the capacity fallback above any adapter
+#: turns into launches of their own).
 EVERY_FIELD = frozenset(f.name for f in dataclasses.fields(LaunchRequest)) - {
     "explicit",
     "system_tags",
-    *BEYOND_SEED,
+    "fallback",
 }
 
 
@@ -480,6 +480,7 @@ def test_ec2_create_node_without_name_leaks_no_sentinel(ec2_provider):
     arguments = {
         mapped.argument: mapped.convert(LaunchContext(request, driver, None))
         for mapped in EC2_PARAMETERS.values()
+        if mapped.argument is not None
     }
 
     nodes = driver.create_node(**{**arguments, "ex_metadata": {"role": "web"}})

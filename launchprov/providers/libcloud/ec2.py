@@ -109,32 +109,38 @@ def _instance_profile(context: LaunchContext) -> str | None:
     return profile
 
 
-#: Root device names of images, by (region, image id): an image's never changes.
-_ROOT_DEVICES: dict[tuple[str, str], str] = {}
+#: Root devices of images (name, size in GiB or None), by (region, image id): an image's
+#: never changes.
+_ROOT_DEVICES: dict[tuple[str, str], tuple[str, int | None]] = {}
 _ROOT_DEVICES_LOCK = threading.Lock()
 
 
-def root_device(driver: NodeDriver, ami: str) -> str:
-    """The image's root device name (DescribeImages, once per image and process)."""
+def root_device(driver: NodeDriver, ami: str) -> tuple[str, int | None]:
+    """The image's root device name and size (DescribeImages, once per image and process)."""
     key = (driver.region_name, ami)
-    device = _ROOT_DEVICES.get(key)
-    if device is None:
+    root = _ROOT_DEVICES.get(key)
+    if root is None:
         reply = request(driver, {"Action": "DescribeImages", "ImageId.1": ami})
         device = findtext(reply, "imagesSet/item/rootDeviceName", NAMESPACE)
         if not device:
             raise ProviderError(NAME, "InvalidAMIID.NotFound", f"no image {ami}", retryable=False)
+        size = None
+        for mapping in findall(reply, "imagesSet/item/blockDeviceMapping/item", NAMESPACE):
+            if findtext(mapping, "deviceName", NAMESPACE) == device:
+                size = int(findtext(mapping, "ebs/volumeSize", NAMESPACE) or 0) or None
+        root = (device, size)
         with _ROOT_DEVICES_LOCK:
             if len(_ROOT_DEVICES) >= 1024:
                 _ROOT_DEVICES.clear()
-            _ROOT_DEVICES[key] = device
-    return device
+            _ROOT_DEVICES[key] = root
+    return root
 
 
 def _root_volume(context: LaunchContext) -> list[dict] | None:
-    volume = ec2_common.root_volume(context.request)
-    if not volume:
+    if not ec2_common.root_volume(context.request):
         return None
-    return [{"DeviceName": root_device(context.driver, context.request.ami), "Ebs": volume}]
+    device, size = root_device(context.driver, context.request.ami)
+    return [{"DeviceName": device, "Ebs": ec2_common.root_volume(context.request, size)}]
 
 
 #: The EC2 driver: every parameter, in one create_node call.
