@@ -28,29 +28,24 @@ REQUEST_ID_TAG = "launchprov:request-id"
 CLIENT_TOKEN_TAG = "launchprov:client-token"  # noqa: S105 (a tag key, not a secret)
 REQUEST_HASH_TAG = "launchprov:request-hash"
 
-#: The parameters that make two launches "the same launch" for a client token.
-_FINGERPRINTED = (
-    "ami",
-    "instance_type",
-    "min_count",
-    "max_count",
-    "key_name",
-    "security_groups",
-    "user_data",
-    "placement",
-    "placement_group",
-    "instance_initiated_shutdown_behavior",
-    "ebs_optimized",
-    "tags",
+#: The fields of a LaunchRequest that do not make two launches different launches: the token
+#: itself, launchprov's own tags (they hold the fingerprint) and which fields the caller spelt
+#: out (leaving a parameter out and giving its default is the same launch). Every other field,
+#: a new launch parameter included, is part of the fingerprint.
+NOT_FINGERPRINTED = frozenset({"client_token", "system_tags", "explicit"})
+FINGERPRINTED = tuple(
+    field.name for field in dataclasses.fields(LaunchRequest) if field.name not in NOT_FINGERPRINTED
 )
-#: Parameters added after the seed's: fingerprinted only when they differ from the
-#: LaunchRequest default, so that a token's fingerprint of a seed-only launch is unchanged.
-_FINGERPRINTED_WHEN_SET = BEYOND_SEED
+
+
+#: The defaults of the fields: a field added after the seed's parameters is left out of the
+#: digest while it holds its default, so the digest of a launch that does not use it (and the
+#: tag of instances launched before it existed) stays what it was.
 _FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(LaunchRequest)}
 
 
 def _plain(value):
-    """JSON for what json.dumps does not know: dataclasses (fallback alternatives)."""
+    """JSON for what json.dumps does not know: tuples and dataclasses (fallback alternatives)."""
     if dataclasses.is_dataclass(value):
         return dataclasses.asdict(value)
     return list(value)
@@ -58,11 +53,11 @@ def _plain(value):
 
 def fingerprint(request: LaunchRequest) -> str:
     """A digest of a launch's parameters (not of its request id or caller)."""
-    values = {name: getattr(request, name) for name in _FINGERPRINTED}
-    for name in _FINGERPRINTED_WHEN_SET:
-        value = getattr(request, name)
-        if value != _FIELD_DEFAULTS[name]:
-            values[name] = value
+    values = {
+        name: getattr(request, name)
+        for name in FINGERPRINTED
+        if name not in BEYOND_SEED or getattr(request, name) != _FIELD_DEFAULTS[name]
+    }
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -105,11 +100,13 @@ def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
             f"client_token {request.client_token!r} was used for a launch with other "
             "parameters; use a new token for a new launch",
         )
-    ordered = sorted(
-        instances,
-        key=lambda item: (item.launch_time.timestamp() if item.launch_time else 0.0, item.id),
-    )
-    return [instance.id for instance in ordered]
+    return answer_order(instance.id for instance in instances)
+
+
+def answer_order(ids) -> list[str]:
+    """The order in which a launch answers its ids, the first time and on every retry alike: the
+    provider's own order is not kept anywhere a retry could read it back."""
+    return sorted(ids, key=lambda instance_id: (len(instance_id), instance_id))
 
 
 class Launched(NamedTuple):
@@ -133,5 +130,6 @@ def launch(
         if earlier is not None:
             return Launched(earlier)
     if capacity is None:
-        return Launched(provider.launch(request))
-    return Launched(*capacity.launch(provider, request))
+        return Launched(answer_order(provider.launch(request)))
+    ids, alternative = capacity.launch(provider, request)
+    return Launched(answer_order(ids), alternative)

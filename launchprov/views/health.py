@@ -7,6 +7,7 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from launchprov.errors import error_response
+from launchprov.exceptions import detail
 from launchprov.providers.interface import ProviderError
 
 
@@ -26,7 +27,7 @@ def readyz(request):
         request.provider.ping(timeout)
     except ProviderError as exc:
         message = f"the {exc.provider} provider cannot be reached: {exc.code}: {exc.message}"
-        details = [{"location": "provider", "name": exc.provider, "description": exc.code}]
+        details = [detail("provider", exc.provider, exc.code)]
         return error_response(request, 503, message, details)
     ratelimit = request.registry.launchprov_ratelimits.readiness()
     return {"status": "ready", "provider": request.provider.name, "ratelimit": ratelimit}

@@ -1,0 +1,106 @@
+"""The WSGI app: settings -> provider -> Configurator -> app.
+
+:func:`create_app` builds it and raises :class:`~launchprov.settings.ConfigurationError` for a
+setting that cannot be used; :func:`main`, the ``paste.app_factory`` that ``pserve`` calls
+(through ``launchprov:main``), turns that error into a short message and a non-zero exit
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from pyramid.config import Configurator
+from pyramid.request import Request
+
+from launchprov.auth import CALL, BearerTokenSecurityPolicy
+from launchprov.capacity import Capacity, OfferingMemory
+from launchprov.logs import install_record_factory, use_json_lines
+from launchprov.metrics import MeteredProvider, Metrics
+from launchprov.openapi import build_document
+from launchprov.ownership import Ownership
+from launchprov.policy import Policy
+from launchprov.providers import create_provider
+from launchprov.providers.interface import IProvider
+from launchprov.schemas import Validators
+from launchprov.settings import ConfigurationError, env_var, launch_defaults, load
+
+log = logging.getLogger(__name__)
+
+#: The exit status of a process whose configuration cannot be used (sysexits' EX_CONFIG).
+EXIT_CONFIGURATION = 78
+
+
+def create_app(settings: Mapping[str, Any]):
+    """The WSGI app for ``settings`` (the .ini's ``[app:main]`` values).
+
+    Every ``launchprov.*`` setting is parsed and the provider is built here, so that a bad
+    setting raises ConfigurationError naming its key instead of failing a request later.
+    """
+    settings = dict(settings)
+    install_record_factory()
+    launchprov_settings = load(settings)
+    auth_enabled = launchprov_settings["launchprov.auth.enabled"]
+    tokens = launchprov_settings["launchprov.auth.tokens"]
+    if auth_enabled and not tokens:
+        raise ConfigurationError(
+            "launchprov.auth.enabled = true but launchprov.auth.tokens "
+            f"({env_var('launchprov.auth.tokens')}) lists no caller: every request would be "
+            "refused. Mint a token with `launchprov-token CALLER` and add its line, or set "
+            "launchprov.auth.enabled = false (development only)."
+        )
+    if launchprov_settings["launchprov.log_format"] == "json":
+        use_json_lines()
+    metrics = Metrics()
+    provider = MeteredProvider(create_provider(launchprov_settings), metrics)
+    validators = Validators(launch_defaults(launchprov_settings), provider)
+    policy = Policy.from_settings(launchprov_settings)
+    ownership = Ownership(policy, auth_enabled, metrics)
+    capacity = Capacity(
+        OfferingMemory(launchprov_settings["launchprov.capacity.unavailable_ttl"]),
+        lambda name, outcome: metrics.capacity_fallbacks.labels(name, outcome).inc(),
+    )
+    with Configurator(settings=settings) as config:
+        config.registry.launchprov_settings = launchprov_settings
+        config.registry.launchprov_metrics = metrics
+        config.registry.launchprov_policy = policy
+        config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled))
+        config.set_default_permission(CALL)
+        config.registry.launchprov_openapi = build_document(validators, provider.name, auth_enabled)
+        config.registry.registerUtility(provider, IProvider)
+        # Views reach the provider and the bound schemas through the request: plain class
+        # attributes (add_request_method would build a new class for every request).
+        attributes = {
+            "provider": provider,
+            "validators": validators,
+            "ownership": ownership,
+            "capacity": capacity,
+        }
+        config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
+        config.include(".tweens")
+        config.include(".ratelimit")
+        config.include(".routes")
+        config.include(".errors")
+        config.include(".views")
+    log.info("launchprov ready: provider %s", provider.name)
+    return config.make_wsgi_app()
+
+
+def main(global_config, **settings):
+    """The ``paste.app_factory``: :func:`create_app`, or a short message and exit status 78.
+
+    ``pserve`` would print a configuration error as a 30-line traceback with the message on its
+    last line; the message alone (it names the setting and its environment variable, and never
+    holds a secret's value) is what an operator needs.
+    """
+    try:
+        return create_app(settings)
+    except ConfigurationError as exc:
+        if logging.getLogger().handlers:  # pserve set logging up from the .ini
+            log.critical("launchprov cannot start: %s", exc)
+        else:
+            print(f"launchprov cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIGURATION) from None
