@@ -116,10 +116,15 @@ class Launched(NamedTuple):
     alternative: int | None = None
 
 
-def launch(
+def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> list[str]:
+    """Launch, or return what an earlier attempt with the same client token launched."""
+    return launched(provider, request, caller, request_id).ids
+
+
+def launched(
     provider, request: LaunchRequest, caller: str, request_id: str, capacity=None
 ) -> Launched:
-    """Launch, or return what an earlier attempt with the same client token launched.
+    """:func:`launch`, saying which alternative launched.
 
     ``capacity`` (a :class:`launchprov.capacity.Capacity`) tries the request's fallback
     alternatives; without it, the request is launched as it is.

@@ -22,7 +22,7 @@ def launch_request(request) -> LaunchRequest:
 
 
 def launch(request):
-    launched = launching.launch(
+    launched = launching.launched(
         request.provider,
         launch_request(request),
         request.identity,

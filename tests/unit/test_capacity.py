@@ -12,7 +12,8 @@ from launchprov.capacity import (
     alternative_token,
     alternatives,
 )
-from launchprov.providers.interface import Alternative, LaunchRequest, ProviderError
+from launchprov.providers.interface import Alternative, ProviderError
+from tests.support import launch_request
 
 
 class Clock:
@@ -35,7 +36,7 @@ def test_an_offering_is_out_until_its_time_to_live_has_passed():
     assert memory.out(("t3.large", "us-east-1a")) is None
 
 
-REQUEST = LaunchRequest(
+REQUEST = launch_request(
     ami="ami-760aaa0f",
     instance_type="t3.large",
     placement="us-east-1a",
@@ -132,7 +133,7 @@ def test_all_out_retry_after_is_when_the_first_comes_back():
 def test_without_a_fallback_the_request_is_sent_and_its_capacity_error_remembered():
     capacity, events = make_capacity()
     capacity.memory.remember(("t3.large", "us-east-1a"), "InsufficientInstanceCapacity")
-    plain = LaunchRequest(ami="ami-760aaa0f", instance_type="t3.large", placement="us-east-1a")
+    plain = launch_request(ami="ami-760aaa0f", instance_type="t3.large", placement="us-east-1a")
     provider = ScriptedProvider(out_of("InsufficientHostCapacity"))
     with pytest.raises(ProviderError) as raised:
         capacity.launch(provider, plain)

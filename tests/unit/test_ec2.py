@@ -111,7 +111,7 @@ def test_an_instance_profile_arn_goes_as_an_arn_and_one_volume_field_alone():
 
 def test_the_root_device_is_looked_up_once_per_image():
     provider = make_provider()
-    request = LaunchRequest(ami="ami-760aaa0f", instance_type="t3.micro", root_volume_size=30)
+    request = launch_request(ami="ami-760aaa0f", instance_type="t3.micro", root_volume_size=30)
     with Stubber(provider.client("us-east-1b"[:-1])) as stubber:
         stubber.add_response(
             "describe_images",
