@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from launchprov.providers.interface import (
@@ -27,6 +28,10 @@ CALLER_TAG = "launchprov:caller"
 REQUEST_ID_TAG = "launchprov:request-id"
 CLIENT_TOKEN_TAG = "launchprov:client-token"  # noqa: S105 (a tag key, not a secret)
 REQUEST_HASH_TAG = "launchprov:request-hash"
+#: When the instance's lease ends: RFC 3339, UTC, to the second (launchprov.leases).
+EXPIRES_AT_TAG = "launchprov:expires-at"
+#: RFC 3339 in UTC, to the second: how EXPIRES_AT_TAG holds a time.
+EXPIRY_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 #: The fields of a LaunchRequest that do not make two launches different launches: the token
 #: itself, launchprov's own tags (they hold the fingerprint) and which fields the caller spelt
@@ -51,6 +56,12 @@ def _plain(value):
     return list(value)
 
 
+def expiry_after(expires_in: int, now: datetime | None = None) -> str:
+    """The tag value of a lease of ``expires_in`` seconds from ``now`` (default: now)."""
+    moment = (now or datetime.now(UTC)) + timedelta(seconds=expires_in)
+    return moment.astimezone(UTC).strftime(EXPIRY_FORMAT)
+
+
 def fingerprint(request: LaunchRequest) -> str:
     """A digest of a launch's parameters (not of its request id or caller)."""
     values = {
@@ -63,8 +74,11 @@ def fingerprint(request: LaunchRequest) -> str:
 
 
 def traced(request: LaunchRequest, caller: str, request_id: str) -> LaunchRequest:
-    """The request with launchprov's own tags added."""
+    """The request with launchprov's own tags added (the lease's end computed once, now, for
+    every instance of the launch)."""
     system_tags = {CALLER_TAG: caller, REQUEST_ID_TAG: request_id}
+    if request.expires_in is not None:
+        system_tags[EXPIRES_AT_TAG] = expiry_after(request.expires_in)
     if request.client_token is not None:
         system_tags[CLIENT_TOKEN_TAG] = request.client_token
         system_tags[REQUEST_HASH_TAG] = fingerprint(request)

@@ -56,6 +56,8 @@ class Rules:
     spot: str = "allowed"
     see: str = "own"
     act_on: str = "own"
+    max_expires_in: int | None = None
+    require_expiry: bool = False
 
 
 class Policy:
@@ -120,6 +122,17 @@ class Policy:
         setting, spot = self.rule(caller, "spot")
         if (spot == "required" and not request.spot) or (spot == "forbidden" and request.spot):
             raise PolicyViolation(setting, "spot", request.spot, spot)
+        self.check_expiry(caller, request.expires_in)
+
+    def check_expiry(self, caller: str, expires_in: int | None) -> None:
+        """Raise PolicyViolation when a lease of ``expires_in`` seconds (None: no lease) breaks
+        the caller's require_expiry or max_expires_in."""
+        setting, required = self.rule(caller, "require_expiry")
+        if expires_in is None and required:
+            raise PolicyViolation(setting, "expires_in", None, "a lease is required")
+        setting, limit = self.rule(caller, "max_expires_in")
+        if expires_in is not None and limit is not None and expires_in > limit:
+            raise PolicyViolation(setting, "expires_in", expires_in, f"at most {limit}")
 
     def _check_glob(self, caller: str, parameter: str, value: str, name: str) -> None:
         rule = _GLOB_RULE_OF[parameter]

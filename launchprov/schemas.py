@@ -27,6 +27,7 @@ from launchprov.exceptions import InvalidParameters, detail
 from launchprov.params import Params
 from launchprov.placement import REGION_PATTERN, ZONE_PATTERN, region_of
 from launchprov.providers.interface import (
+    BEYOND_SEED,
     METADATA_TOKENS,
     STATES,
     VOLUME_TYPES,
@@ -67,6 +68,8 @@ INSTANCE_PROFILE = re.compile(
 #: EC2's bounds on an EBS volume's size, in GiB.
 MAX_VOLUME_SIZE = 16384
 MAX_ALTERNATIVES = 10
+#: The longest lease: a year (365 days), in seconds.
+MAX_EXPIRES_IN = 31_536_000
 
 _INTEGER_TEXT = re.compile(r"\A[+-]?\d{1,10}\Z")
 _BOOLEAN_TEXT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -564,6 +567,9 @@ class LaunchSchema(colander.MappingSchema):
         StrictString(), missing="terminate", validator=colander.OneOf(["stop", "terminate"])
     )
     ebs_optimized = colander.SchemaNode(StrictBoolean(), missing=False)
+    expires_in = colander.SchemaNode(
+        StrictInteger(), missing=None, validator=_between(1, MAX_EXPIRES_IN)
+    )
     tags = colander.SchemaNode(
         TagMap(reserved=(SYSTEM_TAG_PREFIX,)), missing=colander.deferred(lambda node, kw: {})
     )
@@ -642,6 +648,14 @@ class InstanceQuerySchema(colander.MappingSchema):
     )
     next = colander.SchemaNode(StrictString(), missing=None, validator=colander.Length(1, 4096))
     region = _region_node.clone()
+    expired = colander.SchemaNode(StrictBoolean(), missing=None)
+
+
+class ExpirySchema(colander.MappingSchema):
+    """The parameters of PUT /v1/instances/{id}/expiry: a new lease, from now."""
+
+    expires_in = colander.SchemaNode(StrictInteger(), validator=_between(1, MAX_EXPIRES_IN))
+    region = _region_node.clone()
 
 
 class InstanceTargetSchema(colander.MappingSchema):
@@ -689,6 +703,16 @@ def deserialize(schema: colander.SchemaNode, params: Params) -> tuple[dict[str, 
     return appstruct, set(given)
 
 
+_BEYOND_SEED = frozenset(BEYOND_SEED)
+
+
+def _without(schema: colander.SchemaNode, names) -> colander.SchemaNode:
+    """A copy of a bound mapping schema without the children called ``names``."""
+    copy = schema.clone()
+    copy.children = [child for child in copy.children if child.name not in names]
+    return copy
+
+
 class Validators:
     """Every schema, bound once at startup for this deployment's defaults and provider."""
 
@@ -703,13 +727,33 @@ class Validators:
         self.launch_schemas = {
             textual: LaunchSchema().bind(textual=textual, **bindings) for textual in (False, True)
         }
+        # A launch that gives none of the parameters beyond the seed's (most launches) is
+        # validated by the seed's nodes alone, and the others take their defaults: a colander
+        # node costs some microseconds even for a parameter that is absent, and the seed's
+        # launch should cost what it did before they existed.
+        self.seed_launch_schemas = {
+            textual: _without(schema, BEYOND_SEED)
+            for textual, schema in self.launch_schemas.items()
+        }
+        self.beyond_seed_defaults = {
+            child.name: child.missing
+            for child in self.launch_schemas[False].children
+            if child.name in BEYOND_SEED
+        }
         self.query_schema = InstanceQuerySchema().bind(textual=True, **bindings)
         self.target_schema = InstanceTargetSchema().bind(textual=True, **bindings)
+        self.expiry_schemas = {
+            textual: ExpirySchema().bind(textual=textual, **bindings) for textual in (False, True)
+        }
 
     def launch(self, params: Params, idempotency_key: str | None = None) -> LaunchRequest:
         """The LaunchRequest of a request; ``idempotency_key`` is its Idempotency-Key header,
         a synonym of the client_token parameter."""
-        values, given = deserialize(self.launch_schemas[params.textual], params)
+        if _BEYOND_SEED.isdisjoint(params.values):
+            values, given = deserialize(self.seed_launch_schemas[params.textual], params)
+            values.update(self.beyond_seed_defaults)
+        else:
+            values, given = deserialize(self.launch_schemas[params.textual], params)
         if idempotency_key is not None:
             problem = None
             if not CLIENT_TOKEN.match(idempotency_key):
@@ -724,8 +768,12 @@ class Validators:
         return LaunchRequest(**values, explicit=frozenset(given))
 
     def instance_query(self, params: Params) -> InstanceQuery:
+        return self.instance_listing(params)[0]
+
+    def instance_listing(self, params: Params) -> tuple[InstanceQuery, bool | None]:
+        """The query of GET /v1/instances, and its ``expired`` filter (None: not given)."""
         values, _ = deserialize(self.query_schema, params)
-        return InstanceQuery(
+        query = InstanceQuery(
             region=values["region"],
             ids=values["id"],
             states=values["state"],
@@ -733,18 +781,28 @@ class Validators:
             limit=values["limit"],
             page_token=values["next"],
         )
+        return query, values["expired"]
+
+    def expiry(self, instance_id: str, params: Params) -> tuple[str, str, int]:
+        """(instance id, region, expires_in) of PUT /v1/instances/{id}/expiry."""
+        values = self._about_one(instance_id, self.expiry_schemas[params.textual], params)
+        return instance_id, values["region"], values["expires_in"]
 
     def instance_target(self, instance_id: str, params: Params) -> tuple[str, str]:
         """(instance id, region) of a request about one instance."""
+        return instance_id, self._about_one(instance_id, self.target_schema, params)["region"]
+
+    def _about_one(self, instance_id: str, schema, params: Params) -> dict[str, Any]:
+        """The values of a request about one instance; every bad one, the id too, named."""
         details = []
         if not self.instance_id_pattern.match(instance_id):
             details.append(detail("path", "id", "not an instance id of this provider"))
         values = None
         try:
-            values, _ = deserialize(self.target_schema, params)
+            values, _ = deserialize(schema, params)
         except InvalidParameters as error:
             details += error.details
         if details:
             names = ", ".join(item["name"] for item in details)
             raise InvalidParameters(f"invalid or missing parameters: {names}", details)
-        return instance_id, values["region"]
+        return values

@@ -306,6 +306,20 @@ SETTINGS: tuple[Setting, ...] = (
         "launches with a fallback, without a call. Per process.",
     ),
     Setting(
+        "launchprov.policy.max_expires_in",
+        "",
+        optional_positive_int,
+        "Longest lease (expires_in, seconds) a launch or PUT /v1/instances/{id}/expiry may ask "
+        "for; a longer one is a 403. Empty: up to a year.",
+    ),
+    Setting(
+        "launchprov.policy.require_expiry",
+        "false",
+        boolean,
+        "true: every launch must give expires_in, and a lease cannot be removed (403): for CI "
+        "callers, say.",
+    ),
+    Setting(
         "launchprov.policy.see",
         "own",
         one_of(*SCOPES),
@@ -542,6 +556,8 @@ POLICY_RULES = (
     "spot",
     "see",
     "act_on",
+    "max_expires_in",
+    "require_expiry",
 )
 CALLER_POLICY = re.compile(
     rf"\Alaunchprov\.policy\.(?P<caller>[A-Za-z0-9_-]{{1,64}})\.(?P<rule>{'|'.join(POLICY_RULES)})\Z"

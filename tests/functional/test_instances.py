@@ -27,6 +27,7 @@ INSTANCE_KEYS = {
     "iam_instance_profile",
     "spot",
     "metadata_tokens",
+    "expires_at",
     "tags",
 }
 STATES = {"pending", "running", "stopping", "stopped", "shutting-down", "terminated", "unknown"}

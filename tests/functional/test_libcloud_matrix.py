@@ -52,6 +52,7 @@ EXPLICIT = {
     "metadata_tokens": "optional",
     "spot": True,
     "fallback": [{"instance_type": "t3.micro"}],
+    "expires_in": 3600,
 }
 
 DRIVERS = ["ec2", *RECORDED, "dummy"]

@@ -300,3 +300,18 @@ def test_details_carry_the_location(validator):
     assert raised.value.details == [
         {"location": "querystring", "name": "instance_type", "description": "Required"}
     ]
+
+
+@pytest.mark.parametrize("make", [json_params, text_params])
+def test_a_seed_launch_is_validated_as_the_whole_schema_would(validator, make):
+    """A launch with none of the parameters beyond the seed's takes the seed's nodes alone (the
+    others' defaults filled in): the same LaunchRequest as the whole schema gives."""
+    from launchprov.schemas import deserialize
+
+    if make is json_params:
+        params = make(**REQUIRED, min_count=2, max_count=3, tags={"a": "b"})
+    else:
+        params = make(**REQUIRED, max_count="3")
+    whole, given = deserialize(validator.validators.launch_schemas[params.textual], params)
+    assert validator.validate(params) == LaunchRequest(**whole, explicit=frozenset(given))
+    assert validator.validate(params).metadata_tokens == "required"

@@ -40,6 +40,7 @@ from launchprov.providers.libcloud.drivers import EC2ErrorReply
 from launchprov.providers.libcloud.errors import ACTION_REFUSED, NAME, provider_error
 from launchprov.providers.libcloud.instances import ec2_instance
 from launchprov.providers.libcloud.profile import (
+    LEASE,
     Construction,
     LaunchContext,
     Mapped,
@@ -201,6 +202,7 @@ PARAMETERS: dict[str, Mapped] = {
     "spot": Mapped(
         "ex_spot", "InstanceMarketOptions.MarketType=spot when true", lambda c: c.request.spot
     ),
+    "expires_in": LEASE,
 }
 
 PROFILE = Profile(
