@@ -530,13 +530,15 @@ class EveryRule:
         self.rules = rules
 
     def __call__(self, node, value):
-        error = colander.Invalid(node)
+        children = []
         for rule in self.rules:
             try:
                 rule(node, value)
             except colander.Invalid as exc:
-                error.children.extend(exc.children)
-        if error.children:
+                children.extend(exc.children)
+        if children:
+            error = colander.Invalid(node)  # made only when needed: it costs microseconds
+            error.children.extend(children)
             raise error
 
     def json_schema(self) -> dict[str, Any]:
