@@ -80,6 +80,7 @@ def create_app(settings: Mapping[str, Any]):
             "capacity": capacity,
         }
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
+        config.include(".rendering")
         config.include(".tweens")
         config.include(".ratelimit")
         config.include(".routes")
