@@ -22,6 +22,7 @@ from pyramid.httpexceptions import (
 )
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from launchprov.capacity import CapacityExhausted
 from launchprov.exceptions import APIError, detail
 from launchprov.exceptions import BodyTooLarge as BodyTooLarge
 from launchprov.exceptions import InvalidParameters as InvalidParameters
@@ -124,6 +125,18 @@ def _provider_failure(exc: ProviderError, request) -> Answer:
     return Answer(PROVIDER_FAILURE_STATUS, message, headers=headers, provider=provider)
 
 
+def _capacity_exhausted(exc: CapacityExhausted, request) -> Answer:
+    """Every alternative of a launch is out of capacity: the 408, each attempt in ``details``,
+    and Retry-After the time until the first of those offerings may be tried again."""
+    answer = _provider_failure(exc, request)
+    details = [
+        detail("provider", f"alternative {attempt.index}", exc.describe(attempt))
+        for attempt in exc.attempts
+    ]
+    headers = {"Retry-After": str(exc.retry_after)}
+    return dataclasses.replace(answer, details=details, headers=headers)
+
+
 def _unauthenticated(exc: HTTPForbidden, request) -> Answer:
     """Pyramid denies a request only when it has no caller: the security policy's one rule."""
     given = "Authorization" in request.headers
@@ -157,6 +170,7 @@ ERRORS: dict[type[BaseException], Callable[[Any, Any], Answer]] = {
     APIError: lambda exc, request: Answer(exc.status, exc.message, exc.details),
     UnsupportedParameters: _unsupported_parameters,
     ProviderError: _provider_failure,
+    CapacityExhausted: _capacity_exhausted,
     InstanceNotFound: lambda exc, request: Answer(
         404, exc.message, [detail("path", "id", "no such instance")]
     ),
