@@ -5,8 +5,10 @@ import logging
 from pyramid.config import Configurator
 from pyramid.request import Request
 
+from launchprov import bulkhead
 from launchprov.auth import CALL, BearerTokenSecurityPolicy
-from launchprov.logs import install_record_factory, use_json_lines
+from launchprov.bulkhead import Bulkhead, GuardedProvider
+from launchprov.logs import count_waitress_queue_depth, install_record_factory, use_json_lines
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.openapi import build_document
 from launchprov.policy import Policy
@@ -37,7 +39,20 @@ def main(global_config, **settings):
     if launchprov_settings["launchprov.log_format"] == "json":
         use_json_lines()
     metrics = Metrics()
-    provider = MeteredProvider(create_provider(launchprov_settings), metrics)
+    count_waitress_queue_depth(metrics.waitress_queue_depth_seen)
+    threads = bulkhead.server_threads(global_config)
+    slots = bulkhead.concurrency(launchprov_settings["launchprov.provider_concurrency"], threads)
+    metered = MeteredProvider(create_provider(launchprov_settings), metrics)
+    provider = GuardedProvider(
+        metered,
+        Bulkhead(slots, launchprov_settings["launchprov.provider_queue_timeout"]),
+        launchprov_settings["launchprov.request_deadline"],
+        on_rejected=metrics.provider_rejected.labels(metered.name).inc,
+        on_deadline=lambda operation: metrics.provider_deadline_exceeded.labels(
+            metered.name, operation
+        ).inc(),
+    )
+    metrics.watch(provider.bulkhead)
     defaults = {
         name: launchprov_settings[f"launchprov.defaults.{name}"]
         for name in ("key_name", "security_groups", "placement")
@@ -59,5 +74,10 @@ def main(global_config, **settings):
         config.include(".routes")
         config.include(".errors")
         config.include(".views")
-    log.info("launchprov ready: provider %s", provider.name)
+    log.info(
+        "launchprov ready: provider %s, %d provider slots (waitress threads: %s)",
+        provider.name,
+        slots,
+        threads if threads is not None else "unknown",
+    )
     return config.make_wsgi_app()

@@ -15,6 +15,7 @@ from typing import Any
 from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed, HTTPNotFound
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from launchprov.bulkhead import ProviderBusy
 from launchprov.policy import PolicyViolation
 from launchprov.providers.interface import (
     ActionNotSupported,
@@ -119,13 +120,26 @@ def provider_error_view(exc: ProviderError, request):
         "code": exc.code,
         "message": exc.message,
         "retryable": exc.retryable,
+        "outcome": exc.outcome,
     }
     status = PROVIDER_FAILURE_STATUS
-    body = error_body(status, f"the {exc.provider} provider failed: {exc.code}", provider=provider)
+    message = f"the {exc.provider} provider failed: {exc.code}"
+    if exc.outcome == ProviderError.UNKNOWN:
+        message += "; the launch may have started instances (see provider.message)"
+    body = error_body(status, message, provider=provider)
     headers = {}
     if exc.retryable:
         headers["Retry-After"] = str(request.registry.launchprov_settings["launchprov.retry_after"])
     return _render(request, status, body, headers)
+
+
+def provider_busy_view(exc: ProviderBusy, request):
+    """No provider slot became free in time: nothing was sent, a retry later is safe."""
+    details = [detail("provider", exc.provider, f"all {exc.limit} provider slots are taken")]
+    retry_after = str(request.registry.launchprov_settings["launchprov.retry_after"])
+    return _render(
+        request, 503, error_body(503, exc.message, details), {"Retry-After": retry_after}
+    )
 
 
 def unauthenticated_view(exc, request):
@@ -196,6 +210,7 @@ def includeme(config):
     config.add_exception_view(api_error_view, context=APIError)
     config.add_exception_view(unsupported_parameters_view, context=UnsupportedParameters)
     config.add_exception_view(provider_error_view, context=ProviderError)
+    config.add_exception_view(provider_busy_view, context=ProviderBusy)
     config.add_exception_view(instance_not_found_view, context=InstanceNotFound)
     config.add_exception_view(invalid_state_view, context=InvalidState)
     config.add_exception_view(action_not_supported_view, context=ActionNotSupported)

@@ -170,8 +170,14 @@ PROVIDER_ERROR = {
                 "code": {"type": "string"},
                 "message": {"type": "string"},
                 "retryable": {"type": "boolean"},
+                "outcome": {
+                    "enum": ["none", "unknown"],
+                    "description": "Whether the failed call may have launched instances: "
+                    "none (it cannot have), or unknown (a launch timed out or lost its "
+                    "connection after it was sent; retryable only with a client_token).",
+                },
             },
-            "required": ["name", "code", "message", "retryable"],
+            "required": ["name", "code", "message", "retryable", "outcome"],
             "additionalProperties": False,
         },
     },
@@ -193,7 +199,9 @@ _WHY = {
     415: "The body is neither JSON nor a form.",
     500: "An unexpected error; it has been logged.",
     501: "The provider cannot perform this action at all.",
-    503: "The provider cannot be reached.",
+    503: "Every provider slot of the process stayed taken for "
+    "launchprov.provider_queue_timeout: nothing was sent to the provider; retry after "
+    "Retry-After. On /readyz: the provider cannot be reached.",
 }
 
 REQUEST_ID_PARAMETER = {
@@ -224,7 +232,8 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 _RETRY_AFTER_HEADER = {
     "Retry-After": {
-        "description": "Seconds to wait before retrying; only when provider.retryable is true.",
+        "description": "Seconds to wait before retrying: on a 503, and on a 408 when "
+        "provider.retryable is true.",
         "schema": {"type": "integer"},
     }
 }
@@ -233,10 +242,12 @@ _RETRY_AFTER_HEADER = {
 def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
     """The answers of an API operation: ``ok``, ``statuses``, and 400, 401, 500."""
     responses = {"200": {**ok, "headers": _REQUEST_ID_HEADER}}
+    if 408 in statuses:  # the routes that call the provider may find it busy
+        statuses = (*statuses, 503)
     for status in sorted({*statuses, 400, 401, 500}):
         ref = "ProviderError" if status == 408 else "Error"
         headers = dict(_REQUEST_ID_HEADER)
-        if status == 408:
+        if status in (408, 503):
             headers.update(_RETRY_AFTER_HEADER)
         if status == 401:
             headers["WWW-Authenticate"] = {"description": "Bearer", "schema": {"type": "string"}}
@@ -397,8 +408,21 @@ def build_document(
                             "properties": {
                                 "status": {"const": "ready"},
                                 "provider": {"type": "string"},
+                                "slots": {
+                                    "type": "object",
+                                    "description": "The provider slots of the process "
+                                    "(launchprov.provider_concurrency): limit, in use, "
+                                    "requests waiting, and seconds all have stayed taken.",
+                                    "properties": {
+                                        "limit": {"type": "integer"},
+                                        "in_use": {"type": "integer"},
+                                        "waiting": {"type": "integer"},
+                                        "saturated_for": {"type": "number"},
+                                    },
+                                    "required": ["limit", "in_use", "waiting", "saturated_for"],
+                                },
                             },
-                            "required": ["status", "provider"],
+                            "required": ["status", "provider", "slots"],
                         }
                     ),
                 },

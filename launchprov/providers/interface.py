@@ -131,12 +131,29 @@ class ProviderError(Exception):
     #: The SDK failed in a way it does not classify (a bug in it, or a reply it choked on).
     UNEXPECTED = "UnexpectedProviderError"
 
-    def __init__(self, provider: str, code: str, message: str, *, retryable: bool = False):
+    #: ``outcome`` says whether the failed call may have launched instances. ``none``: it
+    #: cannot have (it was no launch, the provider refused it, or it never reached the
+    #: provider).
+    NOTHING_DONE = "none"
+    #: ``outcome``: a launch that may have started instances: a time-out or a connection
+    #: dropped after the request was sent, a reply that could not be read, the deadline.
+    UNKNOWN = "unknown"
+
+    def __init__(
+        self,
+        provider: str,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        outcome: str = NOTHING_DONE,
+    ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.outcome = outcome
 
 
 class UnsupportedParameters(Exception):

@@ -418,6 +418,36 @@ def provider_error(exc: Exception | None) -> ProviderError:
     return ProviderError(NAME, ProviderError.UNEXPECTED, f"{type(exc).__name__}: {exc}")
 
 
+def launch_outcome(exc: Exception | None) -> str:
+    """Whether a failed create_node may have launched instances (ProviderError.outcome).
+
+    Known to have launched nothing: an error reply (EC2's, or another cloud's HTTP status),
+    refused credentials, a connection that could not be made (refused, unknown host, connect
+    time-out). Anything else -- no reply in time, a connection dropped after sending, a reply
+    that could not be read -- may have.
+    """
+    if isinstance(exc, EC2ErrorReply | InvalidCredsError | BaseHTTPError):
+        return ProviderError.NOTHING_DONE
+    if isinstance(exc, LibcloudProviderError) and exc.http_code:
+        return ProviderError.NOTHING_DONE
+    if isinstance(
+        exc, requests.exceptions.ConnectTimeout | socket.gaierror | ConnectionRefusedError
+    ):
+        return ProviderError.NOTHING_DONE
+    if isinstance(exc, requests.exceptions.ConnectionError) and isinstance(
+        _transport_reason(exc), urllib3.exceptions.NewConnectionError | socket.gaierror
+    ):
+        return ProviderError.NOTHING_DONE
+    return ProviderError.UNKNOWN
+
+
+def launch_error(exc: Exception | None) -> ProviderError:
+    """The ProviderError of a failed create_node, saying whether it may have launched."""
+    error = provider_error(exc)
+    error.outcome = launch_outcome(exc)
+    return error
+
+
 def node_ids(created) -> list[str]:
     """The ids of what create_node returned."""
     return [str(node.id) for node in as_list(created)]
@@ -778,9 +808,9 @@ class LibcloudProvider:
         except EC2ErrorReply as exc:
             if exc.error_code in IDEMPOTENCY_CONFLICT_CODES:
                 raise IdempotencyConflict(NAME, exc.message) from exc
-            raise provider_error(exc) from exc
+            raise launch_error(exc) from exc
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise launch_error(exc) from exc
         launched = node_ids(created)
         if len(launched) < request.min_count:
             # Instances may be running that the reply did not list: no blind retry.
@@ -819,7 +849,7 @@ class LibcloudProvider:
                 )
             return node_ids(created)
         # Fewer than min_count (<= max_count) were created: a create_node call failed.
-        error = provider_error(failure)
+        error = launch_error(failure)
         if not created:
             raise error from failure
         kept = self._destroy(driver, created)
@@ -832,6 +862,7 @@ class LibcloudProvider:
             f"{len(created)} of the {request.min_count} instances required were created, "
             f"then {error.code}: {error.message}; {outcome}",
             retryable=error.retryable,
+            outcome=ProviderError.UNKNOWN if kept else error.outcome,
         ) from failure
 
     def _destroy(self, driver: NodeDriver, nodes) -> list[str]:

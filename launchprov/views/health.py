@@ -16,15 +16,27 @@ def healthz(request):
 
 
 def readyz(request):
-    """The provider answers one cheap call within launchprov.readiness_timeout."""
+    """The provider answers one cheap call within launchprov.readiness_timeout; the state of
+    the provider slots is reported either way (it takes no slot, and waits for none)."""
     timeout = request.registry.launchprov_settings["launchprov.readiness_timeout"]
+    slots = request.provider.bulkhead.state()
     try:
         request.provider.ping(timeout)
     except ProviderError as exc:
         message = f"the {exc.provider} provider cannot be reached: {exc.code}: {exc.message}"
-        details = [{"location": "provider", "name": exc.provider, "description": exc.code}]
+        details = [
+            {"location": "provider", "name": exc.provider, "description": exc.code},
+            {"location": "provider", "name": "slots", "description": describe_slots(slots)},
+        ]
         return error_response(request, 503, message, details)
-    return {"status": "ready", "provider": request.provider.name}
+    return {"status": "ready", "provider": request.provider.name, "slots": slots.as_json()}
+
+
+def describe_slots(slots) -> str:
+    text = f"{slots.in_use} of {slots.limit} provider slots in use, {slots.waiting} waiting"
+    if slots.saturated_for:
+        text += f", all taken for {slots.saturated_for:.1f} s"
+    return text
 
 
 def metrics(request):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from launchprov import launching
 from launchprov.params import read_params
+from launchprov.providers.interface import ProviderError
 from launchprov.schemas import IDEMPOTENCY_KEY
 
 
@@ -12,7 +13,19 @@ def launch(request):
     request.params_location = params.location
     launch_request = request.validators.launch(params, request.headers.get(IDEMPOTENCY_KEY))
     request.registry.launchprov_policy.check(request.identity, launch_request)
-    return launching.launch(request.provider, launch_request, request.identity, request.request_id)
+    provider = request.provider
+    try:
+        # The client-token lookup and the launch: one provider slot, one deadline.
+        return provider.run(
+            "launch",
+            launching.launch,
+            provider,
+            launch_request,
+            request.identity,
+            request.request_id,
+        )
+    except ProviderError as exc:
+        raise launching.honest(exc, launch_request, request.request_id) from exc
 
 
 def includeme(config):

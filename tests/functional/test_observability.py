@@ -149,7 +149,9 @@ def test_liveness_makes_no_provider_call(app):
 
 
 def test_readiness_asks_the_provider(app):
-    assert app.get("/readyz", status=200).json == {"status": "ready", "provider": "ec2"}
+    body = app.get("/readyz", status=200).json
+    assert body["status"] == "ready" and body["provider"] == "ec2"
+    assert body["slots"] == {"limit": 2, "in_use": 0, "waiting": 0, "saturated_for": 0}
     found = samples(app)
     key = (
         "launchprov_provider_calls_total",
