@@ -38,7 +38,12 @@ from typing import Any, TypeVar
 from zope.interface import implementer
 
 from launchprov.providers import deadline
-from launchprov.providers.interface import IProvider, ProviderError
+from launchprov.providers.interface import (
+    OUTCOME_NONE,
+    OUTCOME_UNKNOWN,
+    IProvider,
+    ProviderError,
+)
 from launchprov.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -271,7 +276,7 @@ class GuardedProvider:
                 f"= {self.request_deadline:g} s"
                 + ("; the launch may still start instances" if launching else ""),
                 retryable=True,
-                outcome=ProviderError.UNKNOWN if launching else ProviderError.NOTHING_DONE,
+                outcome=OUTCOME_UNKNOWN if launching else OUTCOME_NONE,
             ) from None
 
     def launch(self, request):

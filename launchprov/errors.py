@@ -18,6 +18,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from launchprov.bulkhead import ProviderBusy
 from launchprov.policy import PolicyViolation
 from launchprov.providers.interface import (
+    OUTCOME_UNKNOWN,
     ActionNotSupported,
     IdempotencyConflict,
     InstanceNotFound,
@@ -124,7 +125,7 @@ def provider_error_view(exc: ProviderError, request):
     }
     status = PROVIDER_FAILURE_STATUS
     message = f"the {exc.provider} provider failed: {exc.code}"
-    if exc.outcome == ProviderError.UNKNOWN:
+    if exc.outcome == OUTCOME_UNKNOWN:
         message += "; the launch may have started instances (see provider.message)"
     body = error_body(status, message, provider=provider)
     headers = {}

@@ -28,6 +28,7 @@ import json
 import logging
 
 from launchprov.providers.interface import (
+    OUTCOME_UNKNOWN,
     IdempotencyConflict,
     InstanceQuery,
     LaunchRequest,
@@ -154,7 +155,7 @@ def honest(error: ProviderError, request: LaunchRequest, request_id: str) -> Pro
     one a retry may launch a second set, so it is not, and the message says how to find what
     this request may have launched.
     """
-    if error.outcome != ProviderError.UNKNOWN:
+    if error.outcome != OUTCOME_UNKNOWN:
         return error
     if request.client_token is not None:
         message = (

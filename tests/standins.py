@@ -76,7 +76,7 @@ def read_request(connection: socket.socket) -> bytes:
         if not chunk:
             break
         body += chunk
-    return data
+    return head + b"\r\n\r\n" + body
 
 
 class SlowEndpoint(Endpoint):
@@ -85,11 +85,23 @@ class SlowEndpoint(Endpoint):
 
     def __init__(self, hold: float = 30.0):
         self.hold = hold
+        self.requests: list[bytes] = []
         super().__init__()
 
     def handle(self, connection):
-        read_request(connection)
+        self.requests.append(read_request(connection))
         self.closed.wait(self.hold)
+
+    def actions(self) -> list[str | None]:
+        """The EC2 action of every request received (from the body, or the URL)."""
+        found = []
+        for request in list(self.requests):
+            head, _, body = request.partition(b"\r\n\r\n")
+            target = head.split(b"\r\n")[0].split(b" ")[1] if head else b""
+            query = body or urllib.parse.urlsplit(target).query
+            params = urllib.parse.parse_qs(query.decode(errors="replace"))
+            found.append((params.get("Action") or [None])[0])
+        return found
 
 
 class DroppingEndpoint(Endpoint):

@@ -42,6 +42,8 @@ from launchprov.providers.ec2_common import (
     state_of,
 )
 from launchprov.providers.interface import (
+    OUTCOME_NONE,
+    OUTCOME_UNKNOWN,
     IdempotencyConflict,
     Instance,
     InstanceNotFound,
@@ -138,8 +140,8 @@ _NOTHING_LAUNCHED = (
 def launch_outcome(exc: Exception) -> str:
     """Whether a failed RunInstances may have launched instances (ProviderError.outcome)."""
     if isinstance(exc, _NOTHING_LAUNCHED):
-        return ProviderError.NOTHING_DONE
-    return ProviderError.UNKNOWN
+        return OUTCOME_NONE
+    return OUTCOME_UNKNOWN
 
 
 def stop_after_deadline(**kwargs) -> None:

@@ -112,6 +112,15 @@ class InstancePage:
     next_token: str | None
 
 
+#: ``ProviderError.outcome`` says whether the failed call may have launched instances.
+#: ``none``: it cannot have (it was no launch, the provider refused it, or it never reached the
+#: provider).
+OUTCOME_NONE = "none"
+#: ``unknown``: a launch that may have started instances: a time-out or a connection dropped
+#: after the request was sent, a reply that could not be read, the request deadline.
+OUTCOME_UNKNOWN = "unknown"
+
+
 class ProviderError(Exception):
     """A provider call failed: an error reply, a refused connection, a time-out, a bad reply.
 
@@ -131,14 +140,6 @@ class ProviderError(Exception):
     #: The SDK failed in a way it does not classify (a bug in it, or a reply it choked on).
     UNEXPECTED = "UnexpectedProviderError"
 
-    #: ``outcome`` says whether the failed call may have launched instances. ``none``: it
-    #: cannot have (it was no launch, the provider refused it, or it never reached the
-    #: provider).
-    NOTHING_DONE = "none"
-    #: ``outcome``: a launch that may have started instances: a time-out or a connection
-    #: dropped after the request was sent, a reply that could not be read, the deadline.
-    UNKNOWN = "unknown"
-
     def __init__(
         self,
         provider: str,
@@ -146,7 +147,7 @@ class ProviderError(Exception):
         message: str,
         *,
         retryable: bool = False,
-        outcome: str = NOTHING_DONE,
+        outcome: str = OUTCOME_NONE,
     ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider

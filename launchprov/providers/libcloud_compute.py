@@ -143,6 +143,8 @@ from launchprov.providers.ec2_common import (
     state_of,
 )
 from launchprov.providers.interface import (
+    OUTCOME_NONE,
+    OUTCOME_UNKNOWN,
     ActionNotSupported,
     IdempotencyConflict,
     Instance,
@@ -427,18 +429,18 @@ def launch_outcome(exc: Exception | None) -> str:
     that could not be read -- may have.
     """
     if isinstance(exc, EC2ErrorReply | InvalidCredsError | BaseHTTPError):
-        return ProviderError.NOTHING_DONE
+        return OUTCOME_NONE
     if isinstance(exc, LibcloudProviderError) and exc.http_code:
-        return ProviderError.NOTHING_DONE
+        return OUTCOME_NONE
     if isinstance(
         exc, requests.exceptions.ConnectTimeout | socket.gaierror | ConnectionRefusedError
     ):
-        return ProviderError.NOTHING_DONE
+        return OUTCOME_NONE
     if isinstance(exc, requests.exceptions.ConnectionError) and isinstance(
         _transport_reason(exc), urllib3.exceptions.NewConnectionError | socket.gaierror
     ):
-        return ProviderError.NOTHING_DONE
-    return ProviderError.UNKNOWN
+        return OUTCOME_NONE
+    return OUTCOME_UNKNOWN
 
 
 def launch_error(exc: Exception | None) -> ProviderError:
@@ -862,7 +864,7 @@ class LibcloudProvider:
             f"{len(created)} of the {request.min_count} instances required were created, "
             f"then {error.code}: {error.message}; {outcome}",
             retryable=error.retryable,
-            outcome=ProviderError.UNKNOWN if kept else error.outcome,
+            outcome=OUTCOME_UNKNOWN if kept else error.outcome,
         ) from failure
 
     def _destroy(self, driver: NodeDriver, nodes) -> list[str]:
