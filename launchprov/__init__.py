@@ -71,6 +71,7 @@ def main(global_config, **settings):
         attributes = {"provider": provider, "validators": validators}
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
         config.include(".tweens")
+        config.include(".ratelimit")
         config.include(".routes")
         config.include(".errors")
         config.include(".views")

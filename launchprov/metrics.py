@@ -15,6 +15,8 @@ from launchprov.providers.interface import IProvider
 
 #: Seconds: from a fast validation failure to a slow cloud call.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: Requests in one batched provider call: from a lone request to launchprov.batch.max_ids.
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 500)
 
 
 class Metrics:
@@ -96,6 +98,38 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.ratelimit_refused = Counter(
+            "launchprov_ratelimit_refused",
+            "Requests answered 429, by caller and by the limit they exceeded (requests or "
+            "launches).",
+            ["caller", "scope"],
+            registry=self.registry,
+        )
+        self.ratelimit_storage_errors = Counter(
+            "launchprov_ratelimit_storage_errors",
+            "Requests let through unlimited because the rate-limit storage (Redis) could not "
+            "be reached.",
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "launchprov_provider_batch_size",
+            "Requests answered by one batched provider call, by provider and operation.",
+            ["provider", "operation"],
+            buckets=BATCH_SIZES,
+            registry=self.registry,
+        )
+        self.calls_saved = Counter(
+            "launchprov_provider_calls_saved",
+            "Provider calls that batching spared: requests answered by a batch, less one per "
+            "batch.",
+            ["provider", "operation"],
+            registry=self.registry,
+        )
+
+    def observe_batch(self, provider: str, operation: str, size: int) -> None:
+        """Record one batched provider call that answered ``size`` requests."""
+        self.batch_size.labels(provider, operation).observe(size)
+        self.calls_saved.labels(provider, operation).inc(size - 1)
 
     def watch(self, bulkhead) -> None:
         """Read the bulkhead's slots whenever the metrics are scraped."""

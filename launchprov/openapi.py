@@ -197,6 +197,8 @@ _WHY = {
     "other parameters.",
     413: "The body is larger than launchprov.max_body_size.",
     415: "The body is neither JSON nor a form.",
+    429: "The caller exceeded one of its rate limits (launchprov.ratelimit.*); no provider call "
+    "was made. Retry-After says when to retry.",
     500: "An unexpected error; it has been logged.",
     501: "The provider cannot perform this action at all.",
     503: "Every provider slot of the process stayed taken for "
@@ -239,16 +241,57 @@ _RETRY_AFTER_HEADER = {
 }
 
 
+#: The IETF draft's headers, on every answer of a route limited for its caller.
+RATELIMIT_HEADERS = {
+    "RateLimit-Limit": {
+        "description": "Requests the limit closest to being reached allows in its window "
+        "(only when a launchprov.ratelimit.* limit applies to the caller).",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests left in that window.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until the window lets another request through.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Policy": {
+        "description": "That limit as AMOUNT;w=WINDOW-SECONDS.",
+        "schema": {"type": "string"},
+    },
+}
+
+RATELIMIT_READINESS = {
+    "type": "object",
+    "description": "The rate limits: enabled, and whether their storage answers. An unreachable "
+    "storage does not make the process unready: the limits fail open.",
+    "properties": {
+        "enabled": {"type": "boolean"},
+        "storage": {"enum": ["ok", "unreachable"]},
+        "failing_open": {"type": "boolean"},
+    },
+    "required": ["enabled"],
+}
+
+
 def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
-    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401, 500."""
-    responses = {"200": {**ok, "headers": _REQUEST_ID_HEADER}}
-    if 408 in statuses:  # the routes that call the provider may find it busy
+    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401, 429, 500 (and 503
+    where the provider is called: 408 is among ``statuses``)."""
+    responses = {"200": {**ok, "headers": {**_REQUEST_ID_HEADER, **RATELIMIT_HEADERS}}}
+    if 408 in statuses:  # the routes that call the provider may find every slot taken
         statuses = (*statuses, 503)
-    for status in sorted({*statuses, 400, 401, 500}):
+    for status in sorted({*statuses, 400, 401, 429, 500}):
         ref = "ProviderError" if status == 408 else "Error"
         headers = dict(_REQUEST_ID_HEADER)
         if status in (408, 503):
             headers.update(_RETRY_AFTER_HEADER)
+        if status == 429:
+            headers.update(RATELIMIT_HEADERS)
+            headers["Retry-After"] = {
+                "description": "Seconds until the limit lets this caller through again.",
+                "schema": {"type": "integer"},
+            }
         if status == 401:
             headers["WWW-Authenticate"] = {"description": "Bearer", "schema": {"type": "string"}}
         responses[str(status)] = {
@@ -421,6 +464,7 @@ def build_document(
                                     },
                                     "required": ["limit", "in_use", "waiting", "saturated_for"],
                                 },
+                                "ratelimit": RATELIMIT_READINESS,
                             },
                             "required": ["status", "provider", "slots"],
                         }

@@ -106,6 +106,39 @@ def optional_positive_int(value: str) -> int | None:
     return positive_int(value) if value.strip() else None
 
 
+def non_negative_int(value: str) -> int:
+    number = int(value.strip())
+    if number < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return number
+
+
+def rate_limits(value: str) -> tuple:
+    """``limits``' notation, several separated by ``;``: ``20/second;600/minute``. Empty: none."""
+    from limits import parse_many
+
+    if not value.strip():
+        return ()
+    try:
+        return tuple(parse_many(value.strip()))
+    except ValueError:
+        raise ValueError(
+            "expected limits such as 20/second;600/minute (AMOUNT/second, minute, hour or day, "
+            "separated by ;)"
+        ) from None
+
+
+#: The storages of rate-limit counters that launchprov's dependencies can reach.
+RATE_LIMIT_STORAGES = ("memory://", "redis://", "rediss://", "redis+unix://")
+
+
+def rate_limit_storage(value: str) -> str:
+    value = value.strip()
+    if not value.startswith(RATE_LIMIT_STORAGES):
+        raise ValueError(f"expected a URI starting with {', '.join(RATE_LIMIT_STORAGES)}")
+    return value
+
+
 #: A calling service's name: in a token line, a policy key, a tag and a log line.
 CALLER_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 _DIGEST = re.compile(r"\A[0-9a-f]{64}\Z")
@@ -383,6 +416,35 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
+SETTINGS += (
+    Setting(
+        "launchprov.ratelimit.default",
+        "",
+        rate_limits,
+        "Requests each caller may make, in the notation of the limits library, several "
+        "separated by ';' (20/second;600/minute). Empty: no limit. launchprov.ratelimit.<caller> "
+        "(in the .ini) replaces it for one caller. /healthz, /readyz, /metrics and the OpenAPI "
+        "document are never limited.",
+    ),
+    Setting(
+        "launchprov.ratelimit.launch.default",
+        "",
+        rate_limits,
+        "Launches (PUT /v1/launch) each caller may make, on top of launchprov.ratelimit.default: "
+        "usually lower (5/minute). Empty: no limit. launchprov.ratelimit.launch.<caller> "
+        "replaces it for one caller.",
+    ),
+    Setting(
+        "launchprov.ratelimit.storage_uri",
+        "memory://",
+        rate_limit_storage,
+        "Where the rate-limit counters live: memory:// (this process only) or "
+        "redis://HOST:PORT/DB, shared by every process behind the load balancer. If Redis "
+        "cannot be reached, requests are let through (and /readyz, a metric and a warning "
+        "say so).",
+    ),
+)
+
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
 
 #: Keys with a caller's name in them: ``launchprov.policy.<caller>.<rule>`` overrides a policy
@@ -394,6 +456,39 @@ CALLER_POLICY = re.compile(
 )
 
 
+#: Per-caller rate limits: ``launchprov.ratelimit.<caller>`` and
+#: ``launchprov.ratelimit.launch.<caller>``, parsed as the defaults are (.ini only).
+CALLER_RATE_LIMIT = re.compile(
+    r"\Alaunchprov\.ratelimit\.(?P<launch>launch\.)?(?P<caller>[A-Za-z0-9_-]{1,64})\Z"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PatternedSetting:
+    """A key with a caller's name in it: in the .ini only, parsed as ``parse`` says."""
+
+    key: str
+    parse: Callable[[str], Any]
+    doc: str
+    env_var: None = None
+
+
+PATTERNED_SETTINGS: tuple[PatternedSetting, ...] = (
+    PatternedSetting(
+        "launchprov.ratelimit.<caller>",
+        rate_limits,
+        "The request limits of one caller (the name in its launchprov.auth.tokens line), in "
+        "place of launchprov.ratelimit.default; empty exempts the caller. In the .ini only.",
+    ),
+    PatternedSetting(
+        "launchprov.ratelimit.launch.<caller>",
+        rate_limits,
+        "The launch limits of one caller, in place of launchprov.ratelimit.launch.default; "
+        "empty exempts the caller's launches. In the .ini only.",
+    ),
+)
+
+
 def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse every declared setting from ``raw`` (the .ini's settings) and ``environ``.
 
@@ -402,7 +497,11 @@ def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> di
     not parse, of an unknown ``launchprov.*`` key, or of an unknown ``LAUNCHPROV_*`` variable.
     """
     environ = os.environ if environ is None else environ
-    patterned = [key for key in raw if CALLER_POLICY.match(key)]
+    patterned = [
+        key
+        for key in raw
+        if key not in BY_KEY and (CALLER_POLICY.match(key) or CALLER_RATE_LIMIT.match(key))
+    ]
     unknown = sorted(
         key for key in raw if key.startswith(PREFIX) and key not in BY_KEY and key not in patterned
     )
@@ -429,7 +528,10 @@ def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> di
         except ValueError as exc:
             raise ConfigurationError(f"{setting.key} (from {source}) = {value!r}: {exc}") from None
     for key in patterned:
-        rule = BY_KEY[f"{PREFIX}policy.{CALLER_POLICY.match(key)['rule']}"]
+        if policy := CALLER_POLICY.match(key):
+            rule = BY_KEY[f"{PREFIX}policy.{policy['rule']}"]
+        else:
+            rule = BY_KEY["launchprov.ratelimit.default"]
         try:
             values[key] = rule.parse(str(raw[key]))
         except ValueError as exc:

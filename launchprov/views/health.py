@@ -16,8 +16,12 @@ def healthz(request):
 
 
 def readyz(request):
-    """The provider answers one cheap call within launchprov.readiness_timeout; the state of
-    the provider slots is reported either way (it takes no slot, and waits for none)."""
+    """The provider answers one cheap call within launchprov.readiness_timeout.
+
+    The state of the provider slots is reported either way (readiness takes no slot, and waits
+    for none). An unreachable rate-limit storage is reported but keeps the process ready: the
+    limits fail open, and a load balancer must not take every process out because Redis is down.
+    """
     timeout = request.registry.launchprov_settings["launchprov.readiness_timeout"]
     slots = request.provider.bulkhead.state()
     try:
@@ -29,7 +33,13 @@ def readyz(request):
             {"location": "provider", "name": "slots", "description": describe_slots(slots)},
         ]
         return error_response(request, 503, message, details)
-    return {"status": "ready", "provider": request.provider.name, "slots": slots.as_json()}
+    ratelimit = request.registry.launchprov_ratelimits.readiness()
+    return {
+        "status": "ready",
+        "provider": request.provider.name,
+        "slots": slots.as_json(),
+        "ratelimit": ratelimit,
+    }
 
 
 def describe_slots(slots) -> str:

@@ -149,9 +149,12 @@ def test_liveness_makes_no_provider_call(app):
 
 
 def test_readiness_asks_the_provider(app):
-    body = app.get("/readyz", status=200).json
-    assert body["status"] == "ready" and body["provider"] == "ec2"
-    assert body["slots"] == {"limit": 2, "in_use": 0, "waiting": 0, "saturated_for": 0}
+    assert app.get("/readyz", status=200).json == {
+        "status": "ready",
+        "provider": "ec2",
+        "slots": {"limit": 2, "in_use": 0, "waiting": 0, "saturated_for": 0},
+        "ratelimit": {"enabled": False},
+    }
     found = samples(app)
     key = (
         "launchprov_provider_calls_total",

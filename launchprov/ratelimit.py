@@ -1,0 +1,244 @@
+"""Per-caller request limits, counted by the ``limits`` library in memory or in Redis.
+
+Every route but the probes, the metrics and the OpenAPI document counts against the caller's
+``launchprov.ratelimit.<caller>`` (or ``.default``) limits; a launch also counts against its
+``launchprov.ratelimit.launch.<caller>`` (or ``.launch.default``) ones. A request over a limit is
+answered 429 before its view runs, so it costs the cloud nothing. Counters live in
+``launchprov.ratelimit.storage_uri``: ``memory://`` for one process, ``redis://`` to share them
+between every process behind the load balancer.
+
+A rate limiter must not take the launch service down: when the storage cannot be reached the
+limits fail open (the request goes through), a warning is logged at most once a minute, a metric
+counts every such request and ``/readyz`` says so -- while still answering 200, so that a load
+balancer keeps sending traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from limits import RateLimitItem
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from launchprov.errors import error_response
+
+log = logging.getLogger(__name__)
+
+#: Routes never limited: probes, scrapers and client generators must always get through.
+UNLIMITED_ROUTES = frozenset({"healthz", "readyz", "metrics", "openapi"})
+#: Routes that also count against the launch limits.
+LAUNCH_ROUTES = frozenset({"launch"})
+
+#: Seconds between two warnings about an unreachable storage.
+WARNING_INTERVAL = 60.0
+#: Seconds the limits fail open without asking the storage again after it failed: a Redis that
+#: hangs costs one time-out a second, not one per request.
+STORAGE_RETRY_INTERVAL = 1.0
+#: Seconds to wait for Redis to accept a connection or answer: far under a request's budget.
+REDIS_TIMEOUT = 0.25
+
+REQUESTS, LAUNCHES = "requests", "launches"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What the limits say about one request, and the figures of its RateLimit-* headers."""
+
+    allowed: bool
+    #: "requests" or "launches": which of the caller's limits these figures are about.
+    scope: str
+    #: The limit these figures are about: the one exceeded, or the one closest to it.
+    item: RateLimitItem
+    remaining: int
+    #: Seconds until the window lets one more request through.
+    reset_after: float
+
+    def headers(self) -> dict[str, str]:
+        """The IETF draft's RateLimit-* headers (and Retry-After on a refusal)."""
+        reset = str(max(0, math.ceil(self.reset_after)))
+        headers = {
+            "RateLimit-Limit": str(self.item.amount),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": reset,
+            "RateLimit-Policy": f"{self.item.amount};w={self.item.get_expiry()}",
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.reset_after)))
+        return headers
+
+
+class RateLimits:
+    """The limits of every caller, and the moving windows that count their requests."""
+
+    def __init__(
+        self,
+        limits: dict[str, tuple[RateLimitItem, ...]],
+        launch_limits: dict[str, tuple[RateLimitItem, ...]],
+        storage_uri: str = "memory://",
+        metrics=None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        #: caller (or "default") -> its limits; an explicit empty tuple exempts a caller.
+        self.limits = limits
+        self.launch_limits = launch_limits
+        self.storage_uri = storage_uri
+        self.metrics = metrics
+        self._clock = clock
+        options: dict[str, Any] = {}
+        if storage_uri.startswith("redis"):
+            options = {
+                "key_prefix": "launchprov",
+                "socket_connect_timeout": REDIS_TIMEOUT,
+                "socket_timeout": REDIS_TIMEOUT,
+            }
+        self.storage = storage_from_string(storage_uri, wrap_exceptions=True, **options)
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self._lock = threading.Lock()
+        self._failed_at: float | None = None
+        self._warned_at: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], metrics=None) -> RateLimits:
+        limits, launch_limits = {}, {}
+        for key, value in settings.items():
+            if not key.startswith("launchprov.ratelimit.") or key.endswith(".storage_uri"):
+                continue
+            name = key.removeprefix("launchprov.ratelimit.")
+            if name.startswith("launch."):
+                launch_limits[name.removeprefix("launch.")] = value
+            else:
+                limits[name] = value
+        return cls(limits, launch_limits, settings["launchprov.ratelimit.storage_uri"], metrics)
+
+    @property
+    def configured(self) -> bool:
+        """Whether any caller has any limit at all."""
+        return any(self.limits.values()) or any(self.launch_limits.values())
+
+    def limits_of(self, caller: str, launch: bool) -> list[tuple[str, RateLimitItem]]:
+        """(scope, limit) pairs a request of ``caller`` counts against, the launches' first."""
+        scoped = []
+        if launch:
+            items = self.launch_limits.get(caller, self.launch_limits.get("default", ()))
+            scoped += [(LAUNCHES, item) for item in items]
+        items = self.limits.get(caller, self.limits.get("default", ()))
+        scoped += [(REQUESTS, item) for item in items]
+        return scoped
+
+    def check(self, caller: str, launch: bool = False) -> Verdict | None:
+        """Count one request of ``caller``; None when no limit applies or the storage is down.
+
+        Limits are hit in order and the first one exceeded refuses the request (the ones before
+        it have counted it, as Flask-Limiter does), so a refused request is counted at most once
+        per window it did not exceed.
+        """
+        scoped = self.limits_of(caller, launch)
+        if not scoped or self._failing_open():
+            return None
+        try:
+            closest = None
+            for scope, item in scoped:
+                if not self.limiter.hit(item, scope, caller):
+                    stats = self.limiter.get_window_stats(item, scope, caller)
+                    if self.metrics is not None:
+                        self.metrics.ratelimit_refused.labels(caller, scope).inc()
+                    return Verdict(False, scope, item, 0, stats.reset_time - time.time())
+                stats = self.limiter.get_window_stats(item, scope, caller)
+                if closest is None or stats.remaining < closest[2].remaining:
+                    closest = (scope, item, stats)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return None
+        scope, item, stats = closest
+        return Verdict(True, scope, item, stats.remaining, stats.reset_time - time.time())
+
+    def _failing_open(self) -> bool:
+        with self._lock:
+            if self._failed_at is None:
+                return False
+            if self._clock() - self._failed_at < STORAGE_RETRY_INTERVAL:
+                self._count_storage_error()
+                return True
+            self._failed_at = None  # time to ask the storage again
+            return False
+
+    def _storage_failed(self, exc: Exception) -> None:
+        with self._lock:
+            now = self._clock()
+            self._failed_at = now
+            self._count_storage_error()
+            if self._warned_at is None or now - self._warned_at >= WARNING_INTERVAL:
+                self._warned_at = now
+                log.warning(
+                    "rate-limit storage %s unreachable (%s): requests are let through "
+                    "unlimited until it answers",
+                    self.storage_uri.split("@")[-1],  # never a password from the URI
+                    exc,
+                )
+
+    def _count_storage_error(self) -> None:
+        if self.metrics is not None:
+            self.metrics.ratelimit_storage_errors.inc()
+
+    def storage_reachable(self) -> bool:
+        """Ask the storage whether it answers (for /readyz)."""
+        try:
+            return bool(self.storage.check())
+        except Exception:  # a probe: any failure means "not reachable"
+            return False
+
+    def readiness(self) -> dict[str, Any]:
+        """What /readyz says about the limits."""
+        if not self.configured:
+            return {"enabled": False}
+        if self.storage_reachable():
+            return {"enabled": True, "storage": "ok"}
+        return {"enabled": True, "storage": "unreachable", "failing_open": True}
+
+
+def rate_limited_view(view, info):
+    """View deriver: count the request against its caller's limits before the view runs."""
+    route = info.options.get("route_name")
+    limits: RateLimits = info.registry.launchprov_ratelimits
+    if info.exception_only or route is None or route in UNLIMITED_ROUTES or not limits.configured:
+        return view
+    launch = route in LAUNCH_ROUTES
+
+    def limited(context, request):
+        caller = request.identity
+        verdict = limits.check(caller, launch) if caller is not None else None
+        if verdict is None:
+            return view(context, request)
+        headers = verdict.headers()
+        if not verdict.allowed:
+            limit = f"{verdict.item.amount} {verdict.scope} per {verdict.item.get_expiry()} s"
+            message = (
+                f"rate limit of caller {caller} exceeded: {limit}; "
+                f"retry after {headers['Retry-After']} s"
+            )
+            details = [{"location": "caller", "name": caller, "description": limit}]
+            return error_response(request, 429, message, details, headers)
+
+        def add_headers(request, response):
+            response.headers.update(headers)
+
+        request.add_response_callback(add_headers)
+        return view(context, request)
+
+    return limited
+
+
+def includeme(config):
+    settings = config.registry.launchprov_settings
+    config.registry.launchprov_ratelimits = RateLimits.from_settings(
+        settings, config.registry.launchprov_metrics
+    )
+    config.add_view_deriver(rate_limited_view)
