@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format docs bench clean
+.PHONY: run test test-fast lint format docs bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # A stamp per extra: reinstall when setup.py changes.
 $(VENV)/.installed-sandbox: setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[sandbox]'
+	$(BIN)/python -m pip install --quiet -e '.[sandbox,client]'
 	@touch $@
 
 $(VENV)/.installed-testing: setup.py | $(BIN)/python
@@ -24,6 +24,7 @@ $(VENV)/.installed-docs: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs]'
 	@touch $@
 
+# The sandbox, and the command line (launchprov) to try it with.
 run: $(VENV)/.installed-sandbox
 	$(BIN)/pserve development.ini
 
@@ -31,6 +32,10 @@ test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
+test-fast: $(VENV)/.installed-testing
+	$(BIN)/pytest -q tests/unit
 
 $(VENV)/.installed-bench: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

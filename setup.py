@@ -19,8 +19,17 @@ sandbox_requires = [
     "moto[ec2]>=5.0",
 ]
 
+#: The Python client and the command line (launchprov.client, launchprov.cli): kept out of
+#: the server's install.
+client_requires = [
+    "click>=8.1",
+    "httpx>=0.27",
+    "rich>=13.0",
+]
+
 tests_require = [
     *sandbox_requires,
+    *client_requires,
     "aiopenapi3>=0.8",
     "hypothesis>=6.100",
     "moto[server]>=5.0",
@@ -39,6 +48,7 @@ bench_require = [
 ]
 
 docs_require = [
+    *client_requires,  # the command line's help texts are generated into docs/client.rst
     "sphinx>=7",  # alabaster, its default theme, comes with it
 ]
 
@@ -56,10 +66,12 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks", "benchmarks.*", "docs*"]),
     include_package_data=True,
+    package_data={"launchprov": ["py.typed"]},
     zip_safe=False,
     install_requires=requires,
     extras_require={
         "sandbox": sandbox_requires,
+        "client": client_requires,
         "testing": tests_require,
         "docs": docs_require,
         "bench": bench_require,
@@ -69,6 +81,7 @@ setup(
             "main = launchprov:main",
         ],
         "console_scripts": [
+            "launchprov = launchprov.cli:main",
             "launchprov-token = launchprov.scripts.token:main",
         ],
     },

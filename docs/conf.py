@@ -24,7 +24,10 @@ except metadata.PackageNotFoundError:
     release = "unknown"
 version = release
 
-extensions = ["launchprov_docs"]
+extensions = ["launchprov_docs", "launchprov_cli_docs", "sphinx.ext.autodoc"]
+# The client's reference (client.rst): signatures without annotations, whose httpx and typing
+# names have no page to link to here; the docstrings say what each parameter is.
+autodoc_typehints = "none"
 
 root_doc = "index"
 exclude_patterns = ["_build"]

@@ -11,6 +11,7 @@ from launchprov.bulkhead import Bulkhead, GuardedProvider
 from launchprov.logs import count_waitress_queue_depth, install_record_factory, use_json_lines
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.openapi import build_document
+from launchprov.ownership import Ownership
 from launchprov.policy import Policy
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
@@ -58,17 +59,19 @@ def main(global_config, **settings):
         for name in ("key_name", "security_groups", "placement")
     }
     validators = Validators(defaults, provider)
+    policy = Policy.from_settings(launchprov_settings)
+    ownership = Ownership(policy, auth_enabled, metrics)
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
-        config.registry.launchprov_policy = Policy.from_settings(launchprov_settings)
+        config.registry.launchprov_policy = policy
         config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled))
         config.set_default_permission(CALL)
         config.registry.launchprov_openapi = build_document(validators, provider.name, auth_enabled)
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request: plain class
         # attributes (add_request_method would build a new class for every request).
-        attributes = {"provider": provider, "validators": validators}
+        attributes = {"provider": provider, "validators": validators, "ownership": ownership}
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
         config.include(".tweens")
         config.include(".ratelimit")

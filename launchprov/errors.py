@@ -153,7 +153,8 @@ def unauthenticated_view(exc, request):
 
 
 def policy_violation_view(exc: PolicyViolation, request):
-    details = [detail(getattr(request, "params_location", "body"), exc.parameter, str(exc))]
+    location = exc.location or getattr(request, "params_location", "body")
+    details = [detail(location, exc.parameter, str(exc))]
     return _render(request, 403, error_body(403, f"policy: {exc}", details))
 
 

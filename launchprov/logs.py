@@ -17,7 +17,17 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 caller_var: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="-")
 
 #: Attributes of a record that a JSON line carries when they are set (access lines set most).
-JSON_FIELDS = ("request_id", "caller", "method", "route", "status", "duration_ms")
+JSON_FIELDS = (
+    "request_id",
+    "caller",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+    "action",
+    "instance",
+    "owner",
+)
 
 
 def install_record_factory() -> None:

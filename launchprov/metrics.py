@@ -92,6 +92,13 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
+        self.foreign_actions = Counter(
+            "launchprov_foreign_actions",
+            "Actions on instances the caller did not launch (granted by launchprov.policy."
+            "act_on), by caller and action.",
+            ["caller", "action"],
+            registry=self.registry,
+        )
         self.instances_launched = Counter(
             "launchprov_instances_launched",
             "Instances launched, by provider.",

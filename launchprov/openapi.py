@@ -187,8 +187,11 @@ PROVIDER_ERROR = {
 _WHY = {
     400: "A parameter is missing or invalid; details name every one.",
     401: "No valid bearer token (when launchprov.auth.enabled): see WWW-Authenticate.",
-    403: "A policy rule (launchprov.policy.*) forbids the request; details name it.",
-    404: "No such instance (or no such route).",
+    403: "A policy rule (launchprov.policy.*) forbids the request: a launch guardrail, or "
+    "launchprov.policy.act_on for an instance the caller may see but not act on; details name "
+    "it.",
+    404: "No such instance, or one the caller may not see (launchprov.policy.see): both answers "
+    "are the same, so that an instance's existence is not revealed (or no such route).",
     405: "The path does not serve this method; Allow lists those it does.",
     408: "The provider failed: an error reply, a refused or hung connection, or a reply that "
     "could not be parsed. Expected for valid data that the provider refuses, such as an AMI "
@@ -205,6 +208,13 @@ _WHY = {
     "launchprov.provider_queue_timeout: nothing was sent to the provider; retry after "
     "Retry-After. On /readyz: the provider cannot be reached.",
 }
+
+#: What every route about one instance says of ownership.
+OWNERSHIP_NOTE = (
+    "An instance the caller may not see (launchprov.policy.see: own, launchprov or all) is a "
+    "404, as if it did not exist; one it may see but not act on (launchprov.policy.act_on) is "
+    "a 403 naming the rule. With authentication off, every caller reaches every instance."
+)
 
 REQUEST_ID_PARAMETER = {
     "name": "X-Request-ID",
@@ -363,7 +373,9 @@ def build_document(
             "get": {
                 "operationId": "listInstances",
                 "summary": "List instances, filtered and paged",
-                "description": "Filters combine with AND; the values of one filter with OR. "
+                "description": "Only the instances the caller may see "
+                "(launchprov.policy.see: own, launchprov or all). "
+                "Filters combine with AND; the values of one filter with OR. "
                 f"Tags filter as {TAG_PREFIX}KEY=VALUE parameters (for example "
                 f"{TAG_PREFIX}role=web). next is the token of the previous page.",
                 "parameters": [
@@ -396,14 +408,16 @@ def build_document(
             "get": {
                 "operationId": "describeInstance",
                 "summary": "Describe an instance",
+                "description": OWNERSHIP_NOTE,
                 "parameters": target,
                 "responses": _responses(instance_ok, 404, 408),
             },
             "delete": {
                 "operationId": "terminateInstance",
                 "summary": "Terminate an instance (terminating twice is not an error)",
+                "description": OWNERSHIP_NOTE,
                 "parameters": target,
-                "responses": _responses(instance_ok, 404, 408),
+                "responses": _responses(instance_ok, 403, 404, 408),
             },
         },
     }
@@ -414,8 +428,9 @@ def build_document(
             "post": {
                 "operationId": f"{action}Instance",
                 "summary": f"{action.capitalize()} an instance",
+                "description": OWNERSHIP_NOTE,
                 "parameters": target,
-                "responses": _responses(instance_ok, 404, 408, 409, 501),
+                "responses": _responses(instance_ok, 403, 404, 408, 409, 501),
             }
         }
     paths["/healthz"] = {

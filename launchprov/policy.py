@@ -1,8 +1,10 @@
-"""Policy guardrails: what a launch may ask for, per deployment and per caller.
+"""Policy guardrails: what a launch may ask for, and which instances a caller may see and act
+on, per deployment and per caller.
 
-Checked after validation and before any provider call. Each rule is a setting
+The launch rules are checked after validation and before any provider call; the ownership rules
+(``see``, ``act_on``) by :mod:`launchprov.ownership`. Each rule is a setting
 (``launchprov.policy.<rule>``); a caller's own setting (``launchprov.policy.<caller>.<rule>``)
-replaces the rule for that caller. An empty rule allows anything.
+replaces the rule for that caller. An empty launch rule allows anything.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from launchprov.providers.interface import LaunchRequest
-from launchprov.settings import CALLER_POLICY, POLICY_RULES
+from launchprov.settings import CALLER_POLICY, POLICY_RULES, SCOPES, ConfigurationError
 
 #: The launch parameter each glob rule checks.
 GLOB_RULES = {"instance_types": "instance_type", "amis": "ami", "placements": "placement"}
@@ -28,6 +30,10 @@ class PolicyViolation(Exception):
         self.value = value
         self.allowed = allowed
 
+    #: Where the refused parameter was (body, querystring, path); None: where the request's
+    #: parameters came from.
+    location: str | None = None
+
 
 @dataclasses.dataclass(frozen=True)
 class Rules:
@@ -35,6 +41,8 @@ class Rules:
     instance_types: tuple[str, ...] = ()
     amis: tuple[str, ...] = ()
     placements: tuple[str, ...] = ()
+    see: str = "own"
+    act_on: str = "own"
 
 
 class Policy:
@@ -50,22 +58,35 @@ class Policy:
             match = CALLER_POLICY.match(key)
             if match:
                 per_caller.setdefault(match["caller"], {})[match["rule"]] = value
-        return cls(default, per_caller)
+        policy = cls(default, per_caller)
+        policy.check_scopes()
+        return policy
 
-    def _rule(self, caller: str, rule: str) -> tuple[str, Any]:
+    def check_scopes(self) -> None:
+        """ConfigurationError when a caller (or the default) may act on more than it may see."""
+        for caller in [None, *sorted(self.per_caller)]:
+            see_setting, see = self.rule(caller, "see")
+            act_setting, act_on = self.rule(caller, "act_on")
+            if SCOPES.index(act_on) > SCOPES.index(see):
+                raise ConfigurationError(
+                    f"{act_setting} = {act_on} is wider than {see_setting} = {see}: a caller "
+                    "cannot act on instances it may not see"
+                )
+
+    def rule(self, caller: str | None, rule: str) -> tuple[str, Any]:
         """(the setting in force, its value) for one caller."""
-        own = self.per_caller.get(caller, {})
+        own = self.per_caller.get(caller, {}) if caller is not None else {}
         if rule in own:
             return f"launchprov.policy.{caller}.{rule}", own[rule]
         return f"launchprov.policy.{rule}", getattr(self.default, rule)
 
     def check(self, caller: str, request: LaunchRequest) -> None:
         """Raise PolicyViolation for the first rule ``request`` breaks."""
-        setting, limit = self._rule(caller, "max_count")
+        setting, limit = self.rule(caller, "max_count")
         if limit is not None and request.max_count > limit:
             raise PolicyViolation(setting, "max_count", request.max_count, f"at most {limit}")
         for rule, parameter in GLOB_RULES.items():
-            setting, globs = self._rule(caller, rule)
+            setting, globs = self.rule(caller, rule)
             value = getattr(request, parameter)
             if globs and not any(fnmatchcase(value, glob) for glob in globs):
                 raise PolicyViolation(setting, parameter, value, " ".join(globs))

@@ -20,6 +20,13 @@ from launchprov.placement import is_zone
 
 PREFIX = "launchprov."
 ENV_PREFIX = "LAUNCHPROV_"
+#: The variables of the client and the command line (launchprov.client): where the service is
+#: and the caller's token. They share the prefix but are not settings, so the service ignores
+#: them rather than refusing to start in a shell that uses the command line.
+CLIENT_ENV_VARS = frozenset({"LAUNCHPROV_URL", "LAUNCHPROV_TOKEN"})
+
+#: The scopes of the ownership rules (see, act_on), each wider than the one before it.
+SCOPES = ("own", "launchprov", "all")
 
 
 class ConfigurationError(Exception):
@@ -243,6 +250,22 @@ SETTINGS: tuple[Setting, ...] = (
         "Availability zones a launch may use: names or globs (us-east-1*). Empty: any.",
     ),
     Setting(
+        "launchprov.policy.see",
+        "own",
+        one_of(*SCOPES),
+        "Which instances a caller may read (GET /v1/instances/{id}, GET /v1/instances): 'own' "
+        "(tagged launchprov:caller = the caller), 'launchprov' (launched through launchprov by "
+        "anyone) or 'all' (every instance of the account). Another instance is a 404.",
+    ),
+    Setting(
+        "launchprov.policy.act_on",
+        "own",
+        one_of(*SCOPES),
+        "Which instances a caller may stop, start, reboot, terminate and change the expiry of: "
+        "'own', 'launchprov' or 'all', no wider than launchprov.policy.see. An instance the "
+        "caller may see but not act on is a 403.",
+    ),
+    Setting(
         "launchprov.retry_after",
         "2",
         positive_int,
@@ -450,7 +473,7 @@ BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
 #: Keys with a caller's name in them: ``launchprov.policy.<caller>.<rule>`` overrides a policy
 #: rule for one caller, parsed as the rule's own setting is. Set in the .ini only (environment
 #: variable names cannot tell a caller's name from a rule's).
-POLICY_RULES = ("max_count", "instance_types", "amis", "placements")
+POLICY_RULES = ("max_count", "instance_types", "amis", "placements", "see", "act_on")
 CALLER_POLICY = re.compile(
     rf"\Alaunchprov\.policy\.(?P<caller>[A-Za-z0-9_-]{{1,64}})\.(?P<rule>{'|'.join(POLICY_RULES)})\Z"
 )
@@ -507,7 +530,7 @@ def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> di
     )
     if unknown:
         raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
-    known_vars = {setting.env_var for setting in SETTINGS}
+    known_vars = {setting.env_var for setting in SETTINGS} | CLIENT_ENV_VARS
     unknown_vars = sorted(
         var for var in environ if var.startswith(ENV_PREFIX) and var not in known_vars
     )

@@ -1,14 +1,38 @@
-"""Fixtures shared by every layer of the suite."""
+"""Fixtures shared by every layer of the suite.
+
+Speed: two things cost most in a test that talks to moto, and both are shared here.
+
+* A boto3 session parses botocore's service models (megabytes of JSON) when it makes its first
+  client: half a second for every app a test builds. Every session of the test process shares
+  one botocore data loader (:func:`shared_botocore_loader`), which caches what it parsed; each
+  app still builds its own session and clients, as in production.
+* moto's backends: one ``mock_aws`` for the whole session, patched in only for the tests that
+  ask for it, and its backends reset once before each of them (moto's reset rebuilds only the
+  backends a test touched) instead of a start and a stop that each reset everything.
+* moto's EC2 backend of a region loads its AMI catalogue when it is built, after each reset:
+  the default catalogue plus over a thousand region-specific ones. The suite gives moto its
+  default catalogue alone (``MOTO_AMIS_PATH``, read when moto's EC2 models are imported, so set
+  before), which holds every AMI the tests use; AMI validation works as before.
+"""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import json
 import os
+import tempfile
 
 import boto3
+import botocore.loaders
+import botocore.session
 import moto.settings
 import pytest
 from moto import mock_aws
+from moto.core.base_backend import BackendDict
+from moto.core.model_instances import reset_model_data
 from moto.server import ThreadedMotoServer
+from moto.utilities.utils import load_resource
 
 from tests.support import (
     FAKE_CREDENTIALS,
@@ -16,6 +40,19 @@ from tests.support import (
     free_port,
     seed_account,
 )
+
+
+def _default_amis_only() -> None:
+    """moto's default AMI catalogue alone; none of the imports above loads moto's EC2 models."""
+    if "MOTO_AMIS_PATH" in os.environ:
+        return
+    with tempfile.NamedTemporaryFile("w", suffix="-amis.json", delete=False) as catalogue:
+        json.dump(load_resource("ec2/resources/amis.json"), catalogue)
+    os.environ["MOTO_AMIS_PATH"] = catalogue.name
+    atexit.register(os.unlink, catalogue.name)
+
+
+_default_amis_only()
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +68,24 @@ def isolated_environment(monkeypatch):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_botocore_loader():
+    """Every botocore session of the test process shares one data loader (read-only models).
+
+    Credentials, configuration and clients stay per session: only the parsed JSON is shared.
+    """
+    create = functools.cache(botocore.loaders.create_loader)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", create)
+        yield
+
+
+def reset_moto() -> None:
+    """Every moto backend as new: what one test made, the next does not see."""
+    BackendDict.reset()
+    reset_model_data()
+
+
 @pytest.fixture
 def moto_validation(monkeypatch):
     """moto validates AMIs, instance types and key pairs the way EC2 does."""
@@ -39,13 +94,27 @@ def moto_validation(monkeypatch):
     monkeypatch.setattr(moto.settings, "ENABLE_KEYPAIR_VALIDATION", True)
 
 
+@pytest.fixture(scope="session")
+def moto_mock():
+    """moto's in-process mock, made once; tests that use it patch it in with ``moto_ec2``."""
+    return mock_aws()
+
+
 @pytest.fixture
-def moto_ec2(moto_validation):
-    """moto's in-process EC2 mock holding the seed's key pair and group; yields a client."""
-    with mock_aws():
+def moto_ec2(moto_mock, moto_validation):
+    """moto's in-process EC2 mock holding the seed's key pair and group; yields a client.
+
+    The backends are reset before the test, not after: the next test that uses moto resets
+    them again, and a test that does not never looks.
+    """
+    moto_mock.start(reset=False)
+    try:
+        reset_moto()
         client = boto3.client("ec2", region_name=REGION)
         seed_account(client)
         yield client
+    finally:
+        moto_mock.stop(remove_data=False)
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +129,9 @@ def moto_server_endpoint():
 
 @pytest.fixture
 def moto_server_ec2(moto_server_endpoint, moto_validation):
-    """A boto3 client of the threaded moto server, with the seed's key pair and group in it.
-
-    moto's in-process mock resets every backend when it starts, the threaded server's too, so
-    the account is seeded again for each test.
-    """
+    """A boto3 client of the threaded moto server, reset and holding the seed's key pair and
+    group (the server keeps its state in this process's moto backends)."""
+    reset_moto()
     client = boto3.client("ec2", region_name=REGION, endpoint_url=moto_server_endpoint)
     seed_account(client)
     return client

@@ -24,12 +24,20 @@ FAKE_CREDENTIALS = {
 }
 
 
+#: The public half of the seed's key pair: imported, since making one is an RSA key generation
+#: (a tenth of a second in moto) and EC2 checks only that a key pair of that name exists.
+PUBLIC_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOz9FT/t45fDvwFHz6h+w0O+8TBzbMDlTHZDncQfza9U "
+    "launchprov-tests"
+)
+
+
 def seed_account(client) -> None:
     """The seed's default key pair and security group, as an account using launchprov has."""
     if not client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [DEFAULT_KEY]}])[
         "KeyPairs"
     ]:
-        client.create_key_pair(KeyName=DEFAULT_KEY)
+        client.import_key_pair(KeyName=DEFAULT_KEY, PublicKeyMaterial=PUBLIC_KEY.encode())
     groups = client.describe_security_groups(
         Filters=[{"Name": "group-name", "Values": [DEFAULT_GROUP]}]
     )["SecurityGroups"]

@@ -41,6 +41,7 @@ from launchprov.providers.ec2_common import (
     split_security_groups,
     state_of,
 )
+from launchprov.providers.ec2_common import describe_filters as ec2_filters
 from launchprov.providers.interface import (
     OUTCOME_NONE,
     OUTCOME_UNKNOWN,
@@ -92,15 +93,8 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
 
 
 def describe_filters(query: InstanceQuery) -> list[dict[str, Any]]:
-    """DescribeInstances filters for a query (filters by id, so that MaxResults is allowed)."""
-    filters = []
-    if query.ids:
-        filters.append({"Name": "instance-id", "Values": list(query.ids)})
-    if query.states:
-        filters.append({"Name": "instance-state-name", "Values": list(query.states)})
-    for key, values in query.tags.items():
-        filters.append({"Name": f"tag:{key}", "Values": list(values)})
-    return filters
+    """DescribeInstances filters for a query, in boto3's shape."""
+    return [{"Name": name, "Values": values} for name, values in ec2_filters(query).items()]
 
 
 def to_instance(raw: dict[str, Any]) -> Instance:

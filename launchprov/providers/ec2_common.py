@@ -1,6 +1,8 @@
-"""What every EC2-backed adapter shares: id formats and which EC2 error codes are transient."""
+"""What every EC2-backed adapter shares: id formats, filters, transient error codes."""
 
 import re
+
+from launchprov.providers.interface import InstanceQuery
 
 #: What an EC2 AMI id looks like: ``ami-`` and 8 or 17 hex digits.
 IMAGE_ID = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
@@ -66,3 +68,25 @@ def split_security_groups(groups) -> tuple[list[str], list[str]]:
     names = [group for group in groups if not SECURITY_GROUP_ID.match(group)]
     ids = [group for group in groups if SECURITY_GROUP_ID.match(group)]
     return names, ids
+
+
+def describe_filters(query: InstanceQuery) -> dict[str, list[str]]:
+    """The DescribeInstances filters of a query: filter name -> values.
+
+    EC2 joins the filters with AND and the values of one filter with OR. It takes one
+    ``tag-key`` filter (its values OR'ed), so a second required key is ``tag:KEY`` = ``*``
+    (any value); a key the query also filters by value needs no filter of its own.
+    """
+    filters: dict[str, list[str]] = {}
+    if query.ids:
+        filters["instance-id"] = list(query.ids)
+    if query.states:
+        filters["instance-state-name"] = list(query.states)  # launchprov's names are EC2's
+    for key, values in query.tags.items():
+        filters[f"tag:{key}"] = list(values)
+    keys = [key for key in query.tag_keys if key not in query.tags]
+    if keys:
+        filters["tag-key"] = [keys[0]]
+        for key in keys[1:]:
+            filters[f"tag:{key}"] = ["*"]
+    return filters

@@ -100,6 +100,8 @@ class InstanceQuery:
     ids: tuple[str, ...] = ()
     states: tuple[str, ...] = ()
     tags: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #: Tag keys the instances must carry, whatever their values (``launchprov:caller``).
+    tag_keys: tuple[str, ...] = ()
     limit: int = 100
     #: The ``next`` token of the previous page, as the adapter made it; None for the first.
     page_token: str | None = None

@@ -138,6 +138,7 @@ from launchprov.providers.ec2_common import (
     INSTANCE_ID,
     INVALID_STATE_CODES,
     NOT_FOUND_CODES,
+    describe_filters,
     is_retryable,
     split_security_groups,
     state_of,
@@ -515,17 +516,13 @@ def matches(instance: Instance, query: InstanceQuery) -> bool:
         (not query.ids or instance.id in query.ids)
         and (not query.states or instance.state in query.states)
         and all(instance.tags.get(key) in values for key, values in query.tags.items())
+        and all(key in instance.tags for key in query.tag_keys)
     )
 
 
 def ec2_filters(query: InstanceQuery) -> dict[str, list[str]]:
-    """The DescribeInstances filters of a query (its states are EC2's state names)."""
-    filters = {f"tag:{key}": list(values) for key, values in query.tags.items()}
-    if query.ids:
-        filters["instance-id"] = list(query.ids)
-    if query.states:
-        filters["instance-state-name"] = list(query.states)
-    return filters
+    """The DescribeInstances filters of a query: EC2's rules, shared with the boto3 adapter."""
+    return describe_filters(query)
 
 
 def ec2_request(

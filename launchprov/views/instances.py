@@ -1,11 +1,16 @@
-"""The life of an instance: describe, list, terminate, stop, start, reboot."""
+"""The life of an instance: describe, list, terminate, stop, start, reboot.
+
+Every route about one instance goes through the one ownership check
+(:meth:`launchprov.ownership.Ownership.admit`) before it reaches the provider; a listing is
+narrowed to what the caller may see by filters the provider applies.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from launchprov.params import read_query
-from launchprov.providers.interface import Instance
+from launchprov.providers.interface import Instance, InstancePage
 
 
 def instance_json(instance: Instance) -> dict[str, Any]:
@@ -33,21 +38,36 @@ def _target(request) -> tuple[str, str]:
 
 
 def describe(request):
-    return instance_json(request.provider.describe(*_target(request)))
+    instance_id, region = _target(request)
+    admitted = request.ownership.admit(
+        request.provider, request.identity, instance_id, region, "describe"
+    )
+    return instance_json(admitted or request.provider.describe(instance_id, region))
 
 
 def list_instances(request):
-    page = request.provider.list_instances(request.validators.instance_query(read_query(request)))
+    query = request.validators.instance_query(read_query(request))
+    visible = request.ownership.visible(request.identity, query)
+    page = InstancePage([], None) if visible is None else request.provider.list_instances(visible)
     return {"instances": [instance_json(item) for item in page.instances], "next": page.next_token}
 
 
+def perform(request, action: str) -> Instance:
+    """Do ``action`` (terminate, stop, start, reboot) on the request's instance, if the caller
+    may; log and count it when the instance is another's."""
+    instance_id, region = _target(request)
+    request.ownership.admit(request.provider, request.identity, instance_id, region, action)
+    instance = getattr(request.provider, action)(instance_id, region)
+    request.ownership.record(request.identity, instance, action)
+    return instance
+
+
 def terminate(request):
-    return instance_json(request.provider.terminate(*_target(request)))
+    return instance_json(perform(request, "terminate"))
 
 
 def act(request):
-    action = getattr(request.provider, request.matchdict["action"])  # stop, start or reboot
-    return instance_json(action(*_target(request)))
+    return instance_json(perform(request, request.matchdict["action"]))  # stop, start, reboot
 
 
 def includeme(config):

@@ -164,10 +164,12 @@ class Service:
     def output(self) -> str:
         return "".join(self._output)
 
-    def request(self, method: str, path: str, body=None, content_type="application/json"):
-        """Send a request; return (status, headers, parsed JSON body)."""
+    def request(
+        self, method: str, path: str, body=None, content_type="application/json", headers=None
+    ):
+        """Send a request (with extra ``headers``); return (status, headers, parsed JSON body)."""
         data = None
-        headers = {}
+        headers = dict(headers or {})
         if body is not None:
             data = json.dumps(body).encode() if content_type == "application/json" else body
             headers["Content-Type"] = content_type

@@ -150,11 +150,11 @@ def test_a_refused_connection_is_a_408(adapter, refusing_endpoint):
 
 SHORT_TIMEOUTS = {
     "ec2": {
-        "launchprov.ec2.connect_timeout": "1",
-        "launchprov.ec2.read_timeout": "1",
+        "launchprov.ec2.connect_timeout": "0.25",
+        "launchprov.ec2.read_timeout": "0.25",
         "launchprov.ec2.max_attempts": "1",
     },
-    "libcloud": {"launchprov.libcloud.timeout": "1"},
+    "libcloud": {"launchprov.libcloud.timeout": "0.25"},
 }
 
 

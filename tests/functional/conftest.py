@@ -28,12 +28,12 @@ class Backend:
     can_stop: bool = True
 
 
-def ec2_backend(request) -> Backend:
+def ec2_backend(request, **settings) -> Backend:
     client = request.getfixturevalue("moto_ec2")
-    return Backend("ec2", make_app(**{"launchprov.provider": "ec2"}), client)
+    return Backend("ec2", make_app(**{"launchprov.provider": "ec2", **settings}), client)
 
 
-def libcloud_ec2_backend(request) -> Backend:
+def libcloud_ec2_backend(request, **settings) -> Backend:
     client = request.getfixturevalue("moto_server_ec2")
     port = client.meta.endpoint_url.rsplit(":", 1)[1]
     app = make_app(
@@ -45,16 +45,20 @@ def libcloud_ec2_backend(request) -> Backend:
             "launchprov.libcloud.host": "127.0.0.1",
             "launchprov.libcloud.port": port,
             "launchprov.libcloud.secure": "false",
+            **settings,
         }
     )
     return Backend("libcloud-ec2", app, client, client.meta.endpoint_url)
 
 
-def libcloud_dummy_backend(request) -> Backend:
-    app = make_app(**{"launchprov.provider": "libcloud", "launchprov.libcloud.driver": "dummy"})
+def libcloud_dummy_backend(request, **settings) -> Backend:
+    app = make_app(
+        **{"launchprov.provider": "libcloud", "launchprov.libcloud.driver": "dummy", **settings}
+    )
     return Backend("libcloud-dummy", app, None, missing_id="987654", can_stop=False)
 
 
+#: name -> factory(request, **settings): the backend's app, made with extra .ini settings.
 BACKENDS = {
     "ec2": ec2_backend,
     "libcloud-ec2": libcloud_ec2_backend,

@@ -64,7 +64,11 @@ class RecordingProvider(StubProvider):
         return self._instance(instance_id)
 
 
-APP = make_app(**{"launchprov.provider": f"{__name__}:RecordingProvider"})
+@pytest.fixture
+def recording_app():
+    """Made inside the test, in its isolated environment: never the shell's provider."""
+    return make_app(**{"launchprov.provider": f"{__name__}:RecordingProvider"})
+
 
 PATHS = [
     "/v1/launch",
@@ -122,7 +126,7 @@ requests = st.fixed_dictionaries(
 )
 
 
-def send(spec):
+def send(app, spec):
     from urllib.parse import quote, urlencode
 
     path = spec["path"].replace("{id}", quote(spec["id"], safe=""))
@@ -134,7 +138,7 @@ def send(spec):
     if spec["request_id"] is not None:
         headers["X-Request-ID"] = spec["request_id"].encode("utf-8", "replace").decode("latin-1")
     RecordingProvider.calls.made = []
-    response = APP.request(
+    response = app.request(
         path, method=spec["method"], body=spec["body"], headers=headers, expect_errors=True
     )
     return response, RecordingProvider.calls.made
@@ -143,12 +147,17 @@ def send(spec):
 @settings(
     max_examples=300,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        # One app for every example: the app keeps no state between requests.
+        HealthCheck.function_scoped_fixture,
+    ],
     derandomize=True,
 )
-@given(requests)
-def test_junk_never_breaks_the_contract(spec):
-    response, calls = send(spec)
+@given(spec=requests)
+def test_junk_never_breaks_the_contract(recording_app, spec):
+    response, calls = send(recording_app, spec)
     assert response.status_int < 500, response.text
     assert "Traceback" not in response.text
     if response.status_int >= 400:
@@ -156,9 +165,10 @@ def test_junk_never_breaks_the_contract(spec):
         assert calls == [], (response.status_int, calls)
 
 
-def test_the_generator_reaches_the_provider_too():
+def test_the_generator_reaches_the_provider_too(recording_app):
     """The property above would hold vacuously if nothing valid were ever sent: it is not."""
     response, calls = send(
+        recording_app,
         {
             "method": "PUT",
             "path": "/v1/launch",
@@ -167,7 +177,7 @@ def test_the_generator_reaches_the_provider_too():
             "content_type": "application/json",
             "body": json.dumps({"ami": "x", "instance_type": "y"}).encode(),
             "request_id": None,
-        }
+        },
     )
     assert response.status_int == 200 and calls == ["launch"]
 

@@ -9,33 +9,32 @@ the cloud refuses, see schemathesis.toml).
 from __future__ import annotations
 
 import json
-import os
-from unittest import mock
 
 import pytest
 import schemathesis
-import webtest
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 
-import launchprov
 from launchprov.auth import digest
+from launchprov.openapi import build_document
+from launchprov.providers.ec2 import EC2Provider
 from launchprov.routes import ROUTES
-from tests.support import FAKE_CREDENTIALS, GOOD_AMI, make_app
+from launchprov.schemas import Validators
+from launchprov.settings import load
+from tests.support import GOOD_AMI, make_app
 
 # As production runs it: authentication on, one caller.
 TOKEN = "schemathesis-token-0123456789"
 SECURED = {"launchprov.auth.enabled": "true", "launchprov.auth.tokens": f"st {digest(TOKEN)}"}
 
-# Such an app, made when the module is loaded (the tests are generated from its document), with
-# fake credentials only: its calls go to moto's EC2, which each test starts (moto_ec2).
-with mock.patch.dict(os.environ, {**FAKE_CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true"}):
-    APP = launchprov.main({}, **SECURED)
-SERVED = webtest.TestApp(APP).get("/v1/openapi.json").json
-schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", APP)
+
+@pytest.fixture
+def secured_app(moto_ec2):
+    """The app as production runs it, made inside the test (the isolated environment: fake
+    credentials only, its calls go to moto's EC2)."""
+    return make_app(**SECURED)
 
 
-@schema.hook
 def filter_case(context, case):
     """Leave out what JSON Schema cannot say, and the document says in words instead:
     min_count above max_count and an Idempotency-Key that differs from client_token (rules
@@ -50,6 +49,28 @@ def filter_case(context, case):
     if numbers and counts[0] > counts[1]:
         return False
     return "next" not in (case.query or {})
+
+
+def secured_document() -> dict:
+    """The document of a secured EC2 deployment with the default settings, made without an app
+    and without reading the environment: schemathesis makes its tests from it when the module
+    is collected, and :func:`test_the_app_serves_the_document_tested` holds the app to it."""
+    parsed = load(SECURED, environ={})
+    defaults = {
+        name: parsed[f"launchprov.defaults.{name}"]
+        for name in ("key_name", "security_groups", "placement")
+    }
+    document = build_document(Validators(defaults, EC2Provider), EC2Provider.name, True)
+    return json.loads(json.dumps(document))
+
+
+SECURED_DOCUMENT = secured_document()
+schema = schemathesis.openapi.from_dict(SECURED_DOCUMENT)
+schema.hook(filter_case)
+
+
+def test_the_app_serves_the_document_tested(secured_app):
+    assert secured_app.get("/v1/openapi.json", status=200).json == SECURED_DOCUMENT
 
 
 @pytest.fixture
@@ -114,11 +135,12 @@ def test_without_authentication_the_document_asks_for_no_token(document):
     )
 
 
-def test_with_authentication_every_api_route_asks_for_a_token():
-    launch = SERVED["paths"]["/v1/launch"]["put"]
-    assert SERVED["security"] == [{"bearer": []}] and "401" in launch["responses"]
+def test_with_authentication_every_api_route_asks_for_a_token(secured_app):
+    served = secured_app.get("/v1/openapi.json").json
+    launch = served["paths"]["/v1/launch"]["put"]
+    assert served["security"] == [{"bearer": []}] and "401" in launch["responses"]
     for path in ("/healthz", "/readyz", "/metrics", "/v1/openapi.json"):
-        assert SERVED["paths"][path]["get"]["security"] == []
+        assert served["paths"][path]["get"]["security"] == []
 
 
 def test_every_408_is_documented_with_the_provider_error(document):
@@ -153,5 +175,12 @@ def test_a_launch_answers_as_documented(moto_ec2, document):
     ],
     derandomize=True,
 )
-def test_the_app_keeps_its_document(case, moto_ec2):
-    case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})
+def test_the_app_keeps_its_document(case, secured_app, monkeypatch):
+    # schemathesis's own probes (a request without the token, for one) go to the schema's app.
+    monkeypatch.setattr(case.operation, "app", secured_app.app)
+    monkeypatch.setattr(case.operation.schema, "app", secured_app.app)
+    case.call_and_validate(
+        base_url="http://localhost",
+        app=secured_app.app,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )

@@ -91,7 +91,7 @@ def test_probes_metrics_and_the_document_stay_open(secured, path):
 
 def test_a_known_token_names_the_caller(secured):
     ids = put(secured, LAUNCH, status=200, **bearer(WEB_TOKEN)).json
-    instance = secured.get(f"/v1/instances/{ids[0]}", headers=bearer(BATCH_TOKEN)).json
+    instance = secured.get(f"/v1/instances/{ids[0]}", headers=bearer(WEB_TOKEN)).json
     assert instance["tags"]["launchprov:caller"] == "web"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from launchprov.settings import SETTINGS, ConfigurationError, env_var, load
+from launchprov.settings import CLIENT_ENV_VARS, SETTINGS, ConfigurationError, env_var, load
 
 
 def test_defaults_are_the_seeds():
@@ -99,6 +99,13 @@ def test_a_bad_environment_value_names_the_variable():
 def test_unknown_settings_are_refused_not_ignored():
     with pytest.raises(ConfigurationError, match=r"launchprov\.ec2\.readtimeout"):
         load({"launchprov.ec2.readtimeout": "3", "pyramid.includes": ""}, environ={})
+
+
+def test_the_client_variables_are_not_settings_and_do_not_stop_startup():
+    """A shell that uses the command line (LAUNCHPROV_URL, LAUNCHPROV_TOKEN) can run the service."""
+    assert not {setting.env_var for setting in SETTINGS} & CLIENT_ENV_VARS
+    values = load({}, environ={"LAUNCHPROV_URL": "http://x", "LAUNCHPROV_TOKEN": "t"})
+    assert values == load({}, environ={})
 
 
 def test_unknown_environment_variables_are_refused():
