@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
 from launchprov import launching
 from launchprov.logs import WAITRESS_QUEUE_LOGGER, count_waitress_queue_depth
-from launchprov.providers import create_provider
+from launchprov.providers import create_provider, deadline
 from launchprov.providers.interface import LaunchRequest, ProviderError
 from launchprov.settings import load
 from tests.standins import DroppingEndpoint, SlowEndpoint
@@ -93,6 +94,29 @@ def test_other_calls_never_claim_a_launch(name):
     finally:
         endpoint.close()
     assert (caught.value.code, caught.value.outcome) == (ProviderError.TIMEOUT, "none")
+
+
+def test_botocore_starts_no_attempt_after_the_deadline():
+    endpoint = SlowEndpoint(hold=30)
+    settings = {
+        "launchprov.provider": "ec2",
+        "launchprov.ec2.endpoint_url": endpoint.url,
+        "launchprov.ec2.read_timeout": "0.3",
+        "launchprov.ec2.max_attempts": "3",
+    }
+    provider = create_provider(load(settings, environ={}))
+    try:
+        # The deadline passes during the first attempt: botocore's next two never start.
+        with deadline.until(time.monotonic() + 0.1), pytest.raises(ProviderError) as caught:
+            provider.launch(LAUNCH)
+        assert endpoint.actions() == ["RunInstances"]
+        assert (caught.value.code, caught.value.outcome) == (ProviderError.TIMEOUT, "unknown")
+        # Without a deadline, the same call makes its three attempts.
+        with pytest.raises(ProviderError):
+            provider.launch(LAUNCH)
+        assert endpoint.actions() == ["RunInstances"] * 4
+    finally:
+        endpoint.close()
 
 
 # -- the use case: what a caller may do about it ----------------------------------------------
