@@ -35,6 +35,7 @@ tests_require = [
     "moto[server]>=5.0",
     "openapi-spec-validator>=0.7",
     "pytest>=8.0",
+    "requests-mock>=1.11",  # Apache Libcloud's recorded driver replies import it
     "ruff>=0.6",
     "schemathesis>=4.0",
     "WebTest>=3.0",

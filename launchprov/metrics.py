@@ -159,6 +159,7 @@ class MeteredProvider:
         self.name = provider.name
         self.image_id_pattern = provider.image_id_pattern
         self.instance_id_pattern = provider.instance_id_pattern
+        self.placement_is_zone = getattr(provider, "placement_is_zone", True)
 
     def _call(self, operation: str, *args):
         start = time.perf_counter()

@@ -326,6 +326,16 @@ _zone = colander.Regex(
 
 
 @colander.deferred
+def _placement_validator(node, kw):
+    """An availability-zone name, unless the provider's locations are named otherwise
+    (``placement_is_zone`` false: a libcloud driver other than EC2, ``eastus``, ``nyc3``)."""
+    length = colander.Length(1, MAX_STRING)
+    if not kw.get("placement_is_zone", True):
+        return length
+    return colander.All(length, _zone)
+
+
+@colander.deferred
 def _image_id_validator(node, kw):
     pattern = kw.get("image_id_pattern")
     length = colander.Length(1, MAX_STRING)
@@ -385,7 +395,9 @@ class LaunchSchema(colander.MappingSchema):
         missing=None,
         validator=MaxUtf8Bytes(MAX_USER_DATA_BYTES),
     )
-    placement = _text(missing=_default("placement"), validator=_zone)
+    placement = colander.SchemaNode(
+        StrictString(), missing=_default("placement"), validator=_placement_validator
+    )
     placement_group = _text(missing=None)
     instance_initiated_shutdown_behavior = colander.SchemaNode(
         StrictString(), missing="terminate", validator=colander.OneOf(["stop", "terminate"])
@@ -495,6 +507,7 @@ class Validators:
         bindings = {
             "defaults": dict(defaults),
             "image_id_pattern": provider.image_id_pattern,
+            "placement_is_zone": getattr(provider, "placement_is_zone", True),
             "instance_id_pattern": provider.instance_id_pattern,
         }
         self.instance_id_pattern = provider.instance_id_pattern or GENERIC_INSTANCE_ID

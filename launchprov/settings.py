@@ -72,6 +72,10 @@ def optional_port(value: str) -> int | None:
     return number
 
 
+def optional_boolean(value: str) -> bool | None:
+    return boolean(value) if value.strip() else None
+
+
 def positive_float(value: str) -> float:
     number = float(value.strip())
     if not number > 0:
@@ -420,9 +424,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "launchprov.libcloud.secure",
-        "true",
-        boolean,
-        "Use HTTPS to reach the endpoint.",
+        "",
+        optional_boolean,
+        "Use HTTPS (true) or HTTP (false) to reach the endpoint; empty: the driver's own "
+        "(HTTPS). Setting it for a driver whose constructor cannot take it stops startup.",
     ),
     Setting(
         "launchprov.libcloud.timeout",
@@ -436,6 +441,22 @@ SETTINGS: tuple[Setting, ...] = (
         json_object,
         "Other keyword arguments for the driver's constructor, as a JSON object "
         '(for example {"ex_force_auth_url": "https://keystone:5000"}).',
+    ),
+    Setting(
+        "launchprov.libcloud.launch_kwargs",
+        "",
+        json_object,
+        "Deployment-wide create_node arguments that no request carries, as a JSON object "
+        '(Azure: {"ex_resource_group": "rg", "auth": {"ssh_key": "ssh-ed25519 ..."}}); '
+        "checked against the driver's create_node at startup. Its location is the one used "
+        "when a launch gives no placement.",
+    ),
+    Setting(
+        "launchprov.libcloud.catalog_ttl",
+        "300",
+        positive_float,
+        "Seconds an image, size or location list of the cloud is remembered, per process "
+        "and region.",
     ),
 )
 

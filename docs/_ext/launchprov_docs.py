@@ -1013,17 +1013,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _libcloud_tables() -> dict[str, dict[str, Any]]:
-    from launchprov.providers import libcloud_compute
+def _libcloud_profiles() -> dict[str, Any]:
+    from launchprov.providers.libcloud.profiles import GENERIC, PROFILES
 
-    tables = {}
-    for name in ("EC2_PARAMETERS", "DUMMY_PARAMETERS", "GENERIC_PARAMETERS"):
-        value = getattr(libcloud_compute, name, None)
-        if value is not None:
-            tables[name] = value
-    if not tables:
-        raise Unavailable("launchprov-docs: libcloud_compute has no parameter table")
-    return tables
+    return {**PROFILES, "generic": GENERIC}
 
 
 def _check_table(name: str, mapped: Mapping[str, Any], location) -> None:
@@ -1038,16 +1031,17 @@ def _check_table(name: str, mapped: Mapping[str, Any], location) -> None:
 
 
 class LibcloudParametersDirective(LaunchprovDirective):
-    """One libcloud parameter table: parameter, create_node argument, how; what it refuses."""
+    """One driver profile's parameter table: parameter, create_node argument, how; refusals."""
 
     required_arguments = 1
 
     def render(self):
-        tables = _libcloud_tables()
+        profiles = _libcloud_profiles()
         name = self.arguments[0]
-        if name not in tables:
-            raise self.error(f"no table {name} in libcloud_compute (has {', '.join(tables)})")
-        mapped = tables[name]
+        if name not in profiles:
+            raise self.error(f"no driver profile {name} (there are {', '.join(profiles)})")
+        profile = profiles[name]
+        mapped = profile.parameters
         _check_table(name, mapped, self.get_location())
         rows = [
             [
@@ -1060,6 +1054,21 @@ class LibcloudParametersDirective(LaunchprovDirective):
         out: list[nodes.Node] = [
             table(["Parameter", "create_node argument", "How"], rows, [28, 24, 48])
         ]
+        if profile.launch_arguments:
+            out.append(
+                para(
+                    [
+                        "Always sent: ",
+                        *joined(
+                            lit(f"{key}={value!r}")
+                            if not callable(value)
+                            else [lit(key), f": {(value.__doc__ or '').split(':')[0].strip()}"]
+                            for key, value in profile.launch_arguments.items()
+                        ),
+                        ".",
+                    ]
+                )
+            )
         refused = [parameter for parameter in launch_parameters() if parameter not in mapped]
         if refused:
             out.append(
@@ -1080,30 +1089,54 @@ class ParameterMatrixDirective(LaunchprovDirective):
     """Every launch parameter against every provider: what it becomes, or that it is refused."""
 
     def render(self):
-        from launchprov.providers.libcloud_compute import parameters_of
-
         _, mapping = ec2_mapping()
         boto3 = {name: fields for name, _, fields in mapping}
-        drivers = {"ec2": "libcloud ec2 driver", "dummy": "libcloud dummy driver"}
-        other = "libcloud, other drivers"
-        tables = {label: parameters_of(driver) for driver, label in drivers.items()}
-        tables[other] = parameters_of("any-other-driver")
-
-        def libcloud_cell(entry) -> Cell:
-            if entry is None:
-                return nodes.emphasis("refused", "refused")
-            return lit(entry.argument) if entry.argument else "(the adapter)"
-
         rows = []
         for parameter in launch_parameters():
             fields = boto3.get(parameter)
             boto3_cell: Cell = _sent(fields) if fields is not None else "(not a field)"
-            rows.append(
-                [lit(parameter), boto3_cell]
-                + [libcloud_cell(mapped.get(parameter)) for mapped in tables.values()]
-            )
-        headers = ["Parameter", "ec2 (boto3): RunInstances", *tables]
-        return [table(headers, rows, [26, 26, 16, 16, 16])]
+            rows.append([lit(parameter), boto3_cell])
+        return [table(["Parameter", "ec2 (boto3): RunInstances"], rows, [30, 70])]
+
+
+class DriverMatrixDirective(LaunchprovDirective):
+    """Every libcloud driver profile: parameter -> create_node argument or refused; action ->
+    the method that performs it or 501. Generated from the profiles (and checked against
+    behaviour by the conformance matrix's tests)."""
+
+    def render(self):
+        from launchprov.providers.libcloud.profiles import action_matrix, parameter_matrix
+
+        parameters = parameter_matrix(launch_parameters())
+        drivers = list(parameters)
+
+        def cell(value) -> Cell:
+            if value is None:
+                return nodes.emphasis("refused", "refused")
+            return lit(value)
+
+        rows = [
+            [lit(parameter), *(cell(parameters[driver][parameter]) for driver in drivers)]
+            for parameter in launch_parameters()
+        ]
+        width = 80 // len(drivers)
+        out = [table(["Parameter", *drivers], rows, [20, *([width] * len(drivers))])]
+        actions = action_matrix()
+        names = list(next(iter(actions.values())))
+        action_rows = [
+            [
+                lit(driver),
+                *(
+                    lit(actions[driver][action])
+                    if actions[driver][action]
+                    else nodes.strong("501", "501")
+                    for action in names
+                ),
+            ]
+            for driver in actions
+        ]
+        out.append(table(["Driver", *names], action_rows, [20, 20, 20, 20, 20]))
+        return out
 
 
 class StatesDirective(LaunchprovDirective):
@@ -1139,7 +1172,7 @@ class StateMapDirective(LaunchprovDirective):
         if which == "libcloud":
             from libcloud.compute.types import NodeState
 
-            from launchprov.providers.libcloud_compute import NODE_STATES
+            from launchprov.providers.libcloud.instances import NODE_STATES
 
             names = {
                 getattr(NodeState, attribute): attribute
@@ -1164,11 +1197,12 @@ class ActionsDirective(LaunchprovDirective):
 
     def render(self):
         from launchprov.providers.interface import ACTIONS, FORBIDDEN_STATES
-        from launchprov.providers.libcloud_compute import ACTION_CALLS
+        from launchprov.providers.libcloud.ec2 import EC2_CALLS
+        from launchprov.providers.libcloud.profile import ACTION_METHODS
 
         rows = []
         for action in ACTIONS:
-            method, ec2_call = ACTION_CALLS.get(action, (None, None))
+            method, ec2_call = ACTION_METHODS.get(action), EC2_CALLS.get(action)
             route = (
                 "DELETE /v1/instances/{id}"
                 if action == "terminate"
@@ -1199,7 +1233,8 @@ TRANSPORT_CODES = {
     "TIMEOUT": ("no answer within the configured time-out", "yes"),
     "MALFORMED_RESPONSE": (
         "a reply that could not be parsed (an HTML page from a proxy, a truncated body)",
-        "yes; no when a libcloud EC2 launch reply lists fewer than min_count instances",
+        "only for a reply of HTTP 429, 502, 503 or 504 (libcloud; boto3 has retried those "
+        "itself): an HTML 500 page repeats, and so does a 2xx reply that does not parse",
     ),
     "AUTH_FAILURE": ("no usable credentials, or credentials the endpoint refused", "no"),
     "UNEXPECTED": ("an SDK failure it does not classify itself", "no"),
@@ -1210,9 +1245,9 @@ class ProviderCodesDirective(LaunchprovDirective):
     """The codes a 408 carries besides the provider's own, and EC2's retryable codes."""
 
     def render(self):
-        from launchprov.providers import libcloud_compute
         from launchprov.providers.ec2_common import RETRYABLE_CODES
         from launchprov.providers.interface import ProviderError
+        from launchprov.providers.libcloud import errors as libcloud_errors
 
         codes = {
             attribute: value
@@ -1245,9 +1280,19 @@ class ProviderCodesDirective(LaunchprovDirective):
                 "no for EC2, yes for other drivers",
             ),
         ):
-            code = getattr(libcloud_compute, attribute, None)
+            code = getattr(libcloud_errors, attribute, None)
             if code is not None:
                 rows.append([lit(code), "libcloud", meaning, retryable])
+        for kind, code in libcloud_errors.CATALOG_CODES.items():
+            rows.append(
+                [
+                    lit(code),
+                    "libcloud",
+                    f"the cloud knows no {kind} of that id or name; said before any node is "
+                    "created",
+                    "no",
+                ]
+            )
         return [
             table(["Code", "From", "Meaning", "retryable"], rows, [22, 14, 44, 20]),
             para(
@@ -1257,7 +1302,7 @@ class ProviderCodesDirective(LaunchprovDirective):
                     ", libcloud's ",
                     lit("HTTP<status>"),
                     " for drivers that give only a status). EC2 codes a retry can mend, and "
-                    "any HTTP status of 500 or more: ",
+                    "any HTTP status of 500 or more, or 429: ",
                     *joined(lit(code) for code in sorted(RETRYABLE_CODES)),
                     ".",
                 ]
@@ -1615,6 +1660,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
         ("launchprov-api-providers", ProviderDifferencesDirective),
         ("launchprov-settings", SettingsDirective),
         ("launchprov-parameter-matrix", ParameterMatrixDirective),
+        ("launchprov-driver-matrix", DriverMatrixDirective),
         ("launchprov-ec2-mapping", EC2MappingDirective),
         ("launchprov-libcloud-parameters", LibcloudParametersDirective),
         ("launchprov-states", StatesDirective),

@@ -19,7 +19,7 @@ from launchprov.settings import ConfigurationError
 #: Short name -> dotted path of the adapter class, imported only when chosen.
 PROVIDERS: dict[str, str] = {
     "ec2": "launchprov.providers.ec2:EC2Provider",
-    "libcloud": "launchprov.providers.libcloud_compute:LibcloudProvider",
+    "libcloud": "launchprov.providers.libcloud:LibcloudProvider",
 }
 
 

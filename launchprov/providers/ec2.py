@@ -32,12 +32,12 @@ from launchprov.placement import region_of
 from launchprov.providers import deadline, paging
 from launchprov.providers.deadline import DeadlinePassed
 from launchprov.providers.ec2_common import (
-    IDEMPOTENCY_CONFLICT_CODES,
     IMAGE_ID,
     INSTANCE_ID,
-    INVALID_STATE_CODES,
-    NOT_FOUND_CODES,
+    classified,
     is_retryable,
+    launch_tags,
+    page_size,
     split_security_groups,
     state_of,
 )
@@ -45,12 +45,10 @@ from launchprov.providers.ec2_common import describe_filters as ec2_filters
 from launchprov.providers.interface import (
     OUTCOME_NONE,
     OUTCOME_UNKNOWN,
-    IdempotencyConflict,
     Instance,
     InstanceNotFound,
     InstancePage,
     InstanceQuery,
-    InvalidState,
     IProvider,
     LaunchRequest,
     ProviderError,
@@ -83,7 +81,7 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
         params["SecurityGroupIds"] = ids
     if request.user_data:
         params["UserData"] = request.user_data  # boto3 does the base64
-    all_tags = {**request.tags, **request.system_tags}
+    all_tags = launch_tags(request)
     if all_tags:
         tags = [{"Key": key, "Value": value} for key, value in all_tags.items()]
         params["TagSpecifications"] = [{"ResourceType": "instance", "Tags": tags}]
@@ -162,8 +160,10 @@ def provider_error(exc: Exception) -> ProviderError:
         return ProviderError(NAME, ProviderError.UNREACHABLE, str(exc), retryable=True)
     if isinstance(exc, ResponseParserError):
         # str(exc) carries the whole unparseable body (an HTML page): keep its first line.
+        # Not retryable: botocore has retried the transient statuses (500, 502-504) itself,
+        # so a reply still unparseable after its attempts is one that repeats.
         message = str(exc).splitlines()[0]
-        return ProviderError(NAME, ProviderError.MALFORMED_RESPONSE, message, retryable=True)
+        return ProviderError(NAME, ProviderError.MALFORMED_RESPONSE, message, retryable=False)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
         return ProviderError(NAME, ProviderError.AUTH_FAILURE, str(exc), retryable=False)
     if isinstance(exc, DeadlinePassed):
@@ -251,14 +251,9 @@ class EC2Provider:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             message = exc.response.get("Error", {}).get("Message", "")
-            if instance_id is not None and code in NOT_FOUND_CODES:
-                raise InstanceNotFound(NAME, instance_id) from exc
-            if code in IDEMPOTENCY_CONFLICT_CODES:
-                raise IdempotencyConflict(NAME, message or code) from exc
-            if instance_id is not None and code in INVALID_STATE_CODES:
-                action = operation.removesuffix("_instances")
-                raise InvalidState(NAME, instance_id, action, message or code) from exc
-            raise self._error(operation, exc) from exc
+            action = operation.removesuffix("_instances") if instance_id is not None else None
+            meaning = classified(NAME, code, message, instance_id, action)
+            raise (meaning or self._error(operation, exc)) from exc
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise self._error(operation, exc) from exc
 
@@ -303,10 +298,10 @@ class EC2Provider:
         raise InstanceNotFound(NAME, instance_id)
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
-        filters = describe_filters(query)
+        query_filters = describe_filters(query)
 
-        def fetch(token: str | None, page_size: int):
-            params: dict[str, Any] = {"Filters": filters, "MaxResults": page_size}
+        def fetch(token: str | None, size: int):
+            params: dict[str, Any] = {"Filters": query_filters, "MaxResults": size}
             if token:
                 params["NextToken"] = token
             reply = self._call(query.region, "describe_instances", **params)
@@ -317,9 +312,7 @@ class EC2Provider:
             ]
             return instances, reply.get("NextToken") or None
 
-        # EC2 takes MaxResults from 5 to 1000.
-        page_size = max(5, min(1000, query.limit))
-        instances, token = paging.page(fetch, query.limit, query.page_token, page_size)
+        instances, token = paging.page(fetch, query.limit, query.page_token, page_size(query.limit))
         return InstancePage(instances, token)
 
     def _act(self, instance_id: str, region: str, action: str, operation: str) -> Instance:

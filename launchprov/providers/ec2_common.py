@@ -1,8 +1,20 @@
-"""What every EC2-backed adapter shares: id formats, filters, transient error codes."""
+"""EC2's rules, once: what the boto3 adapter and libcloud's EC2 profile share.
+
+Id formats, which error codes a retry can mend, which mean "no such instance" or "wrong
+state", the DescribeInstances filters and page sizes, and the tags a launch applies.
+"""
+
+from __future__ import annotations
 
 import re
 
-from launchprov.providers.interface import InstanceQuery
+from launchprov.providers.interface import (
+    IdempotencyConflict,
+    InstanceNotFound,
+    InstanceQuery,
+    InvalidState,
+    LaunchRequest,
+)
 
 #: What an EC2 AMI id looks like: ``ami-`` and 8 or 17 hex digits.
 IMAGE_ID = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
@@ -58,16 +70,30 @@ def state_of(ec2_state: str | None) -> str:
     return STATES.get(ec2_state or "", "unknown")
 
 
-def is_retryable(code: str, http_status: int) -> bool:
-    """Whether an EC2 error reply may go away on its own."""
-    return code in RETRYABLE_CODES or http_status >= 500
-
-
 def split_security_groups(groups) -> tuple[list[str], list[str]]:
     """Split security-group values into (names, ids): ``sg-`` + hex is an id, the rest names."""
     names = [group for group in groups if not SECURITY_GROUP_ID.match(group)]
     ids = [group for group in groups if SECURITY_GROUP_ID.match(group)]
     return names, ids
+
+
+#: HTTP statuses that say "not now" rather than "never": too many requests, and a gateway or
+#: load balancer whose backend is unavailable or did not answer in time.
+TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503, 504})
+
+#: EC2's MaxResults bounds for DescribeInstances.
+MIN_PAGE_SIZE = 5
+MAX_PAGE_SIZE = 1000
+
+
+def is_retryable(code: str, http_status: int) -> bool:
+    """Whether an EC2 error reply may go away on its own: a transient code, a 5xx, a 429."""
+    return code in RETRYABLE_CODES or http_status >= 500 or http_status == 429
+
+
+def page_size(limit: int) -> int:
+    """The DescribeInstances MaxResults for a page of ``limit``: EC2 takes 5 to 1000 only."""
+    return max(MIN_PAGE_SIZE, min(MAX_PAGE_SIZE, limit))
 
 
 def describe_filters(query: InstanceQuery) -> dict[str, list[str]]:
@@ -90,3 +116,29 @@ def describe_filters(query: InstanceQuery) -> dict[str, list[str]]:
         for key in keys[1:]:
             filters[f"tag:{key}"] = ["*"]
     return filters
+
+
+def launch_tags(request: LaunchRequest) -> dict[str, str]:
+    """The tags a launch applies: the caller's and launchprov's own (which win a clash)."""
+    return {**request.tags, **request.system_tags}
+
+
+def classified(
+    provider: str,
+    code: str,
+    message: str,
+    instance_id: str | None = None,
+    action: str | None = None,
+) -> Exception | None:
+    """The launchprov exception an EC2 error code means, or None for a plain provider error.
+
+    No such instance (for a call about ``instance_id``), a client token reused with other
+    parameters, and a state that forbids ``action``.
+    """
+    if instance_id is not None and code in NOT_FOUND_CODES:
+        return InstanceNotFound(provider, instance_id)
+    if code in IDEMPOTENCY_CONFLICT_CODES:
+        return IdempotencyConflict(provider, message or code)
+    if action is not None and code in INVALID_STATE_CODES:
+        return InvalidState(provider, instance_id or "", action, message or code)
+    return None

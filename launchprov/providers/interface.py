@@ -45,8 +45,16 @@ class LaunchRequest:
 
     @property
     def region(self) -> str:
-        """The EC2 region of ``placement`` (``us-east-1b`` -> ``us-east-1``)."""
-        return region_of(self.placement)
+        """The EC2 region of ``placement`` (``us-east-1b`` -> ``us-east-1``).
+
+        A placement that is not an availability-zone name (another cloud's location, such as
+        ``eastus``, which only a provider with ``placement_is_zone`` false accepts) is its own
+        region.
+        """
+        try:
+            return region_of(self.placement)
+        except ValueError:
+            return self.placement
 
 
 #: The one vocabulary of instance states, on every provider. Adapters map their own states into

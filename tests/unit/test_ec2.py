@@ -118,7 +118,7 @@ def client_error(code: str, status: int) -> ClientError:
         (ConnectTimeoutError(endpoint_url="http://x"), ProviderError.TIMEOUT, True),
         (ReadTimeoutError(endpoint_url="http://x"), ProviderError.TIMEOUT, True),
         (EndpointConnectionError(endpoint_url="http://x"), ProviderError.UNREACHABLE, True),
-        (ResponseParserError("bad\n<html>"), ProviderError.MALFORMED_RESPONSE, True),
+        (ResponseParserError("bad\n<html>"), ProviderError.MALFORMED_RESPONSE, False),
         (NoCredentialsError(), ProviderError.AUTH_FAILURE, False),
         (AttributeError("moto choked"), ProviderError.UNEXPECTED, False),
     ],

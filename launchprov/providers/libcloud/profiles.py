@@ -1,0 +1,401 @@
+"""The driver profiles: one per libcloud driver family, and the generic one for the rest.
+
+See :mod:`launchprov.providers.libcloud.profile` for what a profile says. Adding a cloud is one
+entry here and its recorded replies in the conformance matrix (tests/functional).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+
+from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
+from launchprov.providers.libcloud.profile import (
+    ACTION_METHODS,
+    COUNTS,
+    LOOKED_UP,
+    TAG_LOOKUP_ONLY,
+    Construction,
+    LaunchContext,
+    Mapped,
+    Profile,
+    Reading,
+    launch_tag_values,
+    unlooked_image,
+    unlooked_size,
+)
+
+# -- the profiles -----------------------------------------------------------------------------
+
+
+def _openstack_groups(context: LaunchContext):
+    from libcloud.compute.drivers.openstack import OpenStackSecurityGroup
+
+    return [
+        OpenStackSecurityGroup(None, None, name, "", driver=context.driver)
+        for name in context.request.security_groups
+    ]
+
+
+_GCE_PREFIX = ("launchprov:", "launchprov-")
+
+
+def _gce_label(key: str) -> str:
+    return _GCE_PREFIX[1] + key[len(_GCE_PREFIX[0]) :] if key.startswith(_GCE_PREFIX[0]) else key
+
+
+def _gce_tag(key: str) -> str:
+    return _GCE_PREFIX[0] + key[len(_GCE_PREFIX[1]) :] if key.startswith(_GCE_PREFIX[1]) else key
+
+
+def _azure_image(context: LaunchContext):
+    return context.image(location=context.location())
+
+
+def _azure_size(context: LaunchContext):
+    return context.size(location=context.location())
+
+
+_AZURE_VM = re.compile(
+    r"/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.Compute/virtualMachines/(?P<name>[^/]+)\Z",
+    re.IGNORECASE,
+)
+
+
+def _azure_id(resource_id: str) -> str:
+    """``<resource group>:<vm name>`` for a VM's resource path (which holds slashes, and
+    cannot be a path segment of the instance routes); anything else as it is."""
+    match = _AZURE_VM.search(resource_id)
+    return f"{match['group']}:{match['name']}" if match else resource_id
+
+
+def random_root_password() -> str:
+    """A random root password, never shown: Linode requires one with an image; log in with
+    the keys of launch_kwargs' ex_authorized_keys."""
+    return secrets.token_urlsafe(24) + "-Aa1"
+
+
+_LOCATION = Mapped(
+    "location", "NodeLocation from the catalog, by id then name", lambda c: c.location()
+)
+
+
+PROFILES: dict[str, Profile] = {
+    "ec2": EC2_PROFILE,
+    "openstack": Profile(
+        name="openstack",
+        summary="OpenStack Nova (compute API 2.x), Keystone authentication",
+        driver="openstack",
+        concrete="libcloud.compute.drivers.openstack:OpenStack_1_1_NodeDriver",
+        construction=Construction(
+            settings=frozenset({"secure"}),
+            required_settings={"key": "the user name", "secret": "the password"},
+            required_kwargs={"ex_force_auth_url": "Keystone's URL"},
+        ),
+        parameters={
+            **LOOKED_UP,
+            **COUNTS,
+            "key_name": Mapped("ex_keyname", "key_name", lambda c: c.request.key_name),
+            "security_groups": Mapped(
+                "ex_security_groups", "security_groups, by name", _openstack_groups
+            ),
+            "user_data": Mapped(
+                "ex_userdata",
+                "user_data, base64-encoded by libcloud",
+                lambda c: c.request.user_data,
+            ),
+            "placement": Mapped(
+                "ex_availability_zone",
+                "availability_zone, as given (Nova checks it)",
+                lambda c: c.request.placement,
+            ),
+            "tags": Mapped(
+                "ex_metadata", "server metadata, with launchprov's own", launch_tag_values
+            ),
+            "client_token": TAG_LOOKUP_ONLY,
+        },
+        reading=Reading(
+            instance_type=("flavorId",),
+            ami=("imageId",),
+            placement=("availability_zone",),
+            key_name=("key_name",),
+            tags="metadata",
+        ),
+    ),
+    "gce": Profile(
+        name="gce",
+        summary="Google Compute Engine",
+        driver="gce",
+        concrete="libcloud.compute.drivers.gce:GCENodeDriver",
+        construction=Construction(
+            key_to="user_id",
+            secret_to="key",  # noqa: S106 - an argument name
+            settings=frozenset(),
+            required_settings={
+                "key": "the service account's e-mail or the client id",
+            },
+            required_kwargs={
+                "project": "the project id",
+                "datacenter": "the zone of calls that name none (us-central1-a)",
+            },
+        ),
+        parameters={
+            "ami": Mapped(
+                "image",
+                "the image by name (ex_get_image, public image projects included)",
+                lambda c: c.image(),
+            ),
+            "instance_type": LOOKED_UP["instance_type"],
+            **COUNTS,
+            "security_groups": Mapped(
+                "ex_tags",
+                "network tags, which firewall rules target",
+                lambda c: list(c.request.security_groups),
+            ),
+            "user_data": Mapped(
+                "ex_metadata",
+                "instance metadata user-data (cloud-init)",
+                lambda c: {"user-data": c.request.user_data},
+            ),
+            "placement": _LOCATION,
+            "tags": Mapped(
+                "ex_labels",
+                "labels (launchprov:* keys as launchprov-*), with launchprov's own",
+                lambda c: {_gce_label(k): v for k, v in launch_tag_values(c).items()},
+            ),
+            "client_token": TAG_LOOKUP_ONLY,
+        },
+        reading=Reading(
+            instance_type=("machineType",),
+            ami=("image",),
+            placement=("zone.name", "zone"),
+            tags="labels",
+            decode_key=_gce_tag,
+        ),
+    ),
+    "azure_arm": Profile(
+        name="azure_arm",
+        summary="Microsoft Azure Resource Manager",
+        driver="azure_arm",
+        concrete="libcloud.compute.drivers.azure_arm:AzureNodeDriver",
+        construction=Construction(
+            settings=frozenset({"secure"}),
+            required_settings={
+                "key": "the application (client) id",
+                "secret": "the application's secret",
+            },
+            required_kwargs={"tenant_id": "the tenant id", "subscription_id": "the subscription"},
+        ),
+        parameters={
+            "ami": Mapped(
+                "image",
+                "get_image(publisher:offer:sku:version, location)",
+                _azure_image,
+            ),
+            "instance_type": Mapped(
+                "size", "NodeSize of list_sizes(location), by id then name", _azure_size
+            ),
+            **COUNTS,
+            # No user_data: libcloud 3.9's AzureNodeDriver puts ex_customdata into its JSON body
+            # as base64 bytes, which cannot be serialised (a str cannot be base64-encoded).
+            "placement": _LOCATION,
+            "tags": Mapped("ex_tags", "resource tags, with launchprov's own", launch_tag_values),
+            "client_token": TAG_LOOKUP_ONLY,
+        },
+        reading=Reading(
+            instance_type=("properties.hardwareProfile.vmSize",),
+            ami=("properties.storageProfile.imageReference.id",),
+            placement=("location",),
+            tags="tags",
+            public_id=_azure_id,
+        ),
+        needs_location=True,
+    ),
+    "digitalocean": Profile(
+        name="digitalocean",
+        summary="DigitalOcean (API v2)",
+        driver="digitalocean",
+        concrete="libcloud.compute.drivers.digitalocean:DigitalOcean_v2_NodeDriver",
+        construction=Construction(
+            secret_to=None,
+            settings=frozenset(),
+            timeout="connection",
+            required_settings={"key": "the API token"},
+        ),
+        parameters={
+            **LOOKED_UP,
+            **COUNTS,
+            "user_data": Mapped("ex_user_data", "user_data", lambda c: c.request.user_data),
+            "placement": _LOCATION,
+        },
+        reading=Reading(
+            instance_type=("size_slug",), ami=("image.slug", "image.id"), placement=("region.slug",)
+        ),
+        actions={"stop": "ex_shutdown_node", "start": "ex_power_on_node"},
+        needs_location=True,
+    ),
+    "vultr": Profile(
+        name="vultr",
+        summary="Vultr (API v2)",
+        driver="vultr",
+        concrete="libcloud.compute.drivers.vultr:VultrNodeDriverV2",
+        construction=Construction(secret_to=None, required_settings={"key": "the API key"}),
+        parameters={
+            **LOOKED_UP,
+            **COUNTS,
+            "user_data": Mapped("ex_userdata", "user_data", lambda c: c.request.user_data),
+            "placement": _LOCATION,
+        },
+        reading=Reading(instance_type=("plan",), ami=("os_id",), placement=("location", "region")),
+        needs_location=True,
+    ),
+    "linode": Profile(
+        name="linode",
+        summary="Linode (API v4)",
+        driver="linode",
+        concrete="libcloud.compute.drivers.linode:LinodeNodeDriverV4",
+        construction=Construction(secret_to=None, required_settings={"key": "the API token"}),
+        parameters={
+            **LOOKED_UP,
+            **COUNTS,
+            "user_data": Mapped(
+                "ex_userdata", "user_data (metadata service)", lambda c: c.request.user_data
+            ),
+            "placement": _LOCATION,
+        },
+        reading=Reading(instance_type=("type",), ami=("image",), placement=("location", "region")),
+        launch_arguments={"root_pass": random_root_password},
+        needs_location=True,
+    ),
+    "cloudstack": Profile(
+        name="cloudstack",
+        summary="Apache CloudStack",
+        driver="cloudstack",
+        concrete="libcloud.compute.drivers.cloudstack:CloudStackNodeDriver",
+        construction=Construction(
+            settings=frozenset({"secure", "host", "port"}),
+            timeout="connection",
+            required_settings={"key": "the API key", "secret": "the secret key"},
+        ),
+        parameters={
+            **LOOKED_UP,
+            **COUNTS,
+            "key_name": Mapped("ex_keyname", "keypair", lambda c: c.request.key_name),
+            "security_groups": Mapped(
+                "ex_security_groups",
+                "securitygroupnames",
+                lambda c: list(c.request.security_groups),
+            ),
+            "user_data": Mapped(
+                "ex_userdata", "userdata, base64-encoded by libcloud", lambda c: c.request.user_data
+            ),
+            "placement": _LOCATION,
+        },
+        reading=Reading(
+            instance_type=("size_id", "size_name"),
+            ami=("image_id", "image_name"),
+            placement=("zone_name", "zone_id"),
+            key_name=("key_name",),
+            tags="tags",
+        ),
+        launch_arguments={"ex_start_vm": True},
+        actions={"stop": "ex_stop", "start": "ex_start"},
+    ),
+    "dummy": Profile(
+        name="dummy",
+        summary="launchprov's in-memory test double of a tagging cloud",
+        driver="launchprov.providers.libcloud.drivers:CloudlikeDummyNodeDriver",
+        concrete="launchprov.providers.libcloud.drivers:CloudlikeDummyNodeDriver",
+        construction=Construction(
+            key_to="creds",
+            secret_to=None,
+            settings=frozenset(),
+            timeout="none",
+            # The dummy needs some credential; "0" gives it its two sample nodes.
+            defaults={"creds": "0"},
+        ),
+        parameters={
+            "ami": Mapped("image", "NodeImage(id=ami), not looked up", unlooked_image),
+            "instance_type": Mapped(
+                "size", "NodeSize(id=instance_type), not looked up", unlooked_size
+            ),
+            **COUNTS,
+            "tags": Mapped(
+                "ex_metadata",
+                "kept in node.extra['tags'], with launchprov's own",
+                launch_tag_values,
+            ),
+            "client_token": TAG_LOOKUP_ONLY,
+        },
+        reading=Reading(tags="tags"),
+        shared=True,
+    ),
+}
+
+#: Any other libcloud driver: create_node(name, size, image), unlooked-up ids, as libcloud's
+#: base NodeDriver says; the key first, then the settings its constructor takes.
+GENERIC = Profile(
+    name="generic",
+    summary="any other libcloud compute driver",
+    driver="",
+    concrete="libcloud.compute.base:NodeDriver",
+    construction=Construction(settings=frozenset({"secure", "host", "port", "region"})),
+    parameters={
+        "ami": Mapped("image", "NodeImage(id=ami), not looked up", unlooked_image),
+        "instance_type": Mapped("size", "NodeSize(id=instance_type), not looked up", unlooked_size),
+        **COUNTS,
+    },
+    reading=Reading(
+        instance_type=("flavorId", "instance_type", "size", "size_id", "machineType", "plan"),
+        ami=("imageId", "image_id", "image", "os_id"),
+        placement=("availability_zone", "availability", "zone", "location", "region"),
+        tags="tags",
+    ),
+)
+
+
+def profile_of(driver_name: str) -> Profile:
+    """The profile of a driver name; the generic profile for any other driver."""
+    return PROFILES.get(
+        driver_name, dataclasses.replace(GENERIC, name=driver_name, driver=driver_name)
+    )
+
+
+#: What the adapter itself does with a parameter it maps to no create_node argument.
+BY_THE_ADAPTER = "(the adapter)"
+
+
+def parameter_matrix(parameters) -> dict[str, dict[str, str | None]]:
+    """Driver -> launch parameter -> the create_node argument it becomes,
+    :data:`BY_THE_ADAPTER`, or None: refused (400 naming it when given explicitly).
+
+    The docs' driver matrix is this table; a test checks it against behaviour.
+    """
+    return {
+        name: {
+            parameter: (
+                None
+                if parameter not in profile.parameters
+                else profile.parameters[parameter].argument or BY_THE_ADAPTER
+            )
+            for parameter in parameters
+        }
+        for name, profile in {**PROFILES, "generic": GENERIC}.items()
+    }
+
+
+def action_matrix() -> dict[str, dict[str, str | None]]:
+    """Driver -> action -> the driver method or EC2 call that performs it, or None: 501."""
+    from launchprov.providers.libcloud.ec2 import EC2_CALLS
+
+    matrix: dict[str, dict[str, str | None]] = {}
+    for name, profile in PROFILES.items():
+        if profile.calls == "ec2":
+            matrix[name] = dict(EC2_CALLS)
+            continue
+        matrix[name] = {
+            action: profile.action_method(action) if profile.supports(action) else None
+            for action in ACTION_METHODS
+        }
+    return matrix

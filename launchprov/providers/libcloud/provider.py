@@ -1,0 +1,456 @@
+"""The Apache Libcloud adapter: IProvider over any libcloud compute driver, as its profile says.
+
+libcloud's Connection keeps per-request state (action, method, signing) on itself, so a driver
+cannot be shared between threads: each thread builds its own on first use, one per region,
+except for a profile marked ``shared`` (the dummy holds its cloud in the driver instance).
+
+``terminate``, ``stop``, ``start`` and ``reboot`` describe the instance first, refuse what its
+state forbids (:func:`~launchprov.providers.interface.ensure_allowed`, before any call: moto
+would start a terminated instance), make one call, and describe it again. Terminating a
+terminated instance makes no call.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from libcloud.compute.base import Node, NodeDriver
+from zope.interface import implementer
+
+from launchprov.placement import region_of
+from launchprov.providers import paging
+from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
+from launchprov.providers.interface import (
+    OUTCOME_UNKNOWN,
+    ActionNotSupported,
+    Instance,
+    InstanceNotFound,
+    InstancePage,
+    InstanceQuery,
+    IProvider,
+    LaunchRequest,
+    ProviderError,
+    UnsupportedParameters,
+    ensure_allowed,
+)
+from launchprov.providers.libcloud import construction, ec2
+from launchprov.providers.libcloud.catalog import Catalog
+from launchprov.providers.libcloud.drivers import as_list
+from launchprov.providers.libcloud.errors import (
+    ACTION_REFUSED,
+    NAME,
+    PARTIAL_LAUNCH,
+    launch_error,
+    not_in_catalog,
+    provider_error,
+)
+from launchprov.providers.libcloud.instances import matches, node_instance
+from launchprov.providers.libcloud.profile import LaunchContext, Profile, node_name
+from launchprov.providers.libcloud.profiles import profile_of
+from launchprov.settings import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+def node_ids(created) -> list[str]:
+    """The ids of what create_node returned."""
+    return [str(node.id) for node in as_list(created)]
+
+
+def needs_call(instance: Instance, action: str) -> bool:
+    """Whether ``action`` must reach the provider; InvalidState when the state forbids it.
+
+    Terminating a terminated instance needs no call: it is done.
+    """
+    if action == "terminate" and instance.state == "terminated":
+        return False
+    ensure_allowed(NAME, instance, action)
+    return True
+
+
+@implementer(IProvider)
+class LibcloudProvider:
+    """Launches through an Apache Libcloud compute driver, as its profile says."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        profile: Profile,
+        build_driver: Callable[[str | None], NodeDriver],
+        *,
+        region: str | None = None,
+        regions: frozenset[str] | None = None,
+        catalog_ttl: float = 300.0,
+        launch_kwargs: dict[str, Any] | None = None,
+    ):
+        """``build_driver(region)`` makes a driver; ``region`` is the one of a driver that
+        does not take it from the request; ``regions`` are those the EC2 driver knows."""
+        self.profile = profile
+        self.driver_name = profile.name
+        self.is_ec2 = profile.calls == "ec2"
+        self.image_id_pattern = IMAGE_ID if self.is_ec2 else None
+        self.instance_id_pattern = INSTANCE_ID if self.is_ec2 else None
+        #: Only EC2's placements are availability zones; other clouds name their locations.
+        self.placement_is_zone = self.is_ec2
+        self.parameters = profile.parameters
+        self.catalog = Catalog(profile.name, catalog_ttl)
+        self._build_driver = build_driver
+        self._region = region
+        self._regions = regions
+        self._launch_kwargs = dict(launch_kwargs or {})
+        self._local = threading.local()
+        self._shared = build_driver(region) if profile.shared else None
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> LibcloudProvider:
+        configured = settings["launchprov.libcloud.driver"]
+        profile = profile_of(configured.strip().lower())
+        build = construction.factory(profile, settings)
+        options: dict[str, Any] = {"catalog_ttl": settings["launchprov.libcloud.catalog_ttl"]}
+        if profile.calls == "ec2":
+            regions = frozenset(construction.driver_class(profile, configured).list_regions())
+            startup_region = region_of(settings["launchprov.defaults.placement"])
+            if startup_region not in regions:
+                raise ConfigurationError(
+                    f"launchprov.defaults.placement = {settings['launchprov.defaults.placement']!r}"
+                    f": libcloud's EC2 driver does not know region {startup_region}"
+                )
+            _, ids = split_security_groups(settings["launchprov.defaults.security_groups"])
+            if ids:
+                raise ConfigurationError(
+                    f"launchprov.defaults.security_groups: {', '.join(ids)}: libcloud's EC2 "
+                    "driver takes security-group ids only with a subnet; use group names"
+                )
+            options.update(region=startup_region, regions=regions)
+        else:
+            startup_region = settings["launchprov.libcloud.region"]
+            if construction.retries_enabled():
+                log.warning(
+                    "LIBCLOUD_RETRY_FAILED_HTTP_REQUESTS is on: the %s driver may send a "
+                    "create_node request twice and launch twice",
+                    profile.name,
+                )
+            options.update(region=startup_region)
+        try:
+            provider = cls(profile, build, **options)  # this builds a shared driver ...
+            driver = provider.driver(startup_region)  # ... and this any other
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"launchprov.libcloud.driver = {configured!r}: cannot build the driver with "
+                f"the launchprov.libcloud.* settings and driver_kwargs: {exc}"
+            ) from None
+        except ProviderError as exc:
+            raise ConfigurationError(
+                f"launchprov.libcloud.driver = {configured!r}: building the driver failed: "
+                f"{exc.code}: {exc.message}"
+            ) from None
+        provider._launch_kwargs = construction.launch_kwargs(profile, driver, settings)
+        return provider
+
+    def driver(self, region: str | None) -> NodeDriver:
+        """This thread's driver for ``region``, built on first use (or the shared one)."""
+        if self._shared is not None:
+            return self._shared
+        drivers = getattr(self._local, "drivers", None)
+        if drivers is None:
+            drivers = self._local.drivers = {}
+        driver = drivers.get(region)
+        if driver is None:
+            try:
+                driver = self._build_driver(region)
+            except (TypeError, ValueError):
+                raise
+            except Exception as exc:  # building may authenticate (Azure, OpenStack): a call
+                raise provider_error(exc) from exc
+            drivers[region] = driver
+        return driver
+
+    # -- launching ---------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> list[str]:
+        self.profile.refuse_unsupported(request)
+        if self.is_ec2:
+            return self._launch_ec2(request)
+        return self._launch_one_by_one(request)
+
+    def _ec2_driver(self, region: str, parameter: str = "region") -> NodeDriver:
+        """This thread's EC2 driver of ``region``; UnsupportedParameters naming ``parameter``
+        when libcloud does not know the region."""
+        if self._regions is not None and region not in self._regions:
+            raise UnsupportedParameters(
+                NAME, {parameter: f"libcloud's EC2 driver does not know region {region}"}
+            )
+        return self.driver(region)
+
+    def _arguments(self, context: LaunchContext) -> dict[str, Any]:
+        """create_node's arguments: the profile's fixed ones, the deployment's, the request's."""
+        arguments = {
+            name: value() if callable(value) else value
+            for name, value in self.profile.launch_arguments.items()
+        }
+        arguments.update(self._launch_kwargs)
+        arguments.pop("location", None)  # a default location: see _location
+        for mapped in self.parameters.values():
+            if mapped.argument is None or mapped.convert is None:
+                continue
+            value = mapped.convert(context)
+            if value is not None:  # None: not sent, the driver's own default
+                arguments[mapped.argument] = value
+        return arguments
+
+    def _launch_ec2(self, request: LaunchRequest) -> list[str]:
+        _, ids = split_security_groups(request.security_groups)
+        if ids:
+            raise UnsupportedParameters(
+                NAME,
+                {
+                    "security_groups": (
+                        f"libcloud's EC2 driver takes security-group ids ({', '.join(ids)}) "
+                        "only with a subnet, which launchprov does not send; give group names"
+                    )
+                },
+            )
+        driver = self._ec2_driver(request.region, "placement")
+        context = LaunchContext(request, driver, None)
+        arguments = self._arguments(context)
+        try:
+            # No name: no Name tag (TolerantEC2NodeDriver), as the boto3 adapter.
+            created = driver.create_node(name=request.tags.get("Name"), **arguments)
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise _launch_failure(exc) from exc
+        launched = node_ids(created)
+        if len(launched) < request.min_count:
+            # Instances may be running that the reply did not list: no blind retry.
+            raise ProviderError(
+                NAME,
+                ProviderError.MALFORMED_RESPONSE,
+                f"the RunInstances reply lists {len(launched)} instance(s), fewer than "
+                f"min_count = {request.min_count}",
+                retryable=False,
+            )
+        return launched
+
+    def _lookup(self, driver: NodeDriver, kind: str, wanted: str, **scope):
+        """The driver's object of ``kind`` named ``wanted``, through the catalog."""
+        if kind == "image" and self.profile.name == "gce":
+            return self.catalog.fetched("image", driver.ex_get_image, self._region, wanted)
+        if kind == "image" and "location" in scope:  # Azure: images are per location
+            location = scope["location"]
+            return self.catalog.fetched(
+                "image", lambda name: driver.get_image(name, location), self._region, wanted
+            )
+        return self.catalog.listed(kind, driver, self._region, wanted, **scope)
+
+    def _location(self, driver: NodeDriver, request: LaunchRequest):
+        """The NodeLocation of a launch: the caller's placement, else launch_kwargs'
+        ``location``, else the deployment's default placement where the cloud knows it.
+
+        None (the driver's own default) when nothing applies and create_node does not need one.
+        """
+        if "placement" in request.explicit:
+            return self._lookup(driver, "location", request.placement)
+        configured = self._launch_kwargs.get("location")
+        if configured is not None:
+            return self._lookup(driver, "location", str(configured))
+        try:
+            return self._lookup(driver, "location", request.placement)
+        except ProviderError as exc:
+            if exc.code != "LocationNotFound" or self.profile.needs_location:
+                if exc.code == "LocationNotFound":
+                    raise not_in_catalog("location", request.placement, self.driver_name) from None
+                raise
+            return None
+
+    def _launch_one_by_one(self, request: LaunchRequest) -> list[str]:
+        driver = self.driver(self._region)
+        location = functools.cache(lambda: self._location(driver, request))
+        lookup = functools.partial(self._lookup, driver)
+        arguments = self._arguments(LaunchContext(request, driver, lookup, location))
+        created = []
+        failure: Exception | None = None
+        for _ in range(request.max_count):
+            try:
+                created.append(driver.create_node(name=node_name(self.profile), **arguments))
+            except Exception as exc:  # anything the SDK raises is a provider failure
+                failure = exc
+                break
+        if len(created) >= request.min_count:
+            if failure is not None:
+                log.warning(
+                    "created %d of at most %d nodes, at least %d required; then: %r",
+                    len(created),
+                    request.max_count,
+                    request.min_count,
+                    failure,
+                )
+            return [self.profile.reading.public_id(node_id) for node_id in node_ids(created)]
+        # Fewer than min_count (<= max_count) were created: a create_node call failed.
+        error = launch_error(failure)
+        if not created:
+            raise error from failure
+        kept = self._destroy(driver, created)
+        outcome = "they were destroyed"
+        if kept:
+            outcome = f"destroying them failed for {', '.join(kept)}, which may still run"
+        raise ProviderError(
+            NAME,
+            PARTIAL_LAUNCH,
+            f"{len(created)} of the {request.min_count} instances required were created, "
+            f"then {error.code}: {error.message}; {outcome}",
+            retryable=error.retryable,
+            outcome=OUTCOME_UNKNOWN if kept else error.outcome,
+        ) from failure
+
+    def _destroy(self, driver: NodeDriver, nodes) -> list[str]:
+        """Destroy ``nodes`` as far as possible; return the ids of those that were not."""
+        kept = []
+        for node in nodes:
+            try:
+                destroyed = driver.destroy_node(node)
+            except Exception:  # best effort: the launch has failed already
+                log.exception("cannot destroy node %s of a failed launch", node.id)
+                kept.append(str(node.id))
+                continue
+            if destroyed is False:
+                log.error("the driver did not destroy node %s of a failed launch", node.id)
+                kept.append(str(node.id))
+        return kept
+
+    def ping(self, timeout: float) -> None:
+        # A driver of its own, so that the time-out is this one and not the launch setting:
+        # libcloud reads connection.timeout when it connects, which the driver did when built,
+        # so it connects again. A shared driver holds its cloud in memory (dummy): asked as is.
+        try:
+            driver = self._shared
+            if driver is None:
+                driver = self._build_driver(self._region)
+                driver.connection.timeout = timeout
+                driver.connection.connect()
+        except Exception as exc:  # building may authenticate: a call like any other
+            raise provider_error(exc) from exc
+        if self.is_ec2:
+            ec2.request(driver, {"Action": "DescribeAvailabilityZones"})
+            return
+        try:
+            driver.list_nodes()  # the one call every driver has
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+
+    # -- the life of an instance -----------------------------------------------------------
+
+    def _fetch(self, query: InstanceQuery) -> paging.Fetch:
+        """fetch(provider_token, page_size) for :func:`paging.page`: the query's instances."""
+        if self.is_ec2:
+            driver = self._ec2_driver(query.region)
+            return lambda token, page_size: ec2.instances(driver, query, page_size, token)
+
+        def fetch_all(token, page_size):  # one page: every node, in the driver's order
+            instances = [self._instance(node) for node in self._nodes()]
+            return [instance for instance in instances if matches(instance, query)], None
+
+        return fetch_all
+
+    def _instance(self, node: Node) -> Instance:
+        try:
+            return node_instance(node, self.profile.reading)
+        except Exception:  # a node no reading foresaw: its id and state at least
+            log.exception("cannot read node %r of the %s driver", node, self.driver_name)
+            return Instance(id=str(getattr(node, "id", "")), state="unknown")
+
+    def describe(self, instance_id: str, region: str) -> Instance:
+        if not self.is_ec2:
+            return self._instance(self._node(instance_id))
+        # EC2 may answer a filtered call with empty pages and a NextToken: the pager follows.
+        query = InstanceQuery(region, ids=(instance_id,))
+        found, _ = paging.page(self._fetch(query), 1, None, 5)
+        if not found:
+            raise InstanceNotFound(NAME, instance_id)
+        return found[0]
+
+    def list_instances(self, query: InstanceQuery) -> InstancePage:
+        found, next_token = paging.page(
+            self._fetch(query), query.limit, query.page_token, query.limit
+        )
+        return InstancePage(found, next_token)
+
+    def terminate(self, instance_id: str, region: str) -> Instance:
+        return self._act("terminate", instance_id, region)
+
+    def stop(self, instance_id: str, region: str) -> Instance:
+        return self._act("stop", instance_id, region)
+
+    def start(self, instance_id: str, region: str) -> Instance:
+        return self._act("start", instance_id, region)
+
+    def reboot(self, instance_id: str, region: str) -> Instance:
+        return self._act("reboot", instance_id, region)
+
+    def _act(self, action: str, instance_id: str, region: str) -> Instance:
+        if self.is_ec2:
+            driver = self._ec2_driver(region)
+            if needs_call(self.describe(instance_id, region), action):
+                ec2.act(driver, action, instance_id)
+        else:
+            perform = self._node_method(action)
+            node = self._node(instance_id)
+            if needs_call(self._instance(node), action):
+                self._perform(perform, action, node)
+        return self.describe(instance_id, region)
+
+    def _nodes(self) -> list[Node]:
+        """Every node of a driver other than EC2, in its order."""
+        driver = self.driver(self._region)
+        try:
+            return list(driver.list_nodes())
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+
+    def _node(self, instance_id: str) -> Node:
+        public_id = self.profile.reading.public_id
+        for node in self._nodes():
+            if public_id(str(node.id)) == instance_id:
+                return node
+        raise InstanceNotFound(NAME, instance_id)
+
+    def _unsupported(self, action: str) -> ActionNotSupported:
+        return ActionNotSupported(NAME, action, f"the {self.driver_name} driver cannot {action}")
+
+    def _node_method(self, action: str) -> Callable[[Node], Any]:
+        """The driver's method for ``action``; ActionNotSupported when the driver has none of
+        its own (libcloud's NodeDriver raises NotImplementedError for it)."""
+        driver = self.driver(self._region)
+        if not self.profile.supports(action, type(driver)):
+            raise self._unsupported(action)
+        return getattr(driver, self.profile.action_method(action))
+
+    def _perform(self, perform: Callable[[Node], Any], action: str, node: Node) -> None:
+        try:
+            done = perform(node)
+        except NotImplementedError:  # implemented, but not for this node
+            raise self._unsupported(action) from None
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+        if done is False:  # the drivers say no more than that
+            raise ProviderError(
+                NAME,
+                ACTION_REFUSED,
+                f"the {self.driver_name} driver refused to {action} {node.id}",
+                retryable=True,
+            )
+
+
+def _launch_failure(exc: Exception) -> Exception:
+    """What an EC2 launch failure means: a reused client token, or a provider error."""
+    from launchprov.providers import ec2_common
+    from launchprov.providers.libcloud.drivers import EC2ErrorReply
+
+    if isinstance(exc, EC2ErrorReply):
+        meaning = ec2_common.classified(NAME, exc.error_code, exc.message)
+        if meaning is not None:
+            return meaning
+    return launch_error(exc)
