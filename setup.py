@@ -16,7 +16,7 @@ requires = [
 ]
 
 sandbox_requires = [
-    "moto[ec2]>=5.0",
+    "moto[ec2,server]>=5.0",  # the server: the README's Libcloud example runs one
 ]
 
 #: The Python client and the command line (launchprov.client, launchprov.cli): kept out of

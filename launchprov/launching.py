@@ -42,26 +42,19 @@ REQUEST_ID_TAG = "launchprov:request-id"
 CLIENT_TOKEN_TAG = "launchprov:client-token"  # noqa: S105 (a tag key, not a secret)
 REQUEST_HASH_TAG = "launchprov:request-hash"
 
-#: The parameters that make two launches "the same launch" for a client token.
-_FINGERPRINTED = (
-    "ami",
-    "instance_type",
-    "min_count",
-    "max_count",
-    "key_name",
-    "security_groups",
-    "user_data",
-    "placement",
-    "placement_group",
-    "instance_initiated_shutdown_behavior",
-    "ebs_optimized",
-    "tags",
+#: The fields of a LaunchRequest that do not make two launches different launches: the token
+#: itself, launchprov's own tags (they hold the fingerprint) and which fields the caller spelt
+#: out (leaving a parameter out and giving its default is the same launch). Every other field,
+#: a new launch parameter included, is part of the fingerprint.
+NOT_FINGERPRINTED = frozenset({"client_token", "system_tags", "explicit"})
+FINGERPRINTED = tuple(
+    field.name for field in dataclasses.fields(LaunchRequest) if field.name not in NOT_FINGERPRINTED
 )
 
 
 def fingerprint(request: LaunchRequest) -> str:
     """A digest of a launch's parameters (not of its request id or caller)."""
-    values = {name: getattr(request, name) for name in _FINGERPRINTED}
+    values = {name: getattr(request, name) for name in FINGERPRINTED}
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -125,11 +118,13 @@ def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
             f"client_token {client_token!r} was used for a launch with other "
             "parameters; use a new token for a new launch",
         )
-    ordered = sorted(
-        instances,
-        key=lambda item: (item.launch_time.timestamp() if item.launch_time else 0.0, item.id),
-    )
-    return [instance.id for instance in ordered]
+    return answer_order(instance.id for instance in instances)
+
+
+def answer_order(ids) -> list[str]:
+    """The order in which a launch answers its ids, the first time and on every retry alike: the
+    provider's own order is not kept anywhere a retry could read it back."""
+    return sorted(ids, key=lambda instance_id: (len(instance_id), instance_id))
 
 
 def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> list[str]:
@@ -144,7 +139,7 @@ def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> li
         earlier = earlier_launch(provider, request)
         if earlier is not None:
             return earlier
-    return provider.launch(request)
+    return answer_order(provider.launch(request))
 
 
 def honest(error: ProviderError, request: LaunchRequest, request_id: str) -> ProviderError:

@@ -10,12 +10,22 @@ never be enforced without being documented. :func:`build_document` assembles the
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import colander
 
-from launchprov.providers.interface import ACTIONS, STATES
-from launchprov.schemas import CLIENT_TOKEN, IDEMPOTENCY_KEY, TAG_PREFIX, EachItem, Validators
+from launchprov.providers.interface import STATES
+from launchprov.routes import ROUTES, Operation
+from launchprov.schemas import (
+    CLIENT_TOKEN,
+    IDEMPOTENCY_KEY,
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    TAG_PREFIX,
+    EachItem,
+    Validators,
+)
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
@@ -202,12 +212,18 @@ _WHY = {
     415: "The body is neither JSON nor a form.",
     429: "The caller exceeded one of its rate limits (launchprov.ratelimit.*); no provider call "
     "was made. Retry-After says when to retry.",
-    500: "An unexpected error; it has been logged.",
     501: "The provider cannot perform this action at all.",
     503: "Every provider slot of the process stayed taken for "
     "launchprov.provider_queue_timeout: nothing was sent to the provider; retry after "
     "Retry-After. On /readyz: the provider cannot be reached.",
 }
+
+#: Why no operation lists a 500, in the document's own words.
+UNEXPECTED_ERROR = (
+    "No request, however malformed, is answered 500: bad input is a 4xx naming what is wrong "
+    "and a provider failure a 408. A 500 (the Error body, never a traceback) means a bug in "
+    "the service, which it has logged with the request id; report it."
+)
 
 #: What every route about one instance says of ownership.
 OWNERSHIP_NOTE = (
@@ -217,12 +233,12 @@ OWNERSHIP_NOTE = (
 )
 
 REQUEST_ID_PARAMETER = {
-    "name": "X-Request-ID",
+    "name": REQUEST_ID_HEADER,
     "in": "header",
     "required": False,
     "description": "The caller's request id, echoed in the answer, its logs and the tags of "
     "launched instances; made when absent.",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:/+=@-]{1,128}$"},
+    "schema": {"type": "string", "pattern": _pattern(REQUEST_ID)},
 }
 
 IDEMPOTENCY_KEY_PARAMETER = {
@@ -234,7 +250,7 @@ IDEMPOTENCY_KEY_PARAMETER = {
 }
 
 _REQUEST_ID_HEADER = {
-    "X-Request-ID": {"description": "The request's id.", "schema": {"type": "string"}}
+    REQUEST_ID_HEADER: {"description": "The request's id.", "schema": {"type": "string"}}
 }
 
 
@@ -286,12 +302,15 @@ RATELIMIT_READINESS = {
 
 
 def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
-    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401, 429, 500 (and 503
-    where the provider is called: 408 is among ``statuses``)."""
+    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401 and 429 (and 503
+    where the provider is called: 408 is among ``statuses``).
+
+    No operation lists 500: it is no answer of the API but the trace of a bug (see
+    ``UNEXPECTED_ERROR``, in the document's description)."""
     responses = {"200": {**ok, "headers": {**_REQUEST_ID_HEADER, **RATELIMIT_HEADERS}}}
     if 408 in statuses:  # the routes that call the provider may find every slot taken
         statuses = (*statuses, 503)
-    for status in sorted({*statuses, 400, 401, 429, 500}):
+    for status in sorted({*statuses, 400, 401, 429}):
         ref = "ProviderError" if status == 408 else "Error"
         headers = dict(_REQUEST_ID_HEADER)
         if status in (408, 503):
@@ -325,11 +344,17 @@ def _query_parameters(schema: colander.SchemaNode) -> list[dict[str, Any]]:
     return parameters
 
 
-def build_document(
-    validators: Validators, provider_name: str, auth_enabled: bool = True
-) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route, for this deployment's provider, defaults and
-    authentication (with it off, no operation requires a token and none answers 401)."""
+def _instance_id(validators: Validators) -> dict[str, Any]:
+    pattern = _pattern(validators.instance_id_pattern)
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+def _launch_parameters(validators: Validators) -> dict[str, Any]:
     launch_schema = json_schema(validators.launch_schemas[False])
     launch_schema["description"] = (
         "The parameters of a launch: the seed's table, with this deployment's defaults. "
@@ -337,191 +362,181 @@ def build_document(
         f"repeating the key or with commas; tags as {TAG_PREFIX}KEY=VALUE). "
         + launch_schema.get("description", "")
     ).strip()
-    id_pattern = _pattern(validators.instance_id_pattern)
-    instance_id = {
-        "name": "id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": id_pattern},
+    return {
+        "parameters": [REQUEST_ID_PARAMETER, IDEMPOTENCY_KEY_PARAMETER],
+        "requestBody": {"required": True, **_json(launch_schema)},
     }
-    target = [instance_id, *_query_parameters(validators.target_schema), REQUEST_ID_PARAMETER]
-    instance_ok = {
-        "description": "The instance.",
-        **_json({"$ref": "#/components/schemas/Instance"}),
+
+
+def _listing_parameters(validators: Validators) -> dict[str, Any]:
+    return {
+        "parameters": [*_query_parameters(validators.query_schema), REQUEST_ID_PARAMETER],
+        "description": "Only the instances the caller may see "
+        "(launchprov.policy.see: own, launchprov or all). "
+        "Filters combine with AND; the values of one filter with OR. "
+        f"Tags filter as {TAG_PREFIX}KEY=VALUE parameters (for example {TAG_PREFIX}role=web). "
+        "next is the token of the previous page.",
     }
-    paths: dict[str, Any] = {
-        "/v1/launch": {
-            "put": {
-                "operationId": "launch",
-                "summary": "Launch instances of an AMI and instance type",
-                "parameters": [REQUEST_ID_PARAMETER, IDEMPOTENCY_KEY_PARAMETER],
-                "requestBody": {"required": True, **_json(launch_schema)},
-                "responses": _responses(
-                    {
-                        "description": "The ids of the launched instances.",
-                        **_json({"type": "array", "items": {"type": "string"}, "minItems": 1}),
-                    },
-                    403,
-                    408,
-                    409,
-                    413,
-                    415,
-                ),
-            }
-        },
-        "/v1/instances": {
-            "get": {
-                "operationId": "listInstances",
-                "summary": "List instances, filtered and paged",
-                "description": "Only the instances the caller may see "
-                "(launchprov.policy.see: own, launchprov or all). "
-                "Filters combine with AND; the values of one filter with OR. "
-                f"Tags filter as {TAG_PREFIX}KEY=VALUE parameters (for example "
-                f"{TAG_PREFIX}role=web). next is the token of the previous page.",
-                "parameters": [
-                    *_query_parameters(validators.query_schema),
-                    REQUEST_ID_PARAMETER,
-                ],
-                "responses": _responses(
-                    {
-                        "description": "One page of instances.",
-                        **_json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "instances": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Instance"},
-                                    },
-                                    "next": {"type": ["string", "null"]},
-                                },
-                                "required": ["instances", "next"],
-                                "additionalProperties": False,
-                            }
-                        ),
-                    },
-                    408,
-                ),
-            }
-        },
-        "/v1/instances/{id}": {
-            "get": {
-                "operationId": "describeInstance",
-                "summary": "Describe an instance",
-                "description": OWNERSHIP_NOTE,
-                "parameters": target,
-                "responses": _responses(instance_ok, 404, 408),
-            },
-            "delete": {
-                "operationId": "terminateInstance",
-                "summary": "Terminate an instance (terminating twice is not an error)",
-                "description": OWNERSHIP_NOTE,
-                "parameters": target,
-                "responses": _responses(instance_ok, 403, 404, 408),
-            },
-        },
+
+
+def _target_parameters(validators: Validators) -> dict[str, Any]:
+    return {
+        "parameters": [
+            _instance_id(validators),
+            *_query_parameters(validators.target_schema),
+            REQUEST_ID_PARAMETER,
+        ],
+        "description": OWNERSHIP_NOTE,
     }
-    for action in ACTIONS:
-        if action == "terminate":
-            continue
-        paths[f"/v1/instances/{{id}}/{action}"] = {
-            "post": {
-                "operationId": f"{action}Instance",
-                "summary": f"{action.capitalize()} an instance",
-                "description": OWNERSHIP_NOTE,
-                "parameters": target,
-                "responses": _responses(instance_ok, 403, 404, 408, 409, 501),
-            }
-        }
-    paths["/healthz"] = {
-        "get": {
-            "operationId": "liveness",
-            "security": [],
-            "summary": "Liveness: the process answers (no provider call)",
-            "responses": {
-                "200": {
-                    "description": "Alive.",
-                    **_json(
-                        {
-                            "type": "object",
-                            "properties": {"status": {"const": "ok"}},
-                            "required": ["status"],
-                        }
-                    ),
-                }
-            },
-        }
-    }
-    paths["/readyz"] = {
-        "get": {
-            "operationId": "readiness",
-            "security": [],
-            "summary": "Readiness: one cheap provider call",
-            "responses": {
-                "200": {
-                    "description": "The provider answered.",
-                    **_json(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "status": {"const": "ready"},
-                                "provider": {"type": "string"},
-                                "slots": {
-                                    "type": "object",
-                                    "description": "The provider slots of the process "
-                                    "(launchprov.provider_concurrency): limit, in use, "
-                                    "requests waiting, and seconds all have stayed taken.",
-                                    "properties": {
-                                        "limit": {"type": "integer"},
-                                        "in_use": {"type": "integer"},
-                                        "waiting": {"type": "integer"},
-                                        "saturated_for": {"type": "number"},
-                                    },
-                                    "required": ["limit", "in_use", "waiting", "saturated_for"],
-                                },
-                                "ratelimit": RATELIMIT_READINESS,
-                            },
-                            "required": ["status", "provider", "slots"],
-                        }
-                    ),
+
+
+#: What an operation reads (routes.Operation.params) -> its parameters and request body, made
+#: from the bound schemas.
+PARAMETERS: dict[str, Callable[[Validators], dict[str, Any]]] = {
+    "launch": _launch_parameters,
+    "query": _listing_parameters,
+    "target": _target_parameters,
+}
+
+_INSTANCE_REF = {"$ref": "#/components/schemas/Instance"}
+
+#: An operation's 200 answer (routes.Operation.answer): its description and content.
+ANSWERS: dict[str, dict[str, Any]] = {
+    "ids": {
+        "description": "The ids of the launched instances.",
+        **_json({"type": "array", "items": {"type": "string"}, "minItems": 1}),
+    },
+    "page": {
+        "description": "One page of instances.",
+        **_json(
+            {
+                "type": "object",
+                "properties": {
+                    "instances": {"type": "array", "items": _INSTANCE_REF},
+                    "next": {"type": ["string", "null"]},
                 },
-                "503": {
-                    "description": _WHY[503],
-                    **_json({"$ref": "#/components/schemas/Error"}),
+                "required": ["instances", "next"],
+                "additionalProperties": False,
+            }
+        ),
+    },
+    "instance": {"description": "The instance.", **_json(_INSTANCE_REF)},
+    "alive": {
+        "description": "Alive.",
+        **_json(
+            {"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]}
+        ),
+    },
+    "ready": {
+        "description": "The provider answered.",
+        **_json(
+            {
+                "type": "object",
+                "properties": {
+                    "status": {"const": "ready"},
+                    "provider": {"type": "string"},
+                    "slots": {
+                        "type": "object",
+                        "description": "The provider slots of the process "
+                        "(launchprov.provider_concurrency): limit, in use, requests waiting, "
+                        "and seconds all have stayed taken.",
+                        "properties": {
+                            "limit": {"type": "integer"},
+                            "in_use": {"type": "integer"},
+                            "waiting": {"type": "integer"},
+                            "saturated_for": {"type": "number"},
+                        },
+                        "required": ["limit", "in_use", "waiting", "saturated_for"],
+                    },
+                    "ratelimit": RATELIMIT_READINESS,
                 },
-            },
+                "required": ["status", "provider", "slots"],
+            }
+        ),
+    },
+    "metrics": {
+        "description": "The metrics.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    "document": {"description": "The OpenAPI document.", **_json({"type": "object"})},
+}
+
+
+def _open_responses(operation: Operation) -> dict[str, Any]:
+    """The answers of an operation open to every caller: its 200 and its own statuses."""
+    responses = {"200": ANSWERS[operation.answer]}
+    for status in operation.statuses:
+        responses[str(status)] = {
+            "description": _WHY[status],
+            **_json({"$ref": "#/components/schemas/Error"}),
         }
+    return responses
+
+
+_ALTERNATIVES = re.compile(r"\{(\w+):([\w|-]+)\}")
+
+
+def expand(pattern: str) -> list[tuple[str, dict[str, str]]]:
+    """The OpenAPI paths of a route pattern, each with the values its alternatives took.
+
+    ``/v1/instances/{id}/{action:stop|start}`` -> ``/v1/instances/{id}/stop`` with
+    ``{"action": "stop"}``, and ``/v1/instances/{id}/start`` with ``{"action": "start"}``.
+    """
+    match = _ALTERNATIVES.search(pattern)
+    if match is None:
+        return [(pattern, {})]
+    name, alternatives = match.groups()
+    expanded = []
+    for value in alternatives.split("|"):
+        path = pattern[: match.start()] + value + pattern[match.end() :]
+        expanded += [(full, {name: value, **values}) for full, values in expand(path)]
+    return expanded
+
+
+def _operation(route: Operation, values: dict[str, str], validators: Validators) -> dict:
+    names = {**values, **{name.capitalize(): value.capitalize() for name, value in values.items()}}
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id.format(**names),
+        "summary": route.summary.format(**names),
     }
-    paths["/metrics"] = {
-        "get": {
-            "operationId": "metrics",
-            "security": [],
-            "summary": "Prometheus metrics in the text exposition format",
-            "responses": {
-                "200": {
-                    "description": "The metrics.",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
-        }
-    }
-    paths["/v1/openapi.json"] = {
-        "get": {
-            "operationId": "openapi",
-            "security": [],
-            "summary": "This document",
-            "responses": {
-                "200": {"description": "The OpenAPI document.", **_json({"type": "object"})}
-            },
-        }
-    }
+    if route.open:
+        operation["security"] = []
+    inputs = PARAMETERS[route.params](validators) if route.params else {}
+    description = " ".join(filter(None, (route.description, inputs.pop("description", ""))))
+    if description:
+        operation["description"] = description
+    operation.update(inputs)
+    if route.open:
+        operation["responses"] = _open_responses(route)
+    else:
+        operation["responses"] = _responses(ANSWERS[route.answer], *route.statuses)
+    return operation
+
+
+def build_paths(validators: Validators) -> dict[str, Any]:
+    """Every path of :data:`launchprov.routes.ROUTES`, with its operations."""
+    paths: dict[str, Any] = {}
+    for route in ROUTES.values():
+        for path, values in expand(route.pattern):
+            operations = paths.setdefault(path, {})
+            for operation in route.operations:
+                operations[operation.method.lower()] = _operation(operation, values, validators)
+    return paths
+
+
+def build_document(
+    validators: Validators, provider_name: str, auth_enabled: bool = True
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route, for this deployment's provider, defaults and
+    authentication (with it off, no operation requires a token and none answers 401)."""
+    paths = build_paths(validators)
     document = {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "launchprov",
             "version": API_VERSION,
             "description": "Internal REST API to launch and manage cloud instances. "
-            f"This deployment's provider: {provider_name}.",
+            f"This deployment's provider: {provider_name}. {UNEXPECTED_ERROR}",
         },
         # Relative: the server that served this document.
         "servers": [{"url": "/"}],

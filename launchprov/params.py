@@ -13,7 +13,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from launchprov.errors import BodyTooLarge, InvalidParameters, UnsupportedMediaType, detail
+from launchprov.exceptions import BodyTooLarge, InvalidParameters, UnsupportedMediaType, detail
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"

@@ -1,22 +1,146 @@
-"""Every route in one place: name -> (pattern, methods it serves)."""
+"""Every route in one place: its pattern and its operations. The OpenAPI paths are built from it.
+
+A route is a URL pattern and the operations (one per HTTP method) it serves. An operation says
+what the document needs to know beyond the pattern: its name, what it reads (``params``: a key
+of :data:`launchprov.openapi.PARAMETERS`), what it answers with a 200 (``answer``: a key of
+:data:`launchprov.openapi.ANSWERS`), the error statuses it may answer besides those of every
+API operation, and whether it is open to every caller. Adding a route is one entry here and
+its view.
+
+A segment ``{name:a|b|c}`` serves one OpenAPI path per alternative; ``{name}`` in the
+operation's id and summary is replaced by the alternative (``{Name}``: capitalised).
+"""
+
+from __future__ import annotations
 
 from typing import NamedTuple
+
+from launchprov.providers.interface import ACTIONS
+
+
+class Operation(NamedTuple):
+    method: str
+    operation_id: str
+    summary: str
+    #: What it reads: a key of launchprov.openapi.PARAMETERS, or None for nothing.
+    params: str | None = None
+    #: Its 200 answer: a key of launchprov.openapi.ANSWERS.
+    answer: str = "instance"
+    #: Error statuses it may answer besides those every API operation may (400, 401, 429, 500).
+    statuses: tuple[int, ...] = ()
+    #: Open to every caller: no token, no rate limit, none of the API operations' errors.
+    open: bool = False
+    description: str = ""
 
 
 class Route(NamedTuple):
     pattern: str
-    methods: tuple[str, ...]
+    operations: tuple[Operation, ...]
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(operation.method for operation in self.operations)
+
+
+_ACTIONS = "|".join(action for action in ACTIONS if action != "terminate")  # terminate: DELETE
 
 ROUTES: dict[str, Route] = {
-    "launch": Route("/v1/launch", ("PUT",)),
-    "instances": Route("/v1/instances", ("GET",)),
-    "instance": Route("/v1/instances/{id}", ("GET", "DELETE")),
-    "instance_action": Route("/v1/instances/{id}/{action:stop|start|reboot}", ("POST",)),
-    "openapi": Route("/v1/openapi.json", ("GET",)),
-    "healthz": Route("/healthz", ("GET",)),
-    "readyz": Route("/readyz", ("GET",)),
-    "metrics": Route("/metrics", ("GET",)),
+    "launch": Route(
+        "/v1/launch",
+        (
+            Operation(
+                "PUT",
+                "launch",
+                "Launch instances of an AMI and instance type",
+                params="launch",
+                answer="ids",
+                statuses=(403, 408, 409, 413, 415),
+            ),
+        ),
+    ),
+    "instances": Route(
+        "/v1/instances",
+        (
+            Operation(
+                "GET",
+                "listInstances",
+                "List instances, filtered and paged",
+                params="query",
+                answer="page",
+                statuses=(408,),
+            ),
+        ),
+    ),
+    "instance": Route(
+        "/v1/instances/{id}",
+        (
+            Operation(
+                "GET", "describeInstance", "Describe an instance", "target", "instance", (404, 408)
+            ),
+            Operation(
+                "DELETE",
+                "terminateInstance",
+                "Terminate an instance (terminating twice is not an error)",
+                "target",
+                "instance",
+                (403, 404, 408),
+            ),
+        ),
+    ),
+    "instance_action": Route(
+        f"/v1/instances/{{id}}/{{action:{_ACTIONS}}}",
+        (
+            Operation(
+                "POST",
+                "{action}Instance",
+                "{Action} an instance",
+                "target",
+                "instance",
+                (403, 404, 408, 409, 501),
+            ),
+        ),
+    ),
+    "openapi": Route(
+        "/v1/openapi.json",
+        (Operation("GET", "openapi", "This document", answer="document", open=True),),
+    ),
+    "healthz": Route(
+        "/healthz",
+        (
+            Operation(
+                "GET",
+                "liveness",
+                "Liveness: the process answers (no provider call)",
+                answer="alive",
+                open=True,
+            ),
+        ),
+    ),
+    "readyz": Route(
+        "/readyz",
+        (
+            Operation(
+                "GET",
+                "readiness",
+                "Readiness: one cheap provider call",
+                answer="ready",
+                statuses=(503,),
+                open=True,
+            ),
+        ),
+    ),
+    "metrics": Route(
+        "/metrics",
+        (
+            Operation(
+                "GET",
+                "metrics",
+                "Prometheus metrics in the text exposition format",
+                answer="metrics",
+                open=True,
+            ),
+        ),
+    ),
 }
 
 

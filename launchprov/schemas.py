@@ -22,7 +22,7 @@ from typing import Any
 
 import colander
 
-from launchprov.errors import InvalidParameters, detail
+from launchprov.exceptions import InvalidParameters, detail
 from launchprov.params import Params
 from launchprov.placement import REGION_PATTERN, ZONE_PATTERN, region_of
 from launchprov.providers.interface import STATES, InstanceQuery, LaunchRequest
@@ -39,6 +39,9 @@ MAX_FILTER_VALUES = 200
 #: A client token (and the Idempotency-Key header, its synonym): EC2's rule.
 CLIENT_TOKEN = re.compile(r"\A[\x20-\x7e]{1,64}\Z")
 IDEMPOTENCY_KEY = "Idempotency-Key"
+#: A caller's request id: at most 128 characters that are safe in a header, a log and a tag.
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:/+=@-]{1,128}\Z")
 #: Tags that launchprov sets itself (caller, request id, client token): callers may not.
 SYSTEM_TAG_PREFIX = "launchprov:"
 #: In a form body or a query string a tag is a parameter ``tag:KEY`` whose value is the value.

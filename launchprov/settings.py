@@ -194,6 +194,8 @@ class Setting:
     default: str
     parse: Callable[[str], Any]
     doc: str
+    #: Its value is never shown in a message (a token line pasted with the token in it, a key).
+    secret: bool = False
 
     @property
     def env_var(self) -> str:
@@ -228,6 +230,7 @@ SETTINGS: tuple[Setting, ...] = (
         token_lines,
         "Lines of '<caller-name> <sha256 hex digest of the token>', one per calling service "
         "(launchprov-token CALLER prints one). Digests only: the .ini holds no secret.",
+        secret=True,
     ),
     Setting(
         "launchprov.policy.max_count",
@@ -395,6 +398,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         optional_text,
         "The driver's key (for EC2: the access key id). Prefer LAUNCHPROV_LIBCLOUD_KEY.",
+        secret=True,
     ),
     Setting(
         "launchprov.libcloud.secret",
@@ -402,6 +406,7 @@ SETTINGS: tuple[Setting, ...] = (
         optional_text,
         "The driver's secret (for EC2: the secret access key). Set it with "
         "LAUNCHPROV_LIBCLOUD_SECRET, never in an .ini.",
+        secret=True,
     ),
     Setting(
         "launchprov.libcloud.region",
@@ -486,6 +491,7 @@ SETTINGS += (
         "redis://HOST:PORT/DB, shared by every process behind the load balancer. If Redis "
         "cannot be reached, requests are let through (and /readyz, a metric and a warning "
         "say so).",
+        secret=True,
     ),
 )
 
@@ -533,6 +539,23 @@ PATTERNED_SETTINGS: tuple[PatternedSetting, ...] = (
 )
 
 
+def _bad_value(setting: Setting, source: str, value: str, exc: ValueError) -> str:
+    """One line naming the setting and its environment variable; a secret's value not shown."""
+    where = {
+        "environment": f"from the environment variable {setting.env_var}",
+        "setting": f"from the .ini; the environment variable {setting.env_var} overrides it",
+        "default": "its default",
+    }[source]
+    reason = str(exc)
+    if setting.secret:
+        shown = "(value not shown: it may hold a secret)"
+        if value.strip() and value.strip() in reason:
+            reason = "not a valid value"
+    else:
+        shown = repr(value)
+    return f"{setting.key} = {shown} ({where}): {reason}"
+
+
 def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse every declared setting from ``raw`` (the .ini's settings) and ``environ``.
 
@@ -564,13 +587,13 @@ def load(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> di
         if setting.key in raw:
             source, value = "setting", raw[setting.key]
         if setting.env_var in environ:
-            source, value = f"environment variable {setting.env_var}", environ[setting.env_var]
+            source, value = "environment", environ[setting.env_var]
         if isinstance(value, bool | int | float):
             value = str(value)  # main() called from Python with a typed value
         try:
             values[setting.key] = setting.parse(value)
         except ValueError as exc:
-            raise ConfigurationError(f"{setting.key} (from {source}) = {value!r}: {exc}") from None
+            raise ConfigurationError(_bad_value(setting, source, value, exc)) from None
     for key in patterned:
         if policy := CALLER_POLICY.match(key):
             rule = BY_KEY[f"{PREFIX}policy.{policy['rule']}"]

@@ -7,18 +7,15 @@ response.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 
 from launchprov.errors import error_response
+from launchprov.exceptions import detail
 from launchprov.logs import caller_var, request_id_var
+from launchprov.schemas import REQUEST_ID, REQUEST_ID_HEADER
 
 access_log = logging.getLogger("launchprov.access")
-
-REQUEST_ID_HEADER = "X-Request-ID"
-#: A caller's request id: at most 128 characters that are safe in a header, a log and a tag.
-REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:/+=@-]{1,128}\Z")
 
 
 def new_request_id() -> str:
@@ -40,7 +37,7 @@ def observe_factory(handler, registry):
                     request,
                     400,
                     f"{REQUEST_ID_HEADER} must be 1 to 128 letters, digits or ._:/+=@-",
-                    [{"location": "header", "name": REQUEST_ID_HEADER, "description": "invalid"}],
+                    [detail("header", REQUEST_ID_HEADER, "invalid")],
                 )
             else:
                 response = handler(request)

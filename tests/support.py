@@ -7,8 +7,8 @@ import socket
 import webtest
 from zope.interface import implementer
 
-import launchprov
-from launchprov.providers.interface import IProvider
+from launchprov.app import create_app
+from launchprov.providers.interface import IProvider, LaunchRequest
 
 #: An AMI that moto knows (amzn-ami-hvm-2017.09.1), so it launches with AMI validation on.
 GOOD_AMI = "ami-760aaa0f"
@@ -45,6 +45,20 @@ def seed_account(client) -> None:
         client.create_security_group(GroupName=DEFAULT_GROUP, Description="ssh")
 
 
+#: The deployment defaults of launchprov.settings, which a LaunchRequest does not know.
+DEFAULT_PLACEMENT = "us-east-1b"
+REQUEST_DEFAULTS = {
+    "key_name": DEFAULT_KEY,
+    "security_groups": (DEFAULT_GROUP,),
+    "placement": DEFAULT_PLACEMENT,
+}
+
+
+def launch_request(**fields) -> LaunchRequest:
+    """A LaunchRequest with the default settings' key pair, group and placement unless given."""
+    return LaunchRequest(**{**REQUEST_DEFAULTS, **fields})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -56,9 +70,9 @@ NO_AUTH = {"launchprov.auth.enabled": "false"}
 
 
 def make_app(**settings) -> webtest.TestApp:
-    """The app exactly as PasteDeploy makes it: launchprov.main with .ini-style settings
-    (authentication off unless the settings turn it on)."""
-    return webtest.TestApp(launchprov.main({}, **{**NO_AUTH, **settings}))
+    """The app as PasteDeploy makes it (launchprov.main builds it with create_app), from
+    .ini-style settings (authentication off unless the settings turn it on)."""
+    return webtest.TestApp(create_app({**NO_AUTH, **settings}))
 
 
 ERROR_KEYS = {"status", "error", "message", "details", "request_id"}

@@ -18,19 +18,21 @@ from launchprov.placement import region_of
 class LaunchRequest:
     """A validated request to launch instances.
 
-    Every field holds a value: the caller's, or the default. ``explicit`` names the fields the
-    caller gave, so that an adapter can refuse a parameter it cannot honour when (and only when)
-    the caller asked for it.
+    Every field holds a value: the caller's, or the default. The deployment's defaults
+    (``key_name``, ``security_groups``, ``placement``: ``launchprov.defaults.*``) belong to the
+    settings, not to this contract, so those fields have none here and are given by keyword.
+    ``explicit`` names the fields the caller gave, so that an adapter can refuse a parameter it
+    cannot honour when (and only when) the caller asked for it.
     """
 
     ami: str
     instance_type: str
     min_count: int = 1
     max_count: int = 1
-    key_name: str = "scalacity_dev1"
-    security_groups: tuple[str, ...] = ("SSH",)
+    key_name: str = dataclasses.field(kw_only=True)
+    security_groups: tuple[str, ...] = dataclasses.field(kw_only=True)
     user_data: str | None = None
-    placement: str = "us-east-1b"
+    placement: str = dataclasses.field(kw_only=True)
     placement_group: str | None = None
     instance_initiated_shutdown_behavior: str = "terminate"
     ebs_optimized: bool = False

@@ -7,6 +7,7 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from launchprov.errors import error_response
+from launchprov.exceptions import detail
 from launchprov.providers.interface import ProviderError
 
 
@@ -29,8 +30,8 @@ def readyz(request):
     except ProviderError as exc:
         message = f"the {exc.provider} provider cannot be reached: {exc.code}: {exc.message}"
         details = [
-            {"location": "provider", "name": exc.provider, "description": exc.code},
-            {"location": "provider", "name": "slots", "description": describe_slots(slots)},
+            detail("provider", exc.provider, exc.code),
+            detail("provider", "slots", describe_slots(slots)),
         ]
         return error_response(request, 503, message, details)
     ratelimit = request.registry.launchprov_ratelimits.readiness()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import launchprov
+from launchprov.app import create_app
 from launchprov.providers.sandbox import stop_sandbox
 from launchprov.settings import ConfigurationError
 from tests.support import (
@@ -33,13 +33,13 @@ from tests.support import (
 )
 def test_a_bad_setting_stops_startup_naming_the_key(settings, key):
     with pytest.raises(ConfigurationError, match=key.replace(".", r"\.")):
-        launchprov.main({}, **{**NO_AUTH, **settings})
+        create_app({**NO_AUTH, **settings})
 
 
 def test_an_environment_variable_overrides_the_ini(monkeypatch):
     monkeypatch.setenv("LAUNCHPROV_PROVIDER", "nonsense")
     with pytest.raises(ConfigurationError, match=r"launchprov\.provider = 'nonsense'"):
-        launchprov.main({}, **NO_AUTH)
+        create_app(NO_AUTH)
 
 
 @pytest.fixture

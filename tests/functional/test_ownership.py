@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-import launchprov
+from launchprov.app import create_app
 from launchprov.auth import digest
 from launchprov.providers.interface import IProvider
 from launchprov.settings import ConfigurationError
@@ -284,7 +284,7 @@ def test_authentication_off_sees_and_acts_on_everything(request, backend_name):
 def test_act_on_wider_than_see_stops_startup(settings, message):
     ini = {f"launchprov.policy.{key}": value for key, value in settings.items()}
     with pytest.raises(ConfigurationError, match="wider than") as raised:
-        launchprov.main({}, **{"launchprov.auth.enabled": "false", **ini})
+        create_app({"launchprov.auth.enabled": "false", **ini})
     assert message in str(raised.value)
 
 

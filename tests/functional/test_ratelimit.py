@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-import launchprov
+from launchprov.app import create_app
 from launchprov.auth import digest
 from launchprov.settings import ConfigurationError
 from tests.redis_server import running_redis
@@ -144,7 +144,7 @@ def test_several_limits_answer_the_closest(moto_ec2):
 )
 def test_a_bad_limit_stops_startup_naming_the_key(key, value):
     with pytest.raises(ConfigurationError, match=key.replace(".", r"\.")):
-        launchprov.main({}, **{"launchprov.auth.enabled": "false", key: value})
+        create_app({"launchprov.auth.enabled": "false", key: value})
 
 
 def test_the_environment_sets_the_default_limits(moto_ec2, monkeypatch):

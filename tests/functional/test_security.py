@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import launchprov
+from launchprov.app import create_app
 from launchprov.auth import digest
 from launchprov.scripts import token as token_script
 from launchprov.settings import ConfigurationError
@@ -52,12 +52,12 @@ def secured(moto_ec2):
 
 def test_enabled_without_tokens_refuses_to_start():
     with pytest.raises(ConfigurationError, match="launchprov-token"):
-        launchprov.main({}, **{"launchprov.auth.enabled": "true"})
+        create_app({"launchprov.auth.enabled": "true"})
 
 
 def test_authentication_is_on_unless_turned_off():
     with pytest.raises(ConfigurationError, match=r"launchprov\.auth\.tokens"):
-        launchprov.main({})
+        create_app({})
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_tokens_from_the_environment(moto_ec2, monkeypatch):
 )
 def test_malformed_token_lines_stop_startup(tokens):
     with pytest.raises(ConfigurationError, match=r"launchprov\.auth\.tokens"):
-        launchprov.main({}, **{"launchprov.auth.enabled": "true", "launchprov.auth.tokens": tokens})
+        create_app({"launchprov.auth.enabled": "true", "launchprov.auth.tokens": tokens})
 
 
 def test_a_caller_may_hold_two_tokens_while_one_is_rotated(moto_ec2):
@@ -198,9 +198,7 @@ def test_a_callers_own_rule_replaces_the_deployments(moto_ec2):
 
 def test_an_unknown_policy_rule_stops_startup():
     with pytest.raises(ConfigurationError, match=r"launchprov\.policy\.web\.colours"):
-        launchprov.main(
-            {}, **{"launchprov.auth.enabled": "false", "launchprov.policy.web.colours": "red"}
-        )
+        create_app({"launchprov.auth.enabled": "false", "launchprov.policy.web.colours": "red"})
 
 
 # -- idempotent retries -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from zope.interface.verify import verifyClass, verifyObject
 from launchprov.providers.ec2 import EC2Provider, provider_error, run_instances_params
 from launchprov.providers.interface import IProvider, LaunchRequest, ProviderError
 from launchprov.settings import load
+from tests.support import launch_request
 
 FULL = LaunchRequest(
     ami="ami-760aaa0f",
@@ -62,7 +63,7 @@ def test_every_parameter_is_mapped():
 
 
 def test_defaults_send_no_empty_optional_parameters():
-    params = run_instances_params(LaunchRequest(ami="ami-760aaa0f", instance_type="t2.micro"))
+    params = run_instances_params(launch_request(ami="ami-760aaa0f", instance_type="t2.micro"))
     assert "UserData" not in params and "SecurityGroupIds" not in params
     assert params["Placement"] == {"AvailabilityZone": "us-east-1b"}
     assert params["SecurityGroups"] == ["SSH"]

@@ -10,10 +10,10 @@ import pytest
 from launchprov import launching
 from launchprov.logs import WAITRESS_QUEUE_LOGGER, count_waitress_queue_depth
 from launchprov.providers import create_provider, deadline
-from launchprov.providers.interface import LaunchRequest, ProviderError
+from launchprov.providers.interface import ProviderError
 from launchprov.settings import load
 from tests.standins import DroppingEndpoint, SlowEndpoint
-from tests.support import GOOD_AMI, MISSING_AMI, free_port
+from tests.support import GOOD_AMI, MISSING_AMI, free_port, launch_request
 
 
 def adapter(name: str, endpoint: str):
@@ -42,7 +42,7 @@ def adapter(name: str, endpoint: str):
 
 
 ADAPTERS = ["ec2", "libcloud"]
-LAUNCH = LaunchRequest(ami=GOOD_AMI, instance_type="t2.micro")
+LAUNCH = launch_request(ami=GOOD_AMI, instance_type="t2.micro")
 
 
 def failed_launch(provider, request=LAUNCH) -> ProviderError:
@@ -81,7 +81,7 @@ def test_a_refused_connection_launched_nothing(name):
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_an_error_reply_launched_nothing(name, moto_server_ec2, moto_server_endpoint):
     provider = adapter(name, moto_server_endpoint)
-    error = failed_launch(provider, LaunchRequest(ami=MISSING_AMI, instance_type="t2.micro"))
+    error = failed_launch(provider, launch_request(ami=MISSING_AMI, instance_type="t2.micro"))
     assert (error.code, error.outcome) == ("InvalidAMIID.NotFound", "none")
 
 
@@ -134,7 +134,7 @@ def test_without_a_client_token_an_unknown_launch_is_not_retryable():
 
 
 def test_with_a_client_token_an_unknown_launch_is_retryable():
-    request = LaunchRequest(ami=GOOD_AMI, instance_type="t2.micro", client_token="deploy-1")
+    request = launch_request(ami=GOOD_AMI, instance_type="t2.micro", client_token="deploy-1")
     error = launching.honest(unknown(), request, "req-1")
     assert (error.outcome, error.retryable) == ("unknown", True)
     assert "same client_token" in error.message
@@ -149,7 +149,7 @@ def test_a_launch_known_to_have_done_nothing_is_unchanged():
 
 
 def test_client_token_attempts_carry_the_same_tags_and_token():
-    request = LaunchRequest(ami=GOOD_AMI, instance_type="t2.micro", client_token="deploy-1")
+    request = launch_request(ami=GOOD_AMI, instance_type="t2.micro", client_token="deploy-1")
     first = launching.traced(request, "web", "request-a")
     again = launching.traced(request, "web", "request-b")
     assert first == again
@@ -160,7 +160,7 @@ def test_client_token_attempts_carry_the_same_tags_and_token():
 
 
 def test_two_callers_tokens_never_meet_at_the_provider():
-    request = LaunchRequest(ami=GOOD_AMI, instance_type="t2.micro", client_token="shared")
+    request = launch_request(ami=GOOD_AMI, instance_type="t2.micro", client_token="shared")
     web = launching.traced(request, "web", "r")
     batch = launching.traced(request, "batch", "r")
     assert web.client_token != batch.client_token

@@ -54,6 +54,7 @@ from launchprov.providers.libcloud.instances import NODE_STATES
 from launchprov.providers.libcloud.profile import LaunchContext
 from launchprov.providers.libcloud.profiles import GENERIC, profile_of
 from launchprov.settings import ConfigurationError
+from tests.support import launch_request
 
 AMI = "ami-1e749f67"  # known to moto
 REGION = "us-east-1"
@@ -169,7 +170,7 @@ def describe(ec2_client, ids: list[str]) -> dict[str, dict]:
 
 def test_ec2_launch_sends_every_parameter(ec2_provider, ec2_client, monkeypatch):
     sent = record_requests(monkeypatch, ec2_provider)
-    request = LaunchRequest(
+    request = launch_request(
         ami=AMI,
         instance_type="t2.micro",
         key_name="scalacity_dev1",
@@ -204,7 +205,7 @@ def test_ec2_launch_sends_every_parameter(ec2_provider, ec2_client, monkeypatch)
 
 def test_ec2_launch_stop_on_shutdown_placement_group_and_ebs(ec2_provider, ec2_client, monkeypatch):
     sent = record_requests(monkeypatch, ec2_provider)
-    request = LaunchRequest(
+    request = launch_request(
         ami=AMI,
         instance_type="t2.micro",
         placement_group="launchprov-pg",
@@ -231,7 +232,7 @@ def test_ec2_launch_stop_on_shutdown_placement_group_and_ebs(ec2_provider, ec2_c
 
 def test_ec2_launch_sends_min_and_max_count(ec2_provider, ec2_client, monkeypatch):
     sent = record_requests(monkeypatch, ec2_provider)
-    request = LaunchRequest(
+    request = launch_request(
         ami=AMI,
         instance_type="t2.micro",
         min_count=2,
@@ -249,7 +250,7 @@ def test_ec2_launch_sends_min_and_max_count(ec2_provider, ec2_client, monkeypatc
 
 
 def test_ec2_unknown_ami_is_an_ec2_error(ec2_provider):
-    request = LaunchRequest(ami="ami-12345678", instance_type="t2.micro")
+    request = launch_request(ami="ami-12345678", instance_type="t2.micro")
 
     with pytest.raises(ProviderError) as caught:
         ec2_provider.launch(request)
@@ -262,7 +263,7 @@ def test_ec2_unknown_ami_is_an_ec2_error(ec2_provider):
 
 def test_ec2_html_error_page_is_a_short_malformed_response(ec2_provider):
     # moto answers a RunInstances naming an unknown security group with an HTML 500 page.
-    request = LaunchRequest(ami=AMI, instance_type="t2.micro", security_groups=("nowhere",))
+    request = launch_request(ami=AMI, instance_type="t2.micro", security_groups=("nowhere",))
 
     with pytest.raises(ProviderError) as caught:
         ec2_provider.launch(request)
@@ -277,7 +278,7 @@ def test_ec2_html_error_page_is_a_short_malformed_response(ec2_provider):
 
 def test_ec2_security_group_id_is_refused_before_any_call(ec2_provider, monkeypatch):
     sent = record_requests(monkeypatch, ec2_provider)
-    request = LaunchRequest(
+    request = launch_request(
         ami=AMI,
         instance_type="t2.micro",
         security_groups=("SSH", "sg-0123456789abcdef0"),
@@ -293,7 +294,7 @@ def test_ec2_security_group_id_is_refused_before_any_call(ec2_provider, monkeypa
 
 
 def test_ec2_region_unknown_to_libcloud_is_refused(ec2_provider):
-    request = LaunchRequest(
+    request = launch_request(
         ami=AMI, instance_type="t2.micro", placement="xx-nowhere-1a", explicit=frozenset({"ami"})
     )
 
@@ -307,7 +308,7 @@ def test_ec2_refused_connection_is_unreachable():
     provider = LibcloudProvider.from_settings(ec2_settings(free_port()))
 
     with pytest.raises(ProviderError) as caught:
-        provider.launch(LaunchRequest(ami=AMI, instance_type="t2.micro", user_data="secret"))
+        provider.launch(launch_request(ami=AMI, instance_type="t2.micro", user_data="secret"))
 
     assert caught.value.code == ProviderError.UNREACHABLE
     assert caught.value.retryable is True
@@ -329,7 +330,7 @@ def test_ec2_endpoint_that_never_answers_is_a_timeout(silent_port):
     provider = LibcloudProvider.from_settings(ec2_settings(silent_port, timeout="0.5"))
 
     with pytest.raises(ProviderError) as caught:
-        provider.launch(LaunchRequest(ami=AMI, instance_type="t2.micro"))
+        provider.launch(launch_request(ami=AMI, instance_type="t2.micro"))
 
     assert caught.value.code == ProviderError.TIMEOUT
     assert caught.value.retryable is True
@@ -373,7 +374,7 @@ def test_ec2_requests_are_never_retried(slamming_port, monkeypatch):
     provider = LibcloudProvider.from_settings(ec2_settings(port, timeout="3"))
 
     with pytest.raises(ProviderError) as caught:
-        provider.launch(LaunchRequest(ami=AMI, instance_type="t2.micro"))
+        provider.launch(launch_request(ami=AMI, instance_type="t2.micro"))
 
     assert caught.value.code == ProviderError.UNREACHABLE
     assert len(accepted) == 1
@@ -423,7 +424,7 @@ def test_ec2_honours_every_parameter():
 
 def tagged(**tags) -> LaunchRequest:
     """A t2.micro launch request with ``tags``."""
-    return LaunchRequest(ami=AMI, instance_type="t2.micro", tags=tags)
+    return launch_request(ami=AMI, instance_type="t2.micro", tags=tags)
 
 
 def tag_params(run: dict) -> dict[str, str]:
@@ -473,7 +474,7 @@ def test_ec2_launch_sends_the_callers_name_tag(ec2_provider, ec2_client):
 
 def test_ec2_create_node_without_name_leaks_no_sentinel(ec2_provider):
     driver = ec2_provider.driver(REGION)
-    request = LaunchRequest(ami=AMI, instance_type="t2.micro", min_count=2, max_count=2)
+    request = launch_request(ami=AMI, instance_type="t2.micro", min_count=2, max_count=2)
     arguments = {
         mapped.argument: mapped.convert(LaunchContext(request, driver, None))
         for mapped in EC2_PARAMETERS.values()
@@ -521,7 +522,7 @@ def test_ec2_tags_are_honoured_and_other_drivers_refuse_them():
 
 
 def test_ec2_describe_gives_every_field(ec2_provider, ec2_client):
-    request = LaunchRequest(
+    request = launch_request(
         ami=AMI,
         instance_type="t2.micro",
         key_name="scalacity_dev1",
@@ -582,7 +583,7 @@ def test_ec2_describe_does_not_call_describe_addresses(ec2_provider, monkeypatch
 
 def launch_tagged(provider, count: int = 1, **tags) -> list[str]:
     """Launch ``count`` instances in one reservation (one RunInstances), tagged ``tags``."""
-    request = LaunchRequest(
+    request = launch_request(
         ami=AMI, instance_type="t2.micro", min_count=count, max_count=count, tags=tags
     )
     return provider.launch(request)
@@ -961,7 +962,7 @@ def node_ids_of(provider: LibcloudProvider) -> set[str]:
 
 
 def test_dummy_launch_gives_distinct_ids(dummy_provider):
-    request = LaunchRequest(
+    request = launch_request(
         ami="1",
         instance_type="1",
         min_count=3,
@@ -978,7 +979,7 @@ def test_dummy_launch_gives_distinct_ids(dummy_provider):
 
 def test_dummy_refuses_explicit_parameters_before_any_call(dummy_provider):
     before = node_ids_of(dummy_provider)
-    request = LaunchRequest(
+    request = launch_request(
         ami="1",
         instance_type="1",
         key_name="mine",
@@ -997,7 +998,7 @@ def test_dummy_refuses_explicit_parameters_before_any_call(dummy_provider):
 
 
 def test_dummy_ignores_defaults_the_caller_did_not_set(dummy_provider):
-    request = LaunchRequest(ami="1", instance_type="1", explicit=frozenset({"ami"}))
+    request = launch_request(ami="1", instance_type="1", explicit=frozenset({"ami"}))
 
     assert len(dummy_provider.launch(request)) == 1
 
@@ -1024,7 +1025,7 @@ def fail_on_call(monkeypatch, provider, number: int, exc: Exception) -> None:
 def test_dummy_partial_launch_destroys_what_it_created(dummy_provider, monkeypatch, exc, retryable):
     before = node_ids_of(dummy_provider)
     fail_on_call(monkeypatch, dummy_provider, 2, exc)
-    request = LaunchRequest(ami="1", instance_type="1", min_count=2, max_count=3)
+    request = launch_request(ami="1", instance_type="1", min_count=2, max_count=3)
 
     with pytest.raises(ProviderError) as caught:
         dummy_provider.launch(request)
@@ -1046,7 +1047,7 @@ def test_dummy_partial_launch_reports_nodes_it_could_not_destroy(dummy_provider,
     before = node_ids_of(dummy_provider)
 
     with pytest.raises(ProviderError) as caught:
-        dummy_provider.launch(LaunchRequest(ami="1", instance_type="1", min_count=2, max_count=2))
+        dummy_provider.launch(launch_request(ami="1", instance_type="1", min_count=2, max_count=2))
 
     (left,) = node_ids_of(dummy_provider) - before
     assert caught.value.code == PARTIAL_LAUNCH
@@ -1056,7 +1057,9 @@ def test_dummy_partial_launch_reports_nodes_it_could_not_destroy(dummy_provider,
 def test_dummy_keeps_enough_nodes_after_a_failure(dummy_provider, monkeypatch):
     fail_on_call(monkeypatch, dummy_provider, 2, RuntimeError("boom"))
 
-    ids = dummy_provider.launch(LaunchRequest(ami="1", instance_type="1", min_count=1, max_count=3))
+    ids = dummy_provider.launch(
+        launch_request(ami="1", instance_type="1", min_count=1, max_count=3)
+    )
 
     assert len(ids) == 1
     assert set(ids) <= node_ids_of(dummy_provider)
@@ -1066,7 +1069,7 @@ def test_dummy_first_failure_keeps_its_own_code(dummy_provider, monkeypatch):
     fail_on_call(monkeypatch, dummy_provider, 1, requests.exceptions.ReadTimeout("slow"))
 
     with pytest.raises(ProviderError) as caught:
-        dummy_provider.launch(LaunchRequest(ami="1", instance_type="1"))
+        dummy_provider.launch(launch_request(ami="1", instance_type="1"))
 
     assert caught.value.code == ProviderError.TIMEOUT
 
@@ -1088,7 +1091,7 @@ def test_dummy_has_no_image_id_pattern(dummy_provider):
 
 
 def launch_one(provider, ami: str = "img-1", instance_type: str = "small") -> str:
-    (instance_id,) = provider.launch(LaunchRequest(ami=ami, instance_type=instance_type))
+    (instance_id,) = provider.launch(launch_request(ami=ami, instance_type=instance_type))
     return instance_id
 
 
@@ -1118,7 +1121,7 @@ def test_dummy_describe_unknown_id_is_not_found(dummy_provider):
 
 
 def test_dummy_keeps_tags(dummy_provider):
-    request = LaunchRequest(
+    request = launch_request(
         ami="1", instance_type="1", tags={"role": "web"}, explicit=frozenset({"tags"})
     )
     (node_id,) = dummy_provider.launch(request)

@@ -16,7 +16,7 @@ from libcloud.compute.types import NodeState
 from launchprov import settings as launchprov_settings
 from launchprov.providers import ec2 as boto3_adapter
 from launchprov.providers import ec2_common
-from launchprov.providers.interface import InstanceQuery, LaunchRequest, ProviderError
+from launchprov.providers.interface import InstanceQuery, ProviderError
 from launchprov.providers.libcloud import LibcloudProvider
 from launchprov.providers.libcloud.catalog import Catalog
 from launchprov.providers.libcloud.drivers import EC2ErrorReply
@@ -25,6 +25,7 @@ from launchprov.providers.libcloud.instances import node_instance
 from launchprov.providers.libcloud.profiles import GENERIC, PROFILES, profile_of
 from launchprov.settings import ConfigurationError
 from tests import recorded
+from tests.support import launch_request
 
 
 def settings(driver: str, **libcloud) -> dict:
@@ -161,7 +162,7 @@ def test_cloudstack_launches_running_vms(monkeypatch):
     original = driver.create_node
     monkeypatch.setattr(driver, "create_node", lambda **kw: sent.append(kw) or original(**kw))
 
-    provider.launch(LaunchRequest(ami="576", instance_type="105"))
+    provider.launch(launch_request(ami="576", instance_type="105"))
 
     assert sent[0]["ex_start_vm"] is True  # libcloud's default, False, creates it stopped
 
@@ -173,7 +174,7 @@ def test_linode_gets_a_fresh_root_password_each_launch(monkeypatch):
     driver = provider.driver(None)
     original = driver.create_node
     monkeypatch.setattr(driver, "create_node", lambda **kw: sent.append(kw) or original(**kw))
-    request = LaunchRequest(ami="linode/alpine3.10", instance_type="g6-nanode-1")
+    request = launch_request(ami="linode/alpine3.10", instance_type="g6-nanode-1")
 
     provider.launch(request)
     provider.launch(request)
@@ -338,7 +339,7 @@ def test_a_bare_429_is_retryable_on_both_ec2_adapters():
 
 def test_ec2_filters_page_sizes_and_tags_are_shared():
     query = InstanceQuery("us-east-1", ids=("i-1",), states=("running",), tags={"role": ("web",)})
-    request = LaunchRequest(
+    request = launch_request(
         ami="ami-12345678", instance_type="t2.micro", tags={"a": "1"}, system_tags={"a": "2"}
     )
 

@@ -111,3 +111,52 @@ def test_the_client_variables_are_not_settings_and_do_not_stop_startup():
 def test_unknown_environment_variables_are_refused():
     with pytest.raises(ConfigurationError, match="LAUNCHPROV_EC2_READTIMEOUT"):
         load({}, environ={"LAUNCHPROV_EC2_READTIMEOUT": "3"})
+
+
+# -- a configuration error is one short line, and never shows a secret -------------------------
+
+#: What `launchprov-token deployer` prints as the token: pasted where its digest belongs.
+PASTED_TOKEN = "Fx_yNAM-7pjkQzW3t1gQvSQNoTGLmod4BEvw7dkP50E"
+
+
+@pytest.mark.parametrize("from_environment", [False, True])
+def test_a_token_pasted_for_its_digest_is_named_but_never_shown(from_environment):
+    line = f"deployer {PASTED_TOKEN}"
+    raw, environ = ({}, {"LAUNCHPROV_AUTH_TOKENS": line}) if from_environment else ({}, {})
+    if not from_environment:
+        raw = {"launchprov.auth.tokens": line}
+    with pytest.raises(ConfigurationError) as caught:
+        load(raw, environ=environ)
+    message = str(caught.value)
+    assert "launchprov.auth.tokens" in message and "LAUNCHPROV_AUTH_TOKENS" in message
+    assert PASTED_TOKEN not in message
+    assert "\n" not in message
+
+
+def test_a_secrets_parse_error_does_not_repeat_the_value():
+    with pytest.raises(ConfigurationError) as caught:
+        load({"launchprov.ratelimit.storage_uri": "mongodb://user:hunter2@db"}, environ={})
+    assert "hunter2" not in str(caught.value)
+    assert "LAUNCHPROV_RATELIMIT_STORAGE_URI" in str(caught.value)
+
+
+def test_a_plain_settings_bad_value_is_shown_with_its_variable():
+    with pytest.raises(ConfigurationError) as caught:
+        load({}, environ={"LAUNCHPROV_RETRY_AFTER": "soon"})
+    message = str(caught.value)
+    assert "launchprov.retry_after = 'soon'" in message
+    assert "environment variable LAUNCHPROV_RETRY_AFTER" in message
+
+
+def test_main_exits_with_a_short_message(capsys, monkeypatch):
+    import logging
+
+    from launchprov.app import EXIT_CONFIGURATION, main
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # no logging set up: stderr
+    with pytest.raises(SystemExit) as caught:
+        main({}, **{"launchprov.auth.tokens": f"deployer {PASTED_TOKEN}"})
+    assert caught.value.code == EXIT_CONFIGURATION != 0
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "LAUNCHPROV_AUTH_TOKENS" in error
+    assert PASTED_TOKEN not in error and "Traceback" not in error

@@ -1,0 +1,66 @@
+"""Startup as an operator sees it: pserve with a configuration it cannot use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import BIN
+from tests.support import free_port
+
+pytestmark = pytest.mark.e2e
+
+#: A token pasted where its digest belongs.
+PASTED_TOKEN = "Fx_yNAM-7pjkQzW3t1gQvSQNoTGLmod4BEvw7dkP50E"
+
+
+def pserve(ini_lines: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as directory:
+        ini = Path(directory, "bad.ini")
+        server = ["[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{free_port()}"]
+        app = ["[app:main]", "use = egg:launchprov", *ini_lines]
+        ini.write_text("\n".join([*app, "", *server]) + "\n")
+        return subprocess.run(
+            [str(BIN / "pserve"), str(ini)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+@pytest.mark.parametrize(
+    ("lines", "env", "names"),
+    [
+        (
+            [f"launchprov.auth.tokens = deployer {PASTED_TOKEN}"],
+            {},
+            ("launchprov.auth.tokens", "LAUNCHPROV_AUTH_TOKENS"),
+        ),
+        (
+            [],
+            {"LAUNCHPROV_AUTH_TOKENS": f"deployer {PASTED_TOKEN}"},
+            ("launchprov.auth.tokens", "LAUNCHPROV_AUTH_TOKENS"),
+        ),
+        ([], {}, ("launchprov.auth.tokens", "LAUNCHPROV_AUTH_TOKENS")),
+        (
+            ["launchprov.retry_after = soon"],
+            {},
+            ("launchprov.retry_after", "LAUNCHPROV_RETRY_AFTER"),
+        ),
+    ],
+    ids=["token-in-ini", "token-in-env", "no-token", "bad-number"],
+)
+def test_a_configuration_error_is_one_short_line_and_a_failure(lines, env, names):
+    result = pserve(lines, env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) <= 3, output
+    for name in names:
+        assert name in output, output
+    assert PASTED_TOKEN not in output

@@ -1,0 +1,134 @@
+"""The one error contract: one table, one view, one body."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import pytest
+from pyramid import testing
+from pyramid.httpexceptions import HTTPForbidden, HTTPMethodNotAllowed, HTTPNotFound
+
+from launchprov import errors
+from launchprov.bulkhead import ProviderBusy
+from launchprov.exceptions import APIError, BodyTooLarge, InvalidParameters, detail
+from launchprov.policy import PolicyViolation
+from launchprov.providers.interface import (
+    ActionNotSupported,
+    IdempotencyConflict,
+    InstanceNotFound,
+    InvalidPageToken,
+    InvalidState,
+    ProviderError,
+    UnsupportedParameters,
+)
+
+ERROR_KEYS = {"status", "error", "message", "details", "request_id"}
+
+
+def request(**headers):
+    made = testing.DummyRequest(headers=headers)
+    made.request_id = "rid-1"
+    made.matched_route = None
+    made.registry.launchprov_settings = {"launchprov.retry_after": 7}
+    return made
+
+
+#: One instance of every kind in the table, and the status it must be answered with.
+SAMPLES = [
+    (InvalidParameters("bad", [detail("body", "ami", "missing")]), 400),
+    (BodyTooLarge("too big"), 413),
+    (APIError("teapot", status=418), 418),
+    (UnsupportedParameters("dummy", {"key_name": "no key pairs"}), 400),
+    (ProviderError("ec2", "Throttling", "slow down", retryable=True), 408),
+    (InstanceNotFound("ec2", "i-1"), 404),
+    (InvalidState("ec2", "i-1", "start", "it is terminated"), 409),
+    (ActionNotSupported("dummy", "stop", "the driver cannot"), 501),
+    (InvalidPageToken("not ours"), 400),
+    (PolicyViolation("launchprov.policy.amis", "ami", "ami-1", "ami-2*"), 403),
+    (IdempotencyConflict("ec2", "other parameters"), 409),
+    (ProviderBusy("ec2", 12, "the ec2 provider is busy"), 503),
+    (HTTPForbidden(), 401),
+    (HTTPNotFound(), 404),
+    (HTTPMethodNotAllowed(headers={"Allow": "GET"}), 405),
+    (RuntimeError("boom"), 500),
+]
+
+
+def test_every_kind_in_the_table_has_a_sample():
+    sampled = {type(exc) for exc, _ in SAMPLES}
+    for kind in errors.ERRORS:
+        assert any(issubclass(sample, kind) for sample in sampled), kind
+
+
+@pytest.mark.parametrize(("exc", "status"), SAMPLES, ids=lambda item: type(item).__name__)
+def test_every_kind_is_answered_with_the_one_body(exc, status, caplog):
+    caplog.set_level(logging.CRITICAL, logger="launchprov.errors")
+    response = errors.error_view(exc, request())
+    assert response.status_int == status
+    assert response.content_type == "application/json"
+    body = response.json_body
+    assert set(body) == ERROR_KEYS | ({"provider"} if status == 408 else set())
+    assert body["status"] == status and body["request_id"] == "rid-1"
+    assert body["message"] and isinstance(body["details"], list)
+    assert "boom" not in response.text  # an unexpected error's text stays in the log
+
+
+def test_the_provider_failure_says_whether_and_when_to_retry():
+    retryable = errors.error_view(
+        ProviderError("ec2", "Throttling", "x", retryable=True), request()
+    )
+    assert retryable.json_body["provider"] == {
+        "name": "ec2",
+        "code": "Throttling",
+        "message": "x",
+        "retryable": True,
+        "outcome": "none",
+    }
+    assert retryable.headers["Retry-After"] == "7"
+    final = errors.error_view(ProviderError("ec2", "InvalidAMIID.NotFound", "x"), request())
+    assert final.json_body["provider"]["retryable"] is False
+    assert "Retry-After" not in final.headers
+
+
+def test_a_token_given_but_unknown_is_challenged_as_invalid():
+    response = errors.error_view(HTTPForbidden(), request(Authorization="Bearer x"))
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert errors.error_view(HTTPForbidden(), request()).headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_most_specific_entry_wins():
+    class Special(InvalidParameters):
+        pass
+
+    assert errors.answer_for(Special("x"), request()).status == 400
+    assert errors.answer_for(HTTPForbidden(), request()).status == 401  # not HTTPException's 403
+
+
+def test_error_body_takes_no_request_id():
+    assert "request_id" not in inspect.signature(errors.error_body).parameters
+    assert errors.error_body(409, "m")["request_id"] is None
+
+
+def test_a_new_kind_is_one_entry(monkeypatch):
+    class Gone(Exception):
+        pass
+
+    monkeypatch.setitem(errors.ERRORS, Gone, lambda exc, request: errors.Answer(410, "gone"))
+    response = errors.error_view(Gone(), request())
+    assert response.status_int == 410 and response.json_body["error"] == "Gone"
+
+
+def test_a_busy_provider_is_a_503_that_says_when_to_retry():
+    response = errors.error_view(ProviderBusy("ec2", 12, "busy"), request())
+    assert response.status_int == 503 and response.headers["Retry-After"] == "7"
+    assert response.json_body["details"] == [
+        {"location": "provider", "name": "ec2", "description": "all 12 provider slots are taken"}
+    ]
+
+
+def test_a_launch_that_may_have_started_instances_says_so():
+    error = ProviderError("ec2", "Timeout", "x", retryable=False, outcome="unknown")
+    body = errors.error_view(error, request()).json_body
+    assert body["provider"]["outcome"] == "unknown"
+    assert "may have started instances" in body["message"]
