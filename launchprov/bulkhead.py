@@ -235,6 +235,7 @@ class GuardedProvider:
         self.name = provider.name
         self.image_id_pattern = provider.image_id_pattern
         self.instance_id_pattern = provider.instance_id_pattern
+        self.placement_is_zone = getattr(provider, "placement_is_zone", True)
         self._on_rejected = on_rejected
         self._on_deadline = on_deadline
         self._ping_lock = threading.Lock()
@@ -242,6 +243,13 @@ class GuardedProvider:
         self._ping_executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="launchprov-ping"
         )
+
+    def __getattr__(self, name: str):
+        # Any other attribute an adapter describes itself with (what the schemas read) is the
+        # wrapped provider's: a new one needs no change here.
+        if name == "provider":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.provider, name)
 
     def run(self, operation: str, function: Callable[..., T], *args) -> T:
         """``function(*args)`` in one provider slot, answered by the deadline.
