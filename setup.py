@@ -84,6 +84,7 @@ setup(
         "console_scripts": [
             "launchprov = launchprov.cli:main",
             "launchprov-token = launchprov.scripts.token:main",
+            "launchprov-reap = launchprov.scripts.reap:main",
         ],
     },
 )

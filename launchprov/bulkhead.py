@@ -308,6 +308,15 @@ class GuardedProvider:
     def reboot(self, instance_id, region):
         return self.run("reboot", self.provider.reboot, instance_id, region)
 
+    def terminate_many(self, instance_ids, region):
+        return self.run("terminate_many", self.provider.terminate_many, instance_ids, region)
+
+    def tag(self, instance_id, region, tags):
+        return self.run("tag", self.provider.tag, instance_id, region, tags)
+
+    def untag(self, instance_id, region, keys):
+        return self.run("untag", self.provider.untag, instance_id, region, keys)
+
     def ping(self, timeout):
         """One ping at a time, outside the slots; every caller waits for it at most
         ``timeout`` seconds, whatever the provider does."""

@@ -25,6 +25,7 @@ try:
         TimeElapsedColumn,
     )
     from rich.table import Table
+    from rich.text import Text
 except ImportError as exc:  # pragma: no cover - a server's install, without the extra
     raise ImportError(
         "the launchprov command line needs the client extra: pip install 'launchprov[client]'"
@@ -114,8 +115,9 @@ class Output:
 UNKNOWN_OUTCOME = frozenset({408, 500, 502, 503, 504})
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+def _cell(value: Any) -> Text:
+    """A table cell: the service's text as it is (never read as rich markup), - for null."""
+    return Text("-" if value is None else str(value))
 
 
 def service_command(func: Callable[..., None]) -> Callable[..., None]:
@@ -276,31 +278,94 @@ def _with(options: list[Callable[..., Any]]) -> Callable[[Callable[..., Any]], C
     return decorate
 
 
+#: The options of a launch, shared by launch and preflight: each one a parameter of the API.
+launch_options = [
+    click.option("--ami", required=True, help="The image to launch (ami-...)."),
+    click.option("--instance-type", required=True, help="The instance type (t2.micro, ...)."),
+    click.option(
+        "--count", type=int, help="How many instances: exactly N (min_count = max_count)."
+    ),
+    click.option("--min-count", type=int, help="At least N instances, or none (default 1)."),
+    click.option("--max-count", type=int, help="At most N instances (default 1)."),
+    click.option("--key-name", help="The key pair (default: the service's)."),
+    click.option(
+        "--security-group",
+        "security_groups",
+        multiple=True,
+        help="A security group name or sg- id; repeat for several (default: the service's).",
+    ),
+    click.option("--placement", help="The availability zone (default: the service's)."),
+    click.option("--placement-group", help="The placement group."),
+    click.option(
+        "--shutdown-behavior",
+        help="What an instance's own shutdown does: stop or terminate (default terminate).",
+    ),
+    click.option(
+        "--ebs-optimized/--no-ebs-optimized", default=None, help="EBS-optimised instances."
+    ),
+    click.option(
+        "--user-data", help="User data: the text, or @FILE to read it from a file (@- stdin)."
+    ),
+    click.option("--tag", "tags", multiple=True, help="A tag KEY=VALUE; repeat for several."),
+    click.option(
+        "--expires-in", type=int, help="A lease: terminate the instances after N seconds."
+    ),
+    click.option(
+        "--param",
+        "extra_params",
+        multiple=True,
+        help="Any other launch parameter NAME=VALUE, VALUE as JSON where it parses "
+        '(subnet_id=subnet-1a2b, spot=true, fallback=\'[{"instance_type": "t3.micro"}]\'); '
+        "repeat for several.",
+    ),
+]
+
+
+def _launch_params(options: dict[str, Any]) -> dict[str, Any]:
+    """The API parameters of the launch options given (None: not given, so not sent)."""
+    count, min_count, max_count = options["count"], options["min_count"], options["max_count"]
+    if count is not None and (min_count is not None or max_count is not None):
+        raise click.UsageError("give --count, or --min-count and --max-count, not both")
+    if count is not None:
+        min_count = max_count = count
+    params: dict[str, Any] = {
+        "min_count": min_count,
+        "max_count": max_count,
+        "key_name": options["key_name"],
+        "security_groups": list(options["security_groups"]) or None,
+        "placement": options["placement"],
+        "placement_group": options["placement_group"],
+        "instance_initiated_shutdown_behavior": options["shutdown_behavior"],
+        "ebs_optimized": options["ebs_optimized"],
+        "user_data": _user_data(options["user_data"]),
+        "tags": _launch_tags(options["tags"]) or None,
+        "expires_in": options["expires_in"],
+    }
+    given = {name: value for name, value in params.items() if value is not None}
+    for name, value in _extra_params(options["extra_params"]).items():
+        if name in given or name in ("ami", "instance_type", "client_token"):
+            raise click.BadParameter(f"{name} has an option of its own", param_hint="--param")
+        given[name] = value
+    return given
+
+
+def _extra_params(values: Iterable[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values:
+        name, equals, text = item.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        if name in params:
+            raise click.BadParameter(f"{name} given twice", param_hint="--param")
+        try:
+            params[name] = json.loads(text)
+        except ValueError:
+            params[name] = text  # not JSON: the text itself
+    return params
+
+
 @main.command()
-@click.option("--ami", required=True, help="The image to launch (ami-...).")
-@click.option("--instance-type", required=True, help="The instance type (t2.micro, ...).")
-@click.option("--count", type=int, help="How many instances: exactly N (min_count = max_count).")
-@click.option("--min-count", type=int, help="At least N instances, or none (default 1).")
-@click.option("--max-count", type=int, help="At most N instances (default 1).")
-@click.option("--key-name", help="The key pair (default: the service's).")
-@click.option(
-    "--security-group",
-    "security_groups",
-    multiple=True,
-    help="A security group name or sg- id; repeat for several (default: the service's).",
-)
-@click.option("--placement", help="The availability zone (default: the service's).")
-@click.option("--placement-group", help="The placement group.")
-@click.option(
-    "--shutdown-behavior",
-    help="What an instance's own shutdown does: stop or terminate (default terminate).",
-)
-@click.option("--ebs-optimized/--no-ebs-optimized", default=None, help="EBS-optimised instances.")
-@click.option(
-    "--user-data", help="User data: the text, or @FILE to read it from a file (@- stdin)."
-)
-@click.option("--tag", "tags", multiple=True, help="A tag KEY=VALUE; repeat for several.")
-@click.option("--expires-in", type=int, help="A lease: terminate the instances after N seconds.")
+@_with(launch_options)
 @click.option(
     "--client-token",
     help="Idempotency key: a retry with the same token never launches twice "
@@ -317,11 +382,7 @@ def _with(options: list[Callable[..., Any]]) -> Callable[[Callable[..., Any]], C
 def launch(
     client: Client,
     output: Output,
-    count: int | None,
-    min_count: int | None,
-    max_count: int | None,
-    tags: tuple[str, ...],
-    user_data: str | None,
+    client_token: str | None,
     wait_for_running: bool,
     timeout: float,
     interval: float,
@@ -338,26 +399,10 @@ def launch(
       launchprov launch --ami ami-760aaa0f --instance-type t2.micro --count 2 \\
           --tag role=web --user-data @cloud-init.yaml --wait
     """
-    if count is not None and (min_count is not None or max_count is not None):
-        raise click.UsageError("give --count, or --min-count and --max-count, not both")
-    if count is not None:
-        min_count = max_count = count
-    params: dict[str, Any] = {
-        "min_count": min_count,
-        "max_count": max_count,
-        "key_name": options["key_name"],
-        "security_groups": list(options["security_groups"]) or None,
-        "placement": options["placement"],
-        "placement_group": options["placement_group"],
-        "instance_initiated_shutdown_behavior": options["shutdown_behavior"],
-        "ebs_optimized": options["ebs_optimized"],
-        "user_data": _user_data(user_data),
-        "tags": _launch_tags(tags) or None,
-        "expires_in": options["expires_in"],
-        "client_token": options["client_token"],
-    }
-    given = {name: value for name, value in params.items() if value is not None}
-    ids = client.launch(options["ami"], options["instance_type"], **given)
+    params = _launch_params(options)
+    if client_token is not None:
+        params["client_token"] = client_token
+    ids = client.launch(options["ami"], options["instance_type"], **params)
     if not wait_for_running:
         if output.as_json:
             output.document(ids)
@@ -367,6 +412,33 @@ def launch(
         return
     region = _region_of(options["placement"])
     output.instances(_wait(client, output, ids, "running", timeout, region, interval))
+
+
+@main.command()
+@_with(launch_options)
+@service_command
+def preflight(client: Client, output: Output, **options: Any) -> None:
+    """Would this launch succeed? (POST /v1/launch/preflight) Launches nothing.
+
+    Takes the options of launch; prints each check the service made (name, ok, the provider's
+    error code and message where it failed). Exit status 0 when the launch would succeed, 1
+    when a check failed (or the service answered an error).
+    """
+    answer = client.preflight(options["ami"], options["instance_type"], **_launch_params(options))
+    if output.as_json:
+        output.document(answer)
+    else:
+        table = Table(box=None, pad_edge=False)
+        for heading in ("CHECK", "OK", "CODE", "MESSAGE"):
+            table.add_column(heading, no_wrap=True)
+        for check in answer["checks"]:
+            ok = "yes" if check.get("ok") else "no"
+            row = (check.get("name"), ok, check.get("code"), check.get("message"))
+            table.add_row(*map(_cell, row))
+        output.table(table)
+    if not answer.get("would_launch"):
+        output.err.print("error: the launch would not succeed", markup=False)
+        raise click.exceptions.Exit(1)
 
 
 def _region_of(placement: str | None) -> str | None:

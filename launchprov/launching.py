@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 from launchprov.providers.interface import (
     OUTCOME_UNKNOWN,
@@ -41,6 +42,10 @@ CALLER_TAG = "launchprov:caller"
 REQUEST_ID_TAG = "launchprov:request-id"
 CLIENT_TOKEN_TAG = "launchprov:client-token"  # noqa: S105 (a tag key, not a secret)
 REQUEST_HASH_TAG = "launchprov:request-hash"
+#: When the instance's lease ends: RFC 3339, UTC, to the second (launchprov.leases).
+EXPIRES_AT_TAG = "launchprov:expires-at"
+#: RFC 3339 in UTC, to the second: how EXPIRES_AT_TAG holds a time.
+EXPIRY_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 #: The fields of a LaunchRequest that do not make two launches different launches: the token
 #: itself, launchprov's own tags (they hold the fingerprint) and which fields the caller spelt
@@ -50,6 +55,22 @@ NOT_FINGERPRINTED = frozenset({"client_token", "system_tags", "explicit"})
 FINGERPRINTED = tuple(
     field.name for field in dataclasses.fields(LaunchRequest) if field.name not in NOT_FINGERPRINTED
 )
+
+
+#: A client-token launch's lease ends on the next multiple of this many seconds after
+#: expires_in: its attempts must send EC2 the same tags, and a retry a few seconds later then
+#: computes the same end (unless the two straddle a mark: then EC2 refuses the retry with
+#: IdempotentParameterMismatch, a 409, and the caller's next retry finds the first launch by
+#: its tags). The lease is at most this much longer than asked.
+CLIENT_TOKEN_LEASE_QUANTUM = 600
+
+
+def expiry_after(expires_in: int, now: datetime | None = None, quantum: int = 1) -> str:
+    """The tag value of a lease of ``expires_in`` seconds from ``now`` (default: now), rounded
+    up to a multiple of ``quantum`` seconds since the epoch."""
+    moment = (now or datetime.now(UTC)) + timedelta(seconds=expires_in)
+    seconds = -(-int(moment.timestamp()) // quantum) * quantum
+    return datetime.fromtimestamp(seconds, UTC).strftime(EXPIRY_FORMAT)
 
 
 def fingerprint(request: LaunchRequest) -> str:
@@ -70,17 +91,21 @@ def launch_id(caller: str, client_token: str) -> str:
 
 
 def traced(request: LaunchRequest, caller: str, request_id: str) -> LaunchRequest:
-    """The request with launchprov's own tags added; with a client token, the provider's
-    idempotency token in its place, and nothing that differs from one attempt to the next."""
+    """The request with launchprov's own tags added (the lease's end computed once, now, for
+    every instance of the launch); with a client token, the provider's idempotency token in its
+    place, and nothing that differs from one attempt to the next."""
+    system_tags = {CALLER_TAG: caller, REQUEST_ID_TAG: request_id}
     if request.client_token is None:
-        system_tags = {CALLER_TAG: caller, REQUEST_ID_TAG: request_id}
+        if request.expires_in is not None:
+            system_tags[EXPIRES_AT_TAG] = expiry_after(request.expires_in)
         return dataclasses.replace(request, system_tags=system_tags)
-    system_tags = {
-        CALLER_TAG: caller,
-        REQUEST_ID_TAG: launch_id(caller, request.client_token),
-        CLIENT_TOKEN_TAG: request.client_token,
-        REQUEST_HASH_TAG: fingerprint(request),
-    }
+    system_tags[REQUEST_ID_TAG] = launch_id(caller, request.client_token)
+    if request.expires_in is not None:
+        system_tags[EXPIRES_AT_TAG] = expiry_after(
+            request.expires_in, quantum=CLIENT_TOKEN_LEASE_QUANTUM
+        )
+    system_tags[CLIENT_TOKEN_TAG] = request.client_token
+    system_tags[REQUEST_HASH_TAG] = fingerprint(request)
     return dataclasses.replace(
         request,
         system_tags=system_tags,

@@ -159,6 +159,7 @@ class MeteredProvider:
         self.name = provider.name
         self.image_id_pattern = provider.image_id_pattern
         self.instance_id_pattern = provider.instance_id_pattern
+        self.can_tag = provider.can_tag
         self.placement_is_zone = getattr(provider, "placement_is_zone", True)
 
     def _call(self, operation: str, *args):
@@ -200,3 +201,12 @@ class MeteredProvider:
 
     def ping(self, timeout):
         return self._call("ping", timeout)
+
+    def terminate_many(self, instance_ids, region):
+        return self._call("terminate_many", instance_ids, region)
+
+    def tag(self, instance_id, region, tags):
+        return self._call("tag", instance_id, region, tags)
+
+    def untag(self, instance_id, region, keys):
+        return self._call("untag", instance_id, region, keys)

@@ -136,6 +136,12 @@ INSTANCE = {
         "private_dns": _NULLABLE_STRING,
         "public_dns": _NULLABLE_STRING,
         "launch_time": {"type": ["string", "null"], "format": "date-time"},
+        "expires_at": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "When the instance's lease ends (tag launchprov:expires-at; "
+            "launchprov-reap terminates it after), or null without a lease.",
+        },
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     "additionalProperties": False,
@@ -206,8 +212,8 @@ _WHY = {
     408: "The provider failed: an error reply, a refused or hung connection, or a reply that "
     "could not be parsed. Expected for valid data that the provider refuses, such as an AMI "
     "that does not exist.",
-    409: "The instance's state forbids the action, or a client_token was used before with "
-    "other parameters.",
+    409: "The instance's state forbids the action, a client_token was used before with "
+    "other parameters, or (a lease) the instance was not launched through launchprov.",
     413: "The body is larger than launchprov.max_body_size.",
     415: "The body is neither JSON nor a form.",
     429: "The caller exceeded one of its rate limits (launchprov.ratelimit.*); no provider call "
@@ -390,12 +396,24 @@ def _target_parameters(validators: Validators) -> dict[str, Any]:
     }
 
 
+def _expiry_parameters(validators: Validators) -> dict[str, Any]:
+    return {
+        "parameters": [_instance_id(validators), REQUEST_ID_PARAMETER],
+        "requestBody": {
+            "required": True,
+            **_json(json_schema(validators.expiry_schemas[False])),
+        },
+        "description": OWNERSHIP_NOTE,
+    }
+
+
 #: What an operation reads (routes.Operation.params) -> its parameters and request body, made
 #: from the bound schemas.
 PARAMETERS: dict[str, Callable[[Validators], dict[str, Any]]] = {
     "launch": _launch_parameters,
     "query": _listing_parameters,
     "target": _target_parameters,
+    "expiry": _expiry_parameters,
 }
 
 _INSTANCE_REF = {"$ref": "#/components/schemas/Instance"}

@@ -43,6 +43,8 @@ class Rules:
     placements: tuple[str, ...] = ()
     see: str = "own"
     act_on: str = "own"
+    max_expires_in: int | None = None
+    require_expiry: bool = False
 
 
 class Policy:
@@ -90,3 +92,14 @@ class Policy:
             value = getattr(request, parameter)
             if globs and not any(fnmatchcase(value, glob) for glob in globs):
                 raise PolicyViolation(setting, parameter, value, " ".join(globs))
+        self.check_expiry(caller, request.expires_in)
+
+    def check_expiry(self, caller: str, expires_in: int | None) -> None:
+        """Raise PolicyViolation when a lease of ``expires_in`` seconds (None: no lease) breaks
+        the caller's require_expiry or max_expires_in."""
+        setting, required = self.rule(caller, "require_expiry")
+        if expires_in is None and required:
+            raise PolicyViolation(setting, "expires_in", None, "a lease is required")
+        setting, limit = self.rule(caller, "max_expires_in")
+        if expires_in is not None and limit is not None and expires_in > limit:
+            raise PolicyViolation(setting, "expires_in", expires_in, f"at most {limit}")

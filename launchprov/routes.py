@@ -42,6 +42,13 @@ class Route(NamedTuple):
         return tuple(operation.method for operation in self.operations)
 
 
+#: What the lease routes say besides the ownership rules.
+LEASE_NOTE = (
+    "Only for instances launched through launchprov (tag launchprov:caller; others are a 409). "
+    "Bounded by launchprov.policy.max_expires_in and launchprov.policy.require_expiry (403). A "
+    "provider that keeps no tags has no leases (400 naming expires_in)."
+)
+
 _ACTIONS = "|".join(action for action in ACTIONS if action != "terminate")  # terminate: DELETE
 
 ROUTES: dict[str, Route] = {
@@ -84,6 +91,29 @@ ROUTES: dict[str, Route] = {
                 "target",
                 "instance",
                 (403, 404, 408),
+            ),
+        ),
+    ),
+    "instance_expiry": Route(
+        "/v1/instances/{id}/expiry",
+        (
+            Operation(
+                "PUT",
+                "setInstanceExpiry",
+                "Set an instance's lease: it expires expires_in seconds from now",
+                "expiry",
+                "instance",
+                (403, 404, 408, 409, 413, 415),
+                description=LEASE_NOTE,
+            ),
+            Operation(
+                "DELETE",
+                "removeInstanceExpiry",
+                "Remove an instance's lease: it no longer expires",
+                "target",
+                "instance",
+                (403, 404, 408, 409),
+                description=LEASE_NOTE,
             ),
         ),
     ),

@@ -50,6 +50,8 @@ TAG_PREFIX = "tag:"
 GENERIC_INSTANCE_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 #: EC2's limit on user data, counted in bytes of the raw (not yet base64-encoded) text.
 MAX_USER_DATA_BYTES = 16384
+#: The longest lease: a year (365 days), in seconds.
+MAX_EXPIRES_IN = 31_536_000
 
 _INTEGER_TEXT = re.compile(r"\A[+-]?\d{1,10}\Z")
 _BOOLEAN_TEXT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -406,6 +408,9 @@ class LaunchSchema(colander.MappingSchema):
         StrictString(), missing="terminate", validator=colander.OneOf(["stop", "terminate"])
     )
     ebs_optimized = colander.SchemaNode(StrictBoolean(), missing=False)
+    expires_in = colander.SchemaNode(
+        StrictInteger(), missing=None, validator=_between(1, MAX_EXPIRES_IN)
+    )
     tags = colander.SchemaNode(
         TagMap(reserved=(SYSTEM_TAG_PREFIX,)), missing=colander.deferred(lambda node, kw: {})
     )
@@ -455,6 +460,14 @@ class InstanceQuerySchema(colander.MappingSchema):
         StrictInteger(), missing=DEFAULT_LIST_LIMIT, validator=_between(1, MAX_LIST_LIMIT)
     )
     next = colander.SchemaNode(StrictString(), missing=None, validator=colander.Length(1, 4096))
+    region = _region_node.clone()
+    expired = colander.SchemaNode(StrictBoolean(), missing=None)
+
+
+class ExpirySchema(colander.MappingSchema):
+    """The parameters of PUT /v1/instances/{id}/expiry: a new lease, from now."""
+
+    expires_in = colander.SchemaNode(StrictInteger(), validator=_between(1, MAX_EXPIRES_IN))
     region = _region_node.clone()
 
 
@@ -519,6 +532,9 @@ class Validators:
         }
         self.query_schema = InstanceQuerySchema().bind(textual=True, **bindings)
         self.target_schema = InstanceTargetSchema().bind(textual=True, **bindings)
+        self.expiry_schemas = {
+            textual: ExpirySchema().bind(textual=textual, **bindings) for textual in (False, True)
+        }
 
     def launch(self, params: Params, idempotency_key: str | None = None) -> LaunchRequest:
         """The LaunchRequest of a request; ``idempotency_key`` is its Idempotency-Key header,
@@ -538,8 +554,12 @@ class Validators:
         return LaunchRequest(**values, explicit=frozenset(given))
 
     def instance_query(self, params: Params) -> InstanceQuery:
+        return self.instance_listing(params)[0]
+
+    def instance_listing(self, params: Params) -> tuple[InstanceQuery, bool | None]:
+        """The query of GET /v1/instances, and its ``expired`` filter (None: not given)."""
         values, _ = deserialize(self.query_schema, params)
-        return InstanceQuery(
+        query = InstanceQuery(
             region=values["region"],
             ids=values["id"],
             states=values["state"],
@@ -547,18 +567,28 @@ class Validators:
             limit=values["limit"],
             page_token=values["next"],
         )
+        return query, values["expired"]
+
+    def expiry(self, instance_id: str, params: Params) -> tuple[str, str, int]:
+        """(instance id, region, expires_in) of PUT /v1/instances/{id}/expiry."""
+        values = self._about_one(instance_id, self.expiry_schemas[params.textual], params)
+        return instance_id, values["region"], values["expires_in"]
 
     def instance_target(self, instance_id: str, params: Params) -> tuple[str, str]:
         """(instance id, region) of a request about one instance."""
+        return instance_id, self._about_one(instance_id, self.target_schema, params)["region"]
+
+    def _about_one(self, instance_id: str, schema, params: Params) -> dict[str, Any]:
+        """The values of a request about one instance; every bad one, the id too, named."""
         details = []
         if not self.instance_id_pattern.match(instance_id):
             details.append(detail("path", "id", "not an instance id of this provider"))
         values = None
         try:
-            values, _ = deserialize(self.target_schema, params)
+            values, _ = deserialize(schema, params)
         except InvalidParameters as error:
             details += error.details
         if details:
             names = ", ".join(item["name"] for item in details)
             raise InvalidParameters(f"invalid or missing parameters: {names}", details)
-        return instance_id, values["region"]
+        return values

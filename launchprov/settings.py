@@ -257,6 +257,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Availability zones a launch may use: names or globs (us-east-1*). Empty: any.",
     ),
     Setting(
+        "launchprov.policy.max_expires_in",
+        "",
+        optional_positive_int,
+        "Longest lease (expires_in, seconds) a launch or PUT /v1/instances/{id}/expiry may ask "
+        "for; a longer one is a 403. Empty: up to a year.",
+    ),
+    Setting(
+        "launchprov.policy.require_expiry",
+        "false",
+        boolean,
+        "true: every launch must give expires_in, and a lease cannot be removed (403): for CI "
+        "callers, say.",
+    ),
+    Setting(
         "launchprov.policy.see",
         "own",
         one_of(*SCOPES),
@@ -500,7 +514,16 @@ BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
 #: Keys with a caller's name in them: ``launchprov.policy.<caller>.<rule>`` overrides a policy
 #: rule for one caller, parsed as the rule's own setting is. Set in the .ini only (environment
 #: variable names cannot tell a caller's name from a rule's).
-POLICY_RULES = ("max_count", "instance_types", "amis", "placements", "see", "act_on")
+POLICY_RULES = (
+    "max_count",
+    "instance_types",
+    "amis",
+    "placements",
+    "see",
+    "act_on",
+    "max_expires_in",
+    "require_expiry",
+)
 CALLER_POLICY = re.compile(
     rf"\Alaunchprov\.policy\.(?P<caller>[A-Za-z0-9_-]{{1,64}})\.(?P<rule>{'|'.join(POLICY_RULES)})\Z"
 )

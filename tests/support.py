@@ -112,6 +112,7 @@ class StubProvider:
     name = "stub"
     image_id_pattern = None
     instance_id_pattern = None
+    can_tag = True
 
     @classmethod
     def from_settings(cls, settings):
@@ -139,4 +140,13 @@ class StubProvider:
         raise NotImplementedError
 
     def reboot(self, instance_id, region):
+        raise NotImplementedError
+
+    def terminate_many(self, instance_ids, region):
+        raise NotImplementedError
+
+    def tag(self, instance_id, region, tags):
+        raise NotImplementedError
+
+    def untag(self, instance_id, region, keys):
         raise NotImplementedError

@@ -178,6 +178,7 @@ class EC2Provider:
     name = NAME
     image_id_pattern = IMAGE_ID
     instance_id_pattern = INSTANCE_ID
+    can_tag = True
 
     def __init__(
         self,
@@ -335,3 +336,14 @@ class EC2Provider:
 
     def reboot(self, instance_id: str, region: str) -> Instance:
         return self._act(instance_id, region, "reboot", "reboot_instances")
+
+    def terminate_many(self, instance_ids: list[str], region: str) -> None:
+        self._call(region, "terminate_instances", InstanceIds=list(instance_ids))
+
+    def tag(self, instance_id: str, region: str, tags: dict[str, str]) -> None:
+        pairs = [{"Key": key, "Value": value} for key, value in tags.items()]
+        self._call(region, "create_tags", instance_id, Resources=[instance_id], Tags=pairs)
+
+    def untag(self, instance_id: str, region: str, keys) -> None:
+        pairs = [{"Key": key} for key in keys]
+        self._call(region, "delete_tags", instance_id, Resources=[instance_id], Tags=pairs)

@@ -40,6 +40,8 @@ class LaunchRequest:
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
     #: The caller's idempotency token: a retry with the same token launches nothing new.
     client_token: str | None = None
+    #: Seconds until the instances expire (a lease: tag launchprov:expires-at), or None.
+    expires_in: int | None = None
     #: launchprov's own tags (``launchprov:*``: caller, request id, client token). An adapter
     #: that can tag applies them with ``tags``; one that cannot tag leaves them out.
     system_tags: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -249,6 +251,11 @@ class IProvider(Interface):
         "fixed format. Used by request validation, so a malformed id is a 400, not a 408."
     )
 
+    can_tag = Attribute(
+        "Whether the provider keeps tags on instances: launchprov's records (caller, client "
+        "token, lease) live in them. Without tags there are no leases."
+    )
+
     def launch(request):
         """Launch instances for a :class:`LaunchRequest`; return their ids as a list of str.
 
@@ -295,3 +302,21 @@ class IProvider(Interface):
 
     def reboot(instance_id, region):
         """Reboot an instance; return it as it is after the call. Raises as ``stop``."""
+
+    def terminate_many(instance_ids, region):
+        """Terminate up to 1000 instances of one region in one call (the reaper's batches).
+
+        Instances already terminated are no error. Raises :class:`InstanceNotFound` or
+        :class:`ProviderError` when the call fails as a whole.
+        """
+
+    def tag(instance_id, region, tags):
+        """Set ``tags`` (a dict) on an instance, replacing the values of keys it has.
+
+        Raises :class:`InstanceNotFound`, :class:`ActionNotSupported` (``can_tag`` is false)
+        or :class:`ProviderError`.
+        """
+
+    def untag(instance_id, region, keys):
+        """Remove the tags of ``keys`` from an instance (a key it has not is no error).
+        Raises as :meth:`tag`."""

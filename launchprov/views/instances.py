@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from launchprov.params import read_query
+from launchprov import leases
+from launchprov.params import read_params, read_query
 from launchprov.providers.interface import Instance, InstancePage
 
 
@@ -29,6 +30,7 @@ def instance_json(instance: Instance) -> dict[str, Any]:
         "private_dns": instance.private_dns,
         "public_dns": instance.public_dns,
         "launch_time": launch_time.isoformat().replace("+00:00", "Z") if launch_time else None,
+        "expires_at": leases.expires_at_text(instance),
         "tags": dict(instance.tags),
     }
 
@@ -46,9 +48,14 @@ def describe(request):
 
 
 def list_instances(request):
-    query = request.validators.instance_query(read_query(request))
+    query, expired = request.validators.instance_listing(read_query(request))
     visible = request.ownership.visible(request.identity, query)
-    page = InstancePage([], None) if visible is None else request.provider.list_instances(visible)
+    if visible is None:
+        page = InstancePage([], None)
+    elif expired is None:
+        page = request.provider.list_instances(visible)
+    else:
+        page = leases.list_by_expiry(request.provider, visible, expired)
     return {"instances": [instance_json(item) for item in page.instances], "next": page.next_token}
 
 
@@ -70,8 +77,35 @@ def act(request):
     return instance_json(perform(request, request.matchdict["action"]))  # stop, start, reboot
 
 
+def set_expiry(request):
+    params = read_params(request, request.registry.launchprov_settings["launchprov.max_body_size"])
+    request.params_location = params.location
+    instance_id, region, expires_in = request.validators.expiry(request.matchdict["id"], params)
+    return instance_json(_change_lease(request, instance_id, region, expires_in))
+
+
+def remove_expiry(request):
+    return instance_json(_change_lease(request, *_target(request), None))
+
+
+def _change_lease(request, instance_id: str, region: str, expires_in: int | None) -> Instance:
+    return leases.change(
+        request.provider,
+        request.ownership,
+        request.registry.launchprov_policy,
+        request.identity,
+        instance_id,
+        region,
+        expires_in,
+    )
+
+
 def includeme(config):
     config.add_view(describe, route_name="instance", request_method="GET", renderer="json")
     config.add_view(terminate, route_name="instance", request_method="DELETE", renderer="json")
     config.add_view(list_instances, route_name="instances", request_method="GET", renderer="json")
     config.add_view(act, route_name="instance_action", request_method="POST", renderer="json")
+    config.add_view(set_expiry, route_name="instance_expiry", request_method="PUT", renderer="json")
+    config.add_view(
+        remove_expiry, route_name="instance_expiry", request_method="DELETE", renderer="json"
+    )

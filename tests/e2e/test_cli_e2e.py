@@ -130,12 +130,14 @@ def test_launch_prints_ids_or_the_services_json(cli, moto_client, run):
 
     waited = uuid.uuid4().hex
     args = ("launch", "--ami", GOOD_AMI, "--instance-type", "t2.micro", "--tag", f"run={waited}")
-    result = cli(*args, "--wait", "--json", *FAST)
+    result = cli(*args, "--param", "ebs_optimized=true", "--wait", "--json", *FAST)
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["next"] is None
-    assert [item["id"] for item in document["instances"]] == list(at_ec2(moto_client, waited))
+    instances = at_ec2(moto_client, waited)
+    assert [item["id"] for item in document["instances"]] == list(instances)
     assert document["instances"][0]["state"] == "running"
+    assert [i["EbsOptimized"] for i in instances.values()] == [True]  # --param, as JSON
 
 
 def test_user_data_from_standard_input(cli, moto_client, run):

@@ -23,6 +23,7 @@ INSTANCE_KEYS = {
     "private_dns",
     "public_dns",
     "launch_time",
+    "expires_at",
     "tags",
 }
 STATES = {"pending", "running", "stopping", "stopped", "shutting-down", "terminated", "unknown"}

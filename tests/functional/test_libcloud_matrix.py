@@ -42,6 +42,7 @@ EXPLICIT = {
     "ebs_optimized": True,
     "tags": {"role": "web"},
     "client_token": "matrix-token-1",
+    "expires_in": 3600,
 }
 
 DRIVERS = ["ec2", *RECORDED, "dummy"]

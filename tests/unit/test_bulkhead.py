@@ -201,3 +201,11 @@ def test_the_threads_are_read_from_the_served_ini(tmp_path):
     assert server_threads({}) is None
     ini.write_text("[server:main]\nuse = egg:gunicorn#main\nthreads = 9\n")
     assert server_threads({"__file__": str(ini)}) is None
+
+
+def test_the_guarded_provider_keeps_the_whole_contract():
+    from zope.interface.verify import verifyObject
+
+    from launchprov.providers.interface import IProvider
+
+    assert verifyObject(IProvider, guarded(Blocking()))

@@ -437,3 +437,16 @@ def test_the_package_ships_its_py_typed_marker(tmp_path):
     )
     assert (build / "launchprov" / "py.typed").is_file()
     assert (build / "launchprov" / "client.py").is_file()
+
+
+def test_the_client_and_the_command_line_load_no_server_library():
+    """A caller's process (and the command line's start-up) carries no web framework or SDK."""
+    code = (
+        "import sys, launchprov.client, launchprov.cli\n"
+        "heavy = {'pyramid', 'webob', 'boto3', 'botocore', 'libcloud', 'colander', 'moto'}\n"
+        "print(','.join(sorted({name.split('.')[0] for name in sys.modules} & heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == ""

@@ -31,6 +31,7 @@ from launchprov.providers.libcloud.drivers import EC2ErrorReply
 from launchprov.providers.libcloud.errors import ACTION_REFUSED, NAME, provider_error
 from launchprov.providers.libcloud.instances import ec2_instance
 from launchprov.providers.libcloud.profile import (
+    LEASE,
     Construction,
     LaunchContext,
     Mapped,
@@ -117,6 +118,7 @@ PARAMETERS: dict[str, Mapped] = {
         lambda c: ec2_common.launch_tags(c.request),
     ),
     "client_token": Mapped("ex_clienttoken", "ClientToken", lambda c: c.request.client_token),
+    "expires_in": LEASE,
 }
 
 PROFILE = Profile(

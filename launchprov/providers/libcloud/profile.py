@@ -224,3 +224,6 @@ LOOKED_UP = {
 }
 
 TAG_LOOKUP_ONLY = Mapped(None, "no native token: idempotent through the tag lookup alone")
+#: A lease: the tag launchprov:expires-at among launchprov's own, where the launch tags go and
+#: where launchprov reads tags back (launchprov.leases). A profile without it has no leases.
+LEASE = Mapped(None, "the tag launchprov:expires-at, with launchprov's own tags")

@@ -14,6 +14,7 @@ from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
 from launchprov.providers.libcloud.profile import (
     ACTION_METHODS,
     COUNTS,
+    LEASE,
     LOOKED_UP,
     TAG_LOOKUP_ONLY,
     Construction,
@@ -114,6 +115,7 @@ PROFILES: dict[str, Profile] = {
                 "ex_metadata", "server metadata, with launchprov's own", launch_tag_values
             ),
             "client_token": TAG_LOOKUP_ONLY,
+            "expires_in": LEASE,
         },
         reading=Reading(
             instance_type=("flavorId",),
@@ -202,6 +204,7 @@ PROFILES: dict[str, Profile] = {
             "placement": _LOCATION,
             "tags": Mapped("ex_tags", "resource tags, with launchprov's own", launch_tag_values),
             "client_token": TAG_LOOKUP_ONLY,
+            "expires_in": LEASE,
         },
         reading=Reading(
             instance_type=("properties.hardwareProfile.vmSize",),
@@ -327,6 +330,7 @@ PROFILES: dict[str, Profile] = {
                 launch_tag_values,
             ),
             "client_token": TAG_LOOKUP_ONLY,
+            "expires_in": LEASE,
         },
         reading=Reading(tags="tags"),
         shared=True,

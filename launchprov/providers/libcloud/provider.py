@@ -98,6 +98,8 @@ class LibcloudProvider:
         #: Only EC2's placements are availability zones; other clouds name their locations.
         self.placement_is_zone = self.is_ec2
         self.parameters = profile.parameters
+        #: Whether the profile holds leases: tags at launch that launchprov reads back.
+        self.can_tag = "expires_in" in profile.parameters
         self.catalog = Catalog(profile.name, catalog_ttl)
         self._build_driver = build_driver
         self._region = region
@@ -442,6 +444,45 @@ class LibcloudProvider:
                 f"the {self.driver_name} driver refused to {action} {node.id}",
                 retryable=True,
             )
+
+    # -- tags and batches (leases, the reaper) -------------------------------------------------
+
+    def terminate_many(self, instance_ids: list[str], region: str) -> None:
+        if self.is_ec2:
+            params = {"Action": "TerminateInstances"}
+            params.update({f"InstanceId.{n}": i for n, i in enumerate(instance_ids, start=1)})
+            ec2.request(self._ec2_driver(region), params)
+            return
+        for instance_id in instance_ids:
+            self.terminate(instance_id, region)
+
+    def tag(self, instance_id: str, region: str, tags: dict[str, str]) -> None:
+        self._retag(instance_id, region, "CreateTags", tags)
+
+    def untag(self, instance_id: str, region: str, keys) -> None:
+        self._retag(instance_id, region, "DeleteTags", dict.fromkeys(keys))
+
+    def _retag(self, instance_id: str, region: str, call: str, tags: dict) -> None:
+        """CreateTags (values) or DeleteTags (values None: whatever the value) on one node:
+        EC2's calls, or the dummy's tags in memory. Other drivers tag at launch only."""
+        if self.is_ec2:
+            params = {"Action": call, "ResourceId.1": instance_id}
+            for number, (key, value) in enumerate(tags.items(), start=1):
+                params[f"Tag.{number}.Key"] = key
+                if value is not None:
+                    params[f"Tag.{number}.Value"] = value
+            ec2.request(self._ec2_driver(region), params, instance_id)
+            return
+        if not (self.can_tag and self.profile.shared):
+            raise ActionNotSupported(
+                NAME, "tag", f"launchprov cannot change the tags of the {self.driver_name} driver"
+            )
+        kept = self._node(instance_id).extra.setdefault(self.profile.reading.tags, {})
+        for key, value in tags.items():
+            if value is None:
+                kept.pop(key, None)
+            else:
+                kept[key] = value
 
 
 def _launch_failure(exc: Exception) -> Exception:
