@@ -27,6 +27,7 @@ class Blocking:
     """A provider whose calls block until ``release`` is set; counts what it was asked."""
 
     name = "blocking"
+    can_tag = True
     image_id_pattern = None
     instance_id_pattern = None
 
