@@ -91,6 +91,7 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         # attributes (add_request_method would build a new class for every request).
         attributes = {"provider": provider, "validators": validators, "ownership": ownership}
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
+        config.include(".rendering")
         config.include(".tweens")
         config.include(".ratelimit")
         config.include(".routes")

@@ -38,6 +38,7 @@ from launchprov.providers.interface import (
     ProviderError,
     UnsupportedParameters,
 )
+from launchprov.rendering import json_text
 from launchprov.routes import ROUTES
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def error_response(
     response = request.response
     response.status_int = status
     response.content_type = "application/json"
-    response.json_body = body
+    response.body = json_text(body).encode("utf-8")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -150,7 +151,10 @@ def _http_exception(exc: HTTPException, request) -> Answer:
     if isinstance(exc, HTTPMethodNotAllowed):
         headers["Allow"] = exc.headers["Allow"]
     if isinstance(exc, HTTPNotFound) and request.matched_route is None:
-        message = f"no route for {request.method} {request.path}"
+        message = (
+            f"no route for {request.method} {request.path}; "
+            f"GET {ROUTES['openapi'].pattern} describes every route"
+        )
     return Answer(exc.code, str(message), headers=headers)
 
 

@@ -9,6 +9,7 @@ never be enforced without being documented. :func:`build_document` assembles the
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -23,12 +24,18 @@ from launchprov.schemas import (
     REQUEST_ID,
     REQUEST_ID_HEADER,
     TAG_PREFIX,
+    VISIBLE_CHARACTER,
     EachItem,
     Validators,
 )
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
+
+
+#: The extension that carries a deployment's default (setting and value) for tools that want
+#: it, such as the docs; generators ignore it, as they must.
+DEPLOYMENT_DEFAULT = "x-deployment-default"
 
 
 # -- colander -> JSON Schema ------------------------------------------------------------------
@@ -108,11 +115,23 @@ def json_schema(node: colander.SchemaNode) -> dict[str, Any]:
         schema = node.typ.json_schema()
     _apply(schema, node.validator)
     missing = node.missing
-    # An absent list filter is "no filter", not an empty list: it has no default to show.
-    if missing not in (colander.required, colander.drop, colander.null, None, ()):
-        schema["default"] = _jsonable(missing)
+    setting = getattr(node, "deployment_default", None)
     if node.description:
         schema["description"] = node.description
+    if setting is not None:
+        # In words, not as "default": a client generated from this document would send this
+        # deployment's value to every other.
+        value = _jsonable(missing)
+        shown = ", ".join(value) if isinstance(value, list) else value
+        if node.name == "region":
+            words = f"the region of the deployment's {setting} (here {shown})"
+        else:
+            words = f"the deployment's {setting} (here {shown})"
+        schema["description"] = f"{schema.get('description', '')} When absent: {words}.".strip()
+        schema[DEPLOYMENT_DEFAULT] = {"setting": setting, "value": value}
+    # An absent list filter is "no filter", not an empty list: it has no default to show.
+    elif missing not in (colander.required, colander.drop, colander.null, None, ()):
+        schema["default"] = _jsonable(missing)
     return schema
 
 
@@ -125,7 +144,7 @@ INSTANCE = {
     "description": "An instance as every provider describes it; null where it does not know.",
     "properties": {
         "id": {"type": "string"},
-        "state": {"enum": list(STATES)},
+        "state": {"type": "string", "enum": list(STATES)},
         "instance_type": _NULLABLE_STRING,
         "ami": _NULLABLE_STRING,
         "placement": _NULLABLE_STRING,
@@ -148,6 +167,18 @@ INSTANCE = {
 }
 INSTANCE["required"] = list(INSTANCE["properties"])
 
+ERROR_DETAIL = {
+    "type": "object",
+    "description": "What is wrong: where (body, querystring, header, path), which name, what.",
+    "properties": {
+        "location": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+    },
+    "required": ["location", "name", "description"],
+    "additionalProperties": False,
+}
+
 ERROR = {
     "type": "object",
     "description": "The body of every non-2xx answer.",
@@ -155,49 +186,53 @@ ERROR = {
         "status": {"type": "integer", "description": "The HTTP status, repeated."},
         "error": {"type": "string", "description": "The HTTP reason phrase."},
         "message": {"type": "string"},
-        "details": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "location": {"type": "string"},
-                    "name": {"type": "string"},
-                    "description": {"type": "string"},
-                },
-                "required": ["location", "name", "description"],
-                "additionalProperties": False,
-            },
-        },
+        "details": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorDetail"}},
         "request_id": {"type": ["string", "null"]},
     },
     "required": ["status", "error", "message", "details", "request_id"],
+    # Open (no additionalProperties: false) so that ProviderError can extend it with allOf.
+}
+
+#: What the provider said, in the body of a 408.
+PROVIDER_FAILURE = {
+    "type": "object",
+    "description": "The provider's own answer: its code, its message, whether a retry can help.",
+    "properties": {
+        "name": {"type": "string"},
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "retryable": {"type": "boolean"},
+        "outcome": {
+            "enum": ["none", "unknown"],
+            "description": "Whether the failed call may have launched instances: none (it "
+            "cannot have), or unknown (a launch timed out or lost its connection after it was "
+            "sent; retryable only with a client_token).",
+        },
+    },
+    "required": ["name", "code", "message", "retryable", "outcome"],
     "additionalProperties": False,
 }
 
 PROVIDER_ERROR = {
-    **ERROR,
     "description": "The error body of a 408: the error body, with what the provider said.",
-    "properties": {
-        **ERROR["properties"],
-        "provider": {
+    "allOf": [
+        {"$ref": "#/components/schemas/Error"},
+        {
             "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "retryable": {"type": "boolean"},
-                "outcome": {
-                    "enum": ["none", "unknown"],
-                    "description": "Whether the failed call may have launched instances: "
-                    "none (it cannot have), or unknown (a launch timed out or lost its "
-                    "connection after it was sent; retryable only with a client_token).",
-                },
-            },
-            "required": ["name", "code", "message", "retryable", "outcome"],
-            "additionalProperties": False,
+            "properties": {"provider": {"$ref": "#/components/schemas/ProviderFailure"}},
+            "required": ["provider"],
         },
+    ],
+}
+
+#: A known path asked with a method it does not serve: no operation of the document, so the
+#: answer is described once here (and in the document's description).
+METHOD_NOT_ALLOWED = {
+    "description": "The path does not serve this method; Allow lists those it does.",
+    "headers": {
+        "Allow": {"description": "The methods the path serves.", "schema": {"type": "string"}},
     },
-    "required": [*ERROR["required"], "provider"],
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 
 _WHY = {
@@ -337,11 +372,37 @@ def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
     return responses
 
 
+def _tag_parameter(node: colander.SchemaNode) -> dict[str, Any]:
+    """``tag:KEY=VALUE`` parameters as one exploded form object whose names start with tag:."""
+    tags = json_schema(node)
+    names = dict(tags["propertyNames"])
+    names["pattern"] = f"^{TAG_PREFIX}{VISIBLE_CHARACTER}*$"
+    names["maxLength"] += len(TAG_PREFIX)
+    names["minLength"] += len(TAG_PREFIX)
+    names.pop("not", None)  # the reserved prefixes are said in words
+    return {
+        "name": "tags",
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": True,
+        "description": f"Tags as {TAG_PREFIX}KEY=VALUE parameters: each member of this object "
+        f"is one (its name starts with {TAG_PREFIX}), for example {TAG_PREFIX}role=web.",
+        "schema": {
+            "type": "object",
+            "propertyNames": names,
+            "additionalProperties": tags["additionalProperties"],
+            "maxProperties": tags["maxProperties"],
+        },
+    }
+
+
 def _query_parameters(schema: colander.SchemaNode) -> list[dict[str, Any]]:
     parameters = []
     for child in schema.children:
         if child.name == "tags":
-            continue  # tag:KEY=VALUE has no fixed name: described on the operation
+            parameters.append(_tag_parameter(child))
+            continue
         child_schema = json_schema(child)
         parameter = {"name": child.name, "in": "query", "required": False, "schema": child_schema}
         if child_schema.get("type") == "array":
@@ -369,9 +430,48 @@ def _launch_parameters(validators: Validators) -> dict[str, Any]:
         + launch_schema.get("description", "")
     ).strip()
     return {
-        "parameters": [REQUEST_ID_PARAMETER, IDEMPOTENCY_KEY_PARAMETER],
-        "requestBody": {"required": True, **_json(launch_schema)},
+        "parameters": [
+            REQUEST_ID_PARAMETER,
+            IDEMPOTENCY_KEY_PARAMETER,
+            *_without_defaults(_query_parameters(validators.launch_schemas[True])),
+        ],
+        "requestBody": {
+            # Or the query string: parameters come from one place, never both.
+            "required": False,
+            "description": "The parameters as a JSON object, or as a form (lists by repeating "
+            f"the key, tags as {TAG_PREFIX}KEY=VALUE). Without a body, the query string carries "
+            "them instead; a request with both is refused.",
+            "content": {
+                "application/json": {"schema": launch_schema},
+                "application/x-www-form-urlencoded": {"schema": _form_schema(launch_schema)},
+            },
+        },
     }
+
+
+def _without_defaults(parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Query parameters whose defaults are said in words: a generated client sends a parameter
+    with a default on every call, and a launch with a body must have no query string."""
+    for parameter in parameters:
+        schema = parameter["schema"]
+        if "default" in schema:
+            default = json.dumps(schema.pop("default"))
+            schema["description"] = f"{schema.get('description', '')} When absent: {default}."
+            schema["description"] = schema["description"].strip()
+    return parameters
+
+
+def _form_schema(launch_schema: dict[str, Any]) -> dict[str, Any]:
+    """The launch parameters as a form: tags are tag:KEY=VALUE fields, not one ``tags`` field."""
+    form = {key: value for key, value in launch_schema.items() if key != "additionalProperties"}
+    properties = dict(launch_schema["properties"])
+    tags = properties.pop("tags")
+    form["properties"] = properties
+    form["patternProperties"] = {
+        f"^{TAG_PREFIX}{VISIBLE_CHARACTER}+$": tags["additionalProperties"]
+    }
+    form["additionalProperties"] = False
+    return form
 
 
 def _listing_parameters(validators: Validators) -> dict[str, Any]:
@@ -477,6 +577,20 @@ ANSWERS: dict[str, dict[str, Any]] = {
         "content": {"text/plain": {"schema": {"type": "string"}}},
     },
     "document": {"description": "The OpenAPI document.", **_json({"type": "object"})},
+    "index": {
+        "description": "Where to go next.",
+        **_json(
+            {
+                "type": "object",
+                "properties": {
+                    "service": {"const": "launchprov"},
+                    "openapi": {"type": "string", "description": "The path of this document."},
+                    "docs": {"type": "string", "description": "Where the documentation is."},
+                },
+                "required": ["service", "openapi", "docs"],
+            }
+        ),
+    },
 }
 
 
@@ -554,7 +668,11 @@ def build_document(
             "title": "launchprov",
             "version": API_VERSION,
             "description": "Internal REST API to launch and manage cloud instances. "
-            f"This deployment's provider: {provider_name}. {UNEXPECTED_ERROR}",
+            f"This deployment's provider: {provider_name}. {UNEXPECTED_ERROR} A known path "
+            "asked with a method it does not serve answers 405 "
+            "(components.responses.MethodNotAllowed). Defaults that depend on the deployment "
+            "(launchprov.defaults.*) are described in words, not as default values: leave those "
+            "parameters out to get them.",
         },
         # Relative: the server that served this document.
         "servers": [{"url": "/"}],
@@ -562,7 +680,14 @@ def build_document(
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "schemas": {"Instance": INSTANCE, "Error": ERROR, "ProviderError": PROVIDER_ERROR},
+            "schemas": {
+                "Instance": INSTANCE,
+                "Error": ERROR,
+                "ErrorDetail": ERROR_DETAIL,
+                "ProviderError": PROVIDER_ERROR,
+                "ProviderFailure": PROVIDER_FAILURE,
+            },
+            "responses": {"MethodNotAllowed": METHOD_NOT_ALLOWED},
             "securitySchemes": {
                 "bearer": {
                     "type": "http",

@@ -105,19 +105,27 @@ def read_params(request, max_body_size: int) -> Params:
         raise BodyTooLarge(f"the body is larger than {max_body_size} bytes")
     query = _query_text(request)
 
+    content_type = request.content_type
     if not body:
+        if content_type == JSON and not query:
+            # A JSON request whose body is empty: what is missing is missing from the body.
+            return Params("body", False, {})
         return Params("querystring", True, parse_text_pairs(query, "querystring"))
     if query:
         message = "give parameters in the body or in the query string, not both"
         raise InvalidParameters(message, [detail("querystring", "", message)])
 
-    content_type = request.content_type
     charset = (request.charset or "utf-8").lower()
     if content_type in (JSON, FORM) and charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"charset {charset} is not supported; send UTF-8")
     if content_type == JSON:
         return Params("body", False, parse_json_object(body))
     if content_type == FORM:
-        return Params("body", True, parse_text_pairs(_decode(body), "body"))
+        text = _decode(body)
+        if text.lstrip().startswith(("{", "[")):
+            # curl -d '{"ami": ...}' sends its default form type: say what to send instead.
+            message = f"the body looks like JSON but was sent as {FORM}: send Content-Type: {JSON}"
+            raise InvalidParameters(message, [detail("header", "Content-Type", message)])
+        return Params("body", True, parse_text_pairs(text, "body"))
     shown = content_type or "no Content-Type"
     raise UnsupportedMediaType(f"{shown} is not supported; send {JSON} (or {FORM})")

@@ -29,11 +29,12 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from launchprov.errors import error_response
+from launchprov.routes import OPEN_ROUTES
 
 log = logging.getLogger(__name__)
 
 #: Routes never limited: probes, scrapers and client generators must always get through.
-UNLIMITED_ROUTES = frozenset({"healthz", "readyz", "metrics", "openapi"})
+UNLIMITED_ROUTES = OPEN_ROUTES
 #: Routes that also count against the launch limits.
 LAUNCH_ROUTES = frozenset({"launch"})
 

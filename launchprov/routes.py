@@ -52,6 +52,18 @@ LEASE_NOTE = (
 _ACTIONS = "|".join(action for action in ACTIONS if action != "terminate")  # terminate: DELETE
 
 ROUTES: dict[str, Route] = {
+    "index": Route(
+        "/",
+        (
+            Operation(
+                "GET",
+                "index",
+                "Where to start: this service's OpenAPI document and its documentation",
+                answer="index",
+                open=True,
+            ),
+        ),
+    ),
     "launch": Route(
         "/v1/launch",
         (
@@ -172,6 +184,12 @@ ROUTES: dict[str, Route] = {
         ),
     ),
 }
+
+
+#: The routes open to every caller: no token, no rate limit.
+OPEN_ROUTES = frozenset(
+    name for name, route in ROUTES.items() if all(operation.open for operation in route.operations)
+)
 
 
 def includeme(config):

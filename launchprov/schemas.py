@@ -17,6 +17,7 @@ A schema is bound once at startup with ``textual`` (form and query input or not)
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,6 +85,63 @@ def _check_text(node, value: str) -> str:
     return value
 
 
+#: Unicode categories an identifier may not hold: control and format characters (a right-to-left
+#: override makes ``t2.micro\u202e`` look like ``t2.micro``), line and paragraph separators.
+INVISIBLE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
+
+
+#: Every character of those categories (Unicode 15.1), as inclusive ranges: one table for the
+#: check and for the JSON Schema pattern, so that both always agree. A test holds it to the
+#: running Python's own Unicode data.
+_INVISIBLE_RANGES = (
+    (0x0000, 0x001F),
+    (0x007F, 0x009F),
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)
+#: The characters themselves in a class (no escapes): JSON Schema's ECMA 262 patterns and Python's
+#: re read it alike, whatever the plane of the character.
+_INVISIBLE_CLASS = "".join(
+    chr(low) if low == high else f"{chr(low)}-{chr(high)}" for low, high in _INVISIBLE_RANGES
+)
+_INVISIBLE = re.compile(f"[{_INVISIBLE_CLASS}]")
+#: JSON Schema for an identifier: no control, format or separator character (NUL included).
+VISIBLE_CHARACTER = f"[^{_INVISIBLE_CLASS}]"
+VISIBLE = f"^{VISIBLE_CHARACTER}*$"
+
+
+def _check_identifier(node, value: str, what: str = "") -> str:
+    found = _INVISIBLE.search(value)
+    if found is not None:
+        char = found.group()
+        name = unicodedata.name(char, "").lower() or unicodedata.category(char)
+        raise colander.Invalid(
+            node,
+            f"{what}must not hold control or format characters: U+{ord(char):04X} ({name}) "
+            f"at character {found.start() + 1}",
+        )
+    return value
+
+
 class _StrictType(colander.SchemaType):
     """Absent stays absent; null is refused; text input is parsed by ``from_text``."""
 
@@ -117,13 +175,19 @@ NO_NUL = "^[^\\u0000]*$"
 
 
 class StrictString(_StrictType):
+    """A string; an identifier (no control or format character) unless ``free_text``."""
+
     expected = "a string"
 
-    def __init__(self, allow_empty: bool = False):
+    def __init__(self, allow_empty: bool = False, free_text: bool = False):
         self.allow_empty = allow_empty
+        self.free_text = free_text
 
     def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL}
+        schema: dict[str, Any] = {
+            "type": "string",
+            "pattern": NO_NUL if self.free_text else VISIBLE,
+        }
         if not self.allow_empty:
             schema["minLength"] = 1
         return schema
@@ -136,7 +200,8 @@ class StrictString(_StrictType):
             raise self.wrong_type(node, value)
         if not value and not self.allow_empty:
             raise colander.Invalid(node, "must not be empty")
-        return _check_text(node, value)
+        _check_text(node, value)
+        return value if self.free_text else _check_identifier(node, value)
 
 
 class StrictInteger(_StrictType):
@@ -188,7 +253,7 @@ class StringList(_StrictType):
         self.max_length = max_length
 
     def json_schema(self) -> dict[str, Any]:
-        item = {"type": "string", "minLength": 1, "maxLength": self.max_length, "pattern": NO_NUL}
+        item = {"type": "string", "minLength": 1, "maxLength": self.max_length, "pattern": VISIBLE}
         return {"type": "array", "items": item, "minItems": 1, "maxItems": self.max_items}
 
     def from_text(self, node, values):
@@ -214,6 +279,7 @@ class StringList(_StrictType):
                     node, f"item {index}: longer than {self.max_length} characters"
                 )
             _check_text(node, item)
+            _check_identifier(node, item, f"item {index}: ")
         return tuple(value)
 
 
@@ -243,7 +309,7 @@ class TagMap(_StrictType):
             "propertyNames": {
                 "minLength": 1,
                 "maxLength": MAX_TAG_KEY,
-                "pattern": NO_NUL,
+                "pattern": VISIBLE,
                 "not": {"pattern": "^(" + "|".join(map(_any_case, ("aws:", *self.reserved))) + ")"},
             },
             "additionalProperties": {
@@ -292,6 +358,7 @@ class TagMap(_StrictType):
                     )
                 _check_text(node, item)
             _check_text(node, key)
+            _check_identifier(node, key, f"tag key {key!r}: ")
         return dict(tags)
 
 
@@ -322,7 +389,13 @@ class EachItem:
             try:
                 self.validator(node, value)
             except colander.Invalid as error:
-                raise colander.Invalid(node, f"item {index}: {error.msg}") from None
+                raise colander.Invalid(node, f"item {index}: {message_text(error.msg)}") from None
+
+
+def message_text(message) -> str:
+    """A colander message as text: a TranslationString's ``${val}`` and ``${choices}`` filled."""
+    interpolate = getattr(message, "interpolate", None)
+    return interpolate() if interpolate is not None else str(message)
 
 
 _zone = colander.Regex(
@@ -350,6 +423,9 @@ def _image_id_validator(node, kw):
     return colander.All(length, regex)
 
 
+#: A node whose default is the deployment's own carries ``deployment_default``: the setting it
+#: comes from. The document says it in words: a generated client must not send one
+#: deployment's default to another.
 def _default(name: str):
     return colander.deferred(lambda node, kw: kw["defaults"][name])
 
@@ -391,17 +467,24 @@ class LaunchSchema(colander.MappingSchema):
     instance_type = _text()
     min_count = _count("min_count")
     max_count = _count("max_count")
-    key_name = _text(missing=_default("key_name"))
+    key_name = _text(
+        missing=_default("key_name"), deployment_default="launchprov.defaults.key_name"
+    )
     security_groups = colander.SchemaNode(
-        StringList(MAX_SECURITY_GROUPS, MAX_STRING), missing=_default("security_groups")
+        StringList(MAX_SECURITY_GROUPS, MAX_STRING),
+        missing=_default("security_groups"),
+        deployment_default="launchprov.defaults.security_groups",
     )
     user_data = colander.SchemaNode(
-        StrictString(allow_empty=True),
+        StrictString(allow_empty=True, free_text=True),
         missing=None,
         validator=MaxUtf8Bytes(MAX_USER_DATA_BYTES),
     )
     placement = colander.SchemaNode(
-        StrictString(), missing=_default("placement"), validator=_placement_validator
+        StrictString(),
+        missing=_default("placement"),
+        validator=_placement_validator,
+        deployment_default="launchprov.defaults.placement",
     )
     placement_group = _text(missing=None)
     instance_initiated_shutdown_behavior = colander.SchemaNode(
@@ -441,6 +524,7 @@ _region_node = colander.SchemaNode(
     name="region",
     validator=_region,
     missing=colander.deferred(lambda node, kw: region_of(kw["defaults"]["placement"])),
+    deployment_default="launchprov.defaults.placement",
 )
 
 

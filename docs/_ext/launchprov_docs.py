@@ -74,6 +74,7 @@ _NOT_RULES = frozenset(
         "type",
         "description",
         "default",
+        "x-deployment-default",
         "properties",
         "required",
         "$ref",
@@ -313,6 +314,18 @@ def _no_nul_pattern() -> str | None:
     return getattr(schemas, "NO_NUL", None)
 
 
+def _visible_pattern() -> str | None:
+    from launchprov import schemas
+
+    return getattr(schemas, "VISIBLE", None)
+
+
+def _visible_character() -> str | None:
+    from launchprov import schemas
+
+    return getattr(schemas, "VISIBLE_CHARACTER", None)
+
+
 def schema_type(schema: Mapping[str, Any]) -> list[Inline]:
     """The type of a schema in words: ``string``, ``array of string``, a link to a component."""
     if "$ref" in schema:
@@ -389,6 +402,11 @@ def schema_rules(schema: Mapping[str, Any]) -> list[list[Inline]]:
         handled.add("pattern")
         if schema["pattern"] == _no_nul_pattern():
             phrases.append(["no NUL character"])
+        elif schema["pattern"] == _visible_pattern():
+            phrases.append(["no control or format character (Unicode Cc, Cf, Zl, Zp)"])
+        elif _visible_pattern() and _visible_character() in schema["pattern"]:
+            shown = schema["pattern"].replace(_visible_character(), "[visible]")
+            phrases.append(["matches ", lit(shown), " ([visible]: no control or format character)"])
         else:
             phrases.append(["matches ", lit(schema["pattern"])])
     if "format" in schema:
@@ -422,11 +440,25 @@ def rules_cell(schema: Mapping[str, Any], description: str | None = None) -> lis
     return cell
 
 
+#: Where the document puts a default that is the deployment's own (a setting), not the API's.
+DEPLOYMENT_DEFAULT = "x-deployment-default"
+
+
+def default_of(schema: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(has a default, the default): the API's, or the deployment's (said in words there)."""
+    if "default" in schema:
+        return True, schema["default"]
+    if DEPLOYMENT_DEFAULT in schema:
+        return True, schema[DEPLOYMENT_DEFAULT]["value"]
+    return False, None
+
+
 def default_cell(schema: Mapping[str, Any], required: bool) -> Cell:
     if required:
         return "required"
-    if "default" in schema:
-        return _json_literal(schema["default"])
+    present, default = default_of(schema)
+    if present:
+        return _json_literal(default)
     return "(none)"
 
 
@@ -651,12 +683,21 @@ class ProviderDifferencesDirective(LaunchprovDirective):
                 if value is None:
                     cells.append("(absent)")
                 else:
-                    cells.append(lit(value) if isinstance(value, str) else _json_literal(value))
+                    shown = _readable(value)
+                    cells.append(lit(shown) if isinstance(shown, str) else _json_literal(shown))
             rows.append(cells)
         if not rows:
             return [para("The document is the same for every provider.")]
         headers = ["Where in the document", *(label for label, _, _ in PROVIDER_KINDS.values())]
         return [table(headers, rows, [40, 20, 20, 20])]
+
+
+def _readable(value: Any) -> Any:
+    """A pattern with the class of visible characters (control characters in it) in words."""
+    visible = _visible_character()
+    if isinstance(value, str) and visible and visible in value:
+        return value.replace(visible, "[visible]")
+    return value
 
 
 def _leaves(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -1552,9 +1593,9 @@ _SEED_TYPES = {
 def _seed_default_matches(seed: str, schema: Mapping[str, Any], required: bool) -> bool:
     if seed == "required":
         return required
-    if "default" not in schema:
+    present, default = default_of(schema)
+    if not present:
         return seed == "" and not required
-    default = schema["default"]
     if isinstance(default, list):
         return seed == ", ".join(map(str, default))
     return seed == str(default)
@@ -1637,7 +1678,8 @@ def _docname(app: Sphinx) -> str | None:
 def default_text(schema: Mapping[str, Any], required: bool) -> str:
     if required:
         return "required"
-    return json.dumps(schema["default"]) if "default" in schema else "(none)"
+    present, default = default_of(schema)
+    return json.dumps(default) if present else "(none)"
 
 
 def write_openapi(app: Sphinx, exception: Exception | None) -> None:

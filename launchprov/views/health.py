@@ -1,4 +1,4 @@
-"""Liveness, readiness, metrics and the OpenAPI document: open to every caller."""
+"""The index, liveness, readiness, metrics and the OpenAPI document: open to every caller."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from launchprov.errors import error_response
 from launchprov.exceptions import detail
 from launchprov.providers.interface import ProviderError
+
+
+def index(request):
+    """GET /: where a newcomer goes next."""
+    return {
+        "service": "launchprov",
+        "openapi": request.route_path("openapi"),
+        "docs": "the Sphinx documentation in docs/ of the source tree (make docs builds it); "
+        "README.md for a quick start",
+    }
 
 
 def healthz(request):
@@ -60,6 +70,7 @@ def metrics(request):
 def includeme(config):
     # Open to every caller, authenticated or not: probes, scrapers and client generators.
     open_to_all = {"request_method": "GET", "permission": NO_PERMISSION_REQUIRED}
+    config.add_view(index, route_name="index", renderer="json", **open_to_all)
     config.add_view(healthz, route_name="healthz", renderer="json", **open_to_all)
     config.add_view(readyz, route_name="readyz", renderer="json", **open_to_all)
     config.add_view(metrics, route_name="metrics", **open_to_all)

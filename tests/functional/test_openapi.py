@@ -14,6 +14,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from schemathesis.core import NotSet
 
 from launchprov.auth import digest
 from launchprov.openapi import build_document
@@ -35,18 +36,36 @@ def secured_app(moto_ec2):
     return make_app(**SECURED)
 
 
+def _number(value):
+    """A count as JSON or as query-string text gives it; None for anything else."""
+    if type(value) in (int, float):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def filter_case(context, case):
     """Leave out what JSON Schema cannot say, and the document says in words instead:
     min_count above max_count and an Idempotency-Key that differs from client_token (rules
-    across two fields), and ``next`` tokens that this service did not make (an opaque token has
-    no schema beyond "a string")."""
-    body = case.body if isinstance(case.body, dict) else {}
+    across two fields), a launch with both a body and a query string, or with neither a body
+    nor ami and instance_type in its query string (rules across two places), and ``next``
+    tokens that this service did not make (an opaque token has no schema beyond "a string")."""
+    has_body = case.body is not None and not isinstance(case.body, NotSet)
+    query = case.query or {}
+    if case.operation.path == "/v1/launch":
+        if has_body and query:
+            return False  # parameters come from the body or the query string, never both
+        if not has_body and not {"ami", "instance_type"} <= set(query):
+            return False  # without a body, the query string carries the required ones
+    # A launch's parameters: in its body, or in its query string.
+    params = case.body if isinstance(case.body, dict) else {} if has_body else query
     key = (case.headers or {}).get("Idempotency-Key")
-    if key is not None and body.get("client_token") not in (None, key):
+    if key is not None and params.get("client_token") not in (None, key):
         return False
-    counts = body.get("min_count", 1), body.get("max_count", 1)  # 1: their defaults
-    numbers = all(type(count) in (int, float) for count in counts)
-    if numbers and counts[0] > counts[1]:
+    counts = [_number(params.get(name, 1)) for name in ("min_count", "max_count")]  # 1: default
+    if None not in counts and counts[0] > counts[1]:
         return False
     return "next" not in (case.query or {})
 
@@ -105,9 +124,18 @@ def test_the_launch_body_is_the_seeds_table(document):
         "maximum": 1000,
         "default": 1,
     }
-    assert properties["key_name"]["default"] == "scalacity_dev1"
-    assert properties["security_groups"]["default"] == ["SSH"]
-    assert properties["placement"]["default"] == "us-east-1b"
+    # The deployment's defaults, in words and in an extension, never as "default".
+    for name, value in [
+        ("key_name", "scalacity_dev1"),
+        ("security_groups", ["SSH"]),
+        ("placement", "us-east-1b"),
+    ]:
+        assert "default" not in properties[name]
+        assert properties[name]["x-deployment-default"] == {
+            "setting": f"launchprov.defaults.{name}",
+            "value": value,
+        }
+        assert f"launchprov.defaults.{name}" in properties[name]["description"]
     assert properties["instance_initiated_shutdown_behavior"]["enum"] == ["stop", "terminate"]
     assert properties["instance_initiated_shutdown_behavior"]["default"] == "terminate"
     assert properties["ebs_optimized"] == {"type": "boolean", "default": False}
@@ -124,8 +152,37 @@ def test_the_document_follows_the_deployments_defaults(moto_ec2):
     properties = document["paths"]["/v1/launch"]["put"]["requestBody"]["content"][
         "application/json"
     ]["schema"]["properties"]
-    assert properties["key_name"]["default"] == "ops"
-    assert properties["placement"]["default"] == "eu-west-1a"
+    assert properties["key_name"]["x-deployment-default"]["value"] == "ops"
+    assert "(here ops)" in properties["key_name"]["description"]
+    assert properties["placement"]["x-deployment-default"]["value"] == "eu-west-1a"
+    region = next(
+        parameter
+        for parameter in document["paths"]["/v1/instances"]["get"]["parameters"]
+        if parameter["name"] == "region"
+    )
+    assert "default" not in region["schema"]
+    assert "(here eu-west-1)" in region["schema"]["description"]
+
+
+def test_no_deployment_default_is_a_default_anywhere(document):
+    """A generated client sends a parameter's default on every call: one deployment's default
+    must never reach another (its key pair, its zone, its region)."""
+    found = []
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            if "x-deployment-default" in value and "default" in value:
+                found.append(path)
+            for key, item in value.items():
+                walk(item, f"{path}/{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}/{index}")
+
+    walk(document, "")
+    assert found == []
+    text = json.dumps(document)
+    assert text.count("x-deployment-default") >= 4  # launch: 3; every region parameter
 
 
 def test_without_authentication_the_document_asks_for_no_token(document):

@@ -293,3 +293,35 @@ def test_details_carry_the_location(validator):
     assert raised.value.details == [
         {"location": "querystring", "name": "instance_type", "description": "Required"}
     ]
+
+
+# -- identifiers refuse what cannot be seen -------------------------------------------------------
+
+
+def test_the_invisible_table_covers_this_pythons_unicode_data():
+    import sys
+    import unicodedata
+
+    from launchprov import schemas
+
+    covered = {code for low, high in schemas._INVISIBLE_RANGES for code in range(low, high + 1)}
+    invisible = {
+        code
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)) in schemas.INVISIBLE_CATEGORIES
+    }
+    missing = sorted(invisible - covered)
+    assert not missing, f"add to _INVISIBLE_RANGES: {[f'U+{code:04X}' for code in missing]}"
+
+
+def test_the_document_pattern_and_the_check_agree():
+    import re
+
+    from launchprov import schemas
+
+    pattern = re.compile(schemas.VISIBLE)
+    for low, high in schemas._INVISIBLE_RANGES:
+        for code in {low, high}:
+            assert not pattern.match(f"a{chr(code)}b")
+            assert schemas._INVISIBLE.search(chr(code))
+    assert pattern.match("t2.micro") and pattern.match("clé é")

@@ -1,0 +1,67 @@
+"""Bearer tokens: a caller is known by the SHA-256 digest of its token, and only by that."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from pyramid import testing
+
+from launchprov.auth import ANONYMOUS, BearerTokenSecurityPolicy, digest
+
+TOKEN = "Fx_yNAM-7pjkQzW3t1gQvSQNoTGLmod4BEvw7dkP50E"
+
+
+def caller(policy, authorization=None):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    return policy._caller(testing.DummyRequest(headers=headers))
+
+
+def test_the_digest_is_sha256_hex():
+    assert digest(TOKEN) == hashlib.sha256(TOKEN.encode()).hexdigest()
+
+
+def test_the_token_of_a_listed_digest_names_its_caller():
+    policy = BearerTokenSecurityPolicy({digest(TOKEN): "deployer"}, enabled=True)
+    assert caller(policy, f"Bearer {TOKEN}") == "deployer"
+    assert caller(policy, f"bearer   {TOKEN}") == "deployer"  # the scheme in any case
+
+
+def test_a_digest_differing_only_in_its_last_character_does_not_match():
+    known = digest(TOKEN)
+    for last in "0123456789abcdef".replace(known[-1], ""):
+        policy = BearerTokenSecurityPolicy({known[:-1] + last: "deployer"}, enabled=True)
+        assert caller(policy, f"Bearer {TOKEN}") is None, last
+
+
+def test_a_token_differing_only_in_its_last_character_does_not_match():
+    policy = BearerTokenSecurityPolicy({digest(TOKEN): "deployer"}, enabled=True)
+    assert caller(policy, f"Bearer {TOKEN[:-1]}F") is None
+    assert caller(policy, f"Bearer {TOKEN}x") is None
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", TOKEN, f"Basic {TOKEN}", "Bearer", "Bearer a b", "Bearer \u00e9"]
+)
+def test_no_well_formed_bearer_token_is_no_caller(authorization):
+    policy = BearerTokenSecurityPolicy({digest(TOKEN): "deployer"}, enabled=True)
+    assert caller(policy, authorization) is None
+
+
+def test_with_authentication_off_everyone_is_anonymous():
+    policy = BearerTokenSecurityPolicy({}, enabled=False)
+    assert caller(policy) == ANONYMOUS
+
+
+class Request(testing.DummyRequest):
+    identity = None  # set below from the policy, as Pyramid would
+
+
+def test_permits_only_a_known_caller():
+    policy = BearerTokenSecurityPolicy({digest(TOKEN): "deployer"}, enabled=True)
+    request = Request(headers={"Authorization": f"Bearer {TOKEN}"})
+    request.identity = policy._caller(request)
+    assert policy.permits(request, None, "call")
+    stranger = Request()
+    stranger.identity = policy._caller(stranger)
+    assert not policy.permits(stranger, None, "call")
