@@ -19,6 +19,7 @@ from pyramid.request import Request
 from launchprov import bulkhead
 from launchprov.auth import CALL, BearerTokenSecurityPolicy
 from launchprov.bulkhead import Bulkhead, GuardedProvider
+from launchprov.capacity import Capacity, OfferingMemory
 from launchprov.logs import count_waitress_queue_depth, install_record_factory, use_json_lines
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.openapi import build_document
@@ -27,7 +28,7 @@ from launchprov.policy import Policy
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
 from launchprov.schemas import Validators
-from launchprov.settings import ConfigurationError, env_var, load
+from launchprov.settings import ConfigurationError, env_var, launch_defaults, load
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,13 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         ).inc(),
     )
     metrics.watch(provider.bulkhead)
-    defaults = {
-        name: launchprov_settings[f"launchprov.defaults.{name}"]
-        for name in ("key_name", "security_groups", "placement")
-    }
-    validators = Validators(defaults, provider)
+    validators = Validators(launch_defaults(launchprov_settings), provider)
     policy = Policy.from_settings(launchprov_settings)
     ownership = Ownership(policy, auth_enabled, metrics)
+    capacity = Capacity(
+        OfferingMemory(launchprov_settings["launchprov.capacity.unavailable_ttl"]),
+        lambda name, outcome: metrics.capacity_fallbacks.labels(name, outcome).inc(),
+    )
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
@@ -89,7 +90,12 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request: plain class
         # attributes (add_request_method would build a new class for every request).
-        attributes = {"provider": provider, "validators": validators, "ownership": ownership}
+        attributes = {
+            "provider": provider,
+            "validators": validators,
+            "ownership": ownership,
+            "capacity": capacity,
+        }
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
         config.include(".rendering")
         config.include(".tweens")

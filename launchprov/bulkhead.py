@@ -308,6 +308,9 @@ class GuardedProvider:
     def reboot(self, instance_id, region):
         return self.run("reboot", self.provider.reboot, instance_id, region)
 
+    def preflight(self, request):
+        return self.run("preflight", self.provider.preflight, request)
+
     def terminate_many(self, instance_ids, region):
         return self.run("terminate_many", self.provider.terminate_many, instance_ids, region)
 

@@ -23,6 +23,7 @@ from pyramid.httpexceptions import (
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from launchprov.bulkhead import ProviderBusy
+from launchprov.capacity import CapacityExhausted
 from launchprov.exceptions import APIError, detail
 from launchprov.exceptions import BodyTooLarge as BodyTooLarge
 from launchprov.exceptions import InvalidParameters as InvalidParameters
@@ -136,6 +137,18 @@ def _provider_busy(exc: ProviderBusy, request) -> Answer:
     return Answer(503, exc.message, details, {"Retry-After": retry_after})
 
 
+def _capacity_exhausted(exc: CapacityExhausted, request) -> Answer:
+    """Every alternative of a launch is out of capacity: the 408, each attempt in ``details``,
+    and Retry-After the time until the first of those offerings may be tried again."""
+    answer = _provider_failure(exc, request)
+    details = [
+        detail("provider", f"alternative {attempt.index}", exc.describe(attempt))
+        for attempt in exc.attempts
+    ]
+    headers = {"Retry-After": str(exc.retry_after)}
+    return dataclasses.replace(answer, details=details, headers=headers)
+
+
 def _unauthenticated(exc: HTTPForbidden, request) -> Answer:
     """Pyramid denies a request only when it has no caller: the security policy's one rule."""
     given = "Authorization" in request.headers
@@ -170,6 +183,7 @@ ERRORS: dict[type[BaseException], Callable[[Any, Any], Answer]] = {
     UnsupportedParameters: _unsupported_parameters,
     ProviderError: _provider_failure,
     ProviderBusy: _provider_busy,
+    CapacityExhausted: _capacity_exhausted,
     InstanceNotFound: lambda exc, request: Answer(
         404, exc.message, [detail("path", "id", "no such instance")]
     ),

@@ -27,8 +27,10 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from launchprov.providers.interface import (
+    BEYOND_SEED,
     OUTCOME_UNKNOWN,
     IdempotencyConflict,
     InstanceQuery,
@@ -57,6 +59,19 @@ FINGERPRINTED = tuple(
 )
 
 
+#: The defaults of the fields: a field added after the seed's parameters is left out of the
+#: digest while it holds its default, so the digest of a launch that does not use it (and the
+#: tag of instances launched before it existed) stays what it was.
+_FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(LaunchRequest)}
+
+
+def _plain(value):
+    """JSON for what json.dumps does not know: tuples and dataclasses (fallback alternatives)."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return list(value)
+
+
 #: A client-token launch's lease ends on the next multiple of this many seconds after
 #: expires_in: its attempts must send EC2 the same tags, and a retry a few seconds later then
 #: computes the same end (unless the two straddle a mark: then EC2 refuses the retry with
@@ -75,8 +90,12 @@ def expiry_after(expires_in: int, now: datetime | None = None, quantum: int = 1)
 
 def fingerprint(request: LaunchRequest) -> str:
     """A digest of a launch's parameters (not of its request id or caller)."""
-    values = {name: getattr(request, name) for name in FINGERPRINTED}
-    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=list)
+    values = {
+        name: getattr(request, name)
+        for name in FINGERPRINTED
+        if name not in BEYOND_SEED or getattr(request, name) != _FIELD_DEFAULTS[name]
+    }
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -152,8 +171,26 @@ def answer_order(ids) -> list[str]:
     return sorted(ids, key=lambda instance_id: (len(instance_id), instance_id))
 
 
+class Launched(NamedTuple):
+    ids: list[str]
+    #: Which alternative launched them (0: the request itself); None for a launch without
+    #: a fallback, or a retry answered with an earlier attempt's ids.
+    alternative: int | None = None
+
+
 def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> list[str]:
     """Launch, or return what an earlier attempt with the same client token launched."""
+    return launched(provider, request, caller, request_id).ids
+
+
+def launched(
+    provider, request: LaunchRequest, caller: str, request_id: str, capacity=None
+) -> Launched:
+    """:func:`launch`, saying which alternative launched.
+
+    ``capacity`` (a :class:`launchprov.capacity.Capacity`) tries the request's fallback
+    alternatives; without it, the request is launched as it is.
+    """
     request = traced(request, caller, request_id)
     if request.client_token is not None:
         log.info(
@@ -163,8 +200,11 @@ def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> li
         )
         earlier = earlier_launch(provider, request)
         if earlier is not None:
-            return earlier
-    return answer_order(provider.launch(request))
+            return Launched(earlier)
+    if capacity is None:
+        return Launched(answer_order(provider.launch(request)))
+    ids, alternative = capacity.launch(provider, request)
+    return Launched(answer_order(ids), alternative)
 
 
 def honest(error: ProviderError, request: LaunchRequest, request_id: str) -> ProviderError:

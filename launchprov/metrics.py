@@ -92,6 +92,15 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
+        self.capacity_fallbacks = Counter(
+            "launchprov_capacity_fallbacks",
+            "Launches with a fallback, by provider and outcome: 'fallback' (launched by an "
+            "alternative after the request itself), 'exhausted' (every alternative failed for "
+            "want of capacity), and per offering passed over, 'capacity_error' (it answered a "
+            "capacity error) or 'skipped' (known to be out: no call made).",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
         self.foreign_actions = Counter(
             "launchprov_foreign_actions",
             "Actions on instances the caller did not launch (granted by launchprov.policy."
@@ -201,6 +210,9 @@ class MeteredProvider:
 
     def ping(self, timeout):
         return self._call("ping", timeout)
+
+    def preflight(self, request):
+        return self._call("preflight", request)
 
     def terminate_many(self, instance_ids, region):
         return self._call("terminate_many", instance_ids, region)

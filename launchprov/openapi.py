@@ -162,10 +162,43 @@ INSTANCE = {
             "launchprov-reap terminates it after), or null without a lease.",
         },
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "subnet_id": _NULLABLE_STRING,
+        "iam_instance_profile": {
+            **_NULLABLE_STRING,
+            "description": "As the provider reports it (EC2: the instance profile's ARN).",
+        },
+        "spot": {"type": ["boolean", "null"]},
+        "metadata_tokens": {"enum": ["required", "optional", None]},
     },
     "additionalProperties": False,
 }
 INSTANCE["required"] = list(INSTANCE["properties"])
+
+PREFLIGHT = {
+    "type": "object",
+    "properties": {
+        "would_launch": {"type": "boolean", "description": "Every check passed."},
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "ok": {"type": "boolean"},
+                    "code": {
+                        "type": ["string", "null"],
+                        "description": "The provider's error code, where the check failed.",
+                    },
+                    "message": {"type": ["string", "null"]},
+                },
+                "required": ["name", "ok", "code", "message"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["would_launch", "checks"],
+    "additionalProperties": False,
+}
 
 ERROR_DETAIL = {
     "type": "object",
@@ -577,6 +610,7 @@ ANSWERS: dict[str, dict[str, Any]] = {
         "content": {"text/plain": {"schema": {"type": "string"}}},
     },
     "document": {"description": "The OpenAPI document.", **_json({"type": "object"})},
+    "preflight": {"description": "Every check, named.", **_json(PREFLIGHT)},
     "index": {
         "description": "Where to go next.",
         **_json(

@@ -124,6 +124,9 @@ class StubProvider:
     def launch(self, request):
         raise NotImplementedError
 
+    def preflight(self, request):
+        raise NotImplementedError
+
     def describe(self, instance_id, region):
         raise NotImplementedError
 

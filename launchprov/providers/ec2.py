@@ -38,13 +38,16 @@ from launchprov.providers.ec2_common import (
     is_retryable,
     launch_tags,
     page_size,
+    root_volume,
     split_security_groups,
     state_of,
 )
 from launchprov.providers.ec2_common import describe_filters as ec2_filters
 from launchprov.providers.interface import (
+    CAPACITY_CODES,
     OUTCOME_NONE,
     OUTCOME_UNKNOWN,
+    Check,
     Instance,
     InstanceNotFound,
     InstancePage,
@@ -58,10 +61,37 @@ from launchprov.settings import ConfigurationError
 
 NAME = "ec2"
 
+#: How many images' root device names are kept (an image's never changes).
+ROOT_DEVICE_CACHE_SIZE = 1024
 
-def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
-    """The RunInstances arguments for a launch request: every seed parameter, mapped."""
-    placement = {"AvailabilityZone": request.placement}
+
+def final_capacity_error(response=None, operation=None, **kwargs):
+    """botocore ``needs-retry`` hook of RunInstances: a capacity error is final.
+
+    EC2 answers InsufficientInstanceCapacity with HTTP 500, which botocore's retry modes count
+    as transient: they would send the same RunInstances again (and again), when what can help
+    is another instance type or zone, the caller's fallback. Raising here ends the call with
+    the error as EC2 gave it; returning None leaves the decision to botocore's own handler.
+    """
+    if response is None:
+        return None
+    parsed = response[1]
+    if parsed.get("Error", {}).get("Code") in CAPACITY_CODES:
+        raise ClientError(parsed, operation.name)
+    return None
+
+
+def run_instances_params(
+    request: LaunchRequest, root_device: str | None = None, root_size: int | None = None
+) -> dict[str, Any]:
+    """The RunInstances arguments for a launch request: every parameter, mapped.
+
+    ``root_device`` is the image's root device name and ``root_size`` its size, needed (and
+    looked up by the caller) only when the request sizes or types the root volume.
+    """
+    placement = {}
+    if request.zone is not None:  # else the subnet decides the zone
+        placement["AvailabilityZone"] = request.zone
     if request.placement_group:
         placement["GroupName"] = request.placement_group
     params: dict[str, Any] = {
@@ -70,10 +100,22 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
         "MinCount": request.min_count,
         "MaxCount": request.max_count,
         "KeyName": request.key_name,
-        "Placement": placement,
         "InstanceInitiatedShutdownBehavior": request.instance_initiated_shutdown_behavior,
         "EbsOptimized": request.ebs_optimized,
+        "MetadataOptions": {"HttpTokens": request.metadata_tokens},
     }
+    if placement:
+        params["Placement"] = placement
+    if request.subnet_id is not None:
+        params["SubnetId"] = request.subnet_id
+    if request.iam_instance_profile is not None:
+        key = "Arn" if request.iam_instance_profile.startswith("arn:") else "Name"
+        params["IamInstanceProfile"] = {key: request.iam_instance_profile}
+    volume = root_volume(request, root_size)
+    if volume:
+        params["BlockDeviceMappings"] = [{"DeviceName": root_device, "Ebs": volume}]
+    if request.spot:
+        params["InstanceMarketOptions"] = {"MarketType": "spot"}
     names, ids = split_security_groups(request.security_groups)
     if names:
         params["SecurityGroups"] = names
@@ -88,6 +130,17 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
     if request.client_token is not None:
         params["ClientToken"] = request.client_token
     return params
+
+
+def root_of(image: dict[str, Any]) -> tuple[str, int | None]:
+    """(root device name, its size in GiB or None) of a DescribeImages item."""
+    device = image["RootDeviceName"]
+    sizes = [
+        mapping.get("Ebs", {}).get("VolumeSize")
+        for mapping in image.get("BlockDeviceMappings", [])
+        if mapping.get("DeviceName") == device
+    ]
+    return device, next((size for size in sizes if size), None)
 
 
 def describe_filters(query: InstanceQuery) -> list[dict[str, Any]]:
@@ -112,6 +165,10 @@ def to_instance(raw: dict[str, Any]) -> Instance:
         public_dns=raw.get("PublicDnsName") or None,
         launch_time=launch_time.astimezone(UTC) if launch_time else None,
         tags={tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])},
+        subnet_id=raw.get("SubnetId") or None,
+        iam_instance_profile=raw.get("IamInstanceProfile", {}).get("Arn") or None,
+        spot=raw.get("InstanceLifecycle") == "spot",
+        metadata_tokens=raw.get("MetadataOptions", {}).get("HttpTokens") or None,
     )
 
 
@@ -194,6 +251,7 @@ class EC2Provider:
         self._lock = threading.Lock()
         self._default_region = default_region
         self._ping_clients: dict[float, Any] = {}
+        self._root_devices: dict[tuple[str, str], tuple[str, int | None]] = {}
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> EC2Provider:
@@ -241,6 +299,10 @@ class EC2Provider:
                         config=self._config,
                     )
                     client.meta.events.register("before-send.ec2", stop_after_deadline)
+                    # More specific than botocore's own needs-retry.ec2: asked first.
+                    client.meta.events.register(
+                        "needs-retry.ec2.RunInstances", final_capacity_error
+                    )
                     self._clients[region] = client
         return client
 
@@ -288,8 +350,122 @@ class EC2Provider:
             raise provider_error(exc) from exc
 
     def launch(self, request: LaunchRequest) -> list[str]:
-        reply = self._call(request.region, "run_instances", **run_instances_params(request))
+        root = self.root_device(request.region, request.ami) if root_volume(request) else None
+        params = run_instances_params(request, *(root or (None, None)))
+        reply = self._call(request.region, "run_instances", **params)
         return [instance["InstanceId"] for instance in reply["Instances"]]
+
+    def root_device(self, region: str, ami: str) -> tuple[str, int | None]:
+        """The root device of an image: its name (``/dev/xvda``) and size in GiB (None when
+        the image does not say), asked once per image."""
+        key = (region, ami)
+        root = self._root_devices.get(key)
+        if root is None:
+            root = root_of(self._image(region, ami))
+            with self._lock:
+                if len(self._root_devices) >= ROOT_DEVICE_CACHE_SIZE:
+                    self._root_devices.clear()
+                self._root_devices[key] = root
+        return root
+
+    def _image(self, region: str, ami: str) -> dict[str, Any]:
+        images = self._call(region, "describe_images", ImageIds=[ami])["Images"]
+        if not images:  # EC2 answers an error instead; an EC2-compatible endpoint may not
+            raise ProviderError(
+                NAME, "InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist"
+            )
+        return images[0]
+
+    def preflight(self, request: LaunchRequest) -> list[Check]:
+        """RunInstances with DryRun, and the checks a dry run does not make or name."""
+        region = request.region
+        checks: list[Check] = []
+
+        def ask(name: str, operation: str, **params) -> dict[str, Any] | None:
+            try:
+                return self._call(region, operation, **params)
+            except ProviderError as exc:
+                if exc.code in ProviderError.TRANSPORT_CODES:
+                    raise
+                checks.append(Check(name, False, exc.code, exc.message))
+                return None
+
+        root = ("/dev/xvda", None)  # for the dry run when the image is unknown (it fails anyway)
+        images = ask("image", "describe_images", ImageIds=[request.ami])
+        if images is not None:
+            if images["Images"]:
+                checks.append(Check("image", True))
+                root = root_of(images["Images"][0])
+            else:
+                checks.append(Check("image", False, "InvalidAMIID.NotFound", request.ami))
+        if ask("key_pair", "describe_key_pairs", KeyNames=[request.key_name]) is not None:
+            checks.append(Check("key_pair", True))
+        checks += self._security_group_checks(region, request.security_groups)
+        zone = request.zone
+        if request.subnet_id is not None:
+            subnets = ask("subnet", "describe_subnets", SubnetIds=[request.subnet_id])
+            if subnets is not None and subnets["Subnets"]:
+                checks.append(Check("subnet", True))
+                zone = zone or subnets["Subnets"][0]["AvailabilityZone"]
+            elif subnets is not None:
+                checks.append(Check("subnet", False, "InvalidSubnetID.NotFound", request.subnet_id))
+        if zone is not None:
+            offerings = ask(
+                "instance_type_offered",
+                "describe_instance_type_offerings",
+                LocationType="availability-zone",
+                Filters=[
+                    {"Name": "instance-type", "Values": [request.instance_type]},
+                    {"Name": "location", "Values": [zone]},
+                ],
+            )
+            if offerings is not None and offerings["InstanceTypeOfferings"]:
+                checks.append(Check("instance_type_offered", True))
+            elif offerings is not None:
+                message = f"{request.instance_type} is not offered in {zone}"
+                checks.append(Check("instance_type_offered", False, "Unsupported", message))
+        params = run_instances_params(request, *root)
+        params.pop("ClientToken", None)  # a dry run is not the launch the token names
+        try:
+            self._call(region, "run_instances", DryRun=True, **params)
+            # An endpoint that ignores DryRun has just launched: say so, loudly.
+            checks.append(Check("dry_run", False, "DryRunIgnored", "the endpoint launched"))
+        except ProviderError as exc:
+            if exc.code in ProviderError.TRANSPORT_CODES:
+                raise
+            ok = exc.code == "DryRunOperation"
+            checks.append(
+                Check("dry_run", ok, None if ok else exc.code, None if ok else exc.message)
+            )
+        return checks
+
+    def _security_group_checks(self, region: str, groups) -> list[Check]:
+        """One check per security group, from one DescribeSecurityGroups per kind (names,
+        ids) filtered by value: missing groups are absent from the answer, not an error."""
+        checks = []
+        names, ids = split_security_groups(groups)
+        for kind, values, key in (("group-name", names, "GroupName"), ("group-id", ids, "GroupId")):
+            if not values:
+                continue
+            try:
+                reply = self._call(
+                    region, "describe_security_groups", Filters=[{"Name": kind, "Values": values}]
+                )
+            except ProviderError as exc:
+                if exc.code in ProviderError.TRANSPORT_CODES:
+                    raise
+                checks.append(Check("security_groups", False, exc.code, exc.message))
+                continue
+            found = {group[key] for group in reply["SecurityGroups"]}
+            for value in values:
+                if value in found:
+                    checks.append(Check(f"security_group:{value}", True))
+                else:
+                    message = f"The security group '{value}' does not exist"
+                    checks.append(
+                        Check(f"security_group:{value}", False, "InvalidGroup.NotFound", message)
+                    )
+        return checks
 
     def describe(self, instance_id: str, region: str) -> Instance:
         reply = self._call(region, "describe_instances", instance_id, InstanceIds=[instance_id])

@@ -118,6 +118,23 @@ def describe_filters(query: InstanceQuery) -> dict[str, list[str]]:
     return filters
 
 
+def root_volume(request: LaunchRequest, image_size: int | None = None) -> dict:
+    """The ``Ebs`` of the root device's mapping: empty when the request leaves it alone.
+
+    A type without a size keeps the image's size (``image_size``): EC2 would take it from the
+    image's snapshot, but EC2-compatible endpoints (moto) want one or the other.
+    """
+    volume: dict = {}
+    size = request.root_volume_size
+    if size is None and request.root_volume_type is not None:
+        size = image_size
+    if size is not None:
+        volume["VolumeSize"] = size
+    if request.root_volume_type is not None:
+        volume["VolumeType"] = request.root_volume_type
+    return volume
+
+
 def launch_tags(request: LaunchRequest) -> dict[str, str]:
     """The tags a launch applies: the caller's and launchprov's own (which win a clash)."""
     return {**request.tags, **request.system_tags}

@@ -11,6 +11,7 @@ from pyramid.httpexceptions import HTTPForbidden, HTTPMethodNotAllowed, HTTPNotF
 
 from launchprov import errors
 from launchprov.bulkhead import ProviderBusy
+from launchprov.capacity import Attempt, CapacityExhausted
 from launchprov.exceptions import APIError, BodyTooLarge, InvalidParameters, detail
 from launchprov.policy import PolicyViolation
 from launchprov.providers.interface import (
@@ -52,7 +53,34 @@ SAMPLES = [
     (HTTPNotFound(), 404),
     (HTTPMethodNotAllowed(headers={"Allow": "GET"}), 405),
     (RuntimeError("boom"), 500),
+    (
+        CapacityExhausted(
+            "ec2",
+            [
+                Attempt(0, ("t3.large", "us-east-1a"), "InsufficientInstanceCapacity", True, 180),
+                Attempt(1, ("m5.large", "us-east-1a"), "Unsupported", False, 41.5),
+            ],
+        ),
+        408,
+    ),
 ]
+
+
+def test_every_alternative_out_is_a_408_listing_each_attempt():
+    exc, _ = SAMPLES[-1]
+    response = errors.error_view(exc, request())
+    body = response.json_body
+    assert response.headers["Retry-After"] == "42"  # when the first comes back
+    assert body["provider"]["code"] == "InsufficientInstanceCapacity"
+    assert body["provider"]["retryable"] is True
+    assert [(item["location"], item["name"]) for item in body["details"]] == [
+        ("provider", "alternative 0"),
+        ("provider", "alternative 1"),
+    ]
+    assert (
+        "m5.large in us-east-1a: known out, not asked: Unsupported"
+        in (body["details"][1]["description"])
+    )
 
 
 def test_every_kind_in_the_table_has_a_sample():

@@ -60,9 +60,12 @@ AMI = "ami-1e749f67"  # known to moto
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 #: Every parameter a caller can set (system_tags are launchprov's own, never explicit).
+#: Every launch parameter but the fallback (which the capacity fallback above any adapter
+#: turns into launches of their own).
 EVERY_FIELD = frozenset(f.name for f in dataclasses.fields(LaunchRequest)) - {
     "explicit",
     "system_tags",
+    "fallback",
 }
 
 

@@ -27,6 +27,7 @@ from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_securit
 from launchprov.providers.interface import (
     OUTCOME_UNKNOWN,
     ActionNotSupported,
+    Check,
     Instance,
     InstanceNotFound,
     InstancePage,
@@ -42,6 +43,7 @@ from launchprov.providers.libcloud.catalog import Catalog
 from launchprov.providers.libcloud.drivers import as_list
 from launchprov.providers.libcloud.errors import (
     ACTION_REFUSED,
+    CATALOG_CODES,
     NAME,
     PARTIAL_LAUNCH,
     launch_error,
@@ -205,21 +207,32 @@ class LibcloudProvider:
                 arguments[mapped.argument] = value
         return arguments
 
-    def _launch_ec2(self, request: LaunchRequest) -> list[str]:
-        _, ids = split_security_groups(request.security_groups)
-        if ids:
+    def _ec2_groups(self, request: LaunchRequest) -> tuple[list[str], list[str]]:
+        """(names, ids) of the security groups; ids only with a subnet, as libcloud says."""
+        names, ids = split_security_groups(request.security_groups)
+        if ids and request.subnet_id is None:
             raise UnsupportedParameters(
                 NAME,
                 {
                     "security_groups": (
                         f"libcloud's EC2 driver takes security-group ids ({', '.join(ids)}) "
-                        "only with a subnet, which launchprov does not send; give group names"
+                        "only with a subnet_id; give group names, or a subnet"
                     )
                 },
             )
+        return names, ids
+
+    def _launch_ec2(self, request: LaunchRequest) -> list[str]:
+        names, ids = self._ec2_groups(request)
         driver = self._ec2_driver(request.region, "placement")
         context = LaunchContext(request, driver, None)
         arguments = self._arguments(context)
+        if ids:
+            arguments["ex_security_group_ids"] = ids
+            if names:
+                arguments["ex_security_groups"] = names
+            else:
+                arguments.pop("ex_security_groups", None)
         try:
             # No name: no Name tag (TolerantEC2NodeDriver), as the boto3 adapter.
             created = driver.create_node(name=request.tags.get("Name"), **arguments)
@@ -322,6 +335,49 @@ class LibcloudProvider:
                 log.error("the driver did not destroy node %s of a failed launch", node.id)
                 kept.append(str(node.id))
         return kept
+
+    # -- pre-flight --------------------------------------------------------------------------
+
+    def preflight(self, request: LaunchRequest) -> list[Check]:
+        """The profile's parameter checks (UnsupportedParameters, as for a launch), then the
+        catalog lookups a launch makes, each a named check. Nothing is created.
+
+        EC2: the image, the subnet, the zone and the type's offering in it. Other drivers: the
+        lookups their profile's converters make (image, size, location), found in the catalog.
+        """
+        self.profile.refuse_unsupported(request)
+        checks = [Check("parameters", True)]
+        if self.is_ec2:
+            self._ec2_groups(request)
+            return checks + ec2.preflight(self._ec2_driver(request.region, "placement"), request)
+        driver = self.driver(self._region)
+        looked_up: dict[str, Check] = {}
+
+        def lookup(kind: str, wanted: str, **scope):
+            try:
+                found = self._lookup(driver, kind, wanted, **scope)
+            except ProviderError as exc:
+                if exc.code not in ProviderError.TRANSPORT_CODES:
+                    looked_up.setdefault(kind, Check(kind, False, exc.code, exc.message))
+                raise
+            looked_up.setdefault(kind, Check(kind, True))
+            return found
+
+        location = functools.cache(lambda: self._location(driver, request))
+        context = LaunchContext(request, driver, lookup, location)
+        for mapped in self.parameters.values():
+            if mapped.convert is None:
+                continue
+            try:
+                mapped.convert(context)
+            except ProviderError as exc:
+                if exc.code in ProviderError.TRANSPORT_CODES:
+                    raise
+                if exc.code == CATALOG_CODES["location"]:
+                    looked_up.setdefault(
+                        "location", Check("location", False, exc.code, exc.message)
+                    )
+        return checks + list(looked_up.values())
 
     def ping(self, timeout: float) -> None:
         # A driver of its own, so that the time-out is this one and not the launch setting:
