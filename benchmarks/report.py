@@ -14,6 +14,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from benchmarks import slowcloud
+
 HERE = Path(__file__).resolve().parent
 PACKAGES = (
     "launchprov",
@@ -253,6 +255,8 @@ def markdown(results: dict, analysis: str) -> str:
     lines += section_memory(results["memory"])
     lines += section_startup(results["startup"])
     lines += section_profile(results.get("profile"), results.get("inprocess"))
+    if results.get("slowcloud"):
+        lines += slowcloud.section(results["slowcloud"])
     lines += ["## Analysis", "", analysis.strip(), ""]
     return "\n".join(lines)
 
@@ -637,6 +641,8 @@ def plots(results: dict, output: Path) -> list[str]:
     figure.savefig(output / "memory.png", dpi=110)
     plt.close(figure)
     written.append("memory.png")
+    if results.get("slowcloud"):
+        written.append(slowcloud.plot(results["slowcloud"], output))
     return written
 
 

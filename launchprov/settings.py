@@ -361,6 +361,32 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds that GET /readyz waits for its one cheap provider call.",
     ),
     Setting(
+        "launchprov.provider_concurrency",
+        "",
+        optional_positive_int,
+        "Most provider calls in progress at once in one process (the bulkhead). Empty: "
+        "waitress's threads minus a reserve of max(2, threads // 4), read from the .ini's "
+        "[server:main] when the app is served from one (else waitress's default, 4 threads). "
+        "It must leave at least one thread: the reserved threads answer /healthz, /readyz, "
+        "/metrics and requests that make no provider call while the provider is slow.",
+    ),
+    Setting(
+        "launchprov.provider_queue_timeout",
+        "1",
+        positive_float,
+        "Seconds a request may wait for a free provider slot; after that it is answered 503 "
+        "with Retry-After at once, rather than holding a thread waiting on a sick cloud.",
+    ),
+    Setting(
+        "launchprov.request_deadline",
+        "25",
+        positive_float,
+        "Seconds within which a request that calls the provider is answered, whatever the "
+        "provider does: waiting for a slot, a launch's client-token lookup and the SDK's own "
+        "retries included. When it runs out the answer is a 408 Timeout. Keep it below the "
+        "load balancer's idle time-out, or the balancer cuts the connection first.",
+    ),
+    Setting(
         "launchprov.defaults.key_name",
         "scalacity_dev1",
         text,

@@ -23,12 +23,16 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotocoreConnectionError,
+)
 from botocore.parsers import ResponseParserError
 from zope.interface import implementer
 
 from launchprov.placement import region_of
-from launchprov.providers import paging
+from launchprov.providers import deadline, paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
+from launchprov.providers.deadline import DeadlinePassed
 from launchprov.providers.ec2_common import (
     FILTER_VALUES_MAX,
     IMAGE_ID,
@@ -45,6 +49,8 @@ from launchprov.providers.ec2_common import (
 from launchprov.providers.ec2_common import describe_filters as ec2_filters
 from launchprov.providers.interface import (
     CAPACITY_CODES,
+    OUTCOME_NONE,
+    OUTCOME_UNKNOWN,
     Check,
     Instance,
     InstanceNotFound,
@@ -191,6 +197,37 @@ def to_instance(raw: dict[str, Any]) -> Instance:
     )
 
 
+#: Failures known to have launched nothing: an error reply (EC2 refused), no connection made
+#: (refused, unreachable, connect time-out, TLS), no credentials. Any other failure of a
+#: RunInstances -- no reply in time, a connection dropped after sending, a reply that could
+#: not be read, no new attempt after the deadline (an earlier one may have reached EC2) --
+#: may have launched instances.
+_NOTHING_LAUNCHED = (
+    ClientError,
+    BotocoreConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+)
+
+
+def launch_outcome(exc: Exception) -> str:
+    """Whether a failed RunInstances may have launched instances (ProviderError.outcome)."""
+    if isinstance(exc, _NOTHING_LAUNCHED):
+        return OUTCOME_NONE
+    return OUTCOME_UNKNOWN
+
+
+def stop_after_deadline(**kwargs) -> None:
+    """botocore's before-send hook: no new attempt once the request's deadline has passed.
+
+    botocore's retries would otherwise hold the provider slot for every attempt of a call
+    whose answer nobody waits for any more (see launchprov.bulkhead).
+    """
+    if deadline.passed():
+        raise DeadlinePassed("the request's deadline has passed: no further attempt")
+
+
 def provider_error(exc: Exception) -> ProviderError:
     """Translate any botocore failure into a ProviderError."""
     if isinstance(exc, ClientError):
@@ -211,6 +248,8 @@ def provider_error(exc: Exception) -> ProviderError:
         return ProviderError(NAME, ProviderError.MALFORMED_RESPONSE, message, retryable=False)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
         return ProviderError(NAME, ProviderError.AUTH_FAILURE, str(exc), retryable=False)
+    if isinstance(exc, DeadlinePassed):
+        return ProviderError(NAME, ProviderError.TIMEOUT, str(exc), retryable=True)
     return ProviderError(NAME, ProviderError.UNEXPECTED, f"{type(exc).__name__}: {exc}")
 
 
@@ -291,6 +330,7 @@ class EC2Provider:
                         endpoint_url=self._endpoint_url,
                         config=self._config,
                     )
+                    client.meta.events.register("before-send.ec2", stop_after_deadline)
                     # More specific than botocore's own needs-retry.ec2: asked first.
                     client.meta.events.register(
                         "needs-retry.ec2.RunInstances", final_capacity_error
@@ -299,7 +339,8 @@ class EC2Provider:
         return client
 
     def _call(self, region: str, operation: str, instance_id: str | None = None, **params):
-        """Call EC2; turn its failures into launchprov's exceptions."""
+        """Call EC2; turn its failures into launchprov's exceptions (a failed RunInstances
+        says whether it may have launched: ``outcome``)."""
         try:
             return getattr(self.client(region), operation)(**params)
         except ClientError as exc:
@@ -307,9 +348,16 @@ class EC2Provider:
             message = exc.response.get("Error", {}).get("Message", "")
             action = operation.removesuffix("_instances") if instance_id is not None else None
             meaning = classified(NAME, code, message, instance_id, action)
-            raise (meaning or provider_error(exc)) from exc
+            raise (meaning or self._error(operation, exc)) from exc
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise self._error(operation, exc) from exc
+
+    @staticmethod
+    def _error(operation: str, exc: Exception) -> ProviderError:
+        error = provider_error(exc)
+        if operation == "run_instances":
+            error.outcome = launch_outcome(exc)
+        return error
 
     def ping(self, timeout: float) -> None:
         # A client of its own: one attempt, short time-outs, whatever the launch settings say.

@@ -187,6 +187,15 @@ class InstancePage:
     next_token: str | None
 
 
+#: ``ProviderError.outcome`` says whether the failed call may have launched instances.
+#: ``none``: it cannot have (it was no launch, the provider refused it, or it never reached the
+#: provider).
+OUTCOME_NONE = "none"
+#: ``unknown``: a launch that may have started instances: a time-out or a connection dropped
+#: after the request was sent, a reply that could not be read, the request deadline.
+OUTCOME_UNKNOWN = "unknown"
+
+
 class ProviderError(Exception):
     """A provider call failed: an error reply, a refused connection, a time-out, a bad reply.
 
@@ -210,12 +219,21 @@ class ProviderError(Exception):
         {UNREACHABLE, TIMEOUT, MALFORMED_RESPONSE, AUTH_FAILURE, UNEXPECTED}
     )
 
-    def __init__(self, provider: str, code: str, message: str, *, retryable: bool = False):
+    def __init__(
+        self,
+        provider: str,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        outcome: str = OUTCOME_NONE,
+    ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.outcome = outcome
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

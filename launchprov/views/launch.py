@@ -8,7 +8,7 @@ import dataclasses
 from launchprov import launching
 from launchprov.capacity import alternatives
 from launchprov.params import read_params
-from launchprov.providers.interface import LaunchRequest
+from launchprov.providers.interface import LaunchRequest, ProviderError
 from launchprov.schemas import IDEMPOTENCY_KEY
 
 
@@ -22,13 +22,22 @@ def launch_request(request) -> LaunchRequest:
 
 
 def launch(request):
-    launched = launching.launched(
-        request.provider,
-        launch_request(request),
-        request.identity,
-        request.request_id,
-        request.capacity,
-    )
+    launching_request = launch_request(request)
+    provider = request.provider
+    try:
+        # The client-token lookup, the launch and its fallbacks: one provider slot, one
+        # deadline (launchprov.bulkhead).
+        launched = provider.run(
+            "launch",
+            launching.launched,
+            provider,
+            launching_request,
+            request.identity,
+            request.request_id,
+            request.capacity,
+        )
+    except ProviderError as exc:
+        raise launching.honest(exc, launching_request, request.request_id) from exc
     request.launch_alternative = launched.alternative  # for the access log
     return launched.ids
 

@@ -26,6 +26,7 @@ from launchprov.providers import paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
 from launchprov.providers.interface import (
+    OUTCOME_UNKNOWN,
     ActionNotSupported,
     Check,
     Instance,
@@ -46,6 +47,7 @@ from launchprov.providers.libcloud.errors import (
     CATALOG_CODES,
     NAME,
     PARTIAL_LAUNCH,
+    launch_error,
     not_in_catalog,
     provider_error,
 )
@@ -314,7 +316,7 @@ class LibcloudProvider:
                 )
             return [self.profile.reading.public_id(node_id) for node_id in node_ids(created)]
         # Fewer than min_count (<= max_count) were created: a create_node call failed.
-        error = provider_error(failure)
+        error = launch_error(failure)
         if not created:
             raise error from failure
         kept = self._destroy(driver, created)
@@ -327,6 +329,7 @@ class LibcloudProvider:
             f"{len(created)} of the {request.min_count} instances required were created, "
             f"then {error.code}: {error.message}; {outcome}",
             retryable=error.retryable,
+            outcome=OUTCOME_UNKNOWN if kept else error.outcome,
         ) from failure
 
     def _destroy(self, driver: NodeDriver, nodes) -> list[str]:
@@ -577,4 +580,4 @@ def _launch_failure(exc: Exception) -> Exception:
         meaning = ec2_common.classified(NAME, exc.error_code, exc.message)
         if meaning is not None:
             return meaning
-    return provider_error(exc)
+    return launch_error(exc)
