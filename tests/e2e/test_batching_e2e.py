@@ -12,12 +12,15 @@ from tests.support import GOOD_AMI
 
 pytestmark = pytest.mark.e2e
 
-#: Batches close at 4 ids (waitress has 4 threads): which requests share a call is decided by
+#: Batches close at 4 ids (4 provider slots of 6 threads): which requests share a call is decided by
 #: the count, not by timing; the age limit only ends a batch nobody else can join.
 BATCHING = {
     "launchprov.batch.idle_ms": "2000",
     "launchprov.batch.max_ms": "2000",
     "launchprov.batch.max_ids": "4",
+    # Every thread may call the provider, and a request waits for a slot as long as a batch.
+    "launchprov.provider_concurrency": "4",
+    "launchprov.provider_queue_timeout": "30",
 }
 
 
@@ -37,7 +40,7 @@ def test_concurrent_describes_and_terminations_share_calls(moto_process, moto_cl
         ImageId=GOOD_AMI, InstanceType="t2.micro", MinCount=16, MaxCount=16
     )
     ids = [instance["InstanceId"] for instance in reply["Instances"]]
-    with running(ec2_settings(moto_process, **BATCHING), CREDENTIALS_ENV) as service:
+    with running(ec2_settings(moto_process, **BATCHING), CREDENTIALS_ENV, threads=6) as service:
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda i: service.request("GET", f"/v1/instances/{i}"), ids))
         assert [status for status, _, _ in answers] == [200] * 16

@@ -110,6 +110,8 @@ def test_a_slow_cloud_keeps_the_probes_answered_and_every_launch_bounded(slow_cl
             "launchprov.ec2.connect_timeout": "1",
             "launchprov.ec2.read_timeout": "30",
             "launchprov.ec2.max_attempts": "3",
+            # One call per slot: concurrent client-token lookups are not merged here.
+            "launchprov.batch.idle_ms": "0",
         },
     )
     with running(settings, CREDENTIALS_ENV, threads=THREADS) as service:
