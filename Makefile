@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint format docs bench clean
+.PHONY: run test test-fast test-cluster lint format docs bench bench-scale clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -37,6 +37,11 @@ test: $(VENV)/.installed-testing
 test-fast: $(VENV)/.installed-testing
 	$(BIN)/pytest -q tests/unit
 
+# HAProxy (deploy/haproxy.cfg) in front of three waitress processes, redis-server and a moto
+# server: needs the Debian packages haproxy and redis-server (the tests skip without them).
+test-cluster: $(VENV)/.installed-testing
+	$(BIN)/pytest -m cluster tests/cluster
+
 $(VENV)/.installed-bench: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	@touch $@
@@ -44,6 +49,12 @@ $(VENV)/.installed-bench: setup.py | $(BIN)/python
 # The benchmarks of benchmarks/README.md (5-6 minutes): writes benchmarks/RESULTS.md and plots.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.scale
+
+# Only the scale figures of benchmarks/scale.py (batching, HAProxy): about 2 minutes; needs the
+# Debian package haproxy. Writes its section of benchmarks/RESULTS.md.
+bench-scale: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.scale
 
 # The Sphinx documentation, warnings as errors: docs/_build/html/index.html
 docs: $(VENV)/.installed-docs

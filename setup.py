@@ -39,6 +39,7 @@ tests_require = [
     "openapi-python-client>=0.21",
     "openapi-spec-validator>=0.7",
     "pytest>=8.0",
+    "PyYAML>=6.0",
     "requests-mock>=1.11",  # Apache Libcloud's recorded driver replies import it
     "ruff>=0.6",
     "schemathesis>=4.0",

@@ -14,6 +14,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from benchmarks import slowcloud
+
 HERE = Path(__file__).resolve().parent
 PACKAGES = (
     "launchprov",
@@ -253,6 +255,8 @@ def markdown(results: dict, analysis: str) -> str:
     lines += section_memory(results["memory"])
     lines += section_startup(results["startup"])
     lines += section_profile(results.get("profile"), results.get("inprocess"))
+    if results.get("slowcloud"):
+        lines += slowcloud.section(results["slowcloud"])
     lines += ["## Analysis", "", analysis.strip(), ""]
     return "\n".join(lines)
 
@@ -637,13 +641,24 @@ def plots(results: dict, output: Path) -> list[str]:
     figure.savefig(output / "memory.png", dpi=110)
     plt.close(figure)
     written.append("memory.png")
+    if results.get("slowcloud"):
+        written.append(slowcloud.plot(results["slowcloud"], output))
     return written
 
 
 def write(results: dict, output: Path) -> None:
     analysis_file = HERE / "ANALYSIS.md"
     analysis = analysis_file.read_text() if analysis_file.exists() else "(no ANALYSIS.md)"
-    (output / "RESULTS.md").write_text(markdown(results, analysis))
+    path = output / "RESULTS.md"
+    text = markdown(results, analysis)
+    # The scale figures (benchmarks/scale.py) have a section of their own: kept as it is.
+    from benchmarks.scale import BEGIN, END
+
+    previous = path.read_text() if path.exists() else ""
+    if BEGIN in previous and END in previous:
+        kept = BEGIN + previous.split(BEGIN, 1)[1].split(END, 1)[0] + END
+        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+    path.write_text(text)
     plots(results, output)
 
 

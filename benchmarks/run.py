@@ -37,6 +37,7 @@ from benchmarks.processes import (
     Server,
     rss_kib,
 )
+from benchmarks.slowcloud import bench_slowcloud
 from benchmarks.variants import NOT_APPLIED
 
 HERE = Path(__file__).resolve().parent
@@ -75,6 +76,7 @@ class Plan:
     profile_seconds: float = 10.0  # 0: no profile
     inprocess_requests: int = 3000
     inprocess_rounds: int = 5
+    slowcloud_seconds: float = 65.0  # two waves of the 25 s deadline; 0: skip
 
 
 FULL = Plan()
@@ -92,6 +94,7 @@ QUICK = Plan(
     profile_seconds=0.0,
     inprocess_requests=500,
     inprocess_rounds=2,
+    slowcloud_seconds=35.0,
 )
 
 
@@ -600,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         part("overhead", bench_overhead, procs, plan, args.threads)
         part("profile", bench_profile, procs, plan, args.threads, standin, args.output / RAW)
         part("inprocess", bench_inprocess, plan)
+        if plan.slowcloud_seconds:
+            part("slowcloud", bench_slowcloud, procs, args.threads, plan.slowcloud_seconds)
     results["total_s"] = time.perf_counter() - started
     results["environment"] = report.environment()
     raw_dir = args.output / RAW

@@ -2,8 +2,10 @@
 
 It speaks just enough of the EC2 query protocol for boto3: a form-encoded POST whose ``Action``
 is ``RunInstances`` gets a ``RunInstancesResponse`` holding ``MinCount`` instances with fresh
-ids, ``DescribeInstances`` gets an empty reservation set (the readiness call), anything else an
-EC2 error reply. It is asyncio on one thread, so a delay costs a timer, not a thread, and a
+ids, ``DescribeInstances`` gets a running instance for every id it asks for (by ``InstanceId.N`` or
+an ``instance-id`` filter; none asked, none answered), anything else an EC2 error reply.
+It counts the calls it receives, by action (``Action=StandInCounts`` answers and resets them).
+It is asyncio on one thread, so a delay costs a timer, not a thread, and a
 reply costs tens of microseconds: the provider behind the service costs about nothing.
 
 Run it: ``python -m benchmarks.standin --port 8001 [--delay-ms 200]``.
@@ -13,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import http.server
 import itertools
+import json
 import os
 import signal
 import threading
@@ -65,10 +69,32 @@ def run_instances_reply(form: dict[str, list[str]]) -> bytes:
     ).encode()
 
 
-def describe_instances_reply() -> bytes:
+def asked_ids(form: dict[str, list[str]]) -> list[str]:
+    """The instance ids of a DescribeInstances: InstanceId.N, or an instance-id filter's values."""
+    ids = [values[0] for key, values in form.items() if key.startswith("InstanceId.")]
+    for key, values in form.items():
+        if key.startswith("Filter.") and key.endswith(".Name") and values[0] == "instance-id":
+            prefix = key.removesuffix("Name") + "Value."
+            ids += [vals[0] for name, vals in form.items() if name.startswith(prefix)]
+    return ids
+
+
+def describe_instances_reply(ids: list[str] = ()) -> bytes:
+    """Every asked id is a running instance (one reservation each); none asked: none."""
+    reservations = "".join(
+        f"<item><reservationId>r-{os.urandom(9).hex()[:17]}</reservationId>"
+        f"<ownerId>{OWNER_ID}</ownerId><groupSet/><instancesSet><item>"
+        f"<instanceId>{item}</instanceId><imageId>ami-760aaa0f</imageId>"
+        "<instanceState><code>16</code><name>running</name></instanceState>"
+        "<instanceType>t2.micro</instanceType><launchTime>2026-01-01T00:00:00.000Z</launchTime>"
+        "<placement><availabilityZone>us-east-1b</availabilityZone><tenancy>default</tenancy>"
+        "</placement></item></instancesSet></item>"
+        for item in ids
+    )
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeInstancesResponse xmlns="{NAMESPACE}">'
-        f"<requestId>{REQUEST_ID}</requestId><reservationSet/></DescribeInstancesResponse>"
+        f"<requestId>{REQUEST_ID}</requestId><reservationSet>{reservations}</reservationSet>"
+        "</DescribeInstancesResponse>"
     ).encode()
 
 
@@ -90,14 +116,23 @@ def error_reply(code: str, message: str) -> bytes:
     ).encode()
 
 
+#: Calls received, by action; ``Action=StandInCounts`` answers them as JSON (and resets them).
+CALLS: collections.Counter = collections.Counter()
+
+
 def answer(body: bytes) -> tuple[int, bytes]:
     """(HTTP status, XML body) for one EC2 query-protocol request body."""
     form = parse_qs(body.decode("utf-8", "replace"))
     action = form.get("Action", [""])[0]
+    if action == "StandInCounts":
+        counts = json.dumps(dict(CALLS)).encode()
+        CALLS.clear()
+        return 200, counts
+    CALLS[action] += 1
     if action == "RunInstances":
         return 200, run_instances_reply(form)
     if action == "DescribeInstances":
-        return 200, describe_instances_reply()
+        return 200, describe_instances_reply(asked_ids(form))
     if action == "DescribeAvailabilityZones":  # launchprov's readiness call (/readyz)
         return 200, describe_availability_zones_reply()
     return 400, error_reply("InvalidAction", f"the stand-in does not implement {action!r}")

@@ -16,8 +16,11 @@ from typing import Any
 from pyramid.config import Configurator
 from pyramid.request import Request
 
+from launchprov import bulkhead
 from launchprov.auth import CALL, BearerTokenSecurityPolicy
-from launchprov.logs import install_record_factory, use_json_lines
+from launchprov.bulkhead import Bulkhead, GuardedProvider
+from launchprov.capacity import Capacity, OfferingMemory
+from launchprov.logs import count_waitress_queue_depth, install_record_factory, use_json_lines
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.openapi import build_document
 from launchprov.ownership import Ownership
@@ -25,7 +28,7 @@ from launchprov.policy import Policy
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
 from launchprov.schemas import Validators
-from launchprov.settings import ConfigurationError, env_var, load
+from launchprov.settings import ConfigurationError, env_var, launch_defaults, load
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +36,13 @@ log = logging.getLogger(__name__)
 EXIT_CONFIGURATION = 78
 
 
-def create_app(settings: Mapping[str, Any]):
+def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | None = None):
     """The WSGI app for ``settings`` (the .ini's ``[app:main]`` values).
 
     Every ``launchprov.*`` setting is parsed and the provider is built here, so that a bad
     setting raises ConfigurationError naming its key instead of failing a request later.
+    ``global_config`` (PasteDeploy's) names the .ini, whose waitress threads size the
+    provider slots.
     """
     settings = dict(settings)
     install_record_factory()
@@ -54,14 +59,27 @@ def create_app(settings: Mapping[str, Any]):
     if launchprov_settings["launchprov.log_format"] == "json":
         use_json_lines()
     metrics = Metrics()
-    provider = MeteredProvider(create_provider(launchprov_settings), metrics)
-    defaults = {
-        name: launchprov_settings[f"launchprov.defaults.{name}"]
-        for name in ("key_name", "security_groups", "placement")
-    }
-    validators = Validators(defaults, provider)
+    count_waitress_queue_depth(metrics.waitress_queue_depth_seen)
+    threads = bulkhead.server_threads(global_config)
+    slots = bulkhead.concurrency(launchprov_settings["launchprov.provider_concurrency"], threads)
+    metered = MeteredProvider(create_provider(launchprov_settings), metrics)
+    provider = GuardedProvider(
+        metered,
+        Bulkhead(slots, launchprov_settings["launchprov.provider_queue_timeout"]),
+        launchprov_settings["launchprov.request_deadline"],
+        on_rejected=metrics.provider_rejected.labels(metered.name).inc,
+        on_deadline=lambda operation: metrics.provider_deadline_exceeded.labels(
+            metered.name, operation
+        ).inc(),
+    )
+    metrics.watch(provider.bulkhead)
+    validators = Validators(launch_defaults(launchprov_settings), provider)
     policy = Policy.from_settings(launchprov_settings)
     ownership = Ownership(policy, auth_enabled, metrics)
+    capacity = Capacity(
+        OfferingMemory(launchprov_settings["launchprov.capacity.unavailable_ttl"]),
+        lambda name, outcome: metrics.capacity_fallbacks.labels(name, outcome).inc(),
+    )
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
@@ -72,7 +90,12 @@ def create_app(settings: Mapping[str, Any]):
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request: plain class
         # attributes (add_request_method would build a new class for every request).
-        attributes = {"provider": provider, "validators": validators, "ownership": ownership}
+        attributes = {
+            "provider": provider,
+            "validators": validators,
+            "ownership": ownership,
+            "capacity": capacity,
+        }
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
         config.include(".rendering")
         config.include(".tweens")
@@ -80,7 +103,12 @@ def create_app(settings: Mapping[str, Any]):
         config.include(".routes")
         config.include(".errors")
         config.include(".views")
-    log.info("launchprov ready: provider %s", provider.name)
+    log.info(
+        "launchprov ready: provider %s, %d provider slots (waitress threads: %s)",
+        provider.name,
+        slots,
+        threads if threads is not None else "unknown",
+    )
     return config.make_wsgi_app()
 
 
@@ -92,7 +120,7 @@ def main(global_config, **settings):
     holds a secret's value) is what an operator needs.
     """
     try:
-        return create_app(settings)
+        return create_app(settings, global_config)
     except ConfigurationError as exc:
         if logging.getLogger().handlers:  # pserve set logging up from the .ini
             log.critical("launchprov cannot start: %s", exc)

@@ -22,12 +22,15 @@ from pyramid.httpexceptions import (
 )
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from launchprov.bulkhead import ProviderBusy
+from launchprov.capacity import CapacityExhausted
 from launchprov.exceptions import APIError, detail
 from launchprov.exceptions import BodyTooLarge as BodyTooLarge
 from launchprov.exceptions import InvalidParameters as InvalidParameters
 from launchprov.exceptions import UnsupportedMediaType as UnsupportedMediaType
 from launchprov.policy import PolicyViolation
 from launchprov.providers.interface import (
+    OUTCOME_UNKNOWN,
     ActionNotSupported,
     IdempotencyConflict,
     InstanceNotFound,
@@ -116,12 +119,34 @@ def _provider_failure(exc: ProviderError, request) -> Answer:
         "code": exc.code,
         "message": exc.message,
         "retryable": exc.retryable,
+        "outcome": exc.outcome,
     }
     headers = {}
     if exc.retryable:
         headers["Retry-After"] = str(request.registry.launchprov_settings["launchprov.retry_after"])
     message = f"the {exc.provider} provider failed: {exc.code}"
+    if exc.outcome == OUTCOME_UNKNOWN:
+        message += "; the launch may have started instances (see provider.message)"
     return Answer(PROVIDER_FAILURE_STATUS, message, headers=headers, provider=provider)
+
+
+def _provider_busy(exc: ProviderBusy, request) -> Answer:
+    """No provider slot became free in time: nothing was sent, a retry later is safe."""
+    details = [detail("provider", exc.provider, f"all {exc.limit} provider slots are taken")]
+    retry_after = str(request.registry.launchprov_settings["launchprov.retry_after"])
+    return Answer(503, exc.message, details, {"Retry-After": retry_after})
+
+
+def _capacity_exhausted(exc: CapacityExhausted, request) -> Answer:
+    """Every alternative of a launch is out of capacity: the 408, each attempt in ``details``,
+    and Retry-After the time until the first of those offerings may be tried again."""
+    answer = _provider_failure(exc, request)
+    details = [
+        detail("provider", f"alternative {attempt.index}", exc.describe(attempt))
+        for attempt in exc.attempts
+    ]
+    headers = {"Retry-After": str(exc.retry_after)}
+    return dataclasses.replace(answer, details=details, headers=headers)
 
 
 def _unauthenticated(exc: HTTPForbidden, request) -> Answer:
@@ -157,6 +182,8 @@ ERRORS: dict[type[BaseException], Callable[[Any, Any], Answer]] = {
     APIError: lambda exc, request: Answer(exc.status, exc.message, exc.details),
     UnsupportedParameters: _unsupported_parameters,
     ProviderError: _provider_failure,
+    ProviderBusy: _provider_busy,
+    CapacityExhausted: _capacity_exhausted,
     InstanceNotFound: lambda exc, request: Answer(
         404, exc.message, [detail("path", "id", "no such instance")]
     ),

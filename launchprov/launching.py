@@ -4,9 +4,20 @@ Every launched instance is tagged with who launched it and in which request. A l
 client token is also tagged with the token and a digest of its parameters; before launching,
 the provider is asked for instances carrying the caller's token, so that a retry returns the
 instances of the first attempt instead of launching a second set, whichever process behind the
-load balancer answers it. The provider's records are the only state. (The token also goes to
-the provider where it is native -- EC2's ClientToken -- which closes the gap between two
-concurrent first attempts on EC2 itself.)
+load balancer answers it. The provider's records are the only state.
+
+The token also goes to the provider where it is native -- EC2's ClientToken -- which closes
+the gaps the tag lookup leaves: two concurrent first attempts, and a retry that arrives before
+the first launch's tags are visible (DescribeInstances is eventually consistent). EC2 answers a
+repeated ClientToken with the first launch's instances only when every parameter is the same,
+so every attempt of a client-token launch sends exactly the same request:
+
+* the ``launchprov:request-id`` tag of a client-token launch is not the HTTP request's id but
+  :func:`launch_id`, derived from the caller and the token: the same on every attempt. Each
+  attempt's own request id is on its log lines, which also name the launch id;
+* the ClientToken sent is :func:`idempotency_key`, a digest of the caller and the token, so
+  that two callers' tokens never meet at EC2 (EC2 scopes a ClientToken to the account, and
+  would answer one caller with the other's instances).
 """
 
 from __future__ import annotations
@@ -14,9 +25,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-from launchprov.providers.interface import IdempotencyConflict, InstanceQuery, LaunchRequest
+from launchprov.providers.interface import (
+    BEYOND_SEED,
+    OUTCOME_UNKNOWN,
+    IdempotencyConflict,
+    InstanceQuery,
+    LaunchRequest,
+    ProviderError,
+)
+
+log = logging.getLogger(__name__)
 
 CALLER_TAG = "launchprov:caller"
 REQUEST_ID_TAG = "launchprov:request-id"
@@ -37,29 +59,77 @@ FINGERPRINTED = tuple(
 )
 
 
-def expiry_after(expires_in: int, now: datetime | None = None) -> str:
-    """The tag value of a lease of ``expires_in`` seconds from ``now`` (default: now)."""
+#: The defaults of the fields: a field added after the seed's parameters is left out of the
+#: digest while it holds its default, so the digest of a launch that does not use it (and the
+#: tag of instances launched before it existed) stays what it was.
+_FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(LaunchRequest)}
+
+
+def _plain(value):
+    """JSON for what json.dumps does not know: tuples and dataclasses (fallback alternatives)."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return list(value)
+
+
+#: A client-token launch's lease ends on the next multiple of this many seconds after
+#: expires_in: its attempts must send EC2 the same tags, and a retry a few seconds later then
+#: computes the same end (unless the two straddle a mark: then EC2 refuses the retry with
+#: IdempotentParameterMismatch, a 409, and the caller's next retry finds the first launch by
+#: its tags). The lease is at most this much longer than asked.
+CLIENT_TOKEN_LEASE_QUANTUM = 600
+
+
+def expiry_after(expires_in: int, now: datetime | None = None, quantum: int = 1) -> str:
+    """The tag value of a lease of ``expires_in`` seconds from ``now`` (default: now), rounded
+    up to a multiple of ``quantum`` seconds since the epoch."""
     moment = (now or datetime.now(UTC)) + timedelta(seconds=expires_in)
-    return moment.astimezone(UTC).strftime(EXPIRY_FORMAT)
+    seconds = -(-int(moment.timestamp()) // quantum) * quantum
+    return datetime.fromtimestamp(seconds, UTC).strftime(EXPIRY_FORMAT)
 
 
 def fingerprint(request: LaunchRequest) -> str:
     """A digest of a launch's parameters (not of its request id or caller)."""
-    values = {name: getattr(request, name) for name in FINGERPRINTED}
-    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=list)
+    values = {
+        name: getattr(request, name)
+        for name in FINGERPRINTED
+        if name not in BEYOND_SEED or getattr(request, name) != _FIELD_DEFAULTS[name]
+    }
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=_plain)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotency_key(caller: str, client_token: str) -> str:
+    """The provider's idempotency token of a caller's client token: 32 hex digits."""
+    return hashlib.sha256(f"{caller}\0{client_token}".encode()).hexdigest()[:32]
+
+
+def launch_id(caller: str, client_token: str) -> str:
+    """The ``launchprov:request-id`` tag of a client-token launch: the same on every retry."""
+    return f"ct-{idempotency_key(caller, client_token)}"
 
 
 def traced(request: LaunchRequest, caller: str, request_id: str) -> LaunchRequest:
     """The request with launchprov's own tags added (the lease's end computed once, now, for
-    every instance of the launch)."""
+    every instance of the launch); with a client token, the provider's idempotency token in its
+    place, and nothing that differs from one attempt to the next."""
     system_tags = {CALLER_TAG: caller, REQUEST_ID_TAG: request_id}
+    if request.client_token is None:
+        if request.expires_in is not None:
+            system_tags[EXPIRES_AT_TAG] = expiry_after(request.expires_in)
+        return dataclasses.replace(request, system_tags=system_tags)
+    system_tags[REQUEST_ID_TAG] = launch_id(caller, request.client_token)
     if request.expires_in is not None:
-        system_tags[EXPIRES_AT_TAG] = expiry_after(request.expires_in)
-    if request.client_token is not None:
-        system_tags[CLIENT_TOKEN_TAG] = request.client_token
-        system_tags[REQUEST_HASH_TAG] = fingerprint(request)
-    return dataclasses.replace(request, system_tags=system_tags)
+        system_tags[EXPIRES_AT_TAG] = expiry_after(
+            request.expires_in, quantum=CLIENT_TOKEN_LEASE_QUANTUM
+        )
+    system_tags[CLIENT_TOKEN_TAG] = request.client_token
+    system_tags[REQUEST_HASH_TAG] = fingerprint(request)
+    return dataclasses.replace(
+        request,
+        system_tags=system_tags,
+        client_token=idempotency_key(caller, request.client_token),
+    )
 
 
 def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
@@ -67,13 +137,15 @@ def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
 
     Raises IdempotencyConflict when that launch had other parameters.
     """
+    client_token = request.system_tags[CLIENT_TOKEN_TAG]
     query = InstanceQuery(
         region=request.region,
         tags={
-            CLIENT_TOKEN_TAG: (request.client_token,),
+            CLIENT_TOKEN_TAG: (client_token,),
             CALLER_TAG: (request.system_tags[CALLER_TAG],),
         },
         limit=1000,
+        batch_by=CLIENT_TOKEN_TAG,  # concurrent launches: one lookup for all their tokens
     )
     instances, token = [], None
     while True:
@@ -88,7 +160,7 @@ def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
     if any(instance.tags.get(REQUEST_HASH_TAG) != expected for instance in instances):
         raise IdempotencyConflict(
             provider.name,
-            f"client_token {request.client_token!r} was used for a launch with other "
+            f"client_token {client_token!r} was used for a launch with other "
             "parameters; use a new token for a new launch",
         )
     return answer_order(instance.id for instance in instances)
@@ -100,11 +172,66 @@ def answer_order(ids) -> list[str]:
     return sorted(ids, key=lambda instance_id: (len(instance_id), instance_id))
 
 
+class Launched(NamedTuple):
+    ids: list[str]
+    #: Which alternative launched them (0: the request itself); None for a launch without
+    #: a fallback, or a retry answered with an earlier attempt's ids.
+    alternative: int | None = None
+
+
 def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> list[str]:
     """Launch, or return what an earlier attempt with the same client token launched."""
+    return launched(provider, request, caller, request_id).ids
+
+
+def launched(
+    provider, request: LaunchRequest, caller: str, request_id: str, capacity=None
+) -> Launched:
+    """:func:`launch`, saying which alternative launched.
+
+    ``capacity`` (a :class:`launchprov.capacity.Capacity`) tries the request's fallback
+    alternatives; without it, the request is launched as it is.
+    """
     request = traced(request, caller, request_id)
     if request.client_token is not None:
+        log.info(
+            "client-token launch %s (tag %s)",
+            request.system_tags[REQUEST_ID_TAG],
+            REQUEST_ID_TAG,
+        )
         earlier = earlier_launch(provider, request)
         if earlier is not None:
-            return earlier
-    return answer_order(provider.launch(request))
+            return Launched(earlier)
+    if capacity is None:
+        return Launched(answer_order(provider.launch(request)))
+    ids, alternative = capacity.launch(provider, request)
+    return Launched(answer_order(ids), alternative)
+
+
+def honest(error: ProviderError, request: LaunchRequest, request_id: str) -> ProviderError:
+    """The failure of a launch as the caller must see it.
+
+    A launch whose outcome is unknown (``error.outcome``) may have started instances: with a
+    client token a retry is safe (it answers those instances), so it is retryable; without
+    one a retry may launch a second set, so it is not, and the message says how to find what
+    this request may have launched.
+    """
+    if error.outcome != OUTCOME_UNKNOWN:
+        return error
+    if request.client_token is not None:
+        message = (
+            f"{error.message}. The launch may have started instances: retry with the same "
+            "client_token, which answers them instead of launching again"
+        )
+        retryable = True
+    else:
+        message = (
+            f"{error.message}. The launch may have started instances: do not retry blindly; "
+            f"find them with GET /v1/instances?tag:{REQUEST_ID_TAG}={request_id}"
+            f"&region={request.region} (next time, send a client_token: a retry with it is "
+            "safe)"
+        )
+        retryable = False
+    return ProviderError(
+        error.provider, error.code, message, retryable=retryable, outcome=error.outcome
+    )

@@ -69,3 +69,39 @@ def use_json_lines() -> None:
     """Format every handler of the root logger as JSON lines (launchprov.log_format = json)."""
     for handler in logging.getLogger().handlers:
         handler.setFormatter(JSONFormatter())
+
+
+#: waitress's logger of "Task queue depth is N", a WARNING whenever a request found every
+#: thread busy: about a thousand a minute under ordinary load.
+WAITRESS_QUEUE_LOGGER = "waitress.queue"
+queue_log = logging.getLogger("launchprov.waitress")
+
+
+class WaitressQueueDepth(logging.Filter):
+    """Turns waitress's queue-depth warnings into a metric and a DEBUG line.
+
+    ``seen(depth)`` is called for each; the warning itself is dropped, and
+    ``launchprov.waitress`` logs the depth at DEBUG. Other records of the logger pass.
+    """
+
+    def __init__(self, seen):
+        super().__init__()
+        self.seen = seen
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Task queue depth"):
+            return True
+        depth = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if isinstance(depth, int):
+            self.seen(depth)
+        queue_log.debug("waitress task queue depth %s: a request waits for a thread", depth)
+        return False
+
+
+def count_waitress_queue_depth(seen) -> None:
+    """Install :class:`WaitressQueueDepth` on waitress's logger (replacing an earlier one:
+    the latest app of the process counts)."""
+    logger = logging.getLogger(WAITRESS_QUEUE_LOGGER)
+    for old in [f for f in logger.filters if isinstance(f, WaitressQueueDepth)]:
+        logger.removeFilter(old)
+    logger.addFilter(WaitressQueueDepth(seen))

@@ -6,9 +6,10 @@ metrics are thread-safe, so every waitress thread records into the same ones.
 
 from __future__ import annotations
 
+import functools
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from zope.interface import implementer
 
 from launchprov.providers.interface import IProvider
@@ -47,6 +48,58 @@ class Metrics:
             "Time spent in the provider, by provider and operation.",
             ["provider", "operation"],
             buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.provider_rejected = Counter(
+            "launchprov_provider_rejected",
+            "Requests answered 503 because no provider slot became free within "
+            "launchprov.provider_queue_timeout (nothing was sent to the provider).",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.provider_deadline_exceeded = Counter(
+            "launchprov_provider_deadline_exceeded",
+            "Requests answered 408 Timeout at launchprov.request_deadline while their "
+            "provider call went on, by provider and operation.",
+            ["provider", "operation"],
+            registry=self.registry,
+        )
+        self.provider_slots = Gauge(
+            "launchprov_provider_slots",
+            "Provider calls this process may have in progress at once "
+            "(launchprov.provider_concurrency).",
+            registry=self.registry,
+        )
+        self.provider_slots_in_use = Gauge(
+            "launchprov_provider_slots_in_use",
+            "Provider calls in progress, including those whose request was answered at the "
+            "deadline.",
+            registry=self.registry,
+        )
+        self.provider_slot_waiters = Gauge(
+            "launchprov_provider_slot_waiters",
+            "Requests waiting for a provider slot.",
+            registry=self.registry,
+        )
+        self.waitress_queued = Counter(
+            "launchprov_waitress_queued_requests",
+            "Requests that found every waitress thread busy and waited in waitress's task "
+            "queue (waitress's 'Task queue depth' warnings).",
+            registry=self.registry,
+        )
+        self.waitress_queue_depth = Histogram(
+            "launchprov_waitress_queue_depth",
+            "waitress's task queue depth when a request had to wait for a thread.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.capacity_fallbacks = Counter(
+            "launchprov_capacity_fallbacks",
+            "Launches with a fallback, by provider and outcome: 'fallback' (launched by an "
+            "alternative after the request itself), 'exhausted' (every alternative failed for "
+            "want of capacity), and per offering passed over, 'capacity_error' (it answered a "
+            "capacity error) or 'skipped' (known to be out: no call made).",
+            ["provider", "outcome"],
             registry=self.registry,
         )
         self.foreign_actions = Counter(
@@ -95,6 +148,16 @@ class Metrics:
         self.batch_size.labels(provider, operation).observe(size)
         self.calls_saved.labels(provider, operation).inc(size - 1)
 
+    def watch(self, bulkhead) -> None:
+        """Read the bulkhead's slots whenever the metrics are scraped."""
+        self.provider_slots.set_function(lambda: bulkhead.limit)
+        self.provider_slots_in_use.set_function(lambda: bulkhead.state().in_use)
+        self.provider_slot_waiters.set_function(lambda: bulkhead.state().waiting)
+
+    def waitress_queue_depth_seen(self, depth: int) -> None:
+        self.waitress_queued.inc()
+        self.waitress_queue_depth.observe(depth)
+
 
 @implementer(IProvider)
 class MeteredProvider:
@@ -108,6 +171,9 @@ class MeteredProvider:
         self.instance_id_pattern = provider.instance_id_pattern
         self.can_tag = provider.can_tag
         self.placement_is_zone = getattr(provider, "placement_is_zone", True)
+        # Adapters that batch calls (launchprov.providers.batching) report each batch.
+        for batcher in getattr(provider, "batchers", ()):
+            batcher.observers.append(functools.partial(metrics.observe_batch, self.name))
 
     def _call(self, operation: str, *args):
         start = time.perf_counter()
@@ -148,6 +214,9 @@ class MeteredProvider:
 
     def ping(self, timeout):
         return self._call("ping", timeout)
+
+    def preflight(self, request):
+        return self._call("preflight", request)
 
     def terminate_many(self, instance_ids, region):
         return self._call("terminate_many", instance_ids, region)

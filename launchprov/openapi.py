@@ -162,10 +162,43 @@ INSTANCE = {
             "launchprov-reap terminates it after), or null without a lease.",
         },
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        "subnet_id": _NULLABLE_STRING,
+        "iam_instance_profile": {
+            **_NULLABLE_STRING,
+            "description": "As the provider reports it (EC2: the instance profile's ARN).",
+        },
+        "spot": {"type": ["boolean", "null"]},
+        "metadata_tokens": {"enum": ["required", "optional", None]},
     },
     "additionalProperties": False,
 }
 INSTANCE["required"] = list(INSTANCE["properties"])
+
+PREFLIGHT = {
+    "type": "object",
+    "properties": {
+        "would_launch": {"type": "boolean", "description": "Every check passed."},
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "ok": {"type": "boolean"},
+                    "code": {
+                        "type": ["string", "null"],
+                        "description": "The provider's error code, where the check failed.",
+                    },
+                    "message": {"type": ["string", "null"]},
+                },
+                "required": ["name", "ok", "code", "message"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["would_launch", "checks"],
+    "additionalProperties": False,
+}
 
 ERROR_DETAIL = {
     "type": "object",
@@ -202,8 +235,14 @@ PROVIDER_FAILURE = {
         "code": {"type": "string"},
         "message": {"type": "string"},
         "retryable": {"type": "boolean"},
+        "outcome": {
+            "enum": ["none", "unknown"],
+            "description": "Whether the failed call may have launched instances: none (it "
+            "cannot have), or unknown (a launch timed out or lost its connection after it was "
+            "sent; retryable only with a client_token).",
+        },
     },
-    "required": ["name", "code", "message", "retryable"],
+    "required": ["name", "code", "message", "retryable", "outcome"],
     "additionalProperties": False,
 }
 
@@ -248,7 +287,9 @@ _WHY = {
     429: "The caller exceeded one of its rate limits (launchprov.ratelimit.*); no provider call "
     "was made. Retry-After says when to retry.",
     501: "The provider cannot perform this action at all.",
-    503: "The provider cannot be reached.",
+    503: "Every provider slot of the process stayed taken for "
+    "launchprov.provider_queue_timeout: nothing was sent to the provider; retry after "
+    "Retry-After. On /readyz: the provider cannot be reached.",
 }
 
 #: Why no operation lists a 500, in the document's own words.
@@ -293,7 +334,8 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 _RETRY_AFTER_HEADER = {
     "Retry-After": {
-        "description": "Seconds to wait before retrying; only when provider.retryable is true.",
+        "description": "Seconds to wait before retrying: on a 503, and on a 408 when "
+        "provider.retryable is true.",
         "schema": {"type": "integer"},
     }
 }
@@ -334,15 +376,18 @@ RATELIMIT_READINESS = {
 
 
 def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
-    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401 and 429.
+    """The answers of an API operation: ``ok``, ``statuses``, and 400, 401 and 429 (and 503
+    where the provider is called: 408 is among ``statuses``).
 
     No operation lists 500: it is no answer of the API but the trace of a bug (see
     ``UNEXPECTED_ERROR``, in the document's description)."""
     responses = {"200": {**ok, "headers": {**_REQUEST_ID_HEADER, **RATELIMIT_HEADERS}}}
+    if 408 in statuses:  # the routes that call the provider may find every slot taken
+        statuses = (*statuses, 503)
     for status in sorted({*statuses, 400, 401, 429}):
         ref = "ProviderError" if status == 408 else "Error"
         headers = dict(_REQUEST_ID_HEADER)
-        if status == 408:
+        if status in (408, 503):
             headers.update(_RETRY_AFTER_HEADER)
         if status == 429:
             headers.update(RATELIMIT_HEADERS)
@@ -541,9 +586,22 @@ ANSWERS: dict[str, dict[str, Any]] = {
                 "properties": {
                     "status": {"const": "ready"},
                     "provider": {"type": "string"},
+                    "slots": {
+                        "type": "object",
+                        "description": "The provider slots of the process "
+                        "(launchprov.provider_concurrency): limit, in use, requests waiting, "
+                        "and seconds all have stayed taken.",
+                        "properties": {
+                            "limit": {"type": "integer"},
+                            "in_use": {"type": "integer"},
+                            "waiting": {"type": "integer"},
+                            "saturated_for": {"type": "number"},
+                        },
+                        "required": ["limit", "in_use", "waiting", "saturated_for"],
+                    },
                     "ratelimit": RATELIMIT_READINESS,
                 },
-                "required": ["status", "provider"],
+                "required": ["status", "provider", "slots"],
             }
         ),
     },
@@ -552,6 +610,7 @@ ANSWERS: dict[str, dict[str, Any]] = {
         "content": {"text/plain": {"schema": {"type": "string"}}},
     },
     "document": {"description": "The OpenAPI document.", **_json({"type": "object"})},
+    "preflight": {"description": "Every check, named.", **_json(PREFLIGHT)},
     "index": {
         "description": "Where to go next.",
         **_json(

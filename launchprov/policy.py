@@ -16,8 +16,16 @@ from typing import Any
 from launchprov.providers.interface import LaunchRequest
 from launchprov.settings import CALLER_POLICY, POLICY_RULES, SCOPES, ConfigurationError
 
-#: The launch parameter each glob rule checks.
-GLOB_RULES = {"instance_types": "instance_type", "amis": "ami", "placements": "placement"}
+#: The launch parameter each glob rule checks (a parameter that is None is not checked).
+GLOB_RULES = {
+    "instance_types": "instance_type",
+    "amis": "ami",
+    "placements": "placement",
+    "subnets": "subnet_id",
+    "iam_instance_profiles": "iam_instance_profile",
+}
+#: The launch parameter each upper-bound rule checks.
+LIMIT_RULES = {"max_count": "max_count", "max_root_volume_size": "root_volume_size"}
 
 
 class PolicyViolation(Exception):
@@ -41,6 +49,11 @@ class Rules:
     instance_types: tuple[str, ...] = ()
     amis: tuple[str, ...] = ()
     placements: tuple[str, ...] = ()
+    subnets: tuple[str, ...] = ()
+    iam_instance_profiles: tuple[str, ...] = ()
+    max_root_volume_size: int | None = None
+    metadata_tokens: str | None = None
+    spot: str = "allowed"
     see: str = "own"
     act_on: str = "own"
     max_expires_in: int | None = None
@@ -83,15 +96,32 @@ class Policy:
         return f"launchprov.policy.{rule}", getattr(self.default, rule)
 
     def check(self, caller: str, request: LaunchRequest) -> None:
-        """Raise PolicyViolation for the first rule ``request`` breaks."""
-        setting, limit = self.rule(caller, "max_count")
-        if limit is not None and request.max_count > limit:
-            raise PolicyViolation(setting, "max_count", request.max_count, f"at most {limit}")
-        for rule, parameter in GLOB_RULES.items():
-            setting, globs = self.rule(caller, rule)
+        """Raise PolicyViolation for the first rule ``request`` breaks, the request itself
+        first, then each field its fallback alternatives replace."""
+        self._check_request(caller, request)
+        for index, alternative in enumerate(request.fallback):
+            where = f"fallback[{index}]."
+            for parameter in ("instance_type", "placement", "subnet_id"):
+                value = getattr(alternative, parameter)
+                if value is not None:
+                    self._check_glob(caller, parameter, value, where + parameter)
+
+    def _check_request(self, caller: str, request: LaunchRequest) -> None:
+        for rule, parameter in LIMIT_RULES.items():
+            setting, limit = self.rule(caller, rule)
             value = getattr(request, parameter)
-            if globs and not any(fnmatchcase(value, glob) for glob in globs):
-                raise PolicyViolation(setting, parameter, value, " ".join(globs))
+            if limit is not None and value is not None and value > limit:
+                raise PolicyViolation(setting, parameter, value, f"at most {limit}")
+        for parameter in GLOB_RULES.values():
+            value = getattr(request, parameter)
+            if value is not None:
+                self._check_glob(caller, parameter, value, parameter)
+        setting, tokens = self.rule(caller, "metadata_tokens")
+        if tokens == "required" and request.metadata_tokens != "required":
+            raise PolicyViolation(setting, "metadata_tokens", request.metadata_tokens, "required")
+        setting, spot = self.rule(caller, "spot")
+        if (spot == "required" and not request.spot) or (spot == "forbidden" and request.spot):
+            raise PolicyViolation(setting, "spot", request.spot, spot)
         self.check_expiry(caller, request.expires_in)
 
     def check_expiry(self, caller: str, expires_in: int | None) -> None:
@@ -103,3 +133,12 @@ class Policy:
         setting, limit = self.rule(caller, "max_expires_in")
         if expires_in is not None and limit is not None and expires_in > limit:
             raise PolicyViolation(setting, "expires_in", expires_in, f"at most {limit}")
+
+    def _check_glob(self, caller: str, parameter: str, value: str, name: str) -> None:
+        rule = _GLOB_RULE_OF[parameter]
+        setting, globs = self.rule(caller, rule)
+        if globs and not any(fnmatchcase(value, glob) for glob in globs):
+            raise PolicyViolation(setting, name, value, " ".join(globs))
+
+
+_GLOB_RULE_OF = {parameter: rule for rule, parameter in GLOB_RULES.items()}

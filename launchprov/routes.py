@@ -77,6 +77,25 @@ ROUTES: dict[str, Route] = {
             ),
         ),
     ),
+    "preflight": Route(
+        "/v1/launch/preflight",
+        (
+            Operation(
+                "POST",
+                "preflight",
+                "Whether a launch would succeed, launching nothing",
+                params="launch",
+                answer="preflight",
+                statuses=(403, 408, 413, 415),
+                description="Takes exactly the body of PUT /v1/launch, with the same validation "
+                "(400) and policy (403). On EC2: RunInstances with DryRun, and named checks of "
+                "the image, key pair, security groups, subnet and the instance type's offering "
+                "in the zone. On Libcloud: the driver's parameter checks and its catalog "
+                "lookups. A failed check carries the provider's error code. A provider that "
+                "cannot be reached is a 408.",
+            ),
+        ),
+    ),
     "instances": Route(
         "/v1/instances",
         (

@@ -16,6 +16,7 @@ A schema is bound once at startup with ``textual`` (form and query input or not)
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -26,7 +27,15 @@ import colander
 from launchprov.exceptions import InvalidParameters, detail
 from launchprov.params import Params
 from launchprov.placement import REGION_PATTERN, ZONE_PATTERN, region_of
-from launchprov.providers.interface import STATES, InstanceQuery, LaunchRequest
+from launchprov.providers.interface import (
+    BEYOND_SEED,
+    METADATA_TOKENS,
+    STATES,
+    VOLUME_TYPES,
+    Alternative,
+    InstanceQuery,
+    LaunchRequest,
+)
 
 MAX_STRING = 255
 MAX_COUNT = 1000
@@ -51,6 +60,15 @@ TAG_PREFIX = "tag:"
 GENERIC_INSTANCE_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 #: EC2's limit on user data, counted in bytes of the raw (not yet base64-encoded) text.
 MAX_USER_DATA_BYTES = 16384
+#: A VPC subnet id: ``subnet-`` and 8 or 17 hex digits.
+SUBNET_ID = re.compile(r"\Asubnet-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+#: An IAM instance profile: its name (IAM's characters), or its ARN.
+INSTANCE_PROFILE = re.compile(
+    r"\A(?:[\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512})\Z"
+)
+#: EC2's bounds on an EBS volume's size, in GiB.
+MAX_VOLUME_SIZE = 16384
+MAX_ALTERNATIVES = 10
 #: The longest lease: a year (365 days), in seconds.
 MAX_EXPIRES_IN = 31_536_000
 
@@ -283,6 +301,106 @@ class StringList(_StrictType):
         return tuple(value)
 
 
+_ALTERNATIVE_FIELDS = ("instance_type", "placement", "subnet_id")
+_ZONE_RE = re.compile(rf"\A{ZONE_PATTERN}\Z")
+
+
+class AlternativeList(_StrictType):
+    """``fallback``: 1 to 10 objects, each replacing some of instance_type, placement and
+    subnet_id. In a form body or a query string it is given as JSON text."""
+
+    expected = "an array of objects"
+
+    def json_schema(self) -> dict[str, Any]:
+        item = {
+            "type": "object",
+            "properties": {
+                "instance_type": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_STRING,
+                    "pattern": NO_NUL,
+                },
+                "placement": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_STRING,
+                    "pattern": NO_NUL,
+                    "description": "An availability zone of the request's region (EC2), or "
+                    "the cloud's location name.",
+                },
+                "subnet_id": {"type": "string", "pattern": _pattern_of(SUBNET_ID)},
+            },
+            "additionalProperties": False,
+            "minProperties": 1,
+        }
+        return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_ALTERNATIVES}
+
+    def from_text(self, node, values):
+        value = self.single_text(node, values)
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise colander.Invalid(node, "in a form or query string, give it as JSON") from None
+        return self.from_json(node, parsed)
+
+    def from_json(self, node, value):
+        if not isinstance(value, list):
+            raise self.wrong_type(node, value)
+        if not 1 <= len(value) <= MAX_ALTERNATIVES:
+            raise colander.Invalid(node, f"must hold 1 to {MAX_ALTERNATIVES} alternatives")
+        return tuple(self._alternative(node, index, item) for index, item in enumerate(value))
+
+    def _alternative(self, node, index: int, item) -> Alternative:
+        where = f"item {index}"
+        if not isinstance(item, dict):
+            raise colander.Invalid(node, f"{where}: expected an object, got {json_type(item)}")
+        unknown = sorted(set(item) - set(_ALTERNATIVE_FIELDS))
+        if unknown:
+            raise colander.Invalid(node, f"{where}: unknown field(s) {', '.join(unknown)}")
+        if not item:
+            names = ", ".join(_ALTERNATIVE_FIELDS)
+            raise colander.Invalid(node, f"{where}: give at least one of {names}")
+        checks = {
+            "instance_type": (
+                lambda v: 1 <= len(v) <= MAX_STRING and "\x00" not in v,
+                f"1 to {MAX_STRING} characters",
+            ),
+            "placement": (
+                (lambda v: _ZONE_RE.match(v) is not None)
+                if _placement_is_zone(node)
+                else (lambda v: 1 <= len(v) <= MAX_STRING and "\x00" not in v),
+                "expected an availability-zone name such as us-east-1b"
+                if _placement_is_zone(node)
+                else f"1 to {MAX_STRING} characters",
+            ),
+            "subnet_id": (
+                lambda v: SUBNET_ID.match(v) is not None,
+                "expected a subnet id: 'subnet-' and 8 or 17 hex digits",
+            ),
+        }
+        for name, value in item.items():
+            valid, rule = checks[name]
+            if not isinstance(value, str):
+                raise colander.Invalid(
+                    node, f"{where}: {name}: expected a string, got {json_type(value)}"
+                )
+            if not valid(value):
+                raise colander.Invalid(node, f"{where}: {name}: {rule}")
+        return Alternative(**item)
+
+
+def _placement_is_zone(node) -> bool:
+    """Whether the bound provider's placements are EC2 availability zones."""
+    return (getattr(node, "bindings", None) or {}).get("placement_is_zone", True)
+
+
+def _pattern_of(regex: re.Pattern) -> str:
+    """A Python pattern spelt for JSON Schema (the OpenAPI converter's rule)."""
+    pattern = regex.pattern.replace("\\A", "^").replace("\\Z", "$")
+    return re.sub(r"\(\?P<\w+>", "(?:", pattern)
+
+
 def _any_case(prefix: str) -> str:
     """A regex matching ``prefix`` in any case, without flags (JSON Schema has none)."""
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in prefix)
@@ -460,6 +578,49 @@ class CountsInOrder:
         return {"description": "min_count must not be greater than max_count."}
 
 
+class AlternativesInRegion:
+    """Every fallback placement is in the request's region: a retry by client token looks
+    for the first attempt's instances in that one region."""
+
+    def __call__(self, node, value):
+        if not value.get("fallback") or not _placement_is_zone(node):
+            return  # off EC2, a placement is the cloud's location name: no region in it
+        region = region_of(value["placement"])
+        for index, alternative in enumerate(value.get("fallback") or ()):
+            if alternative.placement and region_of(alternative.placement) != region:
+                error = colander.Invalid(node)
+                error["fallback"] = (
+                    f"item {index}: placement {alternative.placement} is not in the "
+                    f"request's region {region}"
+                )
+                raise error
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"description": "Every fallback placement is in the region of placement."}
+
+
+class EveryRule:
+    """Rules across parameters, each naming the parameters it faults: all of them reported."""
+
+    def __init__(self, *rules):
+        self.rules = rules
+
+    def __call__(self, node, value):
+        children = []
+        for rule in self.rules:
+            try:
+                rule(node, value)
+            except colander.Invalid as exc:
+                children.extend(exc.children)
+        if children:
+            error = colander.Invalid(node)  # made only when needed: it costs microseconds
+            error.children.extend(children)
+            raise error
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"description": " ".join(rule.json_schema()["description"] for rule in self.rules)}
+
+
 class LaunchSchema(colander.MappingSchema):
     """The parameters of PUT /v1/launch: the seed's table, with its defaults and types."""
 
@@ -504,9 +665,37 @@ class LaunchSchema(colander.MappingSchema):
             CLIENT_TOKEN, msg="1 to 64 printable ASCII characters (EC2's rule)"
         ),
     )
+    # Beyond the seed: launching into a VPC, as a real account does.
+    subnet_id = colander.SchemaNode(
+        StrictString(),
+        missing=None,
+        validator=colander.Regex(SUBNET_ID, msg="expected 'subnet-' and 8 or 17 hex digits"),
+    )
+    iam_instance_profile = colander.SchemaNode(
+        StrictString(),
+        missing=None,
+        validator=colander.Regex(
+            INSTANCE_PROFILE,
+            msg="expected an instance profile's name or its ARN "
+            "(arn:aws:iam::ACCOUNT:instance-profile/NAME)",
+        ),
+    )
+    root_volume_size = colander.SchemaNode(
+        StrictInteger(), missing=None, validator=_between(1, MAX_VOLUME_SIZE)
+    )
+    root_volume_type = colander.SchemaNode(
+        StrictString(), missing=None, validator=colander.OneOf(VOLUME_TYPES)
+    )
+    metadata_tokens = colander.SchemaNode(
+        StrictString(),
+        missing=_default("metadata_tokens"),
+        validator=colander.OneOf(METADATA_TOKENS),
+    )
+    spot = colander.SchemaNode(StrictBoolean(), missing=False)
+    fallback = colander.SchemaNode(AlternativeList(), missing=())
 
     def __init__(self, *args, **kw):
-        kw.setdefault("validator", CountsInOrder())
+        kw.setdefault("validator", EveryRule(CountsInOrder(), AlternativesInRegion()))
         super().__init__(*args, **kw)
 
 
@@ -600,6 +789,16 @@ def deserialize(schema: colander.SchemaNode, params: Params) -> tuple[dict[str, 
     return appstruct, set(given)
 
 
+_BEYOND_SEED = frozenset(BEYOND_SEED)
+
+
+def _without(schema: colander.SchemaNode, names) -> colander.SchemaNode:
+    """A copy of a bound mapping schema without the children called ``names``."""
+    copy = schema.clone()
+    copy.children = [child for child in copy.children if child.name not in names]
+    return copy
+
+
 class Validators:
     """Every schema, bound once at startup for this deployment's defaults and provider."""
 
@@ -614,6 +813,19 @@ class Validators:
         self.launch_schemas = {
             textual: LaunchSchema().bind(textual=textual, **bindings) for textual in (False, True)
         }
+        # A launch that gives none of the parameters beyond the seed's (most launches) is
+        # validated by the seed's nodes alone, and the others take their defaults: a colander
+        # node costs some microseconds even for a parameter that is absent, and the seed's
+        # launch should cost what it did before they existed.
+        self.seed_launch_schemas = {
+            textual: _without(schema, BEYOND_SEED)
+            for textual, schema in self.launch_schemas.items()
+        }
+        self.beyond_seed_defaults = {
+            child.name: child.missing
+            for child in self.launch_schemas[False].children
+            if child.name in BEYOND_SEED
+        }
         self.query_schema = InstanceQuerySchema().bind(textual=True, **bindings)
         self.target_schema = InstanceTargetSchema().bind(textual=True, **bindings)
         self.expiry_schemas = {
@@ -623,7 +835,11 @@ class Validators:
     def launch(self, params: Params, idempotency_key: str | None = None) -> LaunchRequest:
         """The LaunchRequest of a request; ``idempotency_key`` is its Idempotency-Key header,
         a synonym of the client_token parameter."""
-        values, given = deserialize(self.launch_schemas[params.textual], params)
+        if _BEYOND_SEED.isdisjoint(params.values):
+            values, given = deserialize(self.seed_launch_schemas[params.textual], params)
+            values.update(self.beyond_seed_defaults)
+        else:
+            values, given = deserialize(self.launch_schemas[params.textual], params)
         if idempotency_key is not None:
             problem = None
             if not CLIENT_TOKEN.match(idempotency_key):

@@ -117,6 +117,17 @@ def optional_positive_int(value: str) -> int | None:
     return positive_int(value) if value.strip() else None
 
 
+def optional_one_of(*choices: str) -> Callable[[str], str | None]:
+    """One of ``choices``, or empty for None (no rule)."""
+    parse_choice = one_of(*choices)
+
+    def parse(value: str) -> str | None:
+        return parse_choice(value) if value.strip() else None
+
+    parse.__doc__ = f"empty, or one of {', '.join(choices)}"
+    return parse
+
+
 def non_negative_int(value: str) -> int:
     number = int(value.strip())
     if number < 0:
@@ -257,6 +268,44 @@ SETTINGS: tuple[Setting, ...] = (
         "Availability zones a launch may use: names or globs (us-east-1*). Empty: any.",
     ),
     Setting(
+        "launchprov.policy.subnets",
+        "",
+        word_list,
+        "VPC subnets a launch may name (subnet_id, and each fallback's): ids or globs. Empty: any.",
+    ),
+    Setting(
+        "launchprov.policy.iam_instance_profiles",
+        "",
+        word_list,
+        "IAM instance profiles a launch may name: names, ARNs, or globs. Empty: any.",
+    ),
+    Setting(
+        "launchprov.policy.max_root_volume_size",
+        "",
+        optional_positive_int,
+        "Largest root_volume_size (GiB) a launch may ask for. Empty: no limit.",
+    ),
+    Setting(
+        "launchprov.policy.metadata_tokens",
+        "",
+        optional_one_of("required"),
+        "required: a launch may not ask for metadata_tokens = optional (IMDSv1). Empty: no rule.",
+    ),
+    Setting(
+        "launchprov.policy.spot",
+        "allowed",
+        one_of("allowed", "required", "forbidden"),
+        "Spot instances: allowed (either), required (spot must be true) or forbidden "
+        "(spot must be false).",
+    ),
+    Setting(
+        "launchprov.capacity.unavailable_ttl",
+        "180",
+        positive_float,
+        "Seconds an offering (instance type, zone) that answered a capacity error is skipped by "
+        "launches with a fallback, without a call. Per process.",
+    ),
+    Setting(
         "launchprov.policy.max_expires_in",
         "",
         optional_positive_int,
@@ -312,6 +361,32 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds that GET /readyz waits for its one cheap provider call.",
     ),
     Setting(
+        "launchprov.provider_concurrency",
+        "",
+        optional_positive_int,
+        "Most provider calls in progress at once in one process (the bulkhead). Empty: "
+        "waitress's threads minus a reserve of max(2, threads // 4), read from the .ini's "
+        "[server:main] when the app is served from one (else waitress's default, 4 threads). "
+        "It must leave at least one thread: the reserved threads answer /healthz, /readyz, "
+        "/metrics and requests that make no provider call while the provider is slow.",
+    ),
+    Setting(
+        "launchprov.provider_queue_timeout",
+        "1",
+        positive_float,
+        "Seconds a request may wait for a free provider slot; after that it is answered 503 "
+        "with Retry-After at once, rather than holding a thread waiting on a sick cloud.",
+    ),
+    Setting(
+        "launchprov.request_deadline",
+        "25",
+        positive_float,
+        "Seconds within which a request that calls the provider is answered, whatever the "
+        "provider does: waiting for a slot, a launch's client-token lookup and the SDK's own "
+        "retries included. When it runs out the answer is a 408 Timeout. Keep it below the "
+        "load balancer's idle time-out, or the balancer cuts the connection first.",
+    ),
+    Setting(
         "launchprov.defaults.key_name",
         "scalacity_dev1",
         text,
@@ -329,6 +404,13 @@ SETTINGS: tuple[Setting, ...] = (
         "us-east-1b",
         zone,
         "placement (availability zone) used when a launch request does not give one.",
+    ),
+    Setting(
+        "launchprov.defaults.metadata_tokens",
+        "required",
+        one_of("required", "optional"),
+        "metadata_tokens used when a launch request does not give it: required (IMDSv2 "
+        "only) or optional (IMDSv1 too).",
     ),
     Setting(
         "launchprov.ec2.sandbox",
@@ -481,6 +563,25 @@ SETTINGS += (
         "say so).",
         secret=True,
     ),
+    Setting(
+        "launchprov.batch.idle_ms",
+        "10",
+        non_negative_int,
+        "Milliseconds a batch of concurrent describe (or terminate) calls in one region waits "
+        "for another request before it is sent as one provider call. 0 turns batching off.",
+    ),
+    Setting(
+        "launchprov.batch.max_ms",
+        "100",
+        positive_int,
+        "Milliseconds after which a batch is sent however many requests keep joining it.",
+    ),
+    Setting(
+        "launchprov.batch.max_ids",
+        "500",
+        positive_int,
+        "Largest number of instance ids in one batched provider call.",
+    ),
 )
 
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
@@ -493,6 +594,11 @@ POLICY_RULES = (
     "instance_types",
     "amis",
     "placements",
+    "subnets",
+    "iam_instance_profiles",
+    "max_root_volume_size",
+    "metadata_tokens",
+    "spot",
     "see",
     "act_on",
     "max_expires_in",
@@ -534,6 +640,18 @@ PATTERNED_SETTINGS: tuple[PatternedSetting, ...] = (
         "empty exempts the caller's launches. In the .ini only.",
     ),
 )
+
+
+DEFAULTS_PREFIX = f"{PREFIX}defaults."
+
+
+def launch_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The deployment's launch defaults, by parameter name: every ``launchprov.defaults.*``."""
+    return {
+        key[len(DEFAULTS_PREFIX) :]: value
+        for key, value in settings.items()
+        if key.startswith(DEFAULTS_PREFIX)
+    }
 
 
 def _bad_value(setting: Setting, source: str, value: str, exc: ValueError) -> str:

@@ -46,21 +46,28 @@ def observe_factory(handler, registry):
             route = request.matched_route.name if request.matched_route else "unmatched"
             metrics.http_requests.labels(route, request.method, str(response.status_int)).inc()
             metrics.http_duration.labels(route, request.method).observe(elapsed)
-            access_log.info(
-                "%s %s %s %.1fms caller=%s request_id=%s",
+            extra = {
+                "method": request.method,
+                "route": route,
+                "status": response.status_int,
+                "duration_ms": round(elapsed * 1000, 1),
+            }
+            line = "%s %s %s %.1fms caller=%s request_id=%s"
+            values = [
                 request.method,
                 route,
                 response.status_int,
                 elapsed * 1000,
                 caller_var.get(),
                 request.request_id,
-                extra={
-                    "method": request.method,
-                    "route": route,
-                    "status": response.status_int,
-                    "duration_ms": round(elapsed * 1000, 1),
-                },
-            )
+            ]
+            # Which fallback alternative launched (only for launches that have a fallback).
+            alternative = getattr(request, "launch_alternative", None)
+            if alternative is not None:
+                line += " alternative=%d"
+                values.append(alternative)
+                extra["alternative"] = alternative
+            access_log.info(line, *values, extra=extra)
             return response
         finally:
             caller_var.reset(caller_token)

@@ -92,8 +92,9 @@ def assert_error_body(response, status: int) -> dict:
     for item in body["details"]:
         assert set(item) == {"location", "name", "description"}
     if status == 408:
-        assert set(body["provider"]) == {"name", "code", "message", "retryable"}
+        assert set(body["provider"]) == {"name", "code", "message", "retryable", "outcome"}
         assert body["provider"]["code"] and body["provider"]["message"]
+        assert body["provider"]["outcome"] in ("none", "unknown")
     assert "Traceback" not in response.text
     assert body["request_id"] == response.headers["X-Request-ID"]
     return body
@@ -121,6 +122,9 @@ class StubProvider:
         return None
 
     def launch(self, request):
+        raise NotImplementedError
+
+    def preflight(self, request):
         raise NotImplementedError
 
     def describe(self, instance_id, region):

@@ -940,6 +940,14 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "tags": ({"role": "web"}, {}),
     "client_token": ("retry-7f3a", None),
     "system_tags": ({"launchprov:caller": "billing"}, {}),
+    "subnet_id": ("subnet-0123456789abcdef0", None),
+    "iam_instance_profile": ("web-role", None),
+    "root_volume_size": (30, None),
+    "root_volume_type": ("gp3", None),
+    "metadata_tokens": ("required", "optional"),
+    "spot": (True, False),
+    # Not a RunInstances argument: each alternative is a RunInstances of its own.
+    "fallback": ((), ()),
 }
 
 

@@ -6,6 +6,7 @@ lock and every waitress thread shares them; a client costs hundreds of milliseco
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC
 from typing import Any
@@ -22,23 +23,35 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotocoreConnectionError,
+)
 from botocore.parsers import ResponseParserError
 from zope.interface import implementer
 
 from launchprov.placement import region_of
-from launchprov.providers import paging
+from launchprov.providers import deadline, paging
+from launchprov.providers.batching import OFF, Batcher, BatchSettings
+from launchprov.providers.deadline import DeadlinePassed
 from launchprov.providers.ec2_common import (
+    FILTER_VALUES_MAX,
     IMAGE_ID,
     INSTANCE_ID,
+    ONE_INSTANCE_CODES,
     classified,
     is_retryable,
     launch_tags,
     page_size,
+    root_volume,
     split_security_groups,
     state_of,
 )
 from launchprov.providers.ec2_common import describe_filters as ec2_filters
 from launchprov.providers.interface import (
+    CAPACITY_CODES,
+    OUTCOME_NONE,
+    OUTCOME_UNKNOWN,
+    Check,
     Instance,
     InstanceNotFound,
     InstancePage,
@@ -52,10 +65,37 @@ from launchprov.settings import ConfigurationError
 
 NAME = "ec2"
 
+#: How many images' root device names are kept (an image's never changes).
+ROOT_DEVICE_CACHE_SIZE = 1024
 
-def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
-    """The RunInstances arguments for a launch request: every seed parameter, mapped."""
-    placement = {"AvailabilityZone": request.placement}
+
+def final_capacity_error(response=None, operation=None, **kwargs):
+    """botocore ``needs-retry`` hook of RunInstances: a capacity error is final.
+
+    EC2 answers InsufficientInstanceCapacity with HTTP 500, which botocore's retry modes count
+    as transient: they would send the same RunInstances again (and again), when what can help
+    is another instance type or zone, the caller's fallback. Raising here ends the call with
+    the error as EC2 gave it; returning None leaves the decision to botocore's own handler.
+    """
+    if response is None:
+        return None
+    parsed = response[1]
+    if parsed.get("Error", {}).get("Code") in CAPACITY_CODES:
+        raise ClientError(parsed, operation.name)
+    return None
+
+
+def run_instances_params(
+    request: LaunchRequest, root_device: str | None = None, root_size: int | None = None
+) -> dict[str, Any]:
+    """The RunInstances arguments for a launch request: every parameter, mapped.
+
+    ``root_device`` is the image's root device name and ``root_size`` its size, needed (and
+    looked up by the caller) only when the request sizes or types the root volume.
+    """
+    placement = {}
+    if request.zone is not None:  # else the subnet decides the zone
+        placement["AvailabilityZone"] = request.zone
     if request.placement_group:
         placement["GroupName"] = request.placement_group
     params: dict[str, Any] = {
@@ -64,10 +104,22 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
         "MinCount": request.min_count,
         "MaxCount": request.max_count,
         "KeyName": request.key_name,
-        "Placement": placement,
         "InstanceInitiatedShutdownBehavior": request.instance_initiated_shutdown_behavior,
         "EbsOptimized": request.ebs_optimized,
+        "MetadataOptions": {"HttpTokens": request.metadata_tokens},
     }
+    if placement:
+        params["Placement"] = placement
+    if request.subnet_id is not None:
+        params["SubnetId"] = request.subnet_id
+    if request.iam_instance_profile is not None:
+        key = "Arn" if request.iam_instance_profile.startswith("arn:") else "Name"
+        params["IamInstanceProfile"] = {key: request.iam_instance_profile}
+    volume = root_volume(request, root_size)
+    if volume:
+        params["BlockDeviceMappings"] = [{"DeviceName": root_device, "Ebs": volume}]
+    if request.spot:
+        params["InstanceMarketOptions"] = {"MarketType": "spot"}
     names, ids = split_security_groups(request.security_groups)
     if names:
         params["SecurityGroups"] = names
@@ -84,9 +136,41 @@ def run_instances_params(request: LaunchRequest) -> dict[str, Any]:
     return params
 
 
+def root_of(image: dict[str, Any]) -> tuple[str, int | None]:
+    """(root device name, its size in GiB or None) of a DescribeImages item."""
+    device = image["RootDeviceName"]
+    sizes = [
+        mapping.get("Ebs", {}).get("VolumeSize")
+        for mapping in image.get("BlockDeviceMappings", [])
+        if mapping.get("DeviceName") == device
+    ]
+    return device, next((size for size in sizes if size), None)
+
+
 def describe_filters(query: InstanceQuery) -> list[dict[str, Any]]:
     """DescribeInstances filters for a query, in boto3's shape."""
     return [{"Name": name, "Values": values} for name, values in ec2_filters(query).items()]
+
+
+def batchable(query: InstanceQuery) -> bool:
+    """Whether a listing may join a batch: a first page, by one value of its ``batch_by`` tag."""
+    return (
+        query.batch_by is not None
+        and len(query.tags.get(query.batch_by, ())) == 1
+        and query.page_token is None
+        and not query.ids
+    )
+
+
+def lookup_key(query: InstanceQuery) -> tuple:
+    """What batched listings share: the query but for the value of its ``batch_by`` tag (and
+    its limit, which each request checks on its own answer)."""
+    fields = {field.name: getattr(query, field.name) for field in dataclasses.fields(query)}
+    fields["tags"] = tuple(
+        sorted((key, values) for key, values in query.tags.items() if key != query.batch_by)
+    )
+    del fields["limit"], fields["page_token"]
+    return tuple(sorted(fields.items()))
 
 
 def to_instance(raw: dict[str, Any]) -> Instance:
@@ -106,7 +190,42 @@ def to_instance(raw: dict[str, Any]) -> Instance:
         public_dns=raw.get("PublicDnsName") or None,
         launch_time=launch_time.astimezone(UTC) if launch_time else None,
         tags={tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])},
+        subnet_id=raw.get("SubnetId") or None,
+        iam_instance_profile=raw.get("IamInstanceProfile", {}).get("Arn") or None,
+        spot=raw.get("InstanceLifecycle") == "spot",
+        metadata_tokens=raw.get("MetadataOptions", {}).get("HttpTokens") or None,
     )
+
+
+#: Failures known to have launched nothing: an error reply (EC2 refused), no connection made
+#: (refused, unreachable, connect time-out, TLS), no credentials. Any other failure of a
+#: RunInstances -- no reply in time, a connection dropped after sending, a reply that could
+#: not be read, no new attempt after the deadline (an earlier one may have reached EC2) --
+#: may have launched instances.
+_NOTHING_LAUNCHED = (
+    ClientError,
+    BotocoreConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+)
+
+
+def launch_outcome(exc: Exception) -> str:
+    """Whether a failed RunInstances may have launched instances (ProviderError.outcome)."""
+    if isinstance(exc, _NOTHING_LAUNCHED):
+        return OUTCOME_NONE
+    return OUTCOME_UNKNOWN
+
+
+def stop_after_deadline(**kwargs) -> None:
+    """botocore's before-send hook: no new attempt once the request's deadline has passed.
+
+    botocore's retries would otherwise hold the provider slot for every attempt of a call
+    whose answer nobody waits for any more (see launchprov.bulkhead).
+    """
+    if deadline.passed():
+        raise DeadlinePassed("the request's deadline has passed: no further attempt")
 
 
 def provider_error(exc: Exception) -> ProviderError:
@@ -129,6 +248,8 @@ def provider_error(exc: Exception) -> ProviderError:
         return ProviderError(NAME, ProviderError.MALFORMED_RESPONSE, message, retryable=False)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
         return ProviderError(NAME, ProviderError.AUTH_FAILURE, str(exc), retryable=False)
+    if isinstance(exc, DeadlinePassed):
+        return ProviderError(NAME, ProviderError.TIMEOUT, str(exc), retryable=True)
     return ProviderError(NAME, ProviderError.UNEXPECTED, f"{type(exc).__name__}: {exc}")
 
 
@@ -147,6 +268,7 @@ class EC2Provider:
         endpoint_url: str | None = None,
         session=None,
         default_region: str = "us-east-1",
+        batching: BatchSettings = OFF,
     ):
         self._config = config
         self._endpoint_url = endpoint_url
@@ -155,6 +277,12 @@ class EC2Provider:
         self._lock = threading.Lock()
         self._default_region = default_region
         self._ping_clients: dict[float, Any] = {}
+        # Concurrent describes and terminations of one region: one call for the union of ids.
+        self._describe_batcher = Batcher("describe", self._describe_many, batching)
+        self._terminate_batcher = Batcher("terminate", self._terminate_many, batching)
+        self._lookup_batcher = Batcher("list_instances", self._find_many, batching)
+        self.batchers = (self._describe_batcher, self._terminate_batcher, self._lookup_batcher)
+        self._root_devices: dict[tuple[str, str], tuple[str, int | None]] = {}
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> EC2Provider:
@@ -184,6 +312,7 @@ class EC2Provider:
             config,
             endpoint_url=settings["launchprov.ec2.endpoint_url"],
             default_region=default_region,
+            batching=BatchSettings.from_settings(settings),
         )
         provider.client(default_region)  # built now, so that no request pays for it
         return provider
@@ -201,11 +330,17 @@ class EC2Provider:
                         endpoint_url=self._endpoint_url,
                         config=self._config,
                     )
+                    client.meta.events.register("before-send.ec2", stop_after_deadline)
+                    # More specific than botocore's own needs-retry.ec2: asked first.
+                    client.meta.events.register(
+                        "needs-retry.ec2.RunInstances", final_capacity_error
+                    )
                     self._clients[region] = client
         return client
 
     def _call(self, region: str, operation: str, instance_id: str | None = None, **params):
-        """Call EC2; turn its failures into launchprov's exceptions."""
+        """Call EC2; turn its failures into launchprov's exceptions (a failed RunInstances
+        says whether it may have launched: ``outcome``)."""
         try:
             return getattr(self.client(region), operation)(**params)
         except ClientError as exc:
@@ -213,9 +348,16 @@ class EC2Provider:
             message = exc.response.get("Error", {}).get("Message", "")
             action = operation.removesuffix("_instances") if instance_id is not None else None
             meaning = classified(NAME, code, message, instance_id, action)
-            raise (meaning or provider_error(exc)) from exc
+            raise (meaning or self._error(operation, exc)) from exc
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise self._error(operation, exc) from exc
+
+    @staticmethod
+    def _error(operation: str, exc: Exception) -> ProviderError:
+        error = provider_error(exc)
+        if operation == "run_instances":
+            error.outcome = launch_outcome(exc)
+        return error
 
     def ping(self, timeout: float) -> None:
         # A client of its own: one attempt, short time-outs, whatever the launch settings say.
@@ -240,17 +382,199 @@ class EC2Provider:
             raise provider_error(exc) from exc
 
     def launch(self, request: LaunchRequest) -> list[str]:
-        reply = self._call(request.region, "run_instances", **run_instances_params(request))
+        root = self.root_device(request.region, request.ami) if root_volume(request) else None
+        params = run_instances_params(request, *(root or (None, None)))
+        reply = self._call(request.region, "run_instances", **params)
         return [instance["InstanceId"] for instance in reply["Instances"]]
 
+    def root_device(self, region: str, ami: str) -> tuple[str, int | None]:
+        """The root device of an image: its name (``/dev/xvda``) and size in GiB (None when
+        the image does not say), asked once per image."""
+        key = (region, ami)
+        root = self._root_devices.get(key)
+        if root is None:
+            root = root_of(self._image(region, ami))
+            with self._lock:
+                if len(self._root_devices) >= ROOT_DEVICE_CACHE_SIZE:
+                    self._root_devices.clear()
+                self._root_devices[key] = root
+        return root
+
+    def _image(self, region: str, ami: str) -> dict[str, Any]:
+        images = self._call(region, "describe_images", ImageIds=[ami])["Images"]
+        if not images:  # EC2 answers an error instead; an EC2-compatible endpoint may not
+            raise ProviderError(
+                NAME, "InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist"
+            )
+        return images[0]
+
+    def preflight(self, request: LaunchRequest) -> list[Check]:
+        """RunInstances with DryRun, and the checks a dry run does not make or name."""
+        region = request.region
+        checks: list[Check] = []
+
+        def ask(name: str, operation: str, **params) -> dict[str, Any] | None:
+            try:
+                return self._call(region, operation, **params)
+            except ProviderError as exc:
+                if exc.code in ProviderError.TRANSPORT_CODES:
+                    raise
+                checks.append(Check(name, False, exc.code, exc.message))
+                return None
+
+        root = ("/dev/xvda", None)  # for the dry run when the image is unknown (it fails anyway)
+        images = ask("image", "describe_images", ImageIds=[request.ami])
+        if images is not None:
+            if images["Images"]:
+                checks.append(Check("image", True))
+                root = root_of(images["Images"][0])
+            else:
+                checks.append(Check("image", False, "InvalidAMIID.NotFound", request.ami))
+        if ask("key_pair", "describe_key_pairs", KeyNames=[request.key_name]) is not None:
+            checks.append(Check("key_pair", True))
+        checks += self._security_group_checks(region, request.security_groups)
+        zone = request.zone
+        if request.subnet_id is not None:
+            subnets = ask("subnet", "describe_subnets", SubnetIds=[request.subnet_id])
+            if subnets is not None and subnets["Subnets"]:
+                checks.append(Check("subnet", True))
+                zone = zone or subnets["Subnets"][0]["AvailabilityZone"]
+            elif subnets is not None:
+                checks.append(Check("subnet", False, "InvalidSubnetID.NotFound", request.subnet_id))
+        if zone is not None:
+            offerings = ask(
+                "instance_type_offered",
+                "describe_instance_type_offerings",
+                LocationType="availability-zone",
+                Filters=[
+                    {"Name": "instance-type", "Values": [request.instance_type]},
+                    {"Name": "location", "Values": [zone]},
+                ],
+            )
+            if offerings is not None and offerings["InstanceTypeOfferings"]:
+                checks.append(Check("instance_type_offered", True))
+            elif offerings is not None:
+                message = f"{request.instance_type} is not offered in {zone}"
+                checks.append(Check("instance_type_offered", False, "Unsupported", message))
+        params = run_instances_params(request, *root)
+        params.pop("ClientToken", None)  # a dry run is not the launch the token names
+        try:
+            self._call(region, "run_instances", DryRun=True, **params)
+            # An endpoint that ignores DryRun has just launched: say so, loudly.
+            checks.append(Check("dry_run", False, "DryRunIgnored", "the endpoint launched"))
+        except ProviderError as exc:
+            if exc.code in ProviderError.TRANSPORT_CODES:
+                raise
+            ok = exc.code == "DryRunOperation"
+            checks.append(
+                Check("dry_run", ok, None if ok else exc.code, None if ok else exc.message)
+            )
+        return checks
+
+    def _security_group_checks(self, region: str, groups) -> list[Check]:
+        """One check per security group, from one DescribeSecurityGroups per kind (names,
+        ids) filtered by value: missing groups are absent from the answer, not an error."""
+        checks = []
+        names, ids = split_security_groups(groups)
+        for kind, values, key in (("group-name", names, "GroupName"), ("group-id", ids, "GroupId")):
+            if not values:
+                continue
+            try:
+                reply = self._call(
+                    region, "describe_security_groups", Filters=[{"Name": kind, "Values": values}]
+                )
+            except ProviderError as exc:
+                if exc.code in ProviderError.TRANSPORT_CODES:
+                    raise
+                checks.append(Check("security_groups", False, exc.code, exc.message))
+                continue
+            found = {group[key] for group in reply["SecurityGroups"]}
+            for value in values:
+                if value in found:
+                    checks.append(Check(f"security_group:{value}", True))
+                else:
+                    message = f"The security group '{value}' does not exist"
+                    checks.append(
+                        Check(f"security_group:{value}", False, "InvalidGroup.NotFound", message)
+                    )
+        return checks
+
     def describe(self, instance_id: str, region: str) -> Instance:
+        if self._describe_batcher.enabled:
+            instance = self._describe_batcher.submit(region, instance_id)
+            if instance is not None:
+                return instance
+        # Alone: batching is off, or the batch did not return the id (an instance just launched
+        # may not be visible to every query yet): asked once more, alone, before it is a 404.
         reply = self._call(region, "describe_instances", instance_id, InstanceIds=[instance_id])
         for reservation in reply["Reservations"]:
             for raw in reservation["Instances"]:
                 return to_instance(raw)
         raise InstanceNotFound(NAME, instance_id)
 
+    def _describe_many(self, region: str, ids: list[str]) -> dict[str, Instance]:
+        """One DescribeInstances for a batch, by an instance-id filter: unlike InstanceIds, a
+        filter does not fail the whole call for an id that does not exist."""
+        instances: dict[str, Instance] = {}
+        for start in range(0, len(ids), FILTER_VALUES_MAX):
+            params: dict[str, Any] = {
+                "Filters": [
+                    {"Name": "instance-id", "Values": ids[start : start + FILTER_VALUES_MAX]}
+                ]
+            }
+            while True:
+                reply = self._call(region, "describe_instances", **params)
+                for reservation in reply["Reservations"]:
+                    for raw in reservation["Instances"]:
+                        instances[raw["InstanceId"]] = to_instance(raw)
+                if not reply.get("NextToken"):
+                    break
+                params["NextToken"] = reply["NextToken"]
+        return instances
+
+    def _terminate_many(self, region: str, ids: list[str]) -> dict[str, bool]:
+        """One TerminateInstances for a batch. EC2 refuses the whole call when one id is unknown
+        or in a state that forbids it: then no id is answered, and each request asks alone, to
+        get its own answer."""
+        try:
+            reply = self.client(region).terminate_instances(InstanceIds=ids)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ONE_INSTANCE_CODES:
+                return {}
+            raise provider_error(exc) from exc
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+        return {item["InstanceId"]: True for item in reply.get("TerminatingInstances", [])}
+
     def list_instances(self, query: InstanceQuery) -> InstancePage:
+        if self._lookup_batcher.enabled and batchable(query):
+            value = query.tags[query.batch_by][0]
+            found = self._lookup_batcher.submit(lookup_key(query), value)
+            if len(found) <= query.limit:
+                return InstancePage(found, None)
+        return self._list_alone(query)
+
+    def _find_many(self, key: tuple, values: list[str]) -> dict[str, list[Instance]]:
+        """One listing for the values of ``batch_by`` asked by a batch of queries (the rest of
+        the query, ``key``, is theirs, shared): every instance, grouped by that tag's value."""
+        fields = dict(key)
+        batch_by = fields["batch_by"]
+        fields["tags"] = {**dict(fields["tags"]), batch_by: tuple(values)}
+        query = InstanceQuery(**fields)
+        found: dict[str, list[Instance]] = {value: [] for value in values}
+        params: dict[str, Any] = {"Filters": describe_filters(query), "MaxResults": 1000}
+        while True:
+            reply = self._call(query.region, "describe_instances", **params)
+            for reservation in reply["Reservations"]:
+                for raw in reservation["Instances"]:
+                    instance = to_instance(raw)
+                    found.setdefault(instance.tags.get(batch_by, ""), []).append(instance)
+            if not reply.get("NextToken"):
+                return found
+            params["NextToken"] = reply["NextToken"]
+
+    def _list_alone(self, query: InstanceQuery) -> InstancePage:
         query_filters = describe_filters(query)
 
         def fetch(token: str | None, size: int):
@@ -277,7 +601,11 @@ class EC2Provider:
         instance = self.describe(instance_id, region)
         if instance.state == "terminated":
             return instance
-        self._call(region, "terminate_instances", instance_id, InstanceIds=[instance_id])
+        batched = self._terminate_batcher.enabled and self._terminate_batcher.submit(
+            region, instance_id
+        )
+        if not batched:
+            self._call(region, "terminate_instances", instance_id, InstanceIds=[instance_id])
         return self.describe(instance_id, region)
 
     def stop(self, instance_id: str, region: str) -> Instance:

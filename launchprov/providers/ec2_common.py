@@ -63,6 +63,11 @@ IDEMPOTENCY_CONFLICT_CODES = frozenset({"IdempotentParameterMismatch"})
 
 #: EC2 error codes meaning "the instance's state forbids this".
 INVALID_STATE_CODES = frozenset({"IncorrectInstanceState", "IncorrectState"})
+#: Values in one DescribeInstances filter: a batch of more ids is described in several calls.
+FILTER_VALUES_MAX = 200
+#: Errors about one of the instances of a call, for which EC2 refuses the whole call: a batched
+#: call that gets one is sent again per instance, so each request gets its own answer.
+ONE_INSTANCE_CODES = NOT_FOUND_CODES | INVALID_STATE_CODES | {"OperationNotPermitted"}
 
 
 def state_of(ec2_state: str | None) -> str:
@@ -116,6 +121,23 @@ def describe_filters(query: InstanceQuery) -> dict[str, list[str]]:
         for key in keys[1:]:
             filters[f"tag:{key}"] = ["*"]
     return filters
+
+
+def root_volume(request: LaunchRequest, image_size: int | None = None) -> dict:
+    """The ``Ebs`` of the root device's mapping: empty when the request leaves it alone.
+
+    A type without a size keeps the image's size (``image_size``): EC2 would take it from the
+    image's snapshot, but EC2-compatible endpoints (moto) want one or the other.
+    """
+    volume: dict = {}
+    size = request.root_volume_size
+    if size is None and request.root_volume_type is not None:
+        size = image_size
+    if size is not None:
+        volume["VolumeSize"] = size
+    if request.root_volume_type is not None:
+        volume["VolumeType"] = request.root_volume_type
+    return volume
 
 
 def launch_tags(request: LaunchRequest) -> dict[str, str]:

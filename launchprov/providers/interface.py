@@ -15,6 +15,15 @@ from launchprov.placement import region_of
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Alternative:
+    """One entry of a launch's ``fallback``: the fields it replaces (None: the request's own)."""
+
+    instance_type: str | None = None
+    placement: str | None = None
+    subnet_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LaunchRequest:
     """A validated request to launch instances.
 
@@ -40,6 +49,19 @@ class LaunchRequest:
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
     #: The caller's idempotency token: a retry with the same token launches nothing new.
     client_token: str | None = None
+    #: A VPC subnet (``subnet-`` + hex). With it, the zone is the subnet's: ``placement`` is
+    #: sent only when the caller gave it.
+    subnet_id: str | None = None
+    #: An IAM instance profile: its name, or its ARN.
+    iam_instance_profile: str | None = None
+    #: The root volume's size (GiB) and type, on the image's root device.
+    root_volume_size: int | None = None
+    root_volume_type: str | None = None
+    #: The instance metadata service: ``required`` (IMDSv2, session tokens) or ``optional``.
+    metadata_tokens: str = "required"
+    spot: bool = False
+    #: Alternatives tried in order when the launch fails for want of capacity.
+    fallback: tuple[Alternative, ...] = ()
     #: Seconds until the instances expire (a lease: tag launchprov:expires-at), or None.
     expires_in: int | None = None
     #: launchprov's own tags (``launchprov:*``: caller, request id, client token). An adapter
@@ -59,6 +81,36 @@ class LaunchRequest:
             return region_of(self.placement)
         except ValueError:
             return self.placement
+
+    @property
+    def zone(self) -> str | None:
+        """The availability zone the launch names, or None when its subnet decides."""
+        if self.subnet_id is not None and "placement" not in self.explicit:
+            return None
+        return self.placement
+
+    @property
+    def offering(self) -> tuple[str, str]:
+        """(instance type, where): where is the zone, or the subnet when the subnet decides
+        the zone. What a capacity error is remembered for."""
+        return self.instance_type, self.zone or self.subnet_id
+
+
+#: The LaunchRequest fields beyond the seed's eleven parameters (and tags, client_token).
+BEYOND_SEED = (
+    "subnet_id",
+    "iam_instance_profile",
+    "root_volume_size",
+    "root_volume_type",
+    "metadata_tokens",
+    "spot",
+    "fallback",
+)
+
+#: EC2's volume types, for ``root_volume_type``.
+VOLUME_TYPES = ("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard")
+#: ``metadata_tokens``: IMDSv2 only, or IMDSv1 allowed too.
+METADATA_TOKENS = ("required", "optional")
 
 
 #: The one vocabulary of instance states, on every provider. Adapters map their own states into
@@ -98,6 +150,11 @@ class Instance:
     #: Timezone-aware, UTC.
     launch_time: datetime | None = None
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    subnet_id: str | None = None
+    #: As the provider reports it (EC2: the profile's ARN).
+    iam_instance_profile: str | None = None
+    spot: bool | None = None
+    metadata_tokens: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,6 +174,10 @@ class InstanceQuery:
     limit: int = 100
     #: The ``next`` token of the previous page, as the adapter made it; None for the first.
     page_token: str | None = None
+    #: A key of ``tags`` with one value: concurrent first-page queries that differ only in that
+    #: value may be answered by one provider call for all their values (an adapter that
+    #: batches; the client-token lookups of concurrent launches).
+    batch_by: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,6 +185,15 @@ class InstancePage:
     instances: list[Instance]
     #: An opaque token for the following page, or None when this page is the last.
     next_token: str | None
+
+
+#: ``ProviderError.outcome`` says whether the failed call may have launched instances.
+#: ``none``: it cannot have (it was no launch, the provider refused it, or it never reached the
+#: provider).
+OUTCOME_NONE = "none"
+#: ``unknown``: a launch that may have started instances: a time-out or a connection dropped
+#: after the request was sent, a reply that could not be read, the request deadline.
+OUTCOME_UNKNOWN = "unknown"
 
 
 class ProviderError(Exception):
@@ -144,13 +214,51 @@ class ProviderError(Exception):
     AUTH_FAILURE = "AuthFailure"
     #: The SDK failed in a way it does not classify (a bug in it, or a reply it choked on).
     UNEXPECTED = "UnexpectedProviderError"
+    #: The codes above: the provider could not be asked, or its answer not read.
+    TRANSPORT_CODES = frozenset(
+        {UNREACHABLE, TIMEOUT, MALFORMED_RESPONSE, AUTH_FAILURE, UNEXPECTED}
+    )
 
-    def __init__(self, provider: str, code: str, message: str, *, retryable: bool = False):
+    def __init__(
+        self,
+        provider: str,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        outcome: str = OUTCOME_NONE,
+    ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.outcome = outcome
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Check:
+    """One check of a pre-flight: what was checked, whether it passed, and if not, the
+    provider's error code and message."""
+
+    name: str
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+
+
+#: Error codes that mean "this offering (instance type, zone) is out of capacity": EC2's, and
+#: the one launchprov's libcloud adapter gives. A launch with a fallback tries its next
+#: alternative on these, and on nothing else.
+CAPACITY_CODES = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientHostCapacity",
+        "InsufficientReservedInstanceCapacity",
+        "Unsupported",  # EC2: the instance type is not offered in that zone
+        "InsufficientCapacity",
+    }
+)
 
 
 class UnsupportedParameters(Exception):
@@ -245,6 +353,14 @@ class IProvider(Interface):
         :class:`UnsupportedParameters` before any call when the request explicitly sets a
         parameter the backend cannot honour, and :class:`ProviderError` on any failure of the
         backend.
+        """
+
+    def preflight(request):
+        """Whether ``request`` would launch, launching nothing: a list of :class:`Check`.
+
+        Raises :class:`UnsupportedParameters` as ``launch`` does, and :class:`ProviderError`
+        when the provider cannot be asked (unreachable, timed out, unreadable reply); an error
+        the provider answers is a failed check, not an exception.
         """
 
     def ping(timeout):

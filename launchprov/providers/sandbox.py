@@ -24,6 +24,13 @@ VALIDATION_FLAGS = {
     "MOTO_ENABLE_KEYPAIR_VALIDATION": "true",
 }
 
+#: The IAM instance profile the sandbox holds.
+SANDBOX_INSTANCE_PROFILE = "sandbox"
+
+#: An instance type the sandbox never has capacity for (moto never runs out of any): a launch
+#: of it answers EC2's InsufficientInstanceCapacity, so the capacity fallback can be tried.
+SANDBOX_OUT_OF_CAPACITY = "p4d.24xlarge"
+
 _mock = None
 
 
@@ -31,7 +38,7 @@ def sandbox_backend(key_name: str, security_groups: Iterable[str]) -> type:
     """moto's EC2 backend class, made to hold ``key_name`` and the named ``security_groups``
     from its creation, and to refuse unknown security groups as EC2 does."""
     import moto.ec2.urls
-    from moto.ec2.exceptions import InvalidSecurityGroupNotFoundError
+    from moto.ec2.exceptions import EC2ClientError, InvalidSecurityGroupNotFoundError
     from moto.ec2.models import EC2Backend
 
     # Only names can be seeded: a group's id is chosen by EC2 (here, by moto).
@@ -55,6 +62,13 @@ def sandbox_backend(key_name: str, security_groups: Iterable[str]) -> type:
             for name in security_group_names:
                 if self.get_security_group_by_name_or_id(name) is None:
                     raise InvalidSecurityGroupNotFoundError(name)
+            if kwargs.get("instance_type") == SANDBOX_OUT_OF_CAPACITY:
+                zone = kwargs.get("placement") or "the subnet's zone"
+                raise EC2ClientError(
+                    "InsufficientInstanceCapacity",
+                    f"We currently do not have sufficient {SANDBOX_OUT_OF_CAPACITY} capacity "
+                    f"in the Availability Zone you requested ({zone}).",
+                )
             return super().run_instances(image_id, count, user_data, security_group_names, **kwargs)
 
     return SandboxEC2Backend
@@ -90,6 +104,10 @@ def start_sandbox(region: str, key_name: str, security_groups) -> None:
     ec2_backends.clear()
     # The default region is built now, so that the first launch does not pay for it.
     boto3.client("ec2", region_name=region).describe_key_pairs(KeyNames=[key_name])
+    # moto's accounts have a default VPC with a subnet in every zone; add the role a launch
+    # can name (iam_instance_profile = sandbox). IAM is global: one for every region.
+    iam = boto3.client("iam", region_name=region)
+    iam.create_instance_profile(InstanceProfileName=SANDBOX_INSTANCE_PROFILE)
 
 
 def stop_sandbox() -> None:

@@ -29,18 +29,35 @@ def healthz(request):
 def readyz(request):
     """The provider answers one cheap call within launchprov.readiness_timeout.
 
-    An unreachable rate-limit storage is reported but keeps the process ready: the limits fail
-    open, and a load balancer must not take every process out because Redis is down.
+    The state of the provider slots is reported either way (readiness takes no slot, and waits
+    for none). An unreachable rate-limit storage is reported but keeps the process ready: the
+    limits fail open, and a load balancer must not take every process out because Redis is down.
     """
     timeout = request.registry.launchprov_settings["launchprov.readiness_timeout"]
+    slots = request.provider.bulkhead.state()
     try:
         request.provider.ping(timeout)
     except ProviderError as exc:
         message = f"the {exc.provider} provider cannot be reached: {exc.code}: {exc.message}"
-        details = [detail("provider", exc.provider, exc.code)]
+        details = [
+            detail("provider", exc.provider, exc.code),
+            detail("provider", "slots", describe_slots(slots)),
+        ]
         return error_response(request, 503, message, details)
     ratelimit = request.registry.launchprov_ratelimits.readiness()
-    return {"status": "ready", "provider": request.provider.name, "ratelimit": ratelimit}
+    return {
+        "status": "ready",
+        "provider": request.provider.name,
+        "slots": slots.as_json(),
+        "ratelimit": ratelimit,
+    }
+
+
+def describe_slots(slots) -> str:
+    text = f"{slots.in_use} of {slots.limit} provider slots in use, {slots.waiting} waiting"
+    if slots.saturated_for:
+        text += f", all taken for {slots.saturated_for:.1f} s"
+    return text
 
 
 def metrics(request):

@@ -32,6 +32,10 @@ def instance_json(instance: Instance) -> dict[str, Any]:
         "launch_time": launch_time.isoformat().replace("+00:00", "Z") if launch_time else None,
         "expires_at": leases.expires_at_text(instance),
         "tags": dict(instance.tags),
+        "subnet_id": instance.subnet_id,
+        "iam_instance_profile": instance.iam_instance_profile,
+        "spot": instance.spot,
+        "metadata_tokens": instance.metadata_tokens,
     }
 
 

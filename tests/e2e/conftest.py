@@ -125,14 +125,16 @@ format = %(levelname)s [%(name)s][%(request_id)s][%(caller)s] %(message)s
 class Service:
     """A launchprov process under waitress, started by pserve from a generated .ini."""
 
-    def __init__(self, settings: dict[str, str], env: dict[str, str] | None = None):
+    def __init__(
+        self, settings: dict[str, str], env: dict[str, str] | None = None, threads: int = 4
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         lines = ["[app:main]", "use = egg:launchprov"]
         settings = {"launchprov.auth.enabled": "false", **settings}
         lines += [f"{key} = {value}" for key, value in settings.items()]
         lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}"]
-        lines += ["threads = 4", "", LOGGING]
+        lines += [f"threads = {threads}", "", LOGGING]
         self._dir = tempfile.TemporaryDirectory()
         self.ini = Path(self._dir.name, "service.ini")
         self.ini.write_text("\n".join(lines) + "\n")
@@ -187,8 +189,10 @@ class Service:
 
 
 @contextlib.contextmanager
-def running(settings: dict[str, str], env: dict[str, str] | None = None) -> Iterator[Service]:
-    service = Service(settings, env)
+def running(
+    settings: dict[str, str], env: dict[str, str] | None = None, threads: int = 4
+) -> Iterator[Service]:
+    service = Service(settings, env, threads)
     try:
         yield service
     finally:

@@ -147,6 +147,7 @@ def test_a_refused_connection_is_a_408(adapter, refusing_endpoint):
     check_error(status, body, 408)
     assert body["provider"]["code"] == "EndpointUnreachable"
     assert body["provider"]["retryable"] is True
+    assert body["provider"]["outcome"] == "none"
 
 
 SHORT_TIMEOUTS = {
@@ -169,4 +170,6 @@ def test_a_hanging_endpoint_is_a_408_and_frees_the_worker(adapter, hanging_endpo
             status, _, body = service.launch({"ami": GOOD_AMI, "instance_type": "t2.micro"})
             check_error(status, body, 408)
             assert body["provider"]["code"] == "Timeout"
-            assert body["provider"]["retryable"] is True
+            # It may have launched, and without a client token a retry may launch again.
+            assert body["provider"]["outcome"] == "unknown"
+            assert body["provider"]["retryable"] is False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
+import types
 from datetime import UTC, datetime
 
 import pytest
@@ -20,10 +20,11 @@ from tests.support import GOOD_AMI, StubProvider, assert_error_body, make_app
 
 
 class RecordingProvider(StubProvider):
-    """Answers every call at once, and counts the calls of each thread."""
+    """Answers every call at once, and records them (one request at a time: provider calls run
+    in a thread of the bulkhead, not of the request)."""
 
     name = "recording"
-    calls = threading.local()
+    calls = types.SimpleNamespace(made=[])
 
     def _record(self, operation):
         RecordingProvider.calls.made = [*getattr(RecordingProvider.calls, "made", []), operation]

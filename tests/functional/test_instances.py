@@ -23,6 +23,10 @@ INSTANCE_KEYS = {
     "private_dns",
     "public_dns",
     "launch_time",
+    "subnet_id",
+    "iam_instance_profile",
+    "spot",
+    "metadata_tokens",
     "expires_at",
     "tags",
 }

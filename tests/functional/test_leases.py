@@ -37,7 +37,10 @@ class Cloud:
 
     @property
     def provider(self):
-        return self.app.app.registry.getUtility(IProvider).provider
+        provider = self.app.app.registry.getUtility(IProvider)
+        while hasattr(provider, "provider"):  # under the app's wrappers: bulkhead, metrics
+            provider = provider.provider
+        return provider
 
     def launch(self, status=200, headers=None, **body):
         return self.app.put(

@@ -152,6 +152,7 @@ def test_readiness_asks_the_provider(app):
     assert app.get("/readyz", status=200).json == {
         "status": "ready",
         "provider": "ec2",
+        "slots": {"limit": 2, "in_use": 0, "waiting": 0, "saturated_for": 0},
         "ratelimit": {"enabled": False},
     }
     found = samples(app)

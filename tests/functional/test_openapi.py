@@ -21,7 +21,7 @@ from launchprov.openapi import build_document
 from launchprov.providers.ec2 import EC2Provider
 from launchprov.routes import ROUTES
 from launchprov.schemas import Validators
-from launchprov.settings import load
+from launchprov.settings import launch_defaults, load
 from tests.support import GOOD_AMI, make_app
 
 # As production runs it: authentication on, one caller.
@@ -49,12 +49,13 @@ def _number(value):
 def filter_case(context, case):
     """Leave out what JSON Schema cannot say, and the document says in words instead:
     min_count above max_count and an Idempotency-Key that differs from client_token (rules
-    across two fields), a launch with both a body and a query string, or with neither a body
-    nor ami and instance_type in its query string (rules across two places), and ``next``
+    across two fields), a fallback placement outside the request's region, a launch with both
+    a body and a query string, or with neither a body nor ami and instance_type in its query
+    string (rules across two places), and ``next``
     tokens that this service did not make (an opaque token has no schema beyond "a string")."""
     has_body = case.body is not None and not isinstance(case.body, NotSet)
     query = case.query or {}
-    if case.operation.path == "/v1/launch":
+    if case.operation.path in ("/v1/launch", "/v1/launch/preflight"):  # the same parameters
         if has_body and query:
             return False  # parameters come from the body or the query string, never both
         if not has_body and not {"ami", "instance_type"} <= set(query):
@@ -67,6 +68,12 @@ def filter_case(context, case):
     counts = [_number(params.get(name, 1)) for name in ("min_count", "max_count")]  # 1: default
     if None not in counts and counts[0] > counts[1]:
         return False
+    if "fallback" in query:
+        return False  # in a query string, fallback is JSON text: the document says it in words
+    if isinstance(params.get("fallback"), list) and any(
+        isinstance(item, dict) and "placement" in item for item in params["fallback"]
+    ):
+        return False  # a fallback placement in another region than the request's
     return "next" not in (case.query or {})
 
 
@@ -75,10 +82,7 @@ def secured_document() -> dict:
     and without reading the environment: schemathesis makes its tests from it when the module
     is collected, and :func:`test_the_app_serves_the_document_tested` holds the app to it."""
     parsed = load(SECURED, environ={})
-    defaults = {
-        name: parsed[f"launchprov.defaults.{name}"]
-        for name in ("key_name", "security_groups", "placement")
-    }
+    defaults = launch_defaults(parsed)
     document = build_document(Validators(defaults, EC2Provider), EC2Provider.name, True)
     return json.loads(json.dumps(document))
 

@@ -64,7 +64,11 @@ class World:
 
     @property
     def provider(self):
-        return self.app.app.registry.getUtility(IProvider).provider
+        """The adapter itself, under the app's wrappers (the bulkhead, the metrics)."""
+        provider = self.app.app.registry.getUtility(IProvider)
+        while hasattr(provider, "provider"):
+            provider = provider.provider
+        return provider
 
     def foreign(self) -> str:
         """An instance launched without launchprov: no launchprov:caller tag."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -59,7 +60,72 @@ def test_every_parameter_is_mapped():
         "Placement": {"AvailabilityZone": "us-west-2b", "GroupName": "cluster-1"},
         "InstanceInitiatedShutdownBehavior": "stop",
         "EbsOptimized": True,
+        "MetadataOptions": {"HttpTokens": "required"},
     }
+
+
+VPC = dataclasses.replace(
+    FULL,
+    subnet_id="subnet-0123456789abcdef0",
+    iam_instance_profile="web-role",
+    root_volume_size=40,
+    root_volume_type="gp3",
+    metadata_tokens="optional",
+    spot=True,
+    explicit=frozenset({"subnet_id"}),
+)
+
+
+def test_every_vpc_parameter_is_mapped():
+    params = run_instances_params(VPC, root_device="/dev/sda1")
+    assert params["SubnetId"] == "subnet-0123456789abcdef0"
+    assert params["IamInstanceProfile"] == {"Name": "web-role"}
+    assert params["BlockDeviceMappings"] == [
+        {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 40, "VolumeType": "gp3"}}
+    ]
+    assert params["MetadataOptions"] == {"HttpTokens": "optional"}
+    assert params["InstanceMarketOptions"] == {"MarketType": "spot"}
+    # The zone is the subnet's: the placement the caller did not give is not sent.
+    assert params["Placement"] == {"GroupName": "cluster-1"}
+
+
+def test_an_explicit_placement_goes_with_the_subnet():
+    request = dataclasses.replace(VPC, explicit=frozenset({"subnet_id", "placement"}))
+    assert run_instances_params(request, "/dev/sda1")["Placement"]["AvailabilityZone"] == (
+        "us-west-2b"
+    )
+
+
+def test_an_instance_profile_arn_goes_as_an_arn_and_one_volume_field_alone():
+    arn = "arn:aws:iam::123456789012:instance-profile/web"
+    request = dataclasses.replace(
+        FULL, iam_instance_profile=arn, root_volume_type="io2", placement_group=None
+    )
+    params = run_instances_params(request, "/dev/xvda")
+    assert params["IamInstanceProfile"] == {"Arn": arn}
+    assert params["BlockDeviceMappings"] == [
+        {"DeviceName": "/dev/xvda", "Ebs": {"VolumeType": "io2"}}
+    ]
+    assert "InstanceMarketOptions" not in params and "SubnetId" not in params
+
+
+def test_the_root_device_is_looked_up_once_per_image():
+    provider = make_provider()
+    request = launch_request(ami="ami-760aaa0f", instance_type="t3.micro", root_volume_size=30)
+    with Stubber(provider.client("us-east-1b"[:-1])) as stubber:
+        stubber.add_response(
+            "describe_images",
+            {"Images": [{"ImageId": "ami-760aaa0f", "RootDeviceName": "/dev/sda1"}]},
+            {"ImageIds": ["ami-760aaa0f"]},
+        )
+        for _ in range(2):
+            expected = run_instances_params(request, "/dev/sda1")
+            stubber.add_response(
+                "run_instances", {"Instances": [{"InstanceId": "i-0aaa"}]}, expected
+            )
+        assert provider.launch(request) == ["i-0aaa"]
+        assert provider.launch(request) == ["i-0aaa"]
+        stubber.assert_no_pending_responses()
 
 
 def test_defaults_send_no_empty_optional_parameters():

@@ -10,6 +10,8 @@ from pyramid import testing
 from pyramid.httpexceptions import HTTPForbidden, HTTPMethodNotAllowed, HTTPNotFound
 
 from launchprov import errors
+from launchprov.bulkhead import ProviderBusy
+from launchprov.capacity import Attempt, CapacityExhausted
 from launchprov.exceptions import APIError, BodyTooLarge, InvalidParameters, detail
 from launchprov.policy import PolicyViolation
 from launchprov.providers.interface import (
@@ -46,11 +48,39 @@ SAMPLES = [
     (InvalidPageToken("not ours"), 400),
     (PolicyViolation("launchprov.policy.amis", "ami", "ami-1", "ami-2*"), 403),
     (IdempotencyConflict("ec2", "other parameters"), 409),
+    (ProviderBusy("ec2", 12, "the ec2 provider is busy"), 503),
     (HTTPForbidden(), 401),
     (HTTPNotFound(), 404),
     (HTTPMethodNotAllowed(headers={"Allow": "GET"}), 405),
     (RuntimeError("boom"), 500),
+    (
+        CapacityExhausted(
+            "ec2",
+            [
+                Attempt(0, ("t3.large", "us-east-1a"), "InsufficientInstanceCapacity", True, 180),
+                Attempt(1, ("m5.large", "us-east-1a"), "Unsupported", False, 41.5),
+            ],
+        ),
+        408,
+    ),
 ]
+
+
+def test_every_alternative_out_is_a_408_listing_each_attempt():
+    exc, _ = SAMPLES[-1]
+    response = errors.error_view(exc, request())
+    body = response.json_body
+    assert response.headers["Retry-After"] == "42"  # when the first comes back
+    assert body["provider"]["code"] == "InsufficientInstanceCapacity"
+    assert body["provider"]["retryable"] is True
+    assert [(item["location"], item["name"]) for item in body["details"]] == [
+        ("provider", "alternative 0"),
+        ("provider", "alternative 1"),
+    ]
+    assert (
+        "m5.large in us-east-1a: known out, not asked: Unsupported"
+        in (body["details"][1]["description"])
+    )
 
 
 def test_every_kind_in_the_table_has_a_sample():
@@ -81,6 +111,7 @@ def test_the_provider_failure_says_whether_and_when_to_retry():
         "code": "Throttling",
         "message": "x",
         "retryable": True,
+        "outcome": "none",
     }
     assert retryable.headers["Retry-After"] == "7"
     final = errors.error_view(ProviderError("ec2", "InvalidAMIID.NotFound", "x"), request())
@@ -114,3 +145,18 @@ def test_a_new_kind_is_one_entry(monkeypatch):
     monkeypatch.setitem(errors.ERRORS, Gone, lambda exc, request: errors.Answer(410, "gone"))
     response = errors.error_view(Gone(), request())
     assert response.status_int == 410 and response.json_body["error"] == "Gone"
+
+
+def test_a_busy_provider_is_a_503_that_says_when_to_retry():
+    response = errors.error_view(ProviderBusy("ec2", 12, "busy"), request())
+    assert response.status_int == 503 and response.headers["Retry-After"] == "7"
+    assert response.json_body["details"] == [
+        {"location": "provider", "name": "ec2", "description": "all 12 provider slots are taken"}
+    ]
+
+
+def test_a_launch_that_may_have_started_instances_says_so():
+    error = ProviderError("ec2", "Timeout", "x", retryable=False, outcome="unknown")
+    body = errors.error_view(error, request()).json_body
+    assert body["provider"]["outcome"] == "unknown"
+    assert "may have started instances" in body["message"]

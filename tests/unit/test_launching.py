@@ -75,12 +75,13 @@ def test_traced_adds_the_tags_of_the_caller_the_request_and_the_token():
     traced = launching.traced(FULL, "deployer", "req-1")
     assert traced.system_tags == {
         launching.CALLER_TAG: "deployer",
-        launching.REQUEST_ID_TAG: "req-1",
+        # A client-token launch's id, the same on every attempt (not the request's id).
+        launching.REQUEST_ID_TAG: launching.launch_id("deployer", "token-1"),
         launching.CLIENT_TOKEN_TAG: "token-1",
         launching.REQUEST_HASH_TAG: launching.fingerprint(FULL),
     }
     untokened = launching.traced(dataclasses.replace(FULL, client_token=None), "d", "r")
-    assert set(untokened.system_tags) == {launching.CALLER_TAG, launching.REQUEST_ID_TAG}
+    assert untokened.system_tags == {launching.CALLER_TAG: "d", launching.REQUEST_ID_TAG: "r"}
 
 
 class RememberingProvider:

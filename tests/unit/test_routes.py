@@ -7,7 +7,12 @@ from launchprov.providers.ec2 import EC2Provider
 from launchprov.routes import ROUTES, Operation, Route
 from launchprov.schemas import Validators
 
-DEFAULTS = {"key_name": "k", "security_groups": ("g",), "placement": "us-east-1b"}
+DEFAULTS = {
+    "key_name": "k",
+    "security_groups": ("g",),
+    "placement": "us-east-1b",
+    "metadata_tokens": "required",
+}
 
 
 def paths():

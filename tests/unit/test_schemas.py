@@ -16,6 +16,7 @@ SEED_DEFAULTS = {
     "key_name": "scalacity_dev1",
     "security_groups": ("SSH",),
     "placement": "us-east-1b",
+    "metadata_tokens": "required",
 }
 REQUIRED = {"ami": "ami-760aaa0f", "instance_type": "t2.micro"}
 
@@ -75,13 +76,19 @@ def test_only_required_gives_the_seed_defaults(validator):
 
 
 def test_deployment_defaults_replace_the_seed_defaults():
-    defaults = {"key_name": "ops", "security_groups": ("web", "ssh"), "placement": "eu-west-1a"}
+    defaults = {
+        "key_name": "ops",
+        "security_groups": ("web", "ssh"),
+        "placement": "eu-west-1a",
+        "metadata_tokens": "optional",
+    }
     request = LaunchValidator(defaults, IMAGE_ID).validate(json_params(**REQUIRED))
     assert (request.key_name, request.security_groups, request.placement) == (
         "ops",
         ("web", "ssh"),
         "eu-west-1a",
     )
+    assert request.metadata_tokens == "optional"
     assert request.region == "eu-west-1"
 
 
@@ -293,6 +300,21 @@ def test_details_carry_the_location(validator):
     assert raised.value.details == [
         {"location": "querystring", "name": "instance_type", "description": "Required"}
     ]
+
+
+@pytest.mark.parametrize("make", [json_params, text_params])
+def test_a_seed_launch_is_validated_as_the_whole_schema_would(validator, make):
+    """A launch with none of the parameters beyond the seed's takes the seed's nodes alone (the
+    others' defaults filled in): the same LaunchRequest as the whole schema gives."""
+    from launchprov.schemas import deserialize
+
+    if make is json_params:
+        params = make(**REQUIRED, min_count=2, max_count=3, tags={"a": "b"})
+    else:
+        params = make(**REQUIRED, max_count="3")
+    whole, given = deserialize(validator.validators.launch_schemas[params.textual], params)
+    assert validator.validate(params) == LaunchRequest(**whole, explicit=frozenset(given))
+    assert validator.validate(params).metadata_tokens == "required"
 
 
 # -- identifiers refuse what cannot be seen -------------------------------------------------------

@@ -150,13 +150,17 @@ class TolerantEC2Connection(EC2Connection):
 
     responseCls = TolerantEC2Response
 
+    #: RunInstances parameters libcloud's create_node cannot send, for the call under way
+    #: (set by :meth:`TolerantEC2NodeDriver.create_node`; a driver serves one thread).
+    run_instances_extra: dict[str, str] = {}
+
     def request(self, action, params=None, *args, **kwargs):
         # libcloud retries a failed request when LIBCLOUD_RETRY_FAILED_HTTP_REQUESTS is set in
         # the environment. A RunInstances sent again without a client token can launch a second
         # set of instances, so every call goes once; the caller decides about retrying.
         kwargs["retry_failed"] = False
         if params and params.get("Action") == "RunInstances":
-            params = without_unnamed_tag(params)
+            params = {**without_unnamed_tag(params), **self.run_instances_extra}
         return super().request(action, params, *args, **kwargs)
 
 
@@ -199,9 +203,20 @@ class TolerantEC2NodeDriver(EC2NodeDriver):
 
     connectionCls = TolerantEC2Connection
 
-    def create_node(self, name=None, **kwargs):
-        """libcloud's create_node; with ``name`` None the instances get no Name tag."""
-        created = super().create_node(name=UNNAMED if name is None else name, **kwargs)
+    def create_node(self, name=None, ex_metadata_options=None, **kwargs):
+        """libcloud's create_node; with ``name`` None the instances get no Name tag.
+
+        ``ex_metadata_options`` (``{"HttpTokens": "required"}``) is EC2's MetadataOptions,
+        which libcloud's create_node does not know: sent as ``MetadataOptions.<key>``.
+        """
+        extra = {
+            f"MetadataOptions.{key}": value for key, value in (ex_metadata_options or {}).items()
+        }
+        self.connection.run_instances_extra = extra
+        try:
+            created = super().create_node(name=UNNAMED if name is None else name, **kwargs)
+        finally:
+            self.connection.run_instances_extra = {}
         if name is None:  # libcloud names and tags the nodes it returns after the sentinel
             for node in as_list(created):
                 node.name = node.id

@@ -16,14 +16,23 @@ are :mod:`launchprov.providers.ec2_common`'s, shared with the boto3 adapter.
 
 from __future__ import annotations
 
+import threading
+
 from libcloud.compute.base import NodeDriver
-from libcloud.compute.drivers.ec2 import NAMESPACE, EC2NodeLocation, ExEC2AvailabilityZone
+from libcloud.compute.drivers.ec2 import (
+    NAMESPACE,
+    EC2NetworkSubnet,
+    EC2NodeLocation,
+    ExEC2AvailabilityZone,
+)
 from libcloud.utils.xml import findall, findtext
 
 from launchprov.providers import ec2_common
 from launchprov.providers.interface import (
+    Check,
     Instance,
     InstanceQuery,
+    LaunchRequest,
     ProviderError,
     UnsupportedParameters,
 )
@@ -49,9 +58,11 @@ EC2_CALLS = {
 }
 
 
-def _location(context: LaunchContext) -> EC2NodeLocation:
+def _location(context: LaunchContext) -> EC2NodeLocation | None:
     # The driver refuses a zone whose region_name is not its own; the driver is that region's.
     request = context.request
+    if request.zone is None:
+        return None  # the subnet decides the zone
     zone = ExEC2AvailabilityZone(request.placement, "available", request.region)
     return EC2NodeLocation(
         id=request.placement,
@@ -77,6 +88,60 @@ def _terminate_on_shutdown(context: LaunchContext) -> bool:
             },
         )
     return _TERMINATE_ON_SHUTDOWN[behaviour]
+
+
+def _subnet(context: LaunchContext) -> EC2NetworkSubnet | None:
+    subnet_id = context.request.subnet_id
+    return None if subnet_id is None else EC2NetworkSubnet(subnet_id, subnet_id, "available")
+
+
+def _instance_profile(context: LaunchContext) -> str | None:
+    profile = context.request.iam_instance_profile
+    # libcloud sends "arn:aws:iam:..." as an ARN and anything else as a name.
+    if (
+        profile is not None
+        and profile.startswith("arn:")
+        and not profile.startswith("arn:aws:iam:")
+    ):
+        raise UnsupportedParameters(
+            NAME,
+            {"iam_instance_profile": "libcloud's EC2 driver sends only arn:aws:iam: ARNs as ARNs"},
+        )
+    return profile
+
+
+#: Root devices of images (name, size in GiB or None), by (region, image id): an image's
+#: never changes.
+_ROOT_DEVICES: dict[tuple[str, str], tuple[str, int | None]] = {}
+_ROOT_DEVICES_LOCK = threading.Lock()
+
+
+def root_device(driver: NodeDriver, ami: str) -> tuple[str, int | None]:
+    """The image's root device name and size (DescribeImages, once per image and process)."""
+    key = (driver.region_name, ami)
+    root = _ROOT_DEVICES.get(key)
+    if root is None:
+        reply = request(driver, {"Action": "DescribeImages", "ImageId.1": ami})
+        device = findtext(reply, "imagesSet/item/rootDeviceName", NAMESPACE)
+        if not device:
+            raise ProviderError(NAME, "InvalidAMIID.NotFound", f"no image {ami}", retryable=False)
+        size = None
+        for mapping in findall(reply, "imagesSet/item/blockDeviceMapping/item", NAMESPACE):
+            if findtext(mapping, "deviceName", NAMESPACE) == device:
+                size = int(findtext(mapping, "ebs/volumeSize", NAMESPACE) or 0) or None
+        root = (device, size)
+        with _ROOT_DEVICES_LOCK:
+            if len(_ROOT_DEVICES) >= 1024:
+                _ROOT_DEVICES.clear()
+            _ROOT_DEVICES[key] = root
+    return root
+
+
+def _root_volume(context: LaunchContext) -> list[dict] | None:
+    if not ec2_common.root_volume(context.request):
+        return None
+    device, size = root_device(context.driver, context.request.ami)
+    return [{"DeviceName": device, "Ebs": ec2_common.root_volume(context.request, size)}]
 
 
 #: The EC2 driver: every parameter, in one create_node call.
@@ -118,6 +183,25 @@ PARAMETERS: dict[str, Mapped] = {
         lambda c: ec2_common.launch_tags(c.request),
     ),
     "client_token": Mapped("ex_clienttoken", "ClientToken", lambda c: c.request.client_token),
+    "subnet_id": Mapped("ex_subnet", "SubnetId: EC2NetworkSubnet(id), not looked up", _subnet),
+    "iam_instance_profile": Mapped(
+        "ex_iamprofile", "IamInstanceProfile.Name, or .Arn for an ARN", _instance_profile
+    ),
+    "root_volume_size": Mapped(
+        "ex_blockdevicemappings",
+        "BlockDeviceMapping.1 on the image's root device (DescribeImages once per image), "
+        "with root_volume_type",
+        _root_volume,
+    ),
+    "root_volume_type": Mapped(None, "in ex_blockdevicemappings, with root_volume_size"),
+    "metadata_tokens": Mapped(
+        "ex_metadata_options",
+        "MetadataOptions.HttpTokens (launchprov's EC2 driver sends it)",
+        lambda c: {"HttpTokens": c.request.metadata_tokens},
+    ),
+    "spot": Mapped(
+        "ex_spot", "InstanceMarketOptions.MarketType=spot when true", lambda c: c.request.spot
+    ),
     "expires_in": LEASE,
 }
 
@@ -181,6 +265,42 @@ def instances(
     return found, findtext(reply, "nextToken", NAMESPACE) or None
 
 
+def describe_many(driver: NodeDriver, region: str, ids: list[str]) -> dict[str, Instance]:
+    """The instances of ``ids`` (those EC2 knows), by an instance-id filter: DescribeInstances
+    pages, at most FILTER_VALUES_MAX ids a call. libcloud's ``list_nodes(ex_node_ids=...)``
+    would stop at the first page and add a DescribeAddresses call."""
+    found: dict[str, Instance] = {}
+    for start in range(0, len(ids), ec2_common.FILTER_VALUES_MAX):
+        query = InstanceQuery(region, ids=tuple(ids[start : start + ec2_common.FILTER_VALUES_MAX]))
+        token = None
+        while True:
+            page, token = instances(driver, query, 1000, token)
+            found.update((instance.id, instance) for instance in page)
+            if token is None:
+                break
+    return found
+
+
+def terminate_many(driver: NodeDriver, ids: list[str]) -> dict[str, bool]:
+    """One TerminateInstances for ``ids``: the ids EC2 is terminating. EC2 refuses the whole
+    call when one id is unknown, in a state that forbids it or protected: then none is
+    answered, and each is terminated alone, to get its own answer."""
+    params = {"Action": "TerminateInstances"}
+    params.update({f"InstanceId.{n}": item for n, item in enumerate(ids, start=1)})
+    try:
+        reply = driver.connection.request(driver.path, params=params).object
+    except EC2ErrorReply as exc:
+        if exc.error_code in ec2_common.ONE_INSTANCE_CODES:
+            return {}
+        raise provider_error(exc) from exc
+    except Exception as exc:  # anything the SDK raises is a provider failure
+        raise provider_error(exc) from exc
+    return {
+        findtext(item, "instanceId", NAMESPACE): True
+        for item in findall(reply, "instancesSet/item", NAMESPACE)
+    }
+
+
 def act(driver: NodeDriver, action: str, instance_id: str) -> None:
     """Send the EC2 call of ``action`` on one instance."""
     call = EC2_CALLS[action]
@@ -195,3 +315,54 @@ def act(driver: NodeDriver, action: str, instance_id: str) -> None:
             f"EC2 answered {call} of {instance_id} with return false",
             retryable=False,
         )
+
+
+def preflight(driver: NodeDriver, launch: LaunchRequest) -> list[Check]:
+    """The lookups a launch's RunInstances relies on, each a named check: the image
+    (DescribeImages), the subnet (DescribeSubnets), the zone (DescribeAvailabilityZones) and
+    the instance type's offering in it (DescribeInstanceTypeOfferings)."""
+    checks: list[Check] = []
+
+    def ask(name: str, params: dict[str, str], found: str | None = None):
+        try:
+            reply = request(driver, params)
+        except ProviderError as exc:
+            if exc.code in ProviderError.TRANSPORT_CODES:
+                raise
+            checks.append(Check(name, False, exc.code, exc.message))
+            return None
+        if found is not None and not findall(reply, found, NAMESPACE):
+            return False
+        checks.append(Check(name, True))
+        return reply
+
+    if (
+        ask("image", {"Action": "DescribeImages", "ImageId.1": launch.ami}, "imagesSet/item")
+        is False
+    ):
+        checks.append(Check("image", False, "InvalidAMIID.NotFound", f"no image {launch.ami}"))
+    zone = launch.zone
+    if launch.subnet_id is not None:
+        params = {"Action": "DescribeSubnets", "SubnetId.1": launch.subnet_id}
+        reply = ask("subnet", params, "subnetSet/item")
+        if reply is False:
+            checks.append(Check("subnet", False, "InvalidSubnetID.NotFound", launch.subnet_id))
+        elif reply is not None:
+            zone = zone or findtext(reply, "subnetSet/item/availabilityZone", NAMESPACE)
+    if zone is not None:
+        params = {"Action": "DescribeAvailabilityZones", "ZoneName.1": zone}
+        if ask("location", params, "availabilityZoneInfo/item") is False:
+            message = f"no availability zone {zone}"
+            checks.append(Check("location", False, "InvalidParameterValue", message))
+        params = {
+            "Action": "DescribeInstanceTypeOfferings",
+            "LocationType": "availability-zone",
+            "Filter.1.Name": "instance-type",
+            "Filter.1.Value.1": launch.instance_type,
+            "Filter.2.Name": "location",
+            "Filter.2.Value.1": zone,
+        }
+        if ask("instance_type_offered", params, "instanceTypeOfferingSet/item") is False:
+            message = f"{launch.instance_type} is not offered in {zone}"
+            checks.append(Check("instance_type_offered", False, "Unsupported", message))
+    return checks

@@ -26,7 +26,7 @@ from libcloud.common.types import InvalidCredsError, MalformedResponseError
 from libcloud.common.types import ProviderError as LibcloudProviderError
 
 from launchprov.providers.ec2_common import TRANSIENT_HTTP_STATUSES, is_retryable
-from launchprov.providers.interface import ProviderError
+from launchprov.providers.interface import OUTCOME_NONE, OUTCOME_UNKNOWN, ProviderError
 from launchprov.providers.libcloud.drivers import EC2ErrorReply, summarise_body
 
 NAME = "libcloud"
@@ -121,6 +121,38 @@ def provider_error(exc: Exception | None) -> ProviderError:
         message = str(_transport_reason(exc)) or type(exc).__name__
         return ProviderError(NAME, ProviderError.UNREACHABLE, message, retryable=True)
     return ProviderError(NAME, ProviderError.UNEXPECTED, f"{type(exc).__name__}: {exc}")
+
+
+def launch_outcome(exc: Exception | None) -> str:
+    """Whether a failed create_node may have launched instances (ProviderError.outcome).
+
+    Known to have launched nothing: an error reply (EC2's, or another cloud's HTTP status),
+    refused credentials, a connection that could not be made (refused, unknown host, connect
+    time-out). Anything else -- no reply in time, a connection dropped after sending, a reply
+    that could not be read -- may have.
+    """
+    if isinstance(exc, ProviderError):
+        return exc.outcome
+    if isinstance(exc, EC2ErrorReply | InvalidCredsError | BaseHTTPError):
+        return OUTCOME_NONE
+    if isinstance(exc, LibcloudProviderError) and exc.http_code:
+        return OUTCOME_NONE
+    if isinstance(
+        exc, requests.exceptions.ConnectTimeout | socket.gaierror | ConnectionRefusedError
+    ):
+        return OUTCOME_NONE
+    if isinstance(exc, requests.exceptions.ConnectionError) and isinstance(
+        _transport_reason(exc), urllib3.exceptions.NewConnectionError | socket.gaierror
+    ):
+        return OUTCOME_NONE
+    return OUTCOME_UNKNOWN
+
+
+def launch_error(exc: Exception | None) -> ProviderError:
+    """The ProviderError of a failed create_node, saying whether it may have launched."""
+    error = provider_error(exc)
+    error.outcome = launch_outcome(exc)
+    return error
 
 
 def not_in_catalog(kind: str, wanted: str, driver_name: str) -> ProviderError:

@@ -113,6 +113,11 @@ def ec2_instance(node: Node) -> Instance:
         public_dns=text.get("dns_name"),
         launch_time=utc(node.created_at),
         tags=string_map(extra.get("tags")),
+        subnet_id=text.get("subnet_id"),
+        # libcloud reads the profile's association id, not its ARN or name: unknown here.
+        iam_instance_profile=None,
+        spot=text.get("instance_lifecycle") == "spot",
+        metadata_tokens=None,  # libcloud does not read MetadataOptions
     )
 
 

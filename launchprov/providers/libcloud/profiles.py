@@ -392,6 +392,9 @@ def profile_of(driver_name: str) -> Profile:
 #: What the adapter itself does with a parameter it maps to no create_node argument.
 BY_THE_ADAPTER = "(the adapter)"
 
+#: Parameters no driver sees: launchprov turns them into launches of their own, on every driver.
+ABOVE_THE_ADAPTER = {"fallback": "(launchprov: each alternative is a launch)"}
+
 
 def parameter_matrix(parameters) -> dict[str, dict[str, str | None]]:
     """Driver -> launch parameter -> the create_node argument it becomes,
@@ -402,7 +405,9 @@ def parameter_matrix(parameters) -> dict[str, dict[str, str | None]]:
     return {
         name: {
             parameter: (
-                None
+                ABOVE_THE_ADAPTER[parameter]
+                if parameter in ABOVE_THE_ADAPTER
+                else None
                 if parameter not in profile.parameters
                 else profile.parameters[parameter].argument or BY_THE_ADAPTER
             )

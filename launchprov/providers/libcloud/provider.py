@@ -23,9 +23,12 @@ from zope.interface import implementer
 
 from launchprov.placement import region_of
 from launchprov.providers import paging
+from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
 from launchprov.providers.interface import (
+    OUTCOME_UNKNOWN,
     ActionNotSupported,
+    Check,
     Instance,
     InstanceNotFound,
     InstancePage,
@@ -41,8 +44,10 @@ from launchprov.providers.libcloud.catalog import Catalog
 from launchprov.providers.libcloud.drivers import as_list
 from launchprov.providers.libcloud.errors import (
     ACTION_REFUSED,
+    CATALOG_CODES,
     NAME,
     PARTIAL_LAUNCH,
+    launch_error,
     not_in_catalog,
     provider_error,
 )
@@ -85,6 +90,7 @@ class LibcloudProvider:
         regions: frozenset[str] | None = None,
         catalog_ttl: float = 300.0,
         launch_kwargs: dict[str, Any] | None = None,
+        batching: BatchSettings = OFF,
     ):
         """``build_driver(region)`` makes a driver; ``region`` is the one of a driver that
         does not take it from the request; ``regions`` are those the EC2 driver knows."""
@@ -105,13 +111,22 @@ class LibcloudProvider:
         self._launch_kwargs = dict(launch_kwargs or {})
         self._local = threading.local()
         self._shared = build_driver(region) if profile.shared else None
+        # EC2 takes many ids in one call: concurrent describes and terminations share one.
+        # Other drivers have no call for a set of nodes, and are asked one by one.
+        batching = batching if self.is_ec2 else OFF
+        self._describe_batcher = Batcher("describe", self._describe_many, batching)
+        self._terminate_batcher = Batcher("terminate", self._terminate_many, batching)
+        self.batchers = (self._describe_batcher, self._terminate_batcher)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> LibcloudProvider:
         configured = settings["launchprov.libcloud.driver"]
         profile = profile_of(configured.strip().lower())
         build = construction.factory(profile, settings)
-        options: dict[str, Any] = {"catalog_ttl": settings["launchprov.libcloud.catalog_ttl"]}
+        options: dict[str, Any] = {
+            "catalog_ttl": settings["launchprov.libcloud.catalog_ttl"],
+            "batching": BatchSettings.from_settings(settings),
+        }
         if profile.calls == "ec2":
             regions = frozenset(construction.driver_class(profile, configured).list_regions())
             startup_region = region_of(settings["launchprov.defaults.placement"])
@@ -203,21 +218,32 @@ class LibcloudProvider:
                 arguments[mapped.argument] = value
         return arguments
 
-    def _launch_ec2(self, request: LaunchRequest) -> list[str]:
-        _, ids = split_security_groups(request.security_groups)
-        if ids:
+    def _ec2_groups(self, request: LaunchRequest) -> tuple[list[str], list[str]]:
+        """(names, ids) of the security groups; ids only with a subnet, as libcloud says."""
+        names, ids = split_security_groups(request.security_groups)
+        if ids and request.subnet_id is None:
             raise UnsupportedParameters(
                 NAME,
                 {
                     "security_groups": (
                         f"libcloud's EC2 driver takes security-group ids ({', '.join(ids)}) "
-                        "only with a subnet, which launchprov does not send; give group names"
+                        "only with a subnet_id; give group names, or a subnet"
                     )
                 },
             )
+        return names, ids
+
+    def _launch_ec2(self, request: LaunchRequest) -> list[str]:
+        names, ids = self._ec2_groups(request)
         driver = self._ec2_driver(request.region, "placement")
         context = LaunchContext(request, driver, None)
         arguments = self._arguments(context)
+        if ids:
+            arguments["ex_security_group_ids"] = ids
+            if names:
+                arguments["ex_security_groups"] = names
+            else:
+                arguments.pop("ex_security_groups", None)
         try:
             # No name: no Name tag (TolerantEC2NodeDriver), as the boto3 adapter.
             created = driver.create_node(name=request.tags.get("Name"), **arguments)
@@ -290,7 +316,7 @@ class LibcloudProvider:
                 )
             return [self.profile.reading.public_id(node_id) for node_id in node_ids(created)]
         # Fewer than min_count (<= max_count) were created: a create_node call failed.
-        error = provider_error(failure)
+        error = launch_error(failure)
         if not created:
             raise error from failure
         kept = self._destroy(driver, created)
@@ -303,6 +329,7 @@ class LibcloudProvider:
             f"{len(created)} of the {request.min_count} instances required were created, "
             f"then {error.code}: {error.message}; {outcome}",
             retryable=error.retryable,
+            outcome=OUTCOME_UNKNOWN if kept else error.outcome,
         ) from failure
 
     def _destroy(self, driver: NodeDriver, nodes) -> list[str]:
@@ -319,6 +346,49 @@ class LibcloudProvider:
                 log.error("the driver did not destroy node %s of a failed launch", node.id)
                 kept.append(str(node.id))
         return kept
+
+    # -- pre-flight --------------------------------------------------------------------------
+
+    def preflight(self, request: LaunchRequest) -> list[Check]:
+        """The profile's parameter checks (UnsupportedParameters, as for a launch), then the
+        catalog lookups a launch makes, each a named check. Nothing is created.
+
+        EC2: the image, the subnet, the zone and the type's offering in it. Other drivers: the
+        lookups their profile's converters make (image, size, location), found in the catalog.
+        """
+        self.profile.refuse_unsupported(request)
+        checks = [Check("parameters", True)]
+        if self.is_ec2:
+            self._ec2_groups(request)
+            return checks + ec2.preflight(self._ec2_driver(request.region, "placement"), request)
+        driver = self.driver(self._region)
+        looked_up: dict[str, Check] = {}
+
+        def lookup(kind: str, wanted: str, **scope):
+            try:
+                found = self._lookup(driver, kind, wanted, **scope)
+            except ProviderError as exc:
+                if exc.code not in ProviderError.TRANSPORT_CODES:
+                    looked_up.setdefault(kind, Check(kind, False, exc.code, exc.message))
+                raise
+            looked_up.setdefault(kind, Check(kind, True))
+            return found
+
+        location = functools.cache(lambda: self._location(driver, request))
+        context = LaunchContext(request, driver, lookup, location)
+        for mapped in self.parameters.values():
+            if mapped.convert is None:
+                continue
+            try:
+                mapped.convert(context)
+            except ProviderError as exc:
+                if exc.code in ProviderError.TRANSPORT_CODES:
+                    raise
+                if exc.code == CATALOG_CODES["location"]:
+                    looked_up.setdefault(
+                        "location", Check("location", False, exc.code, exc.message)
+                    )
+        return checks + list(looked_up.values())
 
     def ping(self, timeout: float) -> None:
         # A driver of its own, so that the time-out is this one and not the launch setting:
@@ -364,12 +434,25 @@ class LibcloudProvider:
     def describe(self, instance_id: str, region: str) -> Instance:
         if not self.is_ec2:
             return self._instance(self._node(instance_id))
+        if self._describe_batcher.enabled:
+            instance = self._describe_batcher.submit(region, instance_id)
+            if instance is not None:
+                return instance
+        # Alone: batching is off, or the batch did not return the id; a 404 after this.
         # EC2 may answer a filtered call with empty pages and a NextToken: the pager follows.
         query = InstanceQuery(region, ids=(instance_id,))
         found, _ = paging.page(self._fetch(query), 1, None, 5)
         if not found:
             raise InstanceNotFound(NAME, instance_id)
         return found[0]
+
+    def _describe_many(self, region: str, ids: list[str]) -> dict[str, Instance]:
+        """One DescribeInstances (an instance-id filter: an unknown id fails nothing) for a
+        batch, through this thread's driver."""
+        return ec2.describe_many(self._ec2_driver(region), region, ids)
+
+    def _terminate_many(self, region: str, ids: list[str]) -> dict[str, bool]:
+        return ec2.terminate_many(self._ec2_driver(region), ids)
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
         found, next_token = paging.page(
@@ -393,7 +476,13 @@ class LibcloudProvider:
         if self.is_ec2:
             driver = self._ec2_driver(region)
             if needs_call(self.describe(instance_id, region), action):
-                ec2.act(driver, action, instance_id)
+                batched = (
+                    action == "terminate"
+                    and self._terminate_batcher.enabled
+                    and self._terminate_batcher.submit(region, instance_id)
+                )
+                if not batched:
+                    ec2.act(driver, action, instance_id)
         else:
             perform = self._node_method(action)
             node = self._node(instance_id)
@@ -491,4 +580,4 @@ def _launch_failure(exc: Exception) -> Exception:
         meaning = ec2_common.classified(NAME, exc.error_code, exc.message)
         if meaning is not None:
             return meaning
-    return provider_error(exc)
+    return launch_error(exc)

@@ -1,0 +1,366 @@
+"""The bulkhead: a bounded number of provider calls at once, and an answer by the deadline.
+
+A slow cloud must not take every waitress thread: health checks, metrics scrapes and requests
+that make no provider call share those threads. So:
+
+* at most ``launchprov.provider_concurrency`` provider calls are in progress in a process
+  (the *slots*); a request that finds them all taken waits for one at most
+  ``launchprov.provider_queue_timeout`` seconds, then is refused at once with
+  :class:`ProviderBusy` (a 503 with ``Retry-After``). While the slots have stayed full for the
+  whole queue time-out (no call finished: the provider is not answering) a request is refused
+  without waiting at all, so that waiting requests do not take the threads that health checks
+  need;
+* the call runs in a thread of the bulkhead's own pool, and the request's thread waits for it
+  until ``launchprov.request_deadline`` seconds after the request asked for a slot. At the
+  deadline the request is answered 408 ``Timeout`` and its waitress thread is free again; the
+  call keeps its slot until the SDK gives up (the boto3 adapter makes no new attempt after the
+  deadline, see :mod:`launchprov.providers.deadline`), so the slots bound the calls really in
+  progress, answered or not;
+* ``ping`` (``/readyz``) takes no slot: one ping at a time, and every probe waits for it at
+  most its own time-out.
+
+Nothing here knows Pyramid: the views and the error views turn these outcomes into HTTP.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextvars
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from zope.interface import implementer
+
+from launchprov.providers import deadline
+from launchprov.providers.interface import (
+    OUTCOME_NONE,
+    OUTCOME_UNKNOWN,
+    IProvider,
+    ProviderError,
+)
+from launchprov.settings import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: waitress's own default number of threads, assumed when the server's cannot be read.
+WAITRESS_DEFAULT_THREADS = 4
+
+# True in the bulkhead's threads: provider work nested in a unit of work takes no new slot.
+_in_slot: contextvars.ContextVar[bool] = contextvars.ContextVar("launchprov_in_slot", default=False)
+
+
+class ProviderBusy(Exception):
+    """No provider slot became free in time: the request was not sent to the provider."""
+
+    def __init__(self, provider: str, limit: int, message: str):
+        super().__init__(message)
+        self.provider = provider
+        self.limit = limit
+        self.message = message
+
+
+def reserve(threads: int) -> int:
+    """The waitress threads kept out of provider work by default: max(2, threads // 4)."""
+    return max(2, threads // 4)
+
+
+def server_threads(global_config: dict[str, Any] | None) -> int | None:
+    """waitress's ``threads`` in the [server:main] section of the .ini the app is served from,
+    or None when that cannot be known (the app was not made from an .ini, or not waitress)."""
+    path = (global_config or {}).get("__file__")
+    if not path:
+        return None
+    ini = configparser.RawConfigParser(strict=False)
+    try:
+        if not ini.read(path, encoding="utf-8") or not ini.has_section("server:main"):
+            return None
+        if "waitress" not in ini.get("server:main", "use", fallback=""):
+            return None
+        return ini.getint("server:main", "threads", fallback=WAITRESS_DEFAULT_THREADS)
+    except (configparser.Error, ValueError):
+        return None
+
+
+def concurrency(configured: int | None, threads: int | None) -> int:
+    """The number of provider slots: ``configured``, or waitress's threads minus the reserve.
+
+    Raises ConfigurationError when the slots would leave no thread for health checks.
+    """
+    known = threads is not None
+    threads = threads if known else WAITRESS_DEFAULT_THREADS
+    if configured is None:
+        if threads < 2:
+            raise ConfigurationError(
+                f"waitress serves with threads = {threads}: launchprov needs at least 2, one "
+                "for provider calls and one for health checks"
+            )
+        return max(1, threads - reserve(threads))
+    if known and configured >= threads:
+        raise ConfigurationError(
+            f"launchprov.provider_concurrency = {configured} leaves none of waitress's "
+            f"{threads} threads for health checks and metrics: set it below {threads} "
+            f"(or leave it empty: {max(1, threads - reserve(threads))})"
+        )
+    return configured
+
+
+@dataclasses.dataclass(frozen=True)
+class BulkheadState:
+    """The slots as /readyz and the metrics report them."""
+
+    limit: int
+    in_use: int
+    waiting: int
+    #: Seconds since every slot has been taken with none freed; 0 when a slot is free.
+    saturated_for: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "limit": self.limit,
+            "in_use": self.in_use,
+            "waiting": self.waiting,
+            "saturated_for": round(self.saturated_for, 3),
+        }
+
+
+class Bulkhead:
+    """``limit`` slots for provider work, each taken for the whole of one unit of work."""
+
+    def __init__(self, limit: int, queue_timeout: float):
+        self.limit = limit
+        self.queue_timeout = queue_timeout
+        self._condition = threading.Condition()
+        self._in_use = 0
+        self._waiting = 0
+        # When the slots last turned over (one was freed) or became all taken.
+        self._last_turnover = time.monotonic()
+        self._executor = ThreadPoolExecutor(
+            max_workers=limit, thread_name_prefix="launchprov-provider"
+        )
+
+    def state(self) -> BulkheadState:
+        with self._condition:
+            saturated = self._in_use >= self.limit
+            since = time.monotonic() - self._last_turnover if saturated else 0.0
+            return BulkheadState(self.limit, self._in_use, self._waiting, since)
+
+    def _acquire(self, until: float) -> bool:
+        with self._condition:
+            if self._in_use < self.limit:
+                self._take()
+                return True
+            now = time.monotonic()
+            if now - self._last_turnover >= self.queue_timeout:
+                return False  # no call has finished for a whole queue time-out: do not wait
+            wait = min(self.queue_timeout, until - now)
+            self._waiting += 1
+            try:
+                free = self._condition.wait_for(lambda: self._in_use < self.limit, wait)
+            finally:
+                self._waiting -= 1
+            if not free:
+                return False
+            self._take()
+            return True
+
+    def _take(self) -> None:
+        self._in_use += 1
+        if self._in_use == self.limit:
+            self._last_turnover = time.monotonic()
+
+    def _release(self, _future: Future | None = None) -> None:
+        with self._condition:
+            self._in_use -= 1
+            self._last_turnover = time.monotonic()
+            self._condition.notify()
+
+    def submit(self, until: float, function: Callable[..., T], *args) -> Future[T] | None:
+        """Run ``function(*args)`` in a slot, with ``until`` as its deadline; None when no
+        slot became free in time. The slot is freed when the function returns, whenever
+        that is."""
+        if not self._acquire(until):
+            return None
+        context = contextvars.copy_context()
+
+        def in_slot():
+            _in_slot.set(True)
+            with deadline.until(until):
+                return function(*args)
+
+        try:
+            future = self._executor.submit(context.run, in_slot)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(self._release)
+        return future
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+#: The provider operations that may change something: at the deadline their outcome is
+#: unknown (launch) or not known to be done (the others).
+_LAUNCHING = frozenset({"launch"})
+
+
+@implementer(IProvider)
+class GuardedProvider:
+    """An IProvider whose every call takes a slot of a :class:`Bulkhead` and is answered by
+    the request deadline.
+
+    ``run`` puts a whole unit of work (a launch with its client-token lookup) in one slot;
+    provider calls made inside it take no second slot.
+    """
+
+    def __init__(
+        self,
+        provider,
+        bulkhead: Bulkhead,
+        request_deadline: float,
+        on_rejected: Callable[[], None] = lambda: None,
+        on_deadline: Callable[[str], None] = lambda operation: None,
+    ):
+        self.provider = provider
+        self.bulkhead = bulkhead
+        self.request_deadline = request_deadline
+        self.name = provider.name
+        self.image_id_pattern = provider.image_id_pattern
+        self.instance_id_pattern = provider.instance_id_pattern
+        self.placement_is_zone = getattr(provider, "placement_is_zone", True)
+        self._on_rejected = on_rejected
+        self._on_deadline = on_deadline
+        self._ping_lock = threading.Lock()
+        self._ping: Future | None = None
+        self._ping_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="launchprov-ping"
+        )
+
+    def __getattr__(self, name: str):
+        # Any other attribute an adapter describes itself with (what the schemas read) is the
+        # wrapped provider's: a new one needs no change here.
+        if name == "provider":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.provider, name)
+
+    def run(self, operation: str, function: Callable[..., T], *args) -> T:
+        """``function(*args)`` in one provider slot, answered by the deadline.
+
+        Raises :class:`ProviderBusy` when no slot became free in time, and a ProviderError
+        ``Timeout`` when the deadline passed first (``outcome`` unknown for a launch: it may
+        have started instances). Whatever ``function`` raises is raised here.
+        """
+        if _in_slot.get():
+            return function(*args)
+        until = time.monotonic() + self.request_deadline
+        future = self.bulkhead.submit(until, function, *args)
+        if future is None:
+            self._on_rejected()
+            state = self.bulkhead.state()
+            raise ProviderBusy(
+                self.name,
+                state.limit,
+                f"the {self.name} provider is busy: all {state.limit} provider slots of this "
+                "process are taken; nothing was sent to the provider, retry later",
+            )
+        try:
+            return future.result(timeout=max(0.0, until - time.monotonic()))
+        except FutureTimeout:
+            future.add_done_callback(_log_late(operation, self.name, contextvars.copy_context()))
+            self._on_deadline(operation)
+            launching = operation in _LAUNCHING
+            raise ProviderError(
+                self.name,
+                ProviderError.TIMEOUT,
+                f"no answer from the {self.name} provider within launchprov.request_deadline "
+                f"= {self.request_deadline:g} s"
+                + ("; the launch may still start instances" if launching else ""),
+                retryable=True,
+                outcome=OUTCOME_UNKNOWN if launching else OUTCOME_NONE,
+            ) from None
+
+    def launch(self, request):
+        return self.run("launch", self.provider.launch, request)
+
+    def describe(self, instance_id, region):
+        return self.run("describe", self.provider.describe, instance_id, region)
+
+    def list_instances(self, query):
+        return self.run("list_instances", self.provider.list_instances, query)
+
+    def terminate(self, instance_id, region):
+        return self.run("terminate", self.provider.terminate, instance_id, region)
+
+    def stop(self, instance_id, region):
+        return self.run("stop", self.provider.stop, instance_id, region)
+
+    def start(self, instance_id, region):
+        return self.run("start", self.provider.start, instance_id, region)
+
+    def reboot(self, instance_id, region):
+        return self.run("reboot", self.provider.reboot, instance_id, region)
+
+    def preflight(self, request):
+        return self.run("preflight", self.provider.preflight, request)
+
+    def terminate_many(self, instance_ids, region):
+        return self.run("terminate_many", self.provider.terminate_many, instance_ids, region)
+
+    def tag(self, instance_id, region, tags):
+        return self.run("tag", self.provider.tag, instance_id, region, tags)
+
+    def untag(self, instance_id, region, keys):
+        return self.run("untag", self.provider.untag, instance_id, region, keys)
+
+    def ping(self, timeout):
+        """One ping at a time, outside the slots; every caller waits for it at most
+        ``timeout`` seconds, whatever the provider does."""
+        with self._ping_lock:
+            if self._ping is None or self._ping.done():
+                self._ping = self._ping_executor.submit(self.provider.ping, timeout)
+            ping = self._ping
+        try:
+            return ping.result(timeout=timeout)
+        except FutureTimeout:
+            raise ProviderError(
+                self.name,
+                ProviderError.TIMEOUT,
+                f"no answer to the readiness call within {timeout:g} s",
+                retryable=True,
+            ) from None
+
+
+def _log_late(
+    operation: str, provider: str, context: contextvars.Context
+) -> Callable[[Future], None]:
+    """Log how a call answered after its request was answered 408 at the deadline (for a
+    launch, the instances it started that the caller was not told of), with the request's id
+    and caller on the line."""
+
+    def done(future: Future) -> None:
+        context.run(_report, future)
+
+    def _report(future: Future) -> None:
+        error = future.exception()
+        if error is None:
+            result = future.result()
+            if operation in _LAUNCHING:
+                log.warning(
+                    "a launch answered 408 at the deadline has since launched %s on %s",
+                    ", ".join(result),
+                    provider,
+                )
+            else:
+                log.info("%s answered 408 at the deadline has since succeeded", operation)
+        else:
+            log.info("%s answered 408 at the deadline has since failed: %s", operation, error)
+
+    return done

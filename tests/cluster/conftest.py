@@ -1,0 +1,221 @@
+"""A cluster of real parts: HAProxy (deploy/haproxy.cfg) in front of three launchprov processes
+under waitress, sharing rate-limit counters in a redis-server, with a moto server behind them.
+
+``make test-cluster`` runs these tests; ``make test`` leaves them out (marker ``cluster``), so it
+needs neither HAProxy nor Redis. Without the Debian packages ``haproxy`` or ``redis-server`` the
+tests skip, naming the package. Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from launchprov.auth import digest
+from tests.e2e.conftest import MOTO_VALIDATION, Service, accepts_connections, stop, wait_until
+from tests.redis_server import RedisServer
+from tests.support import free_port, seed_account
+
+HAPROXY_CFG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
+DEADLINE = 30.0
+#: Health checks in the cluster test: every 200 ms, two failures take a process out.
+CHECK_INTERVAL = "200ms"
+
+OPS_TOKEN = "ops-token-0123456789"
+LIMITED_TOKEN = "limited-token-9876543210"
+TOKENS = f"ops {digest(OPS_TOKEN)}\nlimited {digest(LIMITED_TOKEN)}"
+#: The rate limit the cluster shares: the caller "limited" may make 10 requests a minute.
+LIMITED_PER_MINUTE = 10
+
+CREDENTIALS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def needs(package: str, binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"needs {binary}: apt-get install {package} (Debian package)")
+    return path
+
+
+class Answer:
+    def __init__(self, status: int, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def served_by(self) -> str | None:
+        return self.headers.get("X-Served-By")
+
+
+def call(url: str, method: str, path: str, token: str = OPS_TOKEN, body=None) -> Answer:
+    """One request with its own connection; an error that is no HTTP answer is raised."""
+    headers = {"Authorization": f"Bearer {token}"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return Answer(response.status, response.headers, json.loads(response.read()))
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        with contextlib.suppress(ValueError):
+            return Answer(error.code, error.headers, json.loads(text))
+        return Answer(error.code, error.headers, text.decode(errors="replace"))
+
+
+class HAProxy:
+    """haproxy -db on deploy/haproxy.cfg, its addresses set through the environment."""
+
+    def __init__(self, servers: list[str]):
+        binary = needs("haproxy", "haproxy")
+        self._dir = tempfile.TemporaryDirectory()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stats_socket = str(Path(self._dir.name, "stats.sock"))
+        env = dict(
+            os.environ,
+            LAUNCHPROV_HAPROXY_BIND=f"127.0.0.1:{self.port}",
+            LAUNCHPROV_HAPROXY_STATS_SOCKET=self.stats_socket,
+            LAUNCHPROV_HAPROXY_CHECK_INTERVAL=CHECK_INTERVAL,
+            **{f"LAUNCHPROV_APP{n}": address for n, address in enumerate(servers, start=1)},
+        )
+        # A file, closed in close(): a pipe nobody reads would block HAProxy.
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [binary, "-db", "-f", str(HAPROXY_CFG)],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        # Its port answering is not enough (on a shared machine another process may hold it for
+        # a moment): its stats socket must answer too, which only this HAProxy has.
+        try:
+            wait_until(self._answers, "haproxy", self.process, DEADLINE)
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\n{self.output}") from None
+
+    def _answers(self) -> bool:
+        if not accepts_connections(self.port):
+            return False
+        try:
+            self.stat()
+        except OSError:
+            return False
+        return True
+
+    def stat(self) -> dict[str, str]:
+        """Server name -> status (UP, DOWN, ...) of the launchprov backend, from `show stat`."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(self.stats_socket)
+            sock.sendall(b"show stat\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        lines = b"".join(chunks).decode().splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return {
+            row["svname"]: row["status"]
+            for row in rows
+            if row["pxname"] == "launchprov" and row["svname"] not in ("FRONTEND", "BACKEND")
+        }
+
+    def wait_for(self, wanted: dict[str, str], deadline: float = DEADLINE) -> None:
+        """Poll `show stat` until every named server has the wanted status."""
+        end = time.monotonic() + deadline
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"haproxy exited with {self.process.returncode}\n{self.output}")
+            current = self.stat()
+            if all(current.get(name, "").startswith(status) for name, status in wanted.items()):
+                return
+            if time.monotonic() > end:
+                raise TimeoutError(f"haproxy servers {current}, wanted {wanted}")
+            time.sleep(0.05)  # polling interval: the stats decide
+
+    @property
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def close(self) -> None:
+        stop(self.process)
+        self.log.close()
+        self._dir.cleanup()
+
+
+class Cluster:
+    def __init__(self, haproxy: HAProxy, services: list[Service], redis: RedisServer, ec2):
+        self.haproxy, self.services, self.redis, self.ec2 = haproxy, services, redis, ec2
+        self.url = haproxy.url
+
+    def call(self, method: str, path: str, token: str = OPS_TOKEN, body=None) -> Answer:
+        return call(self.url, method, path, token, body)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    port = free_port()
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env=dict(os.environ, **MOTO_VALIDATION),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: accepts_connections(port), "moto server", process)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(process)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    needs("haproxy", "haproxy")
+    with contextlib.ExitStack() as stack:
+        redis = RedisServer()
+        stack.callback(redis.close)
+        redis.start()
+        endpoint = stack.enter_context(moto_server())
+        ec2 = boto3.client(
+            "ec2",
+            region_name="us-east-1",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        seed_account(ec2)
+        settings = {
+            "launchprov.provider": "ec2",
+            "launchprov.ec2.endpoint_url": endpoint,
+            "launchprov.auth.enabled": "true",
+            "launchprov.auth.tokens": TOKENS.replace("\n", "\n    "),
+            "launchprov.ratelimit.limited": f"{LIMITED_PER_MINUTE}/minute",
+            "launchprov.ratelimit.storage_uri": redis.uri,
+        }
+        services = []
+        for _ in range(3):
+            service = Service(settings, CREDENTIALS_ENV)
+            stack.callback(service.close)
+            services.append(service)
+        haproxy = HAProxy([f"127.0.0.1:{service.port}" for service in services])
+        stack.callback(haproxy.close)
+        haproxy.wait_for({"app1": "UP", "app2": "UP", "app3": "UP"})
+        yield Cluster(haproxy, services, redis, ec2)

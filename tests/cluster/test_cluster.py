@@ -1,0 +1,137 @@
+"""Three launchprov processes behind HAProxy behave as one service.
+
+The tests run in file order on one cluster; the last two take parts of it down (Redis, then a
+process).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.cluster.conftest import DEADLINE, LIMITED_PER_MINUTE, LIMITED_TOKEN
+from tests.support import GOOD_AMI
+
+pytestmark = pytest.mark.cluster
+
+
+def test_a_client_token_retry_on_another_process_returns_the_same_ids(cluster):
+    token = f"deploy-{uuid.uuid4().hex}"
+    body = {"ami": GOOD_AMI, "instance_type": "t2.micro", "min_count": 2, "max_count": 2}
+    answers = [
+        cluster.call("PUT", "/v1/launch", body={**body, "client_token": token}) for _ in range(3)
+    ]
+    assert [answer.status for answer in answers] == [200, 200, 200], [a.body for a in answers]
+    assert len({answer.served_by for answer in answers}) > 1, "every retry hit one process"
+    first = answers[0].body
+    assert len(first) == 2 and all(answer.body == first for answer in answers)
+    # EC2 holds the one launch, not three.
+    tagged = cluster.ec2.describe_instances(
+        Filters=[{"Name": "tag:launchprov:client-token", "Values": [token]}]
+    )["Reservations"]
+    assert sorted(i["InstanceId"] for r in tagged for i in r["Instances"]) == sorted(first)
+
+
+def test_paging_begun_on_one_process_continues_on_another(cluster):
+    run = uuid.uuid4().hex[:10]
+    launched = set()
+    for _ in range(3):
+        body = {"ami": GOOD_AMI, "instance_type": "t2.micro", "min_count": 4, "max_count": 4}
+        answer = cluster.call("PUT", "/v1/launch", body={**body, "tags": {"run": run}})
+        assert answer.status == 200, answer.body
+        launched |= set(answer.body)
+    seen, servers, token = [], [], None
+    for _ in range(20):
+        path = f"/v1/instances?tag:run={run}&limit=5" + (f"&next={token}" if token else "")
+        answer = cluster.call("GET", path)
+        assert answer.status == 200, answer.body
+        seen += [instance["id"] for instance in answer.body["instances"]]
+        servers.append(answer.served_by)
+        token = answer.body["next"]
+        if token is None:
+            break
+    assert len(seen) == len(set(seen)) == 12 and set(seen) == launched
+    assert len(servers) >= 3 and any(a != b for a, b in itertools.pairwise(servers))
+
+
+def test_a_callers_rate_limit_holds_across_the_processes(cluster):
+    attempts = 3 * LIMITED_PER_MINUTE
+    with ThreadPoolExecutor(attempts) as pool:
+        answers = list(
+            pool.map(lambda _: cluster.call("GET", "/v1/instances", LIMITED_TOKEN), range(attempts))
+        )
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [200] * LIMITED_PER_MINUTE + [429] * (attempts - LIMITED_PER_MINUTE)
+    assert len({answer.served_by for answer in answers}) == 3, "the requests reached every process"
+    refused = next(answer for answer in answers if answer.status == 429)
+    assert refused.headers["RateLimit-Limit"] == str(LIMITED_PER_MINUTE)
+    assert int(refused.headers["Retry-After"]) >= 1
+    # Another caller is not limited by it.
+    assert cluster.call("GET", "/v1/instances").status == 200
+
+
+def test_redis_stopped_requests_are_still_served(cluster):
+    # "limited" spent its 10 a minute above: while Redis is down its requests go through.
+    cluster.redis.stop()
+    try:
+        answers = [cluster.call("GET", "/v1/instances", LIMITED_TOKEN) for _ in range(6)]
+        assert [answer.status for answer in answers] == [200] * 6, [a.body for a in answers]
+        ready = cluster.call("GET", "/readyz")
+        assert ready.status == 200
+        assert ready.body["ratelimit"] == {
+            "enabled": True,
+            "storage": "unreachable",
+            "failing_open": True,
+        }
+        # No process was taken out of rotation for it.
+        assert set(cluster.haproxy.stat().values()) == {"UP"}
+    finally:
+        cluster.redis.start()
+
+
+def test_a_killed_process_is_taken_out_and_no_request_fails_after(cluster):
+    failures_before: list[str] = []
+    after_down: list[tuple[int, str | None]] = []
+    down = threading.Event()
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            marked_down_before = down.is_set()
+            try:
+                answer = cluster.call("GET", "/healthz")
+                outcome = (answer.status, answer.served_by)
+            except OSError as exc:
+                outcome = (0, repr(exc))
+            if marked_down_before:
+                after_down.append(outcome)
+            elif outcome[0] != 200:
+                failures_before.append(str(outcome))
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        victim = cluster.services[1]
+        victim.process.kill()  # no goodbye: as a crashed process
+        victim.process.wait(timeout=DEADLINE)
+        cluster.haproxy.wait_for({"app1": "UP", "app2": "DOWN", "app3": "UP"})
+        down.set()
+        end = time.monotonic() + DEADLINE
+        while len(after_down) < 60 and time.monotonic() < end:
+            time.sleep(0.05)  # polling interval: the count decides
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=DEADLINE)
+    assert len(after_down) >= 60
+    assert all(status == 200 for status, _ in after_down), after_down
+    assert {served_by for _, served_by in after_down} == {"app1", "app3"}
+    # Before the checks caught it, HAProxy's retry on another process hid the refused
+    # connections too (retry-on conn-failure): reported, not asserted, as it is timing.
+    print(f"failed before app2 was marked down: {len(failures_before)} {failures_before[:3]}")

@@ -1,0 +1,201 @@
+"""End to end: a cloud that accepts and then says nothing for 30 s, and 32 concurrent launches.
+
+A waitress process (8 threads: 6 provider slots, 2 kept for everything else) in front of a
+stand-in that reads every request and answers none. Meanwhile probes poll /healthz, /metrics
+and /readyz. What an operator and a caller must see:
+
+* the probes answer within their bounds every time, while every provider slot is stuck;
+* a launch that found no slot is a 503 with Retry-After within queue_timeout + 1 s;
+* every launch is answered within request_deadline + 2 s: a 408 Timeout whose outcome is
+  unknown, retryable only with a client token;
+* at the cloud, at most one request per slot arrived: 32 launches, at most 6 calls.
+
+Small limits keep it short (about 10 s); the bounds asserted are the behaviour under test.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import CREDENTIALS_ENV, ec2_settings, running
+from tests.standins import SlowEndpoint
+from tests.support import GOOD_AMI
+
+pytestmark = pytest.mark.e2e
+
+THREADS = 8
+SLOTS = 6  # THREADS minus the default reserve, max(2, THREADS // 4)
+QUEUE_TIMEOUT = 0.5
+DEADLINE = 3.0
+READINESS_TIMEOUT = 0.5
+LAUNCHES = 32
+
+#: The bounds under test, in seconds, from the moment each request was sent.
+PROBE_BOUND = 1.0  # /healthz and /metrics
+READYZ_BOUND = READINESS_TIMEOUT + 1.0
+BUSY_BOUND = QUEUE_TIMEOUT + 1.0  # a 503
+LAUNCH_BOUND = DEADLINE + 2.0  # any launch answer
+
+
+@dataclass
+class Answer:
+    path: str
+    sent: float
+    seconds: float
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def call(port: int, method: str, path: str, body=None, headers=None) -> Answer:
+    """One request on a connection of its own; the answer and how long it took."""
+    sent = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        connection.request(method, path, body=data, headers=all_headers)
+        response = connection.getresponse()
+        payload = response.read()
+        seconds = time.monotonic() - sent
+        return Answer(path, sent, seconds, response.status, dict(response.getheaders()), payload)
+    finally:
+        connection.close()
+
+
+def launch_body(number: int) -> dict:
+    body = {"ami": GOOD_AMI, "instance_type": "t2.micro"}
+    if number % 2:
+        body["client_token"] = f"slow-{number}"
+    return body
+
+
+def metric_values(text: str) -> dict[str, float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name] = found.get(sample.name, 0.0) + sample.value
+    return found
+
+
+@pytest.fixture
+def slow_cloud():
+    endpoint = SlowEndpoint(hold=30)
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
+
+
+def test_a_slow_cloud_keeps_the_probes_answered_and_every_launch_bounded(slow_cloud):
+    settings = ec2_settings(
+        slow_cloud.url,
+        **{
+            "launchprov.provider_queue_timeout": str(QUEUE_TIMEOUT),
+            "launchprov.request_deadline": str(DEADLINE),
+            "launchprov.readiness_timeout": str(READINESS_TIMEOUT),
+            # production.ini's shape: time-outs and retries that add up to far more than the
+            # deadline (3 x (1 + 30) s).
+            "launchprov.ec2.connect_timeout": "1",
+            "launchprov.ec2.read_timeout": "30",
+            "launchprov.ec2.max_attempts": "3",
+            # One call per slot: concurrent client-token lookups are not merged here.
+            "launchprov.batch.idle_ms": "0",
+        },
+    )
+    with running(settings, CREDENTIALS_ENV, threads=THREADS) as service:
+        port = service.port
+        probes: list[Answer] = []
+        done = threading.Event()
+
+        def probe():
+            while not done.is_set():
+                for path in ("/healthz", "/metrics", "/readyz"):
+                    probes.append(call(port, "GET", path))
+                done.wait(0.1)  # the probes' pace, like a load balancer's interval
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            with ThreadPoolExecutor(LAUNCHES) as pool:
+                futures = [
+                    pool.submit(
+                        call,
+                        port,
+                        "PUT",
+                        "/v1/launch",
+                        launch_body(number),
+                        {"X-Request-ID": f"slow-launch-{number}"},
+                    )
+                    for number in range(LAUNCHES)
+                ]
+                launches = [future.result() for future in futures]
+            # Every slot is still held by a call the cloud has not answered: a new launch
+            # is refused at once, not queued behind them.
+            late = call(port, "PUT", "/v1/launch", launch_body(0))
+        finally:
+            done.set()
+            prober.join()
+        metrics = metric_values(call(port, "GET", "/metrics").body.decode())
+        output = service.output
+
+    # -- the probes ---------------------------------------------------------------------------
+    assert len(probes) >= 9, "the probes ran while the launches were in progress"
+    for answer in probes:
+        if answer.path == "/readyz":
+            assert answer.seconds < READYZ_BOUND, answer
+            assert answer.status == 503  # the cloud does not answer its one cheap call
+            slots = answer.json()["details"][1]
+            assert slots["name"] == "slots" and f"of {SLOTS} provider slots" in slots["description"]
+        else:
+            assert answer.status == 200, answer
+            assert answer.seconds < PROBE_BOUND, answer
+
+    # -- the launches -------------------------------------------------------------------------
+    statuses = sorted(answer.status for answer in launches)
+    timed_out = [answer for answer in launches if answer.status == 408]
+    busy = [answer for answer in launches if answer.status == 503]
+    assert len(timed_out) + len(busy) == LAUNCHES, statuses
+    assert 1 <= len(timed_out) <= SLOTS, statuses
+    for answer in launches:
+        assert answer.seconds < LAUNCH_BOUND, answer
+    for answer in busy:
+        assert answer.seconds < BUSY_BOUND, answer
+        assert answer.headers["Retry-After"] == "2"
+        assert answer.json()["details"][0]["description"] == f"all {SLOTS} provider slots are taken"
+    for answer in timed_out:
+        body = answer.json()
+        provider = body["provider"]
+        assert (provider["code"], provider["outcome"]) == ("Timeout", "unknown")
+        number = int(body["request_id"].rsplit("-", 1)[1])
+        with_token = number % 2 == 1
+        assert provider["retryable"] is with_token, body
+        assert ("Retry-After" in answer.headers) is with_token
+        if not with_token:
+            search = f"GET /v1/instances?tag:launchprov:request-id={body['request_id']}"
+            assert search in provider["message"]
+    assert late.status == 503 and late.seconds < BUSY_BOUND, late
+
+    # -- at the cloud: one request per slot (a RunInstances, or the client-token lookup) ------
+    sent = [action for action in slow_cloud.actions() if action != "DescribeAvailabilityZones"]
+    assert set(sent) <= {"RunInstances", "DescribeInstances"}, sent
+    assert 1 <= len(sent) <= SLOTS, sent
+
+    # -- what operators see -------------------------------------------------------------------
+    assert metrics["launchprov_provider_rejected_total"] == len(busy) + 1
+    assert metrics["launchprov_provider_deadline_exceeded_total"] == len(timed_out)
+    assert metrics["launchprov_provider_slots"] == SLOTS
+    assert metrics["launchprov_provider_slots_in_use"] == len(sent)
+    assert metrics["launchprov_waitress_queued_requests_total"] >= 1
+    assert "Task queue depth" not in output

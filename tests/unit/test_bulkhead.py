@@ -1,0 +1,212 @@
+"""The bulkhead: slots for provider calls, the request deadline, readiness outside the slots."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from launchprov.bulkhead import (
+    Bulkhead,
+    GuardedProvider,
+    ProviderBusy,
+    concurrency,
+    server_threads,
+)
+from launchprov.providers import deadline
+from launchprov.providers.interface import ProviderError
+from launchprov.settings import ConfigurationError
+
+#: Generous bound of every wait in these tests: they poll or block on events, never sleep.
+PATIENCE = 10.0
+
+
+class Blocking:
+    """A provider whose calls block until ``release`` is set; counts what it was asked."""
+
+    name = "blocking"
+    can_tag = True
+    image_id_pattern = None
+    instance_id_pattern = None
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.started = threading.Semaphore(0)
+        self.calls: list[str] = []
+        self.deadlines: list[float | None] = []
+
+    def _block(self, operation: str, result):
+        self.calls.append(operation)
+        self.deadlines.append(deadline.remaining())
+        self.started.release()
+        assert self.release.wait(PATIENCE)
+        return result
+
+    def launch(self, request):
+        return self._block("launch", ["i-12345678"])
+
+    def describe(self, instance_id, region):
+        return self._block("describe", instance_id)
+
+    def ping(self, timeout):
+        return self._block("ping", None)
+
+
+def guarded(provider, limit=1, queue_timeout=0.2, request_deadline=PATIENCE, **kwargs):
+    return GuardedProvider(provider, Bulkhead(limit, queue_timeout), request_deadline, **kwargs)
+
+
+def wait_for(check, what: str):
+    end = time.monotonic() + PATIENCE
+    while not check():
+        assert time.monotonic() < end, what
+        time.sleep(0.01)  # polling interval; the check decides
+
+
+def test_a_request_that_finds_every_slot_taken_is_refused():
+    provider = Blocking()
+    rejected = []
+    service = guarded(provider, on_rejected=lambda: rejected.append(1))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(service.describe, "i-1", "us-east-1")
+        assert provider.started.acquire(timeout=PATIENCE)
+        with pytest.raises(ProviderBusy) as caught:
+            service.describe("i-2", "us-east-1")
+        assert caught.value.limit == 1 and "nothing was sent" in caught.value.message
+        assert provider.calls == ["describe"]  # the refused request never reached it
+        assert rejected == [1]
+        state = service.bulkhead.state()
+        assert (state.in_use, state.waiting) == (1, 0)
+        provider.release.set()
+        assert first.result(PATIENCE) == "i-1"
+    wait_for(lambda: service.bulkhead.state().in_use == 0, "the slot is freed")
+    assert service.describe("i-3", "us-east-1") == "i-3"
+
+
+def test_a_waiting_request_gets_the_slot_that_frees():
+    provider = Blocking()
+    service = guarded(provider, queue_timeout=PATIENCE)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(service.describe, "i-1", "us-east-1")
+        assert provider.started.acquire(timeout=PATIENCE)
+        second = pool.submit(service.describe, "i-2", "us-east-1")
+        wait_for(lambda: service.bulkhead.state().waiting == 1, "the second request waits")
+        provider.release.set()
+        assert (first.result(PATIENCE), second.result(PATIENCE)) == ("i-1", "i-2")
+
+
+def test_the_deadline_answers_while_the_call_keeps_its_slot():
+    provider = Blocking()
+    late = []
+    service = guarded(provider, request_deadline=0.2, on_deadline=late.append)
+    with pytest.raises(ProviderError) as caught:
+        service.launch(object())
+    error = caught.value
+    assert (error.code, error.retryable, error.outcome) == ("Timeout", True, "unknown")
+    assert "launchprov.request_deadline = 0.2 s" in error.message
+    assert late == ["launch"]
+    # The call goes on, and holds its slot until the provider lets it go.
+    assert service.bulkhead.state().in_use == 1
+    with pytest.raises(ProviderBusy):
+        service.describe("i-1", "us-east-1")
+    provider.release.set()
+    wait_for(lambda: service.bulkhead.state().in_use == 0, "the slot is freed")
+
+
+def test_a_call_that_launches_nothing_times_out_with_outcome_none():
+    provider = Blocking()
+    service = guarded(provider, request_deadline=0.2)
+    with pytest.raises(ProviderError) as caught:
+        service.describe("i-1", "us-east-1")
+    assert (caught.value.code, caught.value.outcome) == ("Timeout", "none")
+    provider.release.set()
+
+
+def test_the_call_sees_the_deadline_of_its_request():
+    provider = Blocking()
+    provider.release.set()
+    service = guarded(provider, request_deadline=5.0)
+    assert deadline.remaining() is None  # outside a provider call there is none
+    service.describe("i-1", "us-east-1")
+    (left,) = provider.deadlines
+    assert 0 < left <= 5.0
+
+
+def test_work_inside_a_slot_takes_no_second_slot():
+    provider = Blocking()
+    provider.release.set()
+    service = guarded(provider, limit=1)
+
+    def lookup_then_launch():
+        service.describe("i-1", "us-east-1")
+        return service.launch(object())
+
+    assert service.run("launch", lookup_then_launch) == ["i-12345678"]
+    assert provider.calls == ["describe", "launch"]
+
+
+def test_errors_of_the_call_reach_the_request():
+    class Failing(Blocking):
+        def describe(self, instance_id, region):
+            raise ProviderError(self.name, "InternalError", "boom", retryable=True)
+
+    with pytest.raises(ProviderError, match="boom"):
+        guarded(Failing()).describe("i-1", "us-east-1")
+
+
+def test_one_ping_at_a_time_and_each_probe_bounded():
+    provider = Blocking()
+    service = guarded(provider, limit=1)
+    with ThreadPoolExecutor(1) as pool:  # every slot taken: readiness takes none
+        busy = pool.submit(service.describe, "i-1", "us-east-1")
+        assert provider.started.acquire(timeout=PATIENCE)
+        for _ in range(3):
+            with pytest.raises(ProviderError) as caught:
+                service.ping(0.1)
+            assert caught.value.code == "Timeout"
+        assert provider.calls == ["describe", "ping"]  # the probes shared one ping
+        provider.release.set()
+        busy.result(PATIENCE)
+    wait_for(lambda: service._ping.done(), "the ping ends")
+    assert service.ping(1.0) is None
+
+
+def test_the_slots_default_to_waitresss_threads_minus_a_reserve():
+    assert concurrency(None, 16) == 12
+    assert concurrency(None, 4) == 2
+    assert concurrency(None, 2) == 1
+    assert concurrency(None, None) == 2  # waitress's default of 4 threads
+    assert concurrency(7, 16) == 7
+    assert concurrency(40, None) == 40  # the server's threads are not known: trusted
+
+
+@pytest.mark.parametrize("configured", [16, 17])
+def test_slots_that_leave_no_thread_stop_startup(configured):
+    with pytest.raises(ConfigurationError, match=r"launchprov\.provider_concurrency = 1[67]"):
+        concurrency(configured, 16)
+
+
+def test_one_thread_is_too_few():
+    with pytest.raises(ConfigurationError, match="threads = 1"):
+        concurrency(None, 1)
+
+
+def test_the_threads_are_read_from_the_served_ini(tmp_path):
+    ini = tmp_path / "service.ini"
+    ini.write_text("[app:main]\nuse = egg:launchprov\n\n[server:main]\nuse = egg:waitress#main\n")
+    assert server_threads({"__file__": str(ini)}) == 4  # waitress's default
+    ini.write_text(ini.read_text() + "threads = 9\n")
+    assert server_threads({"__file__": str(ini)}) == 9
+    assert server_threads({}) is None
+    ini.write_text("[server:main]\nuse = egg:gunicorn#main\nthreads = 9\n")
+    assert server_threads({"__file__": str(ini)}) is None
+
+
+def test_the_guarded_provider_keeps_the_whole_contract():
+    from zope.interface.verify import verifyObject
+
+    from launchprov.providers.interface import IProvider
+
+    assert verifyObject(IProvider, guarded(Blocking()))

@@ -1,0 +1,211 @@
+"""What a failed launch says it knows: both adapters classify, the use case decides retries."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from launchprov import launching
+from launchprov.logs import WAITRESS_QUEUE_LOGGER, count_waitress_queue_depth
+from launchprov.providers import create_provider, deadline
+from launchprov.providers.interface import ProviderError
+from launchprov.settings import load
+from tests.standins import DroppingEndpoint, SlowEndpoint
+from tests.support import GOOD_AMI, MISSING_AMI, free_port, launch_request
+
+
+def adapter(name: str, endpoint: str):
+    """An adapter on ``endpoint``: one attempt, half-second time-outs."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    settings = {
+        "ec2": {
+            "launchprov.provider": "ec2",
+            "launchprov.ec2.endpoint_url": endpoint,
+            "launchprov.ec2.connect_timeout": "0.5",
+            "launchprov.ec2.read_timeout": "0.5",
+            "launchprov.ec2.max_attempts": "1",
+        },
+        "libcloud": {
+            "launchprov.provider": "libcloud",
+            "launchprov.libcloud.driver": "ec2",
+            "launchprov.libcloud.key": "testing",
+            "launchprov.libcloud.secret": "testing",
+            "launchprov.libcloud.host": host,
+            "launchprov.libcloud.port": port,
+            "launchprov.libcloud.secure": "false",
+            "launchprov.libcloud.timeout": "0.5",
+        },
+    }[name]
+    return create_provider(load(settings, environ={}))
+
+
+ADAPTERS = ["ec2", "libcloud"]
+LAUNCH = launch_request(ami=GOOD_AMI, instance_type="t2.micro")
+
+
+def failed_launch(provider, request=LAUNCH) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        provider.launch(request)
+    return caught.value
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_no_answer_in_time_may_have_launched(name):
+    endpoint = SlowEndpoint(hold=30)
+    try:
+        error = failed_launch(adapter(name, endpoint.url))
+    finally:
+        endpoint.close()
+    assert (error.code, error.outcome) == (ProviderError.TIMEOUT, "unknown")
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_a_connection_dropped_after_sending_may_have_launched(name):
+    endpoint = DroppingEndpoint()
+    try:
+        error = failed_launch(adapter(name, endpoint.url))
+    finally:
+        endpoint.close()
+    assert error.outcome == "unknown"
+    assert endpoint.accepted >= 1
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_a_refused_connection_launched_nothing(name):
+    error = failed_launch(adapter(name, f"http://127.0.0.1:{free_port()}"))
+    assert (error.code, error.outcome) == (ProviderError.UNREACHABLE, "none")
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_an_error_reply_launched_nothing(name, moto_server_ec2, moto_server_endpoint):
+    provider = adapter(name, moto_server_endpoint)
+    error = failed_launch(provider, launch_request(ami=MISSING_AMI, instance_type="t2.micro"))
+    assert (error.code, error.outcome) == ("InvalidAMIID.NotFound", "none")
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_other_calls_never_claim_a_launch(name):
+    endpoint = SlowEndpoint(hold=30)
+    try:
+        with pytest.raises(ProviderError) as caught:
+            adapter(name, endpoint.url).describe("i-12345678", "us-east-1")
+    finally:
+        endpoint.close()
+    assert (caught.value.code, caught.value.outcome) == (ProviderError.TIMEOUT, "none")
+
+
+def test_botocore_starts_no_attempt_after_the_deadline():
+    endpoint = SlowEndpoint(hold=30)
+    settings = {
+        "launchprov.provider": "ec2",
+        "launchprov.ec2.endpoint_url": endpoint.url,
+        "launchprov.ec2.read_timeout": "0.3",
+        "launchprov.ec2.max_attempts": "3",
+    }
+    provider = create_provider(load(settings, environ={}))
+    try:
+        # The deadline passes during the first attempt: botocore's next two never start.
+        with deadline.until(time.monotonic() + 0.1), pytest.raises(ProviderError) as caught:
+            provider.launch(LAUNCH)
+        assert endpoint.actions() == ["RunInstances"]
+        assert (caught.value.code, caught.value.outcome) == (ProviderError.TIMEOUT, "unknown")
+        # Without a deadline, the same call makes its three attempts.
+        with pytest.raises(ProviderError):
+            provider.launch(LAUNCH)
+        assert endpoint.actions() == ["RunInstances"] * 4
+    finally:
+        endpoint.close()
+
+
+# -- the use case: what a caller may do about it ----------------------------------------------
+
+
+def unknown() -> ProviderError:
+    return ProviderError("ec2", "Timeout", "Read timeout", retryable=True, outcome="unknown")
+
+
+def test_without_a_client_token_an_unknown_launch_is_not_retryable():
+    error = launching.honest(unknown(), LAUNCH, "req-1")
+    assert (error.code, error.outcome, error.retryable) == ("Timeout", "unknown", False)
+    assert "GET /v1/instances?tag:launchprov:request-id=req-1&region=us-east-1" in error.message
+    assert error.message.startswith("Read timeout")
+
+
+def test_with_a_client_token_an_unknown_launch_is_retryable():
+    request = launch_request(ami=GOOD_AMI, instance_type="t2.micro", client_token="deploy-1")
+    error = launching.honest(unknown(), request, "req-1")
+    assert (error.outcome, error.retryable) == ("unknown", True)
+    assert "same client_token" in error.message
+
+
+def test_a_launch_known_to_have_done_nothing_is_unchanged():
+    error = ProviderError("ec2", "InvalidAMIID.NotFound", "no such image", outcome="none")
+    assert launching.honest(error, LAUNCH, "req-1") is error
+
+
+# -- every attempt of a client-token launch is the same request -------------------------------
+
+
+def test_client_token_attempts_carry_the_same_tags_and_token():
+    request = launch_request(ami=GOOD_AMI, instance_type="t2.micro", client_token="deploy-1")
+    first = launching.traced(request, "web", "request-a")
+    again = launching.traced(request, "web", "request-b")
+    assert first == again
+    assert first.system_tags[launching.REQUEST_ID_TAG] == launching.launch_id("web", "deploy-1")
+    assert first.system_tags[launching.CLIENT_TOKEN_TAG] == "deploy-1"
+    assert first.client_token == launching.idempotency_key("web", "deploy-1")
+    assert len(first.client_token) <= 64  # EC2's limit of a ClientToken
+
+
+def test_two_callers_tokens_never_meet_at_the_provider():
+    request = launch_request(ami=GOOD_AMI, instance_type="t2.micro", client_token="shared")
+    web = launching.traced(request, "web", "r")
+    batch = launching.traced(request, "batch", "r")
+    assert web.client_token != batch.client_token
+    assert web.system_tags[launching.REQUEST_ID_TAG] != batch.system_tags[launching.REQUEST_ID_TAG]
+
+
+def test_a_launch_without_token_is_tagged_with_its_request_id():
+    traced = launching.traced(LAUNCH, "web", "request-a")
+    assert traced.system_tags == {
+        launching.CALLER_TAG: "web",
+        launching.REQUEST_ID_TAG: "request-a",
+    }
+    assert traced.client_token is None
+
+
+# -- waitress's queue-depth warnings ----------------------------------------------------------
+
+
+def test_waitress_queue_depth_is_a_metric_and_a_debug_line(caplog):
+    seen = []
+    count_waitress_queue_depth(seen.append)
+    caplog.set_level(logging.DEBUG)
+    waitress_queue = logging.getLogger(WAITRESS_QUEUE_LOGGER)
+    waitress_queue.warning("Task queue depth is %d", 3)
+    waitress_queue.warning("something else")
+    assert seen == [3]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["something else"]
+    debug = [r for r in caplog.records if r.name == "launchprov.waitress"]
+    assert [r.levelno for r in debug] == [logging.DEBUG] and "depth 3" in debug[0].getMessage()
+    count_waitress_queue_depth(lambda depth: None)  # a later app replaces the filter
+    waitress_queue.warning("Task queue depth is %d", 5)
+    assert seen == [3]
+
+
+def test_a_client_token_launchs_lease_is_the_same_on_every_attempt():
+    first = datetime(2026, 12, 1, 22, 0, 5, tzinfo=UTC)
+    retry = first + timedelta(seconds=25)
+    quantum = launching.CLIENT_TOKEN_LEASE_QUANTUM
+    assert launching.expiry_after(600, first, quantum) == "2026-12-01T22:20:00Z"
+    assert launching.expiry_after(600, retry, quantum) == "2026-12-01T22:20:00Z"
+    assert launching.expiry_after(600, first) == "2026-12-01T22:10:05Z"  # no token: exact
+    request = launch_request(
+        ami=GOOD_AMI, instance_type="t2.micro", client_token="lease-1", expires_in=3600
+    )
+    tags = launching.traced(request, "web", "request-a").system_tags
+    assert tags[launching.EXPIRES_AT_TAG].endswith("0:00Z")

@@ -1,0 +1,106 @@
+"""The libcloud adapter batches where its driver can: the EC2 profile (against a moto server).
+
+Batches close by ``max_ids`` (idle a minute away): the test decides which requests share a
+call. Calls are counted on the drivers' connection, whichever thread's driver sends them.
+"""
+
+from __future__ import annotations
+
+import collections
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from launchprov.providers.interface import InstanceNotFound
+from launchprov.providers.libcloud.provider import LibcloudProvider
+from launchprov.settings import load
+from tests.support import GOOD_AMI, REGION
+
+DEADLINE = 10.0
+MISSING = "i-0123456789abcdef0"
+
+
+def provider(endpoint: str, max_ids: int, driver: str = "ec2", **settings) -> LibcloudProvider:
+    host, port = endpoint.removeprefix("http://").split(":")
+    values = {
+        "launchprov.provider": "libcloud",
+        "launchprov.libcloud.driver": driver,
+        "launchprov.libcloud.key": "testing",
+        "launchprov.libcloud.secret": "testing",
+        "launchprov.libcloud.host": host,
+        "launchprov.libcloud.port": port,
+        "launchprov.libcloud.secure": "false",
+        "launchprov.batch.idle_ms": "60000",
+        "launchprov.batch.max_ms": "60000",
+        "launchprov.batch.max_ids": str(max_ids),
+        **settings,
+    }
+    return LibcloudProvider.from_settings(load(values, environ={}))
+
+
+@pytest.fixture
+def counted(monkeypatch, moto_server_ec2) -> collections.Counter:
+    """EC2 actions sent by every libcloud EC2 driver, by name."""
+    adapter = provider(moto_server_ec2.meta.endpoint_url, 1)
+    connection_class = type(adapter.driver(REGION).connection)
+    send = connection_class.request
+    actions: collections.Counter = collections.Counter()
+
+    def counting(self, action, params=None, *args, **kwargs):
+        actions.update([(params or {}).get("Action", "?")])
+        return send(self, action, params, *args, **kwargs)
+
+    monkeypatch.setattr(connection_class, "request", counting)
+    return actions
+
+
+def launch(ec2, count: int) -> list[str]:
+    reply = ec2.run_instances(
+        ImageId=GOOD_AMI, InstanceType="t2.micro", MinCount=count, MaxCount=count
+    )
+    return [instance["InstanceId"] for instance in reply["Instances"]]
+
+
+def concurrently(function, arguments: list):
+    def one(argument):
+        try:
+            return function(argument)
+        except Exception as exc:  # the test looks at what each request got
+            return exc
+
+    with ThreadPoolExecutor(len(arguments)) as pool:
+        return list(pool.map(one, arguments, timeout=DEADLINE))
+
+
+def test_ec2_describes_share_one_call_and_a_missing_id_is_a_404(moto_server_ec2, counted):
+    ids = launch(moto_server_ec2, 3)
+    adapter = provider(moto_server_ec2.meta.endpoint_url, max_ids=4)
+    counted.clear()
+    results = concurrently(lambda item: adapter.describe(item, REGION), [*ids, MISSING])
+    assert [result.id for result in results[:3]] == ids
+    assert isinstance(results[3], InstanceNotFound)
+    assert counted == {"DescribeInstances": 2}  # the batch, and the missing id alone
+
+
+def test_ec2_terminations_share_one_call(moto_server_ec2, counted):
+    ids = launch(moto_server_ec2, 4)
+    adapter = provider(moto_server_ec2.meta.endpoint_url, max_ids=4)
+    counted.clear()
+    results = concurrently(lambda item: adapter.terminate(item, REGION), ids)
+    assert [result.id for result in results] == ids
+    assert counted["TerminateInstances"] == 1
+    reply = moto_server_ec2.describe_instances(InstanceIds=ids)
+    states = {i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]}
+    assert states <= {"shutting-down", "terminated"}
+
+
+def test_a_driver_without_a_call_for_many_nodes_is_asked_one_by_one():
+    values = {
+        "launchprov.provider": "libcloud",
+        "launchprov.libcloud.driver": "dummy",
+        "launchprov.batch.idle_ms": "10",
+    }
+    adapter = LibcloudProvider.from_settings(load(values, environ={}))
+    assert not any(batcher.enabled for batcher in adapter.batchers)
+    with pytest.raises(InstanceNotFound):
+        adapter.describe("987654", REGION)
