@@ -272,3 +272,18 @@ def test_the_installed_console_script(cli_service, moto_client, run):
     assert done.returncode == 1 and "404 Not Found" in done.stderr
     done = launchprov("launch", "--ami", GOOD_AMI)
     assert done.returncode == 2 and "Missing option" in done.stderr
+
+
+def test_preflight_exits_0_when_the_launch_would_succeed_and_1_when_not(cli, moto_client, run):
+    result = cli(
+        "preflight", "--ami", GOOD_AMI, "--instance-type", "t2.micro", "--tag", f"run={run}"
+    )
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split()[:2] for line in result.stdout.splitlines()[1:]]
+    assert rows and all(ok == "yes" for _, ok in rows)
+    result = cli("preflight", "--ami", MISSING_AMI, "--instance-type", "t2.micro", "--json")
+    assert result.exit_code == 1
+    answer = json.loads(result.stdout)
+    assert answer["would_launch"] is False
+    assert "InvalidAMIID.NotFound" in {check["code"] for check in answer["checks"]}
+    assert at_ec2(moto_client, run) == {}

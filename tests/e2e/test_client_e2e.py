@@ -213,3 +213,24 @@ def test_no_service_is_a_connection_failure(refusing_endpoint):
     client = Client(refusing_endpoint, retries=1, backoff=0.01)
     with client, pytest.raises(ConnectionFailed, match="no answer"):
         client.describe("i-0123456789abcdef0")
+
+
+def instance_count(moto_client) -> int:
+    reservations = moto_client.describe_instances()["Reservations"]
+    return sum(len(reservation["Instances"]) for reservation in reservations)
+
+
+def test_preflight_says_whether_a_launch_would_succeed_launching_nothing(client, moto_client):
+    before = instance_count(moto_client)
+    answer = client.preflight(GOOD_AMI, "t2.micro", min_count=2, max_count=2, tags={"k": "v"})
+    assert answer["would_launch"] is True
+    assert answer["checks"] and all(check["ok"] for check in answer["checks"])
+    answer = client.preflight(MISSING_AMI, "t2.micro", key_name="no-such-key")
+    assert answer["would_launch"] is False
+    failed = {check["code"] for check in answer["checks"] if not check["ok"]}
+    assert {"InvalidAMIID.NotFound", "InvalidKeyPair.NotFound"} <= failed
+    with pytest.raises(Forbidden):
+        client.preflight(GOOD_AMI, "m5.large")
+    with pytest.raises(BadRequest):
+        client.preflight("not-an-ami", "t2.micro")
+    assert instance_count(moto_client) == before
