@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -26,7 +25,7 @@ import boto3
 import pytest
 
 from launchprov.auth import digest
-from tests.e2e.conftest import MOTO_VALIDATION, Service, accepts_connections, stop, wait_until
+from tests.e2e.conftest import Service, accepts_connections, moto_server, stop, wait_until
 from tests.redis_server import RedisServer
 from tests.support import free_port, seed_account
 
@@ -167,23 +166,6 @@ class Cluster:
 
     def call(self, method: str, path: str, token: str = OPS_TOKEN, body=None) -> Answer:
         return call(self.url, method, path, token, body)
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    port = free_port()
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env=dict(os.environ, **MOTO_VALIDATION),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until(lambda: accepts_connections(port), "moto server", process)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop(process)
 
 
 @pytest.fixture(scope="module")
