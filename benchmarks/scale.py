@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,12 +30,12 @@ from pathlib import Path
 from benchmarks.load import closed_loop, http_launch
 from benchmarks.processes import (
     LAUNCH_HEADERS,
-    REPO,
     Processes,
     Server,
     accepts_connections,
     free_port,
 )
+from tests.haproxy import HAPROXY_CFG, haproxy_env, server_statuses
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- scale: written by benchmarks/scale.py -->", "<!-- /scale -->"
@@ -182,33 +181,13 @@ class HAProxy:
             raise RuntimeError("needs haproxy: apt-get install haproxy (Debian package)")
         self.port = free_port()
         self.socket = str(log_dir / f"haproxy-{self.port}.sock")
-        env = dict(
-            os.environ,
-            LAUNCHPROV_HAPROXY_BIND=f"127.0.0.1:{self.port}",
-            LAUNCHPROV_HAPROXY_STATS_SOCKET=self.socket,
-            LAUNCHPROV_HAPROXY_CHECK_INTERVAL="200ms",
-            **{f"LAUNCHPROV_APP{n}": server for n, server in enumerate(servers, start=1)},
-        )
-        argv = [binary, "-db", "-f", str(REPO / "deploy" / "haproxy.cfg")]
+        env = haproxy_env(self.port, self.socket, servers, "200ms")
+        argv = [binary, "-db", "-f", str(HAPROXY_CFG)]
         self.server = procs.start("haproxy", argv, self.port, env)
         self.server.wait_until(lambda: accepts_connections(self.port))
 
     def statuses(self) -> dict[str, str]:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(self.socket)
-            sock.sendall(b"show stat\n")
-            text = b""
-            while chunk := sock.recv(65536):
-                text += chunk
-        lines = text.decode().splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {
-            row["svname"]: row["status"]
-            for row in rows
-            if row["pxname"] == "launchprov" and row["svname"] not in ("FRONTEND", "BACKEND")
-        }
+        return server_statuses(self.socket)
 
 
 def only_up(haproxy: HAProxy, count: int) -> bool:

@@ -238,29 +238,47 @@ def digitalocean(monkeypatch) -> None:
     _mock(monkeypatch, DigitalOcean_v2_NodeDriver, _digitalocean_mock())
 
 
-def vultr(monkeypatch) -> None:
-    from libcloud.compute.drivers.vultr import VultrNodeDriverV2
+def _as_shipped(driver: str, test_module: str, mock: str, **attributes):
+    """patch(monkeypatch) for a driver whose recorded MockHttp answers launchprov's calls as
+    libcloud ships it: the class of ``driver``'s profile on ``test_module``'s ``mock``."""
 
-    _mock(monkeypatch, VultrNodeDriverV2, libcloud_test_module("test_vultr_v2").VultrMockHttpV2)
+    def patch(monkeypatch) -> None:
+        from launchprov.providers.libcloud.profiles import PROFILES
+
+        recorded = getattr(libcloud_test_module(test_module), mock)
+        _mock(monkeypatch, PROFILES[driver].driver_class(), recorded, **attributes)
+
+    return patch
 
 
-def linode(monkeypatch) -> None:
-    from libcloud.compute.drivers.linode import LinodeNodeDriverV4
-
-    _mock(monkeypatch, LinodeNodeDriverV4, libcloud_test_module("test_linode_v4").LinodeMockHttpV4)
-
-
-def cloudstack(monkeypatch) -> None:
-    from libcloud.compute.drivers.cloudstack import CloudStackNodeDriver
-
-    recorded = libcloud_test_module("test_cloudstack")
-    _mock(monkeypatch, CloudStackNodeDriver, recorded.CloudStackMockHttp, fixture_tag="default")
+vultr = _as_shipped("vultr", "test_vultr_v2", "VultrMockHttpV2")
+linode = _as_shipped("linode", "test_linode_v4", "LinodeMockHttpV4")
+cloudstack = _as_shipped(
+    "cloudstack", "test_cloudstack", "CloudStackMockHttp", fixture_tag="default"
+)
 
 
 def _json(value) -> str:
     import json
 
     return json.dumps(value)
+
+
+def _token_cloud(
+    driver: str, *, token: str, location: str, key_name: str, placement: str, **recorded
+) -> RecordedCloud:
+    """A cloud of one API token (DigitalOcean, Vultr, Linode): create_node's location from
+    launch_kwargs, and as the deployment's default key pair one the recorded account has."""
+    return RecordedCloud(
+        driver=driver,
+        settings={
+            "launchprov.libcloud.key": token,
+            "launchprov.libcloud.launch_kwargs": _json({"location": location}),
+            "launchprov.defaults.key_name": key_name,
+        },
+        explicit={"placement": placement, "key_name": key_name},
+        **recorded,
+    )
 
 
 #: Every driver of the matrix but ec2 (moto) and dummy (in memory), on libcloud's recordings.
@@ -333,42 +351,36 @@ RECORDED: dict[str, RecordedCloud] = {
         launch={"ami": "Canonical:UbuntuServer:16.04.0-LTS:latest", "instance_type": "Standard_A1"},
         explicit={"placement": "eastus"},
     ),
-    "digitalocean": RecordedCloud(
-        driver="digitalocean",
-        settings={
-            "launchprov.libcloud.key": "token",
-            "launchprov.libcloud.launch_kwargs": _json({"location": "nyc1"}),
-            # The deployment's default key pair, as the recorded account has it.
-            "launchprov.defaults.key_name": "test1",
-        },
+    "digitalocean": _token_cloud(
+        "digitalocean",
+        token="token",
+        location="nyc1",
+        key_name="test1",
+        placement="nyc1",
         patch=digitalocean,
         known_id="3164444",
         known_state="running",
         known_fields={"instance_type": "s-1vcpu-1gb", "ami": "69463186"},
         launch={"ami": "119192817", "instance_type": "512mb"},
-        explicit={"placement": "nyc1", "key_name": "test1"},
     ),
-    "vultr": RecordedCloud(
-        driver="vultr",
-        settings={
-            "launchprov.libcloud.key": "foo",
-            "launchprov.libcloud.launch_kwargs": _json({"location": "ams"}),
-            "launchprov.defaults.key_name": "tester",
-        },
+    "vultr": _token_cloud(
+        "vultr",
+        token="foo",
+        location="ams",
+        key_name="tester",
+        placement="ewr",
         patch=vultr,
         known_id="123",
         known_state="running",
         known_fields={"instance_type": "vc2-1c-2gb", "ami": "477", "placement": "fra"},
         launch={"ami": "167", "instance_type": "vc2-1c-1gb"},
-        explicit={"placement": "ewr", "key_name": "tester"},
     ),
-    "linode": RecordedCloud(
-        driver="linode",
-        settings={
-            "launchprov.libcloud.key": "foo",
-            "launchprov.libcloud.launch_kwargs": _json({"location": "us-east"}),
-            "launchprov.defaults.key_name": "My SSH Key",
-        },
+    "linode": _token_cloud(
+        "linode",
+        token="foo",
+        location="us-east",
+        key_name="My SSH Key",
+        placement="us-west",
         patch=linode,
         known_id="22344420",
         known_state="running",
@@ -378,7 +390,6 @@ RECORDED: dict[str, RecordedCloud] = {
             "placement": "eu-west",
         },
         launch={"ami": "linode/alpine3.10", "instance_type": "g6-nanode-1"},
-        explicit={"placement": "us-west", "key_name": "My SSH Key"},
     ),
     "cloudstack": RecordedCloud(
         driver="cloudstack",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import webtest
 from zope.interface import implementer
@@ -63,6 +64,58 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def libcloud_ec2_settings(endpoint_url: str, **extra: str) -> dict[str, str]:
+    """.ini settings of the libcloud adapter's EC2 driver on the moto server at
+    ``endpoint_url`` (``http://host:port``), with moto's test credentials."""
+    host, port = endpoint_url.removeprefix("http://").split(":")
+    return {
+        "launchprov.provider": "libcloud",
+        "launchprov.libcloud.driver": "ec2",
+        "launchprov.libcloud.key": "testing",
+        "launchprov.libcloud.secret": "testing",
+        "launchprov.libcloud.host": host,
+        "launchprov.libcloud.port": port,
+        "launchprov.libcloud.secure": "false",
+        **extra,
+    }
+
+
+def batches_of(max_ids: int) -> dict[str, str]:
+    """Batch settings under which a batch closes at ``max_ids`` ids (idle and max_wait a
+    minute away): which requests share a call is decided by the test, not by timing."""
+    return {
+        "launchprov.batch.idle_ms": "60000",
+        "launchprov.batch.max_ms": "60000",
+        "launchprov.batch.max_ids": str(max_ids),
+    }
+
+
+def run_instances(ec2, count: int) -> list[str]:
+    """Launch ``count`` instances straight through EC2 (a boto3 client): their ids."""
+    reply = ec2.run_instances(
+        ImageId=GOOD_AMI, InstanceType="t2.micro", MinCount=count, MaxCount=count
+    )
+    return [instance["InstanceId"] for instance in reply["Instances"]]
+
+
+#: How long concurrent requests may take, together.
+CONCURRENT_DEADLINE = 10.0
+
+
+def concurrently(function, arguments: list) -> list:
+    """``function`` of each argument, each in its own thread, all at once: in ``arguments``'
+    order, what each returned or the exception it raised."""
+
+    def one(argument):
+        try:
+            return function(argument)
+        except Exception as exc:  # the test looks at what each request got
+            return exc
+
+    with ThreadPoolExecutor(len(arguments)) as pool:
+        return list(pool.map(one, arguments, timeout=CONCURRENT_DEADLINE))
 
 
 #: What the sandbox's development.ini says; the authentication tests turn it on.

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -26,11 +23,11 @@ import boto3
 import pytest
 
 from launchprov.auth import digest
-from tests.e2e.conftest import MOTO_VALIDATION, Service, accepts_connections, stop, wait_until
+from tests.e2e.conftest import Service, accepts_connections, moto_server, stop, wait_until
+from tests.haproxy import HAPROXY_CFG, haproxy_env, server_statuses
 from tests.redis_server import RedisServer
 from tests.support import free_port, seed_account
 
-HAPROXY_CFG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
 DEADLINE = 30.0
 #: Health checks in the cluster test: every 200 ms, two failures take a process out.
 CHECK_INTERVAL = "200ms"
@@ -87,13 +84,7 @@ class HAProxy:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stats_socket = str(Path(self._dir.name, "stats.sock"))
-        env = dict(
-            os.environ,
-            LAUNCHPROV_HAPROXY_BIND=f"127.0.0.1:{self.port}",
-            LAUNCHPROV_HAPROXY_STATS_SOCKET=self.stats_socket,
-            LAUNCHPROV_HAPROXY_CHECK_INTERVAL=CHECK_INTERVAL,
-            **{f"LAUNCHPROV_APP{n}": address for n, address in enumerate(servers, start=1)},
-        )
+        env = haproxy_env(self.port, self.stats_socket, servers, CHECK_INTERVAL)
         # A file, closed in close(): a pipe nobody reads would block HAProxy.
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -120,21 +111,7 @@ class HAProxy:
 
     def stat(self) -> dict[str, str]:
         """Server name -> status (UP, DOWN, ...) of the launchprov backend, from `show stat`."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(self.stats_socket)
-            sock.sendall(b"show stat\n")
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        lines = b"".join(chunks).decode().splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {
-            row["svname"]: row["status"]
-            for row in rows
-            if row["pxname"] == "launchprov" and row["svname"] not in ("FRONTEND", "BACKEND")
-        }
+        return server_statuses(self.stats_socket)
 
     def wait_for(self, wanted: dict[str, str], deadline: float = DEADLINE) -> None:
         """Poll `show stat` until every named server has the wanted status."""
@@ -167,23 +144,6 @@ class Cluster:
 
     def call(self, method: str, path: str, token: str = OPS_TOKEN, body=None) -> Answer:
         return call(self.url, method, path, token, body)
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    port = free_port()
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env=dict(os.environ, **MOTO_VALIDATION),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until(lambda: accepts_connections(port), "moto server", process)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -63,8 +63,8 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def moto_process() -> Iterator[str]:
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
     """A moto server process on 127.0.0.1 that validates like EC2; yields its endpoint URL."""
     port = free_port()
     env = dict(os.environ, **MOTO_VALIDATION)
@@ -81,6 +81,13 @@ def moto_process() -> Iterator[str]:
             yield f"http://127.0.0.1:{port}"
         finally:
             stop(process)
+
+
+@pytest.fixture(scope="session")
+def moto_process() -> Iterator[str]:
+    """A moto server process (:func:`moto_server`) for the whole session."""
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

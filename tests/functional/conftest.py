@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 import webtest
 
-from tests.support import make_app
+from tests.support import libcloud_ec2_settings, make_app
 
 
 @dataclasses.dataclass
@@ -35,19 +35,7 @@ def ec2_backend(request, **settings) -> Backend:
 
 def libcloud_ec2_backend(request, **settings) -> Backend:
     client = request.getfixturevalue("moto_server_ec2")
-    port = client.meta.endpoint_url.rsplit(":", 1)[1]
-    app = make_app(
-        **{
-            "launchprov.provider": "libcloud",
-            "launchprov.libcloud.driver": "ec2",
-            "launchprov.libcloud.key": "testing",
-            "launchprov.libcloud.secret": "testing",
-            "launchprov.libcloud.host": "127.0.0.1",
-            "launchprov.libcloud.port": port,
-            "launchprov.libcloud.secure": "false",
-            **settings,
-        }
-    )
+    app = make_app(**libcloud_ec2_settings(client.meta.endpoint_url, **settings))
     return Backend("libcloud-ec2", app, client, client.meta.endpoint_url)
 
 

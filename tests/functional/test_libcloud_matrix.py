@@ -28,7 +28,13 @@ from launchprov.providers.libcloud.profiles import (
 )
 from launchprov.schemas import LaunchSchema
 from tests.recorded import RECORDED, RecordedCloud
-from tests.support import GOOD_AMI, assert_error_body, detail_names, make_app
+from tests.support import (
+    GOOD_AMI,
+    assert_error_body,
+    detail_names,
+    libcloud_ec2_settings,
+    make_app,
+)
 
 #: Every launch parameter, in the API's order.
 PARAMETERS = [node.name for node in LaunchSchema().children]
@@ -128,18 +134,7 @@ def cloud(request, monkeypatch) -> Cloud:
         explicit = {**EXPLICIT, "placement": "us-east-1b"}
     else:
         client = request.getfixturevalue("moto_server_ec2")
-        port = client.meta.endpoint_url.rsplit(":", 1)[1]
-        app = make_app(
-            **{
-                "launchprov.provider": "libcloud",
-                "launchprov.libcloud.driver": "ec2",
-                "launchprov.libcloud.key": "testing",
-                "launchprov.libcloud.secret": "testing",
-                "launchprov.libcloud.host": "127.0.0.1",
-                "launchprov.libcloud.port": port,
-                "launchprov.libcloud.secure": "false",
-            }
-        )
+        app = make_app(**libcloud_ec2_settings(client.meta.endpoint_url))
         launch = {"ami": GOOD_AMI, "instance_type": "t2.micro"}
         known = _launched(app, launch)
         fields = {"instance_type": "t2.micro", "ami": GOOD_AMI, "placement": "us-east-1b"}
@@ -260,30 +255,25 @@ def test_every_explicit_parameter_is_honoured_or_refused_as_the_docs_say(cloud, 
         assert created[0].get(argument) is not None, (argument, created[0])
 
 
-def test_unknown_image_is_said_before_any_node_is_created(cloud):
+@pytest.mark.parametrize(
+    ("looked_up", "parameter", "value", "code"),
+    [
+        ("images", "ami", "no-such-image-anywhere", "ImageNotFound"),
+        ("sizes", "instance_type", "no-such-size", "SizeNotFound"),
+    ],
+)
+def test_an_unknown_image_or_size_is_said_before_any_node_is_created(
+    cloud, looked_up, parameter, value, code
+):
     if cloud.name in ("ec2", "dummy"):
-        pytest.skip(f"the {cloud.name} driver does not look images up")
+        pytest.skip(f"the {cloud.name} driver does not look {looked_up} up")
     created = cloud.spy("create_node")
 
     response = cloud.app.put_json(
-        "/v1/launch", launch_body(cloud, ami="no-such-image-anywhere"), status="*"
+        "/v1/launch", launch_body(cloud, **{parameter: value}), status="*"
     )
 
     body = assert_error_body(response, 408)
-    assert body["provider"]["code"] == "ImageNotFound"
+    assert body["provider"]["code"] == code
     assert body["provider"]["retryable"] is False
-    assert created == []
-
-
-def test_unknown_size_is_said_before_any_node_is_created(cloud):
-    if cloud.name in ("ec2", "dummy"):
-        pytest.skip(f"the {cloud.name} driver does not look sizes up")
-    created = cloud.spy("create_node")
-
-    response = cloud.app.put_json(
-        "/v1/launch", launch_body(cloud, instance_type="no-such-size"), status="*"
-    )
-
-    body = assert_error_body(response, 408)
-    assert body["provider"]["code"] == "SizeNotFound"
     assert created == []

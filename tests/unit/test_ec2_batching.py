@@ -7,7 +7,6 @@ share a call is decided by the test, not by timing. Calls are counted where they
 from __future__ import annotations
 
 import collections
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -21,19 +20,20 @@ from launchprov.providers.interface import (
     ProviderError,
 )
 from launchprov.settings import load
-from tests.support import GOOD_AMI, REGION, free_port
+from tests.support import (
+    GOOD_AMI,
+    REGION,
+    batches_of,
+    concurrently,
+    free_port,
+    run_instances,
+)
 
-DEADLINE = 10.0
 MISSING = "i-0123456789abcdef0"
 
 
 def provider(max_ids: int, **settings) -> EC2Provider:
-    values = {
-        "launchprov.batch.idle_ms": "60000",
-        "launchprov.batch.max_ms": "60000",
-        "launchprov.batch.max_ids": str(max_ids),
-        **settings,
-    }
+    values = {**batches_of(max_ids), **settings}
     return EC2Provider.from_settings(load(values, environ={}))
 
 
@@ -46,35 +46,26 @@ def count_calls(adapter: EC2Provider) -> collections.Counter:
     return counted
 
 
-def launch(ec2, count: int) -> list[str]:
-    reply = ec2.run_instances(
-        ImageId=GOOD_AMI, InstanceType="t2.micro", MinCount=count, MaxCount=count
-    )
-    return [instance["InstanceId"] for instance in reply["Instances"]]
-
-
-def concurrently(function, arguments: list):
-    def one(argument):
-        try:
-            return function(argument)
-        except Exception as exc:  # the test looks at what each request got
-            return exc
-
-    with ThreadPoolExecutor(len(arguments)) as pool:
-        return list(pool.map(one, arguments, timeout=DEADLINE))
-
-
-def test_concurrent_describes_are_one_call_each_its_own_instance(moto_ec2):
-    ids = launch(moto_ec2, 8)
-    adapter = provider(max_ids=8)
+@pytest.mark.parametrize(
+    ("count", "settings", "describe_calls"),
+    [
+        pytest.param(8, {}, 1, id="one-call"),
+        pytest.param(4, {"launchprov.batch.idle_ms": "0"}, 4, id="zero-idle-each-alone"),
+    ],
+)
+def test_concurrent_describes_each_get_their_own_instance(
+    moto_ec2, count, settings, describe_calls
+):
+    ids = run_instances(moto_ec2, count)
+    adapter = provider(max_ids=count, **settings)
     calls = count_calls(adapter)
     instances = concurrently(lambda item: adapter.describe(item, REGION), ids)
     assert [instance.id for instance in instances] == ids
-    assert calls == {"DescribeInstances": 1}
+    assert calls == {"DescribeInstances": describe_calls}
 
 
 def test_an_id_the_batch_did_not_return_is_asked_alone_once_then_404(moto_ec2):
-    ids = launch(moto_ec2, 3)
+    ids = run_instances(moto_ec2, 3)
     adapter = provider(max_ids=4)
     calls = count_calls(adapter)
     results = concurrently(lambda item: adapter.describe(item, REGION), [*ids, MISSING])
@@ -97,7 +88,7 @@ def test_an_error_of_the_batched_call_reaches_every_request(moto_ec2):
 
 
 def test_concurrent_terminations_are_one_terminate_call(moto_ec2):
-    ids = launch(moto_ec2, 4)
+    ids = run_instances(moto_ec2, 4)
     adapter = provider(max_ids=4)
     calls = count_calls(adapter)
     results = concurrently(lambda item: adapter.terminate(item, REGION), ids)
@@ -110,7 +101,7 @@ def test_concurrent_terminations_are_one_terminate_call(moto_ec2):
 
 
 def test_a_termination_ec2_refuses_for_one_id_is_retried_alone_for_each(moto_ec2):
-    ids = launch(moto_ec2, 3)
+    ids = run_instances(moto_ec2, 3)
     # One of them becomes an instance EC2 cannot terminate: its id is refused, the call fails.
     moto_ec2.modify_instance_attribute(InstanceId=ids[0], DisableApiTermination={"Value": True})
     # Two describes follow the two terminations: their batch closes by its age (2 s).
@@ -128,17 +119,8 @@ def test_a_termination_ec2_refuses_for_one_id_is_retried_alone_for_each(moto_ec2
     assert {states[ids[1]], states[ids[2]]} <= {"shutting-down", "terminated"}
 
 
-def test_zero_idle_sends_each_describe_alone(moto_ec2):
-    ids = launch(moto_ec2, 4)
-    adapter = provider(max_ids=4, **{"launchprov.batch.idle_ms": "0"})
-    calls = count_calls(adapter)
-    instances = concurrently(lambda item: adapter.describe(item, REGION), ids)
-    assert [instance.id for instance in instances] == ids
-    assert calls == {"DescribeInstances": 4}
-
-
 def test_the_metrics_count_batch_sizes_and_calls_saved(moto_ec2):
-    ids = launch(moto_ec2, 5)
+    ids = run_instances(moto_ec2, 5)
     metrics = Metrics()
     metered = MeteredProvider(provider(max_ids=5), metrics)
     concurrently(lambda item: metered.describe(item, REGION), ids)

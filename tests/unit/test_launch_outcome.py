@@ -14,12 +14,11 @@ from launchprov.providers import create_provider, deadline
 from launchprov.providers.interface import ProviderError
 from launchprov.settings import load
 from tests.standins import DroppingEndpoint, SlowEndpoint
-from tests.support import GOOD_AMI, MISSING_AMI, free_port, launch_request
+from tests.support import GOOD_AMI, MISSING_AMI, free_port, launch_request, libcloud_ec2_settings
 
 
 def adapter(name: str, endpoint: str):
     """An adapter on ``endpoint``: one attempt, half-second time-outs."""
-    host, port = endpoint.removeprefix("http://").split(":")
     settings = {
         "ec2": {
             "launchprov.provider": "ec2",
@@ -28,16 +27,7 @@ def adapter(name: str, endpoint: str):
             "launchprov.ec2.read_timeout": "0.5",
             "launchprov.ec2.max_attempts": "1",
         },
-        "libcloud": {
-            "launchprov.provider": "libcloud",
-            "launchprov.libcloud.driver": "ec2",
-            "launchprov.libcloud.key": "testing",
-            "launchprov.libcloud.secret": "testing",
-            "launchprov.libcloud.host": host,
-            "launchprov.libcloud.port": port,
-            "launchprov.libcloud.secure": "false",
-            "launchprov.libcloud.timeout": "0.5",
-        },
+        "libcloud": libcloud_ec2_settings(endpoint, **{"launchprov.libcloud.timeout": "0.5"}),
     }[name]
     return create_provider(load(settings, environ={}))
 

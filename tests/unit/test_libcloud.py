@@ -114,6 +114,16 @@ def actions(sent: list[dict]) -> list[str]:
     return [params["Action"] for params in sent]
 
 
+def launch_on_the_wire(
+    monkeypatch, provider: LibcloudProvider, request: LaunchRequest
+) -> tuple[list[str], dict]:
+    """Launch ``request``: the ids, and the query parameters of the one RunInstances sent."""
+    sent = record_requests(monkeypatch, provider)
+    ids = provider.launch(request)
+    (run,) = [params for params in sent if params.get("Action") == "RunInstances"]
+    return ids, run
+
+
 # -- a moto server ----------------------------------------------------------------------------
 
 
@@ -172,7 +182,6 @@ def describe(ec2_client, ids: list[str]) -> dict[str, dict]:
 
 
 def test_ec2_launch_sends_every_parameter(ec2_provider, ec2_client, monkeypatch):
-    sent = record_requests(monkeypatch, ec2_provider)
     request = launch_request(
         ami=AMI,
         instance_type="t2.micro",
@@ -185,7 +194,7 @@ def test_ec2_launch_sends_every_parameter(ec2_provider, ec2_client, monkeypatch)
         explicit=EVERY_FIELD,
     )
 
-    ids = ec2_provider.launch(request)
+    ids, run = launch_on_the_wire(monkeypatch, ec2_provider, request)
 
     assert len(ids) == 1 and all(isinstance(i, str) and i.startswith("i-") for i in ids)
     instance = describe(ec2_client, ids)[ids[0]]
@@ -201,13 +210,11 @@ def test_ec2_launch_sends_every_parameter(ec2_provider, ec2_client, monkeypatch)
     assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
     user_data = ec2_client.describe_instance_attribute(InstanceId=ids[0], Attribute="userData")
     assert base64.b64decode(user_data["UserData"]["Value"]).decode() == request.user_data
-    (run,) = [params for params in sent if params.get("Action") == "RunInstances"]
     assert run["Placement.AvailabilityZone"] == "us-east-1c"
     assert "EbsOptimized" not in run
 
 
 def test_ec2_launch_stop_on_shutdown_placement_group_and_ebs(ec2_provider, ec2_client, monkeypatch):
-    sent = record_requests(monkeypatch, ec2_provider)
     request = launch_request(
         ami=AMI,
         instance_type="t2.micro",
@@ -220,9 +227,8 @@ def test_ec2_launch_stop_on_shutdown_placement_group_and_ebs(ec2_provider, ec2_c
         ),
     )
 
-    ids = ec2_provider.launch(request)
+    ids, run = launch_on_the_wire(monkeypatch, ec2_provider, request)
 
-    (run,) = [params for params in sent if params.get("Action") == "RunInstances"]
     assert "InstanceInitiatedShutdownBehavior" not in run  # EC2's default is stop
     assert run["Placement.GroupName"] == "launchprov-pg"  # moto does not keep it: check the wire
     assert run["EbsOptimized"] == "true"
@@ -234,7 +240,6 @@ def test_ec2_launch_stop_on_shutdown_placement_group_and_ebs(ec2_provider, ec2_c
 
 
 def test_ec2_launch_sends_min_and_max_count(ec2_provider, ec2_client, monkeypatch):
-    sent = record_requests(monkeypatch, ec2_provider)
     request = launch_request(
         ami=AMI,
         instance_type="t2.micro",
@@ -243,9 +248,8 @@ def test_ec2_launch_sends_min_and_max_count(ec2_provider, ec2_client, monkeypatc
         explicit=frozenset({"ami", "instance_type", "min_count", "max_count"}),
     )
 
-    ids = ec2_provider.launch(request)
+    ids, run = launch_on_the_wire(monkeypatch, ec2_provider, request)
 
-    (run,) = [params for params in sent if params.get("Action") == "RunInstances"]
     assert (run["MinCount"], run["MaxCount"]) == ("2", "3")
     assert 2 <= len(ids) <= 3
     assert len(set(ids)) == len(ids)
@@ -435,22 +439,18 @@ def tag_params(run: dict) -> dict[str, str]:
 
 
 def test_ec2_launch_without_tags_sends_no_tag(ec2_provider, ec2_client, monkeypatch):
-    sent = record_requests(monkeypatch, ec2_provider)
+    (instance_id,), run = launch_on_the_wire(monkeypatch, ec2_provider, tagged())
 
-    (instance_id,) = ec2_provider.launch(tagged())
-
-    (run,) = [params for params in sent if params["Action"] == "RunInstances"]
     assert tag_params(run) == {}
     assert describe(ec2_client, [instance_id])[instance_id].get("Tags", []) == []
     assert ec2_provider.describe(instance_id, REGION).tags == {}
 
 
 def test_ec2_launch_carries_exactly_the_callers_tags(ec2_provider, ec2_client, monkeypatch):
-    sent = record_requests(monkeypatch, ec2_provider)
+    (instance_id,), run = launch_on_the_wire(
+        monkeypatch, ec2_provider, tagged(role="web", team="infra")
+    )
 
-    (instance_id,) = ec2_provider.launch(tagged(role="web", team="infra"))
-
-    (run,) = [params for params in sent if params["Action"] == "RunInstances"]
     assert tag_params(run) == {
         "TagSpecification.1.ResourceType": "instance",
         "TagSpecification.1.Tag.1.Key": "role",

@@ -7,34 +7,25 @@ call. Calls are counted on the drivers' connection, whichever thread's driver se
 from __future__ import annotations
 
 import collections
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from launchprov.providers.interface import InstanceNotFound
 from launchprov.providers.libcloud.provider import LibcloudProvider
 from launchprov.settings import load
-from tests.support import GOOD_AMI, REGION
+from tests.support import (
+    REGION,
+    batches_of,
+    concurrently,
+    libcloud_ec2_settings,
+    run_instances,
+)
 
-DEADLINE = 10.0
 MISSING = "i-0123456789abcdef0"
 
 
-def provider(endpoint: str, max_ids: int, driver: str = "ec2", **settings) -> LibcloudProvider:
-    host, port = endpoint.removeprefix("http://").split(":")
-    values = {
-        "launchprov.provider": "libcloud",
-        "launchprov.libcloud.driver": driver,
-        "launchprov.libcloud.key": "testing",
-        "launchprov.libcloud.secret": "testing",
-        "launchprov.libcloud.host": host,
-        "launchprov.libcloud.port": port,
-        "launchprov.libcloud.secure": "false",
-        "launchprov.batch.idle_ms": "60000",
-        "launchprov.batch.max_ms": "60000",
-        "launchprov.batch.max_ids": str(max_ids),
-        **settings,
-    }
+def provider(endpoint: str, max_ids: int, **settings) -> LibcloudProvider:
+    values = libcloud_ec2_settings(endpoint, **batches_of(max_ids), **settings)
     return LibcloudProvider.from_settings(load(values, environ={}))
 
 
@@ -54,26 +45,8 @@ def counted(monkeypatch, moto_server_ec2) -> collections.Counter:
     return actions
 
 
-def launch(ec2, count: int) -> list[str]:
-    reply = ec2.run_instances(
-        ImageId=GOOD_AMI, InstanceType="t2.micro", MinCount=count, MaxCount=count
-    )
-    return [instance["InstanceId"] for instance in reply["Instances"]]
-
-
-def concurrently(function, arguments: list):
-    def one(argument):
-        try:
-            return function(argument)
-        except Exception as exc:  # the test looks at what each request got
-            return exc
-
-    with ThreadPoolExecutor(len(arguments)) as pool:
-        return list(pool.map(one, arguments, timeout=DEADLINE))
-
-
 def test_ec2_describes_share_one_call_and_a_missing_id_is_a_404(moto_server_ec2, counted):
-    ids = launch(moto_server_ec2, 3)
+    ids = run_instances(moto_server_ec2, 3)
     adapter = provider(moto_server_ec2.meta.endpoint_url, max_ids=4)
     counted.clear()
     results = concurrently(lambda item: adapter.describe(item, REGION), [*ids, MISSING])
@@ -83,7 +56,7 @@ def test_ec2_describes_share_one_call_and_a_missing_id_is_a_404(moto_server_ec2,
 
 
 def test_ec2_terminations_share_one_call(moto_server_ec2, counted):
-    ids = launch(moto_server_ec2, 4)
+    ids = run_instances(moto_server_ec2, 4)
     adapter = provider(moto_server_ec2.meta.endpoint_url, max_ids=4)
     counted.clear()
     results = concurrently(lambda item: adapter.terminate(item, REGION), ids)

@@ -106,42 +106,36 @@ def test_launch_kwargs_are_checked_against_create_node(launch_kwargs, named):
     assert named in str(caught.value)
 
 
-def test_a_required_create_node_argument_nothing_gives_stops_startup(monkeypatch):
+def recorded_azure(monkeypatch, without: tuple[str, ...] = (), **launch_kwargs) -> dict:
+    """build()'s settings of the Azure driver on its recorded replies: the recording's
+    launch_kwargs less ``without``, with ``launch_kwargs``."""
     recorded.azure_arm(monkeypatch)
     azure = recorded.RECORDED["azure_arm"].settings
-    launch_kwargs = json.loads(azure["launchprov.libcloud.launch_kwargs"])
-    del launch_kwargs["ex_resource_group"]
+    recording = json.loads(azure["launchprov.libcloud.launch_kwargs"])
+    for name in without:
+        del recording[name]
+    return {
+        "key": "k",
+        "secret": "s",
+        "driver_kwargs": azure["launchprov.libcloud.driver_kwargs"],
+        "launch_kwargs": {**recording, **launch_kwargs},
+    }
+
+
+def test_a_required_create_node_argument_nothing_gives_stops_startup(monkeypatch):
+    azure = recorded_azure(monkeypatch, without=("ex_resource_group",))
 
     with pytest.raises(ConfigurationError) as caught:
-        LibcloudProvider.from_settings(
-            settings(
-                "azure_arm",
-                key="k",
-                secret="s",
-                driver_kwargs=azure["launchprov.libcloud.driver_kwargs"],
-                launch_kwargs=launch_kwargs,
-            )
-        )
+        build("azure_arm", **azure)
 
     assert "ex_resource_group" in str(caught.value)
 
 
 def test_bad_auth_in_launch_kwargs_stops_startup(monkeypatch):
-    recorded.azure_arm(monkeypatch)
-    azure = dict(recorded.RECORDED["azure_arm"].settings)
-    launch_kwargs = json.loads(azure["launchprov.libcloud.launch_kwargs"])
-    launch_kwargs["auth"] = "hunter2"
+    azure = recorded_azure(monkeypatch, auth="hunter2")
 
     with pytest.raises(ConfigurationError, match=r"auth must be"):
-        LibcloudProvider.from_settings(
-            settings(
-                "azure_arm",
-                key="k",
-                secret="s",
-                driver_kwargs=azure["launchprov.libcloud.driver_kwargs"],
-                launch_kwargs=launch_kwargs,
-            )
-        )
+        build("azure_arm", **azure)
 
 
 def test_cloudstack_launches_running_vms(monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
+from typing import Any
 
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
 from launchprov.providers.libcloud.profile import (
@@ -90,13 +91,59 @@ _LOCATION = Mapped(
 )
 
 
+def _user_data(argument: str, doc: str = "user_data") -> Mapped:
+    """user_data as given, to create_node's ``argument``."""
+    return Mapped(argument, doc, lambda c: c.request.user_data)
+
+
+def _shipped(name: str, driver_class: str, **profile: Any) -> Profile:
+    """The profile of a driver libcloud ships: its provider name is ``name`` and its class is
+    ``driver_class`` of ``libcloud.compute.drivers.<name>``."""
+    return Profile(
+        name=name,
+        driver=name,
+        concrete=f"libcloud.compute.drivers.{name}:{driver_class}",
+        **profile,
+    )
+
+
+def _api_token(what: str, **construction: Any) -> Construction:
+    """A constructor that takes one API token (``launchprov.libcloud.key``) and no secret."""
+    return Construction(secret_to=None, required_settings={"key": what}, **construction)
+
+
+def _token_cloud(
+    name: str,
+    driver_class: str,
+    *,
+    key_name: Mapped,
+    user_data: Mapped,
+    **profile: Any,
+) -> Profile:
+    """A cloud of one API token whose create_node needs a location: images, sizes and the
+    location from its catalog, one node per create_node, the key pair and user data as
+    ``key_name`` and ``user_data`` say (DigitalOcean, Vultr, Linode)."""
+    return _shipped(
+        name,
+        driver_class,
+        parameters={
+            **LOOKED_UP,
+            **COUNTS,
+            "key_name": key_name,
+            "user_data": user_data,
+            "placement": _LOCATION,
+        },
+        needs_location=True,
+        **profile,
+    )
+
+
 PROFILES: dict[str, Profile] = {
     "ec2": EC2_PROFILE,
-    "openstack": Profile(
-        name="openstack",
+    "openstack": _shipped(
+        "openstack",
+        "OpenStack_1_1_NodeDriver",
         summary="OpenStack Nova (compute API 2.x), Keystone authentication",
-        driver="openstack",
-        concrete="libcloud.compute.drivers.openstack:OpenStack_1_1_NodeDriver",
         construction=Construction(
             settings=frozenset({"secure"}),
             required_settings={"key": "the user name", "secret": "the password"},
@@ -109,11 +156,7 @@ PROFILES: dict[str, Profile] = {
             "security_groups": Mapped(
                 "ex_security_groups", "security_groups, by name", _openstack_groups
             ),
-            "user_data": Mapped(
-                "ex_userdata",
-                "user_data, base64-encoded by libcloud",
-                lambda c: c.request.user_data,
-            ),
+            "user_data": _user_data("ex_userdata", "user_data, base64-encoded by libcloud"),
             "placement": Mapped(
                 "ex_availability_zone",
                 "availability_zone, as given (Nova checks it)",
@@ -133,11 +176,10 @@ PROFILES: dict[str, Profile] = {
             tags="metadata",
         ),
     ),
-    "gce": Profile(
-        name="gce",
+    "gce": _shipped(
+        "gce",
+        "GCENodeDriver",
         summary="Google Compute Engine",
-        driver="gce",
-        concrete="libcloud.compute.drivers.gce:GCENodeDriver",
         construction=Construction(
             key_to="user_id",
             secret_to="key",  # noqa: S106 - an argument name
@@ -184,11 +226,10 @@ PROFILES: dict[str, Profile] = {
             decode_key=_gce_tag,
         ),
     ),
-    "azure_arm": Profile(
-        name="azure_arm",
+    "azure_arm": _shipped(
+        "azure_arm",
+        "AzureNodeDriver",
         summary="Microsoft Azure Resource Manager",
-        driver="azure_arm",
-        concrete="libcloud.compute.drivers.azure_arm:AzureNodeDriver",
         construction=Construction(
             settings=frozenset({"secure"}),
             required_settings={
@@ -223,82 +264,53 @@ PROFILES: dict[str, Profile] = {
         ),
         needs_location=True,
     ),
-    "digitalocean": Profile(
-        name="digitalocean",
+    "digitalocean": _token_cloud(
+        "digitalocean",
+        "DigitalOcean_v2_NodeDriver",
         summary="DigitalOcean (API v2)",
-        driver="digitalocean",
-        concrete="libcloud.compute.drivers.digitalocean:DigitalOcean_v2_NodeDriver",
-        construction=Construction(
-            secret_to=None,
-            settings=frozenset(),
-            timeout="connection",
-            required_settings={"key": "the API token"},
+        construction=_api_token("the API token", settings=frozenset(), timeout="connection"),
+        key_name=Mapped(
+            "ex_create_attr",
+            "ssh_keys: the id of the key pair of that name (list_key_pairs)",
+            lambda c: {"ssh_keys": _key_pair_id(c)},
         ),
-        parameters={
-            **LOOKED_UP,
-            **COUNTS,
-            "key_name": Mapped(
-                "ex_create_attr",
-                "ssh_keys: the id of the key pair of that name (list_key_pairs)",
-                lambda c: {"ssh_keys": _key_pair_id(c)},
-            ),
-            "user_data": Mapped("ex_user_data", "user_data", lambda c: c.request.user_data),
-            "placement": _LOCATION,
-        },
+        user_data=_user_data("ex_user_data"),
         reading=Reading(
             instance_type=("size_slug",), ami=("image.slug", "image.id"), placement=("region.slug",)
         ),
         actions={"stop": "ex_shutdown_node", "start": "ex_power_on_node"},
-        needs_location=True,
     ),
-    "vultr": Profile(
-        name="vultr",
+    "vultr": _token_cloud(
+        "vultr",
+        "VultrNodeDriverV2",
         summary="Vultr (API v2)",
-        driver="vultr",
-        concrete="libcloud.compute.drivers.vultr:VultrNodeDriverV2",
-        construction=Construction(secret_to=None, required_settings={"key": "the API key"}),
-        parameters={
-            **LOOKED_UP,
-            **COUNTS,
-            "key_name": Mapped(
-                "ex_ssh_key_ids",
-                "the id of the key pair of that name (list_key_pairs)",
-                _key_pair_id,
-            ),
-            "user_data": Mapped("ex_userdata", "user_data", lambda c: c.request.user_data),
-            "placement": _LOCATION,
-        },
+        construction=_api_token("the API key"),
+        key_name=Mapped(
+            "ex_ssh_key_ids",
+            "the id of the key pair of that name (list_key_pairs)",
+            _key_pair_id,
+        ),
+        user_data=_user_data("ex_userdata"),
         reading=Reading(instance_type=("plan",), ami=("os_id",), placement=("location", "region")),
-        needs_location=True,
     ),
-    "linode": Profile(
-        name="linode",
+    "linode": _token_cloud(
+        "linode",
+        "LinodeNodeDriverV4",
         summary="Linode (API v4)",
-        driver="linode",
-        concrete="libcloud.compute.drivers.linode:LinodeNodeDriverV4",
-        construction=Construction(secret_to=None, required_settings={"key": "the API token"}),
-        parameters={
-            **LOOKED_UP,
-            **COUNTS,
-            "key_name": Mapped(
-                "ex_authorized_keys",
-                "the public key of the key pair of that name (list_key_pairs)",
-                _public_key,
-            ),
-            "user_data": Mapped(
-                "ex_userdata", "user_data (metadata service)", lambda c: c.request.user_data
-            ),
-            "placement": _LOCATION,
-        },
+        construction=_api_token("the API token"),
+        key_name=Mapped(
+            "ex_authorized_keys",
+            "the public key of the key pair of that name (list_key_pairs)",
+            _public_key,
+        ),
+        user_data=_user_data("ex_userdata", "user_data (metadata service)"),
         reading=Reading(instance_type=("type",), ami=("image",), placement=("location", "region")),
         launch_arguments={"root_pass": random_root_password},
-        needs_location=True,
     ),
-    "cloudstack": Profile(
-        name="cloudstack",
+    "cloudstack": _shipped(
+        "cloudstack",
+        "CloudStackNodeDriver",
         summary="Apache CloudStack",
-        driver="cloudstack",
-        concrete="libcloud.compute.drivers.cloudstack:CloudStackNodeDriver",
         construction=Construction(
             settings=frozenset({"secure", "host", "port"}),
             timeout="connection",
@@ -313,9 +325,7 @@ PROFILES: dict[str, Profile] = {
                 "securitygroupnames",
                 lambda c: list(c.request.security_groups),
             ),
-            "user_data": Mapped(
-                "ex_userdata", "userdata, base64-encoded by libcloud", lambda c: c.request.user_data
-            ),
+            "user_data": _user_data("ex_userdata", "userdata, base64-encoded by libcloud"),
             "placement": _LOCATION,
         },
         reading=Reading(

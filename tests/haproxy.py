@@ -1,0 +1,46 @@
+"""deploy/haproxy.cfg from the outside: the environment that places it, and what its stats
+socket says of the launchprov backend's servers.
+
+Standard library only: the cluster tests (tests/cluster) and the scale benchmark
+(benchmarks/scale.py) both run HAProxy on this configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+HAPROXY_CFG = Path(__file__).resolve().parents[1] / "deploy" / "haproxy.cfg"
+
+
+def haproxy_env(port: int, stats_socket: str, servers: list[str], check_interval: str) -> dict:
+    """This process's environment and what deploy/haproxy.cfg reads from it: the port to listen
+    on (127.0.0.1), the stats socket, the health-check interval, and ``servers`` (host:port) as
+    app1, app2, ..."""
+    return dict(
+        os.environ,
+        LAUNCHPROV_HAPROXY_BIND=f"127.0.0.1:{port}",
+        LAUNCHPROV_HAPROXY_STATS_SOCKET=stats_socket,
+        LAUNCHPROV_HAPROXY_CHECK_INTERVAL=check_interval,
+        **{f"LAUNCHPROV_APP{n}": address for n, address in enumerate(servers, start=1)},
+    )
+
+
+def server_statuses(stats_socket: str) -> dict[str, str]:
+    """Server name -> status (UP, DOWN, ...) of the launchprov backend, from `show stat`."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(stats_socket)
+        sock.sendall(b"show stat\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    lines = b"".join(chunks).decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+    return {
+        row["svname"]: row["status"]
+        for row in rows
+        if row["pxname"] == "launchprov" and row["svname"] not in ("FRONTEND", "BACKEND")
+    }
