@@ -28,10 +28,12 @@ $(VENV)/.installed-docs: setup.py | $(BIN)/python
 run: $(VENV)/.installed-sandbox
 	$(BIN)/pserve development.ini
 
+# The suite on one worker per core (pytest-xdist); `$(BIN)/pytest tests/...` runs part of it in
+# one process, as usual.
 test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 # The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
 test-fast: $(VENV)/.installed-testing

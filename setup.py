@@ -39,6 +39,7 @@ tests_require = [
     "openapi-python-client>=0.21",
     "openapi-spec-validator>=0.7",
     "pytest>=8.0",
+    "pytest-xdist>=3.5",  # make test: one worker per core
     "PyYAML>=6.0",
     "requests-mock>=1.11",  # Apache Libcloud's recorded driver replies import it
     "ruff>=0.6",

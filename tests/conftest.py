@@ -13,6 +13,9 @@ Speed: two things cost most in a test that talks to moto, and both are shared he
   the default catalogue plus over a thousand region-specific ones. The suite gives moto its
   default catalogue alone (``MOTO_AMIS_PATH``, read when moto's EC2 models are imported, so set
   before), which holds every AMI the tests use; AMI validation works as before.
+* A boto3 client costs about 50 ms to make (botocore builds a class of some 800 methods for
+  EC2). The clients the tests use to look at moto (:func:`ec2_client`) are made once per
+  endpoint and kept: a client holds no state of moto's, only how to reach it.
 """
 
 from __future__ import annotations
@@ -80,6 +83,20 @@ def shared_botocore_loader():
         yield
 
 
+@functools.cache
+def ec2_client(endpoint_url: str | None = None):
+    """The test side's boto3 EC2 client of moto (in-process mock, or a server at endpoint_url),
+    made once: with the suite's fake credentials, whatever the environment of the moment."""
+    return boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+    )
+
+
 def reset_moto() -> None:
     """Every moto backend as new: what one test made, the next does not see."""
     BackendDict.reset()
@@ -110,7 +127,7 @@ def moto_ec2(moto_mock, moto_validation):
     moto_mock.start(reset=False)
     try:
         reset_moto()
-        client = boto3.client("ec2", region_name=REGION)
+        client = ec2_client()
         seed_account(client)
         yield client
     finally:
@@ -132,6 +149,6 @@ def moto_server_ec2(moto_server_endpoint, moto_validation):
     """A boto3 client of the threaded moto server, reset and holding the seed's key pair and
     group (the server keeps its state in this process's moto backends)."""
     reset_moto()
-    client = boto3.client("ec2", region_name=REGION, endpoint_url=moto_server_endpoint)
+    client = ec2_client(moto_server_endpoint)
     seed_account(client)
     return client

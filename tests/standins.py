@@ -16,6 +16,8 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.support import serve_in_thread
+
 
 class Endpoint:
     """A TCP listener whose connections ``handle`` serves, each in a thread of its own."""
@@ -185,8 +187,7 @@ class RecordingProxy:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self.server)
 
     def actions(self, action: str) -> list[Recorded]:
         with self._lock:

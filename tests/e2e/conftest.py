@@ -24,7 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support import free_port, seed_account
+from tests.support import FAKE_CREDENTIALS, free_port, seed_account
 
 BIN = Path(sys.executable).parent
 START_DEADLINE = 30.0
@@ -85,8 +85,20 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def moto_process() -> Iterator[str]:
-    """A moto server process (:func:`moto_server`) for the whole session."""
+    """A moto server process (:func:`moto_server`) for the whole session, holding the seed's key
+    pair and group in us-east-1 from the start: a test that launches with the defaults must not
+    depend on another test having asked for :func:`moto_client` first (the order differs when
+    the suite runs on several workers)."""
     with moto_server() as endpoint:
+        seed_account(
+            boto3.client(
+                "ec2",
+                region_name="us-east-1",
+                endpoint_url=endpoint,
+                aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            )
+        )
         yield endpoint
 
 

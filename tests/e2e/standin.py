@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from tests.support import serve_in_thread
+
 #: The body launchprov answers when EC2 throttles: a failure a retry can mend.
 RETRYABLE_408 = {
     "status": 408,
@@ -95,8 +97,7 @@ class FlakyProxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self.server)
 
     def _forward(self, method, path, headers, body):
         target = urlsplit(self.target)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 
 import pytest
 
 from tests.faulty_ec2 import FaultControl, serve
-from tests.support import GOOD_AMI, MISSING_AMI, assert_error_body, make_app
+from tests.support import GOOD_AMI, MISSING_AMI, assert_error_body, make_app, serve_in_thread
 
 LAUNCH = {"ami": GOOD_AMI, "instance_type": "t3.large", "placement": "us-east-1a"}
 OUT = {"instance_type": "t3.large"}
@@ -20,8 +19,7 @@ OUT = {"instance_type": "t3.large"}
 def faulty(moto_server_ec2, moto_server_endpoint):
     """A fault-injecting endpoint in front of the threaded moto server: (control, url)."""
     server = serve(moto_server_endpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         yield FaultControl(url)

@@ -5,7 +5,6 @@ real service."""
 from __future__ import annotations
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import click
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 
 from launchprov.auth import digest
 from launchprov.cli import main
-from tests.support import GOOD_AMI, free_port
+from tests.support import GOOD_AMI, free_port, serve_in_thread
 
 LAUNCH = ("launch", "--ami", GOOD_AMI, "--instance-type", "t2.micro")
 
@@ -167,7 +166,7 @@ class RecordedPreflight:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
 
     def close(self):
         self.server.shutdown()
