@@ -11,7 +11,9 @@ Run it as a process (``python -m tests.faulty_ec2 --upstream URL --port N``) or 
 
 * ``PUT /_faults`` with ``{"rules": [{"instance_type": ..., "zone": ..., "subnet_id": ...,
   "code": ..., "status": ...}]}``: refuse the launches matching a rule (every field given
-  must match; code defaults to InsufficientInstanceCapacity, status to EC2's 500); forgets
+  must match; code defaults to InsufficientInstanceCapacity, status to EC2's 500); a rule
+  ``{"every_call": true, "code": ..., "status": ...}`` refuses every call instead, dry runs
+  and readiness checks included (an outage, or credentials EC2 no longer accepts); forgets
   the calls recorded so far;
 * ``GET /_faults/calls``: every call received, in order: ``{"action", "instance_type",
   "zone", "subnet_id", "dry_run", "faulted"}``.
@@ -36,6 +38,7 @@ MESSAGES = {
     "additional capacity.",
     "Unsupported": "Your requested instance type ({type}) is not supported in your requested "
     "Availability Zone ({where}).",
+    "AuthFailure": "AWS was not able to validate the provided access credentials",
 }
 
 #: Hop-by-hop headers, not forwarded.
@@ -50,6 +53,10 @@ class FaultState:
 
 
 def matches(rule: dict[str, str], call: dict) -> bool:
+    if rule.get("every_call"):
+        return True
+    if call["action"] != "RunInstances" or call["dry_run"]:
+        return False
     fields = ("instance_type", "zone", "subnet_id")
     return any(rule.get(name) for name in fields) and all(
         call.get(name) == rule[name] for name in fields if rule.get(name)
@@ -110,10 +117,8 @@ def make_handler(upstream: str, state: FaultState):
                 "dry_run": (first("DryRun") or "").lower() == "true",
                 "faulted": False,
             }
-            rule = None
-            if call["action"] == "RunInstances" and not call["dry_run"]:
-                with state.lock:
-                    rule = next((rule for rule in state.rules if matches(rule, call)), None)
+            with state.lock:
+                rule = next((rule for rule in state.rules if matches(rule, call)), None)
             call["faulted"] = rule is not None
             with state.lock:
                 state.calls.append(call)

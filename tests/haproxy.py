@@ -1,5 +1,5 @@
 """deploy/haproxy.cfg from the outside: the environment that places it, and what its stats
-socket says of the launchprov backend's servers.
+socket says of its backends' servers, and commands on that socket.
 
 Standard library only: the cluster tests (tests/cluster) and the scale benchmark
 (benchmarks/scale.py) both run HAProxy on this configuration.
@@ -27,20 +27,26 @@ def haproxy_env(port: int, stats_socket: str, servers: list[str], check_interval
     )
 
 
-def server_statuses(stats_socket: str) -> dict[str, str]:
-    """Server name -> status (UP, DOWN, ...) of the launchprov backend, from `show stat`."""
+def command(stats_socket: str, line: str) -> str:
+    """One command on HAProxy's stats socket (``show stat``, ``disable server b/s``, ...) and
+    everything it answered."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(5)
         sock.connect(stats_socket)
-        sock.sendall(b"show stat\n")
+        sock.sendall(line.encode() + b"\n")
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
-    lines = b"".join(chunks).decode().splitlines()
+    return b"".join(chunks).decode()
+
+
+def server_statuses(stats_socket: str, backend: str = "launchprov") -> dict[str, str]:
+    """Server name -> status (UP, DOWN, MAINT, ...) of a backend, from `show stat`."""
+    lines = command(stats_socket, "show stat").splitlines()
     header = lines[0].lstrip("# ").split(",")
     rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
     return {
         row["svname"]: row["status"]
         for row in rows
-        if row["pxname"] == "launchprov" and row["svname"] not in ("FRONTEND", "BACKEND")
+        if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")
     }

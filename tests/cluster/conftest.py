@@ -1,5 +1,7 @@
 """A cluster of real parts: HAProxy (deploy/haproxy.cfg) in front of three launchprov processes
-under waitress, sharing rate-limit counters in a redis-server, with a moto server behind them.
+under waitress, sharing rate-limit counters in a redis-server, with a moto server behind them
+(through a fault-injecting endpoint, tests/faulty_ec2.py, passing everything through unless a
+test tells it otherwise).
 
 ``make test-cluster`` runs these tests; ``make test`` leaves them out (marker ``cluster``), so it
 needs neither HAProxy nor Redis. Without the Debian packages ``haproxy`` or ``redis-server`` the
@@ -24,9 +26,10 @@ import pytest
 
 from launchprov.auth import digest
 from tests.e2e.conftest import Service, accepts_connections, moto_server, stop, wait_until
-from tests.haproxy import HAPROXY_CFG, haproxy_env, server_statuses
+from tests.faulty_ec2 import FaultControl, serve
+from tests.haproxy import HAPROXY_CFG, command, haproxy_env, server_statuses
 from tests.redis_server import RedisServer
-from tests.support import free_port, seed_account
+from tests.support import free_port, seed_account, serve_in_thread
 
 DEADLINE = 30.0
 #: Health checks in the cluster test: every 200 ms, two failures take a process out.
@@ -57,9 +60,11 @@ class Answer:
         return self.headers.get("X-Served-By")
 
 
-def call(url: str, method: str, path: str, token: str = OPS_TOKEN, body=None) -> Answer:
+def call(
+    url: str, method: str, path: str, token: str = OPS_TOKEN, body=None, headers=None
+) -> Answer:
     """One request with its own connection; an error that is no HTTP answer is raised."""
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", **(headers or {})}
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -109,17 +114,22 @@ class HAProxy:
             return False
         return True
 
-    def stat(self) -> dict[str, str]:
-        """Server name -> status (UP, DOWN, ...) of the launchprov backend, from `show stat`."""
-        return server_statuses(self.stats_socket)
+    def stat(self, backend: str = "launchprov") -> dict[str, str]:
+        """Server name -> status (UP, DOWN, ...) of a backend, from `show stat`."""
+        return server_statuses(self.stats_socket, backend)
 
-    def wait_for(self, wanted: dict[str, str], deadline: float = DEADLINE) -> None:
-        """Poll `show stat` until every named server has the wanted status."""
+    def command(self, line: str) -> str:
+        return command(self.stats_socket, line)
+
+    def wait_for(
+        self, wanted: dict[str, str], deadline: float = DEADLINE, backend: str = "launchprov"
+    ) -> None:
+        """Poll `show stat` until every named server of ``backend`` has the wanted status."""
         end = time.monotonic() + deadline
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"haproxy exited with {self.process.returncode}\n{self.output}")
-            current = self.stat()
+            current = self.stat(backend)
             if all(current.get(name, "").startswith(status) for name, status in wanted.items()):
                 return
             if time.monotonic() > end:
@@ -138,12 +148,23 @@ class HAProxy:
 
 
 class Cluster:
-    def __init__(self, haproxy: HAProxy, services: list[Service], redis: RedisServer, ec2):
+    def __init__(
+        self,
+        haproxy: HAProxy,
+        services: list[Service],
+        redis: RedisServer,
+        ec2,
+        faults: FaultControl,
+    ):
         self.haproxy, self.services, self.redis, self.ec2 = haproxy, services, redis, ec2
+        #: The endpoint between the processes and moto: faults.refuse(...) makes EC2 fail.
+        self.faults = faults
         self.url = haproxy.url
 
-    def call(self, method: str, path: str, token: str = OPS_TOKEN, body=None) -> Answer:
-        return call(self.url, method, path, token, body)
+    def call(
+        self, method: str, path: str, token: str = OPS_TOKEN, body=None, headers=None
+    ) -> Answer:
+        return call(self.url, method, path, token, body, headers)
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +183,14 @@ def cluster() -> Iterator[Cluster]:
             aws_secret_access_key="testing",
         )
         seed_account(ec2)
+        faulty = serve(endpoint)
+        serve_in_thread(faulty)
+        stack.callback(faulty.server_close)
+        stack.callback(faulty.shutdown)
+        faulty_url = f"http://127.0.0.1:{faulty.server_address[1]}"
         settings = {
             "launchprov.provider": "ec2",
-            "launchprov.ec2.endpoint_url": endpoint,
+            "launchprov.ec2.endpoint_url": faulty_url,
             "launchprov.auth.enabled": "true",
             "launchprov.auth.tokens": TOKENS.replace("\n", "\n    "),
             "launchprov.ratelimit.limited": f"{LIMITED_PER_MINUTE}/minute",
@@ -178,4 +204,4 @@ def cluster() -> Iterator[Cluster]:
         haproxy = HAProxy([f"127.0.0.1:{service.port}" for service in services])
         stack.callback(haproxy.close)
         haproxy.wait_for({"app1": "UP", "app2": "UP", "app3": "UP"})
-        yield Cluster(haproxy, services, redis, ec2)
+        yield Cluster(haproxy, services, redis, ec2, FaultControl(faulty_url))

@@ -1,12 +1,13 @@
 """Three launchprov processes behind HAProxy behave as one service.
 
 The tests run in file order on one cluster; the last two take parts of it down (Redis, then a
-process).
+process). The ones before them leave the cluster as they found it.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 import uuid
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.cluster.conftest import DEADLINE, LIMITED_PER_MINUTE, LIMITED_TOKEN
+from tests.cluster.conftest import DEADLINE, LIMITED_PER_MINUTE, LIMITED_TOKEN, Cluster
 from tests.support import GOOD_AMI
 
 pytestmark = pytest.mark.cluster
@@ -73,6 +74,80 @@ def test_a_callers_rate_limit_holds_across_the_processes(cluster):
     assert int(refused.headers["Retry-After"]) >= 1
     # Another caller is not limited by it.
     assert cluster.call("GET", "/v1/instances").status == 200
+
+
+PROCESSES = ("app1", "app2", "app3")
+EVERYONE_UP = dict.fromkeys(PROCESSES, "UP")
+#: A request id HAProxy made (a dashed UUID); launchprov's own are 32 hex digits.
+EDGE_ID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+ERROR_KEYS = {"status", "error", "message", "details", "request_id"}
+
+
+def test_a_request_carries_one_id_from_haproxy_to_launchprov(cluster):
+    made_at_the_edge = cluster.call("GET", "/v1/instances?limit=1")
+    assert made_at_the_edge.status == 200
+    assert EDGE_ID.match(made_at_the_edge.headers["X-Request-ID"])
+    given = cluster.call("GET", "/healthz", headers={"X-Request-ID": "caller-trace-42"})
+    assert given.headers["X-Request-ID"] == "caller-trace-42"
+
+
+def test_when_no_process_is_ready_haproxy_fails_open_to_launchprovs_answers(cluster):
+    """EC2 refuses every call of every process (credentials it no longer accepts): /readyz
+    fails on all three, and HAProxy's launchprov backend has no server left. Rather than its
+    own 503 for everything, HAProxy sends requests to the live processes (launchprov_alive,
+    checked on /healthz): a launch gets launchprov's 408 naming EC2's error, and the probes
+    answer. When EC2 accepts again, the processes are ready again."""
+    cluster.faults.refuse({"every_call": True, "code": "AuthFailure", "status": 401})
+    try:
+        cluster.haproxy.wait_for(dict.fromkeys(PROCESSES, "DOWN"))
+        assert cluster.haproxy.stat("launchprov_alive") == EVERYONE_UP
+        launch = {"ami": GOOD_AMI, "instance_type": "t2.micro"}
+        answers = [cluster.call("PUT", "/v1/launch", body=launch) for _ in range(6)]
+        for answer in answers:
+            assert answer.status == 408, answer.body
+            assert set(answer.body) == ERROR_KEYS | {"provider"}
+            assert answer.body["provider"]["code"] == "AuthFailure"
+            assert answer.served_by in PROCESSES
+        refused = cluster.faults.calls("RunInstances")
+        assert len(refused) == len(answers)
+        assert all(call["faulted"] for call in refused)
+        readiness = cluster.call("GET", "/readyz")
+        assert readiness.status == 503
+        assert "AuthFailure" in readiness.body["message"]
+        assert cluster.call("GET", "/healthz").status == 200
+    finally:
+        cluster.faults.refuse()
+    cluster.haproxy.wait_for(EVERYONE_UP)
+    assert cluster.call("GET", "/readyz").served_by in PROCESSES
+
+
+def test_haproxys_own_answers_are_launchprovs_json_error_body(cluster: Cluster):
+    """No process can take a request (all in maintenance): HAProxy answers itself, with the
+    error body every launchprov answer has, Retry-After, and the request's id."""
+    for backend in ("launchprov", "launchprov_alive"):
+        for name in PROCESSES:
+            cluster.haproxy.command(f"disable server {backend}/{name}")
+    try:
+        for backend in ("launchprov", "launchprov_alive"):
+            cluster.haproxy.wait_for(dict.fromkeys(PROCESSES, "MAINT"), backend=backend)
+        answer = cluster.call("GET", "/healthz", headers={"X-Request-ID": 'say "hi"'})
+        assert answer.status == 503
+        assert answer.headers["Content-Type"] == "application/json"
+        assert answer.headers["Retry-After"] == "5"
+        assert set(answer.body) == ERROR_KEYS
+        assert answer.body["status"] == 503
+        assert answer.body["error"] == "Service Unavailable"
+        assert answer.body["request_id"] == 'say "hi"'  # escaped as JSON, read back whole
+        made_at_the_edge = cluster.call("PUT", "/v1/launch", body={"ami": GOOD_AMI})
+        assert made_at_the_edge.status == 503
+        assert EDGE_ID.match(made_at_the_edge.body["request_id"])
+        assert made_at_the_edge.served_by is None
+    finally:
+        for backend in ("launchprov", "launchprov_alive"):
+            for name in PROCESSES:
+                cluster.haproxy.command(f"enable server {backend}/{name}")
+    for backend in ("launchprov", "launchprov_alive"):
+        cluster.haproxy.wait_for(EVERYONE_UP, backend=backend)
 
 
 def test_redis_stopped_requests_are_still_served(cluster):

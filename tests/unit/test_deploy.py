@@ -4,9 +4,11 @@ production.ini and with the routes they probe."""
 from __future__ import annotations
 
 import configparser
+import json
 import re
 import shutil
 import subprocess
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,36 @@ def test_haproxy_checks_readiness_and_sends_as_many_requests_as_waitress_has_thr
     assert re.search(r"^\s*retry-on conn-failure$", text, re.MULTILINE)
 
 
+def backend_servers(text: str, backend: str) -> list[str]:
+    section = re.search(rf"^backend {backend}\n(.*?)(?=^\S|\Z)", text, re.MULTILINE | re.DOTALL)
+    return re.findall(r"^\s*server (.+)$", section.group(1), re.MULTILINE)
+
+
+def test_haproxy_fails_open_to_the_same_processes_checked_on_healthz():
+    text = (DEPLOY / "haproxy.cfg").read_text()
+    assert re.search(r"use_backend launchprov_alive if \{ nbsrv\(launchprov\) eq 0 \}", text)
+    alive = re.search(r"^backend launchprov_alive\n.*", text, re.MULTILINE | re.DOTALL).group(0)
+    assert re.search(r"http-check send meth GET uri /healthz\b", alive)
+    assert backend_servers(text, "launchprov_alive") == backend_servers(text, "launchprov")
+    assert len(backend_servers(text, "launchprov")) == 3
+
+
+def test_haproxys_own_answers_are_the_json_error_body():
+    text = (DEPLOY / "haproxy.cfg").read_text()
+    answers = dict(re.findall(r"http-error status (\d+) .*lf-string '(.*)'$", text, re.MULTILINE))
+    assert set(answers) == {"400", "408", "502", "503", "504"}
+    for status, template in answers.items():
+        # What HAProxy puts in place of each sample expression: a JSON-escaped string.
+        body = json.loads(re.sub(r"%\[[^\]]*\]", "an-id", template))
+        expected = {"status", "error", "message", "details", "request_id"}
+        assert set(body) == expected | ({"provider"} if status == "408" else set()), status
+        assert body["status"] == int(status)
+        assert body["error"] == HTTPStatus(int(status)).phrase
+        assert body["details"] == []
+        if status == "408":
+            assert set(body["provider"]) == {"name", "code", "message", "retryable", "outcome"}
+
+
 def test_haproxy_accepts_the_configuration(tmp_path):
     binary = shutil.which("haproxy")
     if binary is None:
@@ -85,8 +117,9 @@ def test_kubernetes_probes_the_health_routes_on_the_waitress_port():
     port = int(production()["server:main"]["listen"].rsplit(":", 1)[1])
     assert container["ports"][0]["containerPort"] == port
     assert container["livenessProbe"]["httpGet"]["path"] == ROUTES["healthz"].pattern
-    assert container["readinessProbe"]["httpGet"]["path"] == ROUTES["readyz"].pattern
-    assert container["readinessProbe"]["timeoutSeconds"] > 2  # launchprov.readiness_timeout
+    # Not /readyz: a Service cannot fail open when the shared cloud makes every pod unready.
+    assert container["readinessProbe"]["httpGet"]["path"] == ROUTES["healthz"].pattern
+    assert container["readinessProbe"]["timeoutSeconds"] > 2
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > longest_launch()
     assert grace > container["lifecycle"]["preStop"]["sleep"]["seconds"]
