@@ -122,15 +122,24 @@ class HAProxy:
         return command(self.stats_socket, line)
 
     def wait_for(
-        self, wanted: dict[str, str], deadline: float = DEADLINE, backend: str = "launchprov"
+        self,
+        wanted: dict[str, str],
+        deadline: float = DEADLINE,
+        backend: str = "launchprov",
+        exact: bool = False,
     ) -> None:
-        """Poll `show stat` until every named server of ``backend`` has the wanted status."""
+        """Poll `show stat` until every named server of ``backend`` has the wanted status
+        (``exact``: that status and no transition, so not "UP 1/2", a server one failed check
+        away from DOWN)."""
         end = time.monotonic() + deadline
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"haproxy exited with {self.process.returncode}\n{self.output}")
             current = self.stat(backend)
-            if all(current.get(name, "").startswith(status) for name, status in wanted.items()):
+            if all(
+                current.get(name) == status if exact else current.get(name, "").startswith(status)
+                for name, status in wanted.items()
+            ):
                 return
             if time.monotonic() > end:
                 raise TimeoutError(f"haproxy servers {current}, wanted {wanted}")

@@ -117,7 +117,7 @@ def test_when_no_process_is_ready_haproxy_fails_open_to_launchprovs_answers(clus
         assert cluster.call("GET", "/healthz").status == 200
     finally:
         cluster.faults.refuse()
-    cluster.haproxy.wait_for(EVERYONE_UP)
+    cluster.haproxy.wait_for(EVERYONE_UP, exact=True)
     assert cluster.call("GET", "/readyz").served_by in PROCESSES
 
 
@@ -147,7 +147,7 @@ def test_haproxys_own_answers_are_launchprovs_json_error_body(cluster: Cluster):
             for name in PROCESSES:
                 cluster.haproxy.command(f"enable server {backend}/{name}")
     for backend in ("launchprov", "launchprov_alive"):
-        cluster.haproxy.wait_for(EVERYONE_UP, backend=backend)
+        cluster.haproxy.wait_for(EVERYONE_UP, backend=backend, exact=True)
 
 
 def test_redis_stopped_requests_are_still_served(cluster):
@@ -164,7 +164,7 @@ def test_redis_stopped_requests_are_still_served(cluster):
             "failing_open": True,
         }
         # No process was taken out of rotation for it.
-        assert set(cluster.haproxy.stat().values()) == {"UP"}
+        assert set(cluster.haproxy.stat().values()) == {"UP"}, cluster.haproxy.output[-3000:]
     finally:
         cluster.redis.start()
 
