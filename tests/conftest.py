@@ -14,7 +14,7 @@ Speed: two things cost most in a test that talks to moto, and both are shared he
   default catalogue alone (``MOTO_AMIS_PATH``, read when moto's EC2 models are imported, so set
   before), which holds every AMI the tests use; AMI validation works as before.
 * A boto3 client costs about 50 ms to make (botocore builds a class of some 800 methods for
-  EC2). The clients the tests use to look at moto (:func:`ec2_client`) are made once per
+  EC2). The clients the tests use to look at moto (``tests.support.ec2_client``) are made once per
   endpoint and kept: a client holds no state of moto's, only how to reach it.
 """
 
@@ -26,7 +26,6 @@ import json
 import os
 import tempfile
 
-import boto3
 import botocore.loaders
 import botocore.session
 import moto.settings
@@ -39,7 +38,7 @@ from moto.utilities.utils import load_resource
 
 from tests.support import (
     FAKE_CREDENTIALS,
-    REGION,
+    ec2_client,
     free_port,
     seed_account,
 )
@@ -81,20 +80,6 @@ def shared_botocore_loader():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(botocore.session, "create_loader", create)
         yield
-
-
-@functools.cache
-def ec2_client(endpoint_url: str | None = None):
-    """The test side's boto3 EC2 client of moto (in-process mock, or a server at endpoint_url),
-    made once: with the suite's fake credentials, whatever the environment of the moment."""
-    return boto3.client(
-        "ec2",
-        region_name=REGION,
-        endpoint_url=endpoint_url,
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-    )
 
 
 def reset_moto() -> None:

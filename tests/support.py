@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import boto3
 import webtest
 from zope.interface import implementer
 
@@ -24,6 +26,28 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+
+@functools.cache
+def ec2_client(endpoint_url: str | None = None):
+    """The test side's boto3 EC2 client of moto (in-process mock, or a server at endpoint_url),
+    made once: with the suite's fake credentials, whatever the environment of the moment."""
+    return boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+    )
+
+
+def instance_states(client, ids: list[str]) -> dict[str, str]:
+    """Instance id -> its state at EC2 (moto), as EC2 itself describes it."""
+    reply = client.describe_instances(InstanceIds=ids)
+    return {
+        i["InstanceId"]: i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]
+    }
 
 
 #: The public half of the seed's key pair: imported, since making one is an RSA key generation

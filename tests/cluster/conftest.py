@@ -21,7 +21,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from launchprov.auth import digest
@@ -29,7 +28,7 @@ from tests.e2e.conftest import Service, accepts_connections, moto_server, stop, 
 from tests.faulty_ec2 import FaultControl, serve
 from tests.haproxy import HAPROXY_CFG, command, haproxy_env, server_statuses
 from tests.redis_server import RedisServer
-from tests.support import free_port, seed_account, serve_in_thread
+from tests.support import ec2_client, free_port, seed_account, serve_in_thread
 
 DEADLINE = 30.0
 #: Health checks in the cluster test: every 200 ms, two failures take a process out.
@@ -184,13 +183,7 @@ def cluster() -> Iterator[Cluster]:
         stack.callback(redis.close)
         redis.start()
         endpoint = stack.enter_context(moto_server())
-        ec2 = boto3.client(
-            "ec2",
-            region_name="us-east-1",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        ec2 = ec2_client(endpoint)
         seed_account(ec2)
         faulty = serve(endpoint)
         serve_in_thread(faulty)

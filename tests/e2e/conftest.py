@@ -24,7 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support import FAKE_CREDENTIALS, free_port, seed_account
+from tests.support import ec2_client, free_port, seed_account
 
 BIN = Path(sys.executable).parent
 START_DEADLINE = 30.0
@@ -90,15 +90,7 @@ def moto_process() -> Iterator[str]:
     depend on another test having asked for :func:`moto_client` first (the order differs when
     the suite runs on several workers)."""
     with moto_server() as endpoint:
-        seed_account(
-            boto3.client(
-                "ec2",
-                region_name="us-east-1",
-                endpoint_url=endpoint,
-                aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            )
-        )
+        seed_account(ec2_client(endpoint))
         yield endpoint
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.e2e.conftest import CREDENTIALS_ENV, ec2_settings, running
-from tests.support import GOOD_AMI
+from tests.support import GOOD_AMI, instance_states
 
 pytestmark = pytest.mark.e2e
 
@@ -59,9 +59,6 @@ def test_concurrent_describes_and_terminations_share_calls(moto_process, moto_cl
         assert metric(service, "launchprov_provider_batch_size_sum", **terminate) == 8
         assert metric(service, "launchprov_provider_calls_saved_total", **terminate) >= 4
     # Where it lands: EC2 terminated those eight and no other.
-    reply = moto_client.describe_instances(InstanceIds=ids)
-    states = {
-        i["InstanceId"]: i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]
-    }
+    states = instance_states(moto_client, ids)
     assert all(states[i] in ("shutting-down", "terminated") for i in doomed)
     assert all(states[i] == "running" for i in ids[8:])

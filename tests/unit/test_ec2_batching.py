@@ -26,6 +26,7 @@ from tests.support import (
     batches_of,
     concurrently,
     free_port,
+    instance_states,
     run_instances,
 )
 
@@ -95,9 +96,7 @@ def test_concurrent_terminations_are_one_terminate_call(moto_ec2):
     assert [result.id for result in results] == ids
     assert calls["TerminateInstances"] == 1
     # Where it lands: EC2 holds them terminating or terminated.
-    reply = moto_ec2.describe_instances(InstanceIds=ids)
-    states = {i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]}
-    assert states <= {"shutting-down", "terminated"}
+    assert set(instance_states(moto_ec2, ids).values()) <= {"shutting-down", "terminated"}
 
 
 def test_a_termination_ec2_refuses_for_one_id_is_retried_alone_for_each(moto_ec2):
@@ -111,10 +110,7 @@ def test_a_termination_ec2_refuses_for_one_id_is_retried_alone_for_each(moto_ec2
     assert [result.id for result in results[1:]] == ids[1:]
     assert isinstance(results[0], ProviderError | InvalidState), results[0]
     assert calls["TerminateInstances"] == 1 + 3  # the batch, then each alone
-    reply = moto_ec2.describe_instances(InstanceIds=ids)
-    states = {
-        i["InstanceId"]: i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]
-    }
+    states = instance_states(moto_ec2, ids)
     assert states[ids[0]] == "running"
     assert {states[ids[1]], states[ids[2]]} <= {"shutting-down", "terminated"}
 

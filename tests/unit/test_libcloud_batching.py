@@ -17,6 +17,7 @@ from tests.support import (
     REGION,
     batches_of,
     concurrently,
+    instance_states,
     libcloud_ec2_settings,
     run_instances,
 )
@@ -62,9 +63,8 @@ def test_ec2_terminations_share_one_call(moto_server_ec2, counted):
     results = concurrently(lambda item: adapter.terminate(item, REGION), ids)
     assert [result.id for result in results] == ids
     assert counted["TerminateInstances"] == 1
-    reply = moto_server_ec2.describe_instances(InstanceIds=ids)
-    states = {i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]}
-    assert states <= {"shutting-down", "terminated"}
+    states = instance_states(moto_server_ec2, ids)
+    assert set(states.values()) <= {"shutting-down", "terminated"}
 
 
 def test_a_driver_without_a_call_for_many_nodes_is_asked_one_by_one():
