@@ -11,7 +11,10 @@ that make no provider call share those threads. So:
   without waiting at all, so that waiting requests do not take the threads that health checks
   need;
 * the call runs in a thread of the bulkhead's own pool, and the request's thread waits for it
-  until ``launchprov.request_deadline`` seconds after the request asked for a slot. At the
+  until ``launchprov.request_deadline`` seconds after the request first asked for a slot: one
+  deadline for all the provider calls of a request (:func:`one_deadline_per_request`; an
+  action on an instance is a describe for the ownership check, then the action), and none
+  starts after it. At the
   deadline the request is answered 408 ``Timeout`` and its waitress thread is free again; the
   call keeps its slot until the SDK gives up (the boto3 adapter makes no new attempt after the
   deadline, see :mod:`launchprov.providers.deadline`), so the slots bound the calls really in
@@ -25,6 +28,7 @@ Nothing here knows Pyramid: the views and the error views turn these outcomes in
 from __future__ import annotations
 
 import configparser
+import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -55,6 +59,22 @@ WAITRESS_DEFAULT_THREADS = 4
 
 # True in the bulkhead's threads: provider work nested in a unit of work takes no new slot.
 _in_slot: contextvars.ContextVar[bool] = contextvars.ContextVar("launchprov_in_slot", default=False)
+#: The deadline of the request in progress in this thread: empty until its first provider
+#: call; None outside :func:`one_deadline_per_request` (each call then has its own).
+_request_deadline: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "launchprov_request_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def one_deadline_per_request():
+    """Every provider call made in the block shares one deadline: ``request_deadline`` seconds
+    after the first of them asked for a slot. The tween puts every request in one."""
+    token = _request_deadline.set([])
+    try:
+        yield
+    finally:
+        _request_deadline.reset(token)
 
 
 class ProviderBusy(Exception):
@@ -260,7 +280,18 @@ class GuardedProvider:
         """
         if _in_slot.get():
             return function(*args)
-        until = time.monotonic() + self.request_deadline
+        until = self._deadline()
+        if until <= time.monotonic():
+            # An earlier call of this request used up its time: this one is never sent.
+            self._on_deadline(operation)
+            raise ProviderError(
+                self.name,
+                ProviderError.TIMEOUT,
+                f"launchprov.request_deadline = {self.request_deadline:g} s passed before the "
+                f"{operation} call; nothing was sent to the {self.name} provider",
+                retryable=True,
+                outcome=OUTCOME_NONE,
+            )
         future = self.bulkhead.submit(until, function, *args)
         if future is None:
             self._on_rejected()
@@ -286,6 +317,16 @@ class GuardedProvider:
                 retryable=True,
                 outcome=OUTCOME_UNKNOWN if launching else OUTCOME_NONE,
             ) from None
+
+    def _deadline(self) -> float:
+        """When the current call must be answered: the request's deadline (set by its first
+        call), or ``request_deadline`` from now outside a request."""
+        shared = _request_deadline.get()
+        if shared is None:
+            return time.monotonic() + self.request_deadline
+        if not shared:
+            shared.append(time.monotonic() + self.request_deadline)
+        return shared[0]
 
     def launch(self, request):
         return self.run("launch", self.provider.launch, request)

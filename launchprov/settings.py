@@ -382,8 +382,10 @@ SETTINGS: tuple[Setting, ...] = (
         "25",
         positive_float,
         "Seconds within which a request that calls the provider is answered, whatever the "
-        "provider does: waiting for a slot, a launch's client-token lookup and the SDK's own "
-        "retries included. When it runs out the answer is a 408 Timeout. Keep it below the "
+        "provider does: waiting for a slot, a launch's client-token lookup, an action's "
+        "ownership check and the SDK's own retries included (one deadline for all of a "
+        "request's provider calls). When it runs out the answer is a 408 Timeout. Keep it "
+        "below the "
         "load balancer's idle time-out, or the balancer cuts the connection first.",
     ),
     Setting(

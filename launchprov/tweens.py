@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 
+from launchprov.bulkhead import one_deadline_per_request
 from launchprov.errors import error_response
 from launchprov.exceptions import detail
 from launchprov.logs import caller_var, request_id_var
@@ -40,7 +41,8 @@ def observe_factory(handler, registry):
                     [detail("header", REQUEST_ID_HEADER, "invalid")],
                 )
             else:
-                response = handler(request)
+                with one_deadline_per_request():
+                    response = handler(request)
             response.headers[REQUEST_ID_HEADER] = request.request_id
             elapsed = time.perf_counter() - start
             route = request.matched_route.name if request.matched_route else "unmatched"

@@ -10,10 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from launchprov.auth import digest
+from launchprov.launching import CALLER_TAG
+from launchprov.providers.interface import Instance
 from tests.support import GOOD_AMI, StubProvider, assert_error_body, make_app
 
 PATIENCE = 10.0
 LAUNCH = {"ami": GOOD_AMI, "instance_type": "t2.micro"}
+TOKEN = "ops-token-0123456789"
 
 
 class Stuck(StubProvider):
@@ -128,6 +132,44 @@ def test_a_launch_past_the_deadline_with_a_token_may_be_retried(stuck):
     provider = assert_error_body(response, 408)["provider"]
     assert (provider["outcome"], provider["retryable"]) == ("unknown", True)
     assert response.headers["Retry-After"] == "2"
+
+
+class Slow(StubProvider):
+    """Every call answers after 0.6 s, as a slow cloud; ``calls`` is what it was asked."""
+
+    name = "slow"
+    calls: list[str] = []
+
+    def _answer(self, operation: str, instance_id: str):
+        Slow.calls.append(operation)
+        threading.Event().wait(0.6)  # the cloud's answer time
+        return Instance(instance_id, "running", tags={CALLER_TAG: "ops"})
+
+    def describe(self, instance_id, region):
+        return self._answer("describe", instance_id)
+
+    def terminate(self, instance_id, region):
+        return self._answer("terminate", instance_id)
+
+
+def test_an_action_and_its_ownership_check_share_one_deadline():
+    """With ownership on, a DELETE is a describe (the check), then the termination: both
+    within one request_deadline, not one each (0.6 + 0.6 s would fit in two of 1 s)."""
+    Slow.calls = []
+    app = make_app(
+        **{
+            "launchprov.provider": f"{__name__}:Slow",
+            "launchprov.request_deadline": "1",
+            "launchprov.auth.enabled": "true",
+            "launchprov.auth.tokens": f"ops {digest(TOKEN)}",
+        }
+    )
+    response = app.delete(
+        "/v1/instances/i-12345678", headers={"Authorization": f"Bearer {TOKEN}"}, status="*"
+    )
+    provider = assert_error_body(response, 408)["provider"]
+    assert provider["code"] == "Timeout"
+    assert Slow.calls == ["describe", "terminate"]
 
 
 def test_a_read_past_the_deadline_launched_nothing(stuck):

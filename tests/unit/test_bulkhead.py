@@ -13,6 +13,7 @@ from launchprov.bulkhead import (
     GuardedProvider,
     ProviderBusy,
     concurrency,
+    one_deadline_per_request,
     server_threads,
 )
 from launchprov.providers import deadline
@@ -132,6 +133,26 @@ def test_the_call_sees_the_deadline_of_its_request():
     service.describe("i-1", "us-east-1")
     (left,) = provider.deadlines
     assert 0 < left <= 5.0
+
+
+def test_no_call_of_a_request_starts_after_its_deadline():
+    """The calls of one request share its deadline: once the first used it up, the next is
+    never sent (an action on an instance is a describe, then the action)."""
+    provider = Blocking()
+    service = guarded(provider, limit=2, request_deadline=0.3)
+    with one_deadline_per_request():
+        with pytest.raises(ProviderError) as first:
+            service.describe("i-1", "us-east-1")
+        assert "no answer" in first.value.message
+        with pytest.raises(ProviderError) as second:
+            service.launch(object())
+    assert (second.value.code, second.value.outcome) == ("Timeout", "none")
+    assert "nothing was sent" in second.value.message
+    assert provider.calls == ["describe"]
+    provider.release.set()
+    wait_for(lambda: service.bulkhead.state().in_use == 0, "the slot is freed")
+    # Outside a request (the reaper's calls), each call has a deadline of its own.
+    assert service.describe("i-2", "us-east-1") == "i-2"
 
 
 def test_work_inside_a_slot_takes_no_second_slot():
