@@ -53,7 +53,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.scale
 
-# Only the scale figures of benchmarks/scale.py (batching, HAProxy): about 2 minutes; needs the
+# Only the scale figures of benchmarks/scale.py (batching, HAProxy): about a minute; needs the
 # Debian package haproxy. Writes its section of benchmarks/RESULTS.md.
 bench-scale: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.scale
