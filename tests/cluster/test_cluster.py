@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.cluster.conftest import DEADLINE, LIMITED_PER_MINUTE, LIMITED_TOKEN, Cluster
-from tests.support import GOOD_AMI
+from tests.support import ERROR_KEYS, GOOD_AMI
 
 pytestmark = pytest.mark.cluster
 
@@ -80,7 +80,6 @@ PROCESSES = ("app1", "app2", "app3")
 EVERYONE_UP = dict.fromkeys(PROCESSES, "UP")
 #: A request id HAProxy made (a dashed UUID); launchprov's own are 32 hex digits.
 EDGE_ID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-ERROR_KEYS = {"status", "error", "message", "details", "request_id"}
 
 
 def test_a_request_carries_one_id_from_haproxy_to_launchprov(cluster):

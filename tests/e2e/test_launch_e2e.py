@@ -8,11 +8,9 @@ import urllib.parse
 import pytest
 
 from tests.e2e.conftest import ADAPTERS, CREDENTIALS_ENV, running
-from tests.support import GOOD_AMI, MISSING_AMI
+from tests.support import ERROR_KEYS, GOOD_AMI, MISSING_AMI
 
 pytestmark = pytest.mark.e2e
-
-ERROR_KEYS = {"status", "error", "message", "details", "request_id"}
 
 
 def check_error(status, body, expected):

@@ -16,6 +16,7 @@ import yaml
 
 from launchprov.routes import ROUTES
 from launchprov.settings import SETTINGS
+from tests.support import ERROR_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -90,8 +91,7 @@ def test_haproxys_own_answers_are_the_json_error_body():
     for status, template in answers.items():
         # What HAProxy puts in place of each sample expression: a JSON-escaped string.
         body = json.loads(re.sub(r"%\[[^\]]*\]", "an-id", template))
-        expected = {"status", "error", "message", "details", "request_id"}
-        assert set(body) == expected | ({"provider"} if status == "408" else set()), status
+        assert set(body) == ERROR_KEYS | ({"provider"} if status == "408" else set()), status
         assert body["status"] == int(status)
         assert body["error"] == HTTPStatus(int(status)).phrase
         assert body["details"] == []

@@ -23,8 +23,7 @@ from launchprov.providers.interface import (
     ProviderError,
     UnsupportedParameters,
 )
-
-ERROR_KEYS = {"status", "error", "message", "details", "request_id"}
+from tests.support import ERROR_KEYS
 
 
 def request(**headers):
