@@ -37,7 +37,7 @@ test: $(VENV)/.installed-testing
 
 # The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
 test-fast: $(VENV)/.installed-testing
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n auto tests/unit
 
 # HAProxy (deploy/haproxy.cfg) in front of three waitress processes, redis-server and a moto
 # server: needs the Debian packages haproxy and redis-server (the tests skip without them).
