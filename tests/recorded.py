@@ -12,16 +12,23 @@ driver's real API, served by a subclass of the driver's MockHttp:
   body (and a 404 for the VM once it is deleted, which destroy_node polls for);
 * ``digitalocean/create_node.json``: the API's 202 with the new droplet (libcloud records no
   successful create for DigitalOcean v2).
+
+:class:`Wire` records what a driver's connection sends, as the cloud receives it, and can make
+the cloud refuse a request: the conformance matrix checks each cell of the driver matrix there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import importlib
 import importlib.machinery
 import importlib.util
+import json
 import os
+import re
 import sys
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +77,104 @@ class RecordedCloud:
     launch: dict[str, Any]
     #: Values for every explicitly set parameter the recording accepts.
     explicit: dict[str, Any]
+    #: What the given value of a parameter is on the wire where the cloud names it otherwise
+    #: (the key pair's id, the image's full name): parameter -> wire value.
+    on_the_wire: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: How the requests of the actions name the known node (its id, or its name).
+    node_on_the_wire: str | None = None
+
+
+# -- the wire ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sent:
+    """One request as the cloud received it."""
+
+    method: str
+    url: str
+    body: Any
+
+    @property
+    def path(self) -> str:
+        return urllib.parse.urlsplit(self.url).path
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.url).query))
+
+    @property
+    def text(self) -> str:
+        body = self.body.decode() if isinstance(self.body, bytes) else self.body
+        return body if isinstance(body, str) else ""
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+    def matches(self, method: str, pattern: str) -> bool:
+        """The request is ``method`` and ``pattern`` is found in its path (in its query string
+        if the pattern holds ``=``)."""
+        where = urllib.parse.urlsplit(self.url).query if "=" in pattern else self.path
+        return self.method == method and re.search(pattern, where) is not None
+
+
+class Wire:
+    """Every request the drivers' connections send, in order: for a recorded cloud what
+    reaches its MockHttp, for a real endpoint (moto's server) what goes out.
+
+    ``refuse`` makes the recorded cloud answer an error instead of its recording.
+    """
+
+    def __init__(self):
+        self.sent: list[Sent] = []
+        self._refusals: list[tuple[str, str, int, tuple[int, str]]] = []
+
+    def install(self, monkeypatch) -> Wire:
+        from libcloud.http import LibcloudConnection
+        from libcloud.test import MockHttp
+
+        recorded_request = MockHttp._get_request
+        sent_request = LibcloudConnection.request
+        wire = self
+
+        def received(mock, method, url, body=None, headers=None):
+            wire.sent.append(Sent(method, url, body))
+            refusal = wire._refusal(method, url)
+            if refusal is not None:
+                status, text = refusal
+                headers = {"content-type": "application/json"}
+                return (status, text, headers, http.client.responses[status])
+            return recorded_request(mock, method, url, body, headers)
+
+        def sending(connection, method, url, body=None, headers=None, *args, **kwargs):
+            if not isinstance(connection, MockHttp):  # a MockHttp's requests are received above
+                wire.sent.append(Sent(method, urllib.parse.urljoin(connection.host, url), body))
+            return sent_request(connection, method, url, body, headers, *args, **kwargs)
+
+        monkeypatch.setattr(MockHttp, "_get_request", received)
+        monkeypatch.setattr(LibcloudConnection, "request", sending)
+        return self
+
+    def clear(self) -> None:
+        """Forget what was sent and every refusal."""
+        self.sent.clear()
+        self._refusals.clear()
+
+    def matching(self, method: str, pattern: str) -> list[Sent]:
+        return [sent for sent in self.sent if sent.matches(method, pattern)]
+
+    def refuse(self, method: str, pattern: str, after: int, reply: tuple[int, str]) -> None:
+        """Answer ``reply`` (status, body) to the requests matching ``method`` and ``pattern``
+        once ``after`` of them have been answered by the recording."""
+        self._refusals.append((method, pattern, after, reply))
+
+    def _refusal(self, method: str, url: str) -> tuple[int, str] | None:
+        for wanted, pattern, after, reply in self._refusals:
+            matched = Sent(method, url, None).matches(wanted, pattern)
+            if matched and len(self.matching(wanted, pattern)) > after:
+                return reply
+        return None
 
 
 # -- the recorded clouds ----------------------------------------------------------------------
@@ -181,6 +286,8 @@ def azure_arm(monkeypatch) -> None:
         if method == "DELETE":
             deleted.add(url)
             return (202, "", {}, "Accepted")
+        if method == "PUT":  # created again
+            deleted.discard(url)
         if url in deleted:
             gone = '{"error": {"code": "ResourceNotFound", "message": "not found"}}'
             return (404, gone, {}, "Not Found")
@@ -265,17 +372,25 @@ def _json(value) -> str:
 
 
 def _token_cloud(
-    driver: str, *, token: str, location: str, key_name: str, placement: str, **recorded
+    driver: str,
+    *,
+    token: str,
+    location: str,
+    key_name: str,
+    placement: str,
+    launch: dict[str, Any],
+    **recorded,
 ) -> RecordedCloud:
     """A cloud of one API token (DigitalOcean, Vultr, Linode): create_node's location from
-    launch_kwargs, and as the deployment's default key pair one the recorded account has."""
+    launch_kwargs, and in every launch the key pair the recorded account has (the only one:
+    given explicitly, it differs from the deployment's default)."""
     return RecordedCloud(
         driver=driver,
         settings={
             "launchprov.libcloud.key": token,
             "launchprov.libcloud.launch_kwargs": _json({"location": location}),
-            "launchprov.defaults.key_name": key_name,
         },
+        launch={**launch, "key_name": key_name},
         explicit={"placement": placement, "key_name": key_name},
         **recorded,
     )
@@ -321,6 +436,12 @@ RECORDED: dict[str, RecordedCloud] = {
         },
         launch={"ami": "debian-7", "instance_type": "n1-standard-1"},
         explicit={"placement": "us-central1-a"},
+        on_the_wire={
+            "ami": "debian-7-wheezy-v20131120",
+            # Labels allow no ':': launchprov's own keys as launchprov-*.
+            "client_token": {"launchprov-client-token": "matrix-token-1"},
+        },
+        node_on_the_wire="node-name",
     ),
     "azure_arm": RecordedCloud(
         driver="azure_arm",
@@ -350,18 +471,28 @@ RECORDED: dict[str, RecordedCloud] = {
         known_fields={"instance_type": "Standard_A1", "placement": "eastus"},
         launch={"ami": "Canonical:UbuntuServer:16.04.0-LTS:latest", "instance_type": "Standard_A1"},
         explicit={"placement": "eastus"},
+        on_the_wire={
+            "ami": {
+                "publisher": "Canonical",
+                "offer": "UbuntuServer",
+                "sku": "16.04.0-LTS",
+                "version": "latest",
+            }
+        },
+        node_on_the_wire="test-node-1",
     ),
     "digitalocean": _token_cloud(
         "digitalocean",
         token="token",
         location="nyc1",
         key_name="test1",
-        placement="nyc1",
+        placement="sfo1",
         patch=digitalocean,
         known_id="3164444",
         known_state="running",
         known_fields={"instance_type": "s-1vcpu-1gb", "ami": "69463186"},
         launch={"ami": "119192817", "instance_type": "512mb"},
+        on_the_wire={"key_name": [7717]},
     ),
     "vultr": _token_cloud(
         "vultr",
@@ -374,6 +505,7 @@ RECORDED: dict[str, RecordedCloud] = {
         known_state="running",
         known_fields={"instance_type": "vc2-1c-2gb", "ami": "477", "placement": "fra"},
         launch={"ami": "167", "instance_type": "vc2-1c-1gb"},
+        on_the_wire={"key_name": ["123"]},
     ),
     "linode": _token_cloud(
         "linode",
@@ -390,6 +522,9 @@ RECORDED: dict[str, RecordedCloud] = {
             "placement": "eu-west",
         },
         launch={"ami": "linode/alpine3.10", "instance_type": "g6-nanode-1"},
+        on_the_wire={
+            "key_name": ["ssh-rsa AAAA_valid_public_ssh_key_123456785== user@their-computer"]
+        },
     ),
     "cloudstack": RecordedCloud(
         driver="cloudstack",
