@@ -1150,22 +1150,38 @@ class ParameterMatrixDirective(LaunchprovDirective):
 
 class DriverMatrixDirective(LaunchprovDirective):
     """Every libcloud driver profile: parameter -> create_node argument or refused; action ->
-    the method that performs it or 501. Generated from the profiles (and checked against
-    behaviour by the conformance matrix's tests)."""
+    the method that performs it or 501. Each cell as the conformance table proves it
+    (``launchprov.providers.libcloud.conformance``, which the conformance matrix's tests run):
+    a cell no test proves is "not verified", never shown as supported."""
 
     def render(self):
+        from launchprov.providers.libcloud.conformance import (
+            CREATE,
+            NOT_IMPLEMENTED,
+            REFUSED,
+            SUPPORTED,
+            docs_cell,
+        )
         from launchprov.providers.libcloud.profiles import action_matrix, parameter_matrix
+
+        def cell(driver: str, name: str, claim: str | None) -> Cell:
+            shown = docs_cell(driver, name, claim)
+            if shown.kind == REFUSED:
+                return nodes.emphasis("refused", "refused")
+            if shown.kind == NOT_IMPLEMENTED:
+                return nodes.strong("501", "501")
+            if shown.kind != SUPPORTED:  # what the profile claims, no test proves
+                words = "not verified" if shown.claim else "refused, not verified"
+                return nodes.emphasis(words, words)
+            return [lit(shown.claim), f" ({shown.how})"]
 
         parameters = parameter_matrix(launch_parameters())
         drivers = list(parameters)
-
-        def cell(value) -> Cell:
-            if value is None:
-                return nodes.emphasis("refused", "refused")
-            return lit(value)
-
         rows = [
-            [lit(parameter), *(cell(parameters[driver][parameter]) for driver in drivers)]
+            [
+                lit(parameter),
+                *(cell(driver, parameter, parameters[driver][parameter]) for driver in drivers),
+            ]
             for parameter in launch_parameters()
         ]
         width = 80 // len(drivers)
@@ -1173,18 +1189,22 @@ class DriverMatrixDirective(LaunchprovDirective):
         actions = action_matrix()
         names = list(next(iter(actions.values())))
         action_rows = [
-            [
-                lit(driver),
-                *(
-                    lit(actions[driver][action])
-                    if actions[driver][action]
-                    else nodes.strong("501", "501")
-                    for action in names
-                ),
-            ]
+            [lit(driver), *(cell(driver, action, actions[driver][action]) for action in names)]
             for driver in actions
         ]
         out.append(table(["Driver", *names], action_rows, [20, 20, 20, 20, 20]))
+        out.append(
+            para(
+                [
+                    "The create request whose fields the wire checks read: ",
+                    *joined(
+                        [lit(driver), f": {method} ", lit(pattern)]
+                        for driver, (method, pattern) in CREATE.items()
+                    ),
+                    ".",
+                ]
+            )
+        )
         return out
 
 

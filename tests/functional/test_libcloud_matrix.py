@@ -33,6 +33,10 @@ from launchprov.providers.interface import LaunchRequest
 from launchprov.providers.libcloud.conformance import (
     CREATE,
     MATRIX_DRIVERS,
+    NOT_IMPLEMENTED,
+    REFUSED,
+    SUPPORTED,
+    UNVERIFIED,
     VERIFIED,
     Answer,
     AtProvider,
@@ -40,10 +44,11 @@ from launchprov.providers.libcloud.conformance import (
     Check,
     NotVerified,
     OnTheWire,
+    docs_cell,
     verification,
 )
 from launchprov.providers.libcloud.drivers import CloudlikeDummyNodeDriver
-from launchprov.providers.libcloud.profiles import PROFILES
+from launchprov.providers.libcloud.profiles import PROFILES, action_matrix, parameter_matrix
 from launchprov.schemas import LaunchSchema
 from launchprov.settings import SETTINGS
 from tests.conftest import reset_moto
@@ -94,7 +99,7 @@ EXPLICIT = {
 
 #: A create request refused by the recorded cloud (min_count): a 500 with an error body in
 #: DigitalOcean's shape (id, message), which every driver reads as an error reply.
-REFUSED = (500, '{"id": "server_error", "message": "refused by the conformance matrix"}')
+REFUSAL_REPLY = (500, '{"id": "server_error", "message": "refused by the conformance matrix"}')
 
 
 @dataclasses.dataclass
@@ -502,7 +507,7 @@ def _refuse_the_second_create(cloud: Cloud, monkeypatch) -> None:
 
         monkeypatch.setattr(driver, "create_node", refusing)
         return
-    cloud.wire.refuse(*CREATE[cloud.name], after=1, reply=REFUSED)
+    cloud.wire.refuse(*CREATE[cloud.name], after=1, reply=REFUSAL_REPLY)
 
 
 def check_answer(cloud: Cloud, parameter: str, check: Answer, monkeypatch) -> None:
@@ -639,3 +644,54 @@ def test_the_table_covers_every_driver_the_matrix_runs():
     assert set(DRIVERS) <= set(PROFILES)
     for driver, checks in VERIFIED.items():
         assert set(checks) <= {*PARAMETERS, *ACTIONS}, driver
+
+
+#: The checks the tests above run; a cell backed by anything else proves nothing.
+RUN = (OnTheWire, AtProvider, Answer, CapacityFallback)
+
+
+def _docs_cells(driver: str):
+    """(cell, what the profile claims, what the docs' driver matrix shows) of ``driver``."""
+    claims = {**parameter_matrix(PARAMETERS)[driver], **action_matrix().get(driver, {})}
+    return [(name, claim, docs_cell(driver, name, claim)) for name, claim in claims.items()]
+
+
+@pytest.mark.parametrize("driver", list(parameter_matrix(PARAMETERS)))
+def test_the_docs_claim_no_cell_the_verification_table_does_not_back(driver):
+    """Every cell the docs' driver matrix shows supported, refused or 501 is one the tests
+    above check by effect, as the table says; every other cell is shown "not verified"."""
+    for name, claim, shown in _docs_cells(driver):
+        where = (driver, name, shown)
+        if shown.kind == UNVERIFIED:
+            continue
+        assert driver in DRIVERS, where  # the matrix runs this driver
+        assert name in (*PARAMETERS, *ACTIONS), where
+        if shown.kind == SUPPORTED:
+            check = VERIFIED[driver].get(name)
+            assert isinstance(check, RUN), where
+            assert claim is not None, where  # the profile maps it
+            assert not (isinstance(check, Answer) and check.status in (400, 501)), where
+        else:
+            assert shown.kind in (REFUSED, NOT_IMPLEMENTED), where
+            assert claim is None, where  # the profile does not map it
+            assert not isinstance(VERIFIED[driver].get(name), RUN), where
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_cell_the_table_leaves_unproven_is_not_verified_in_the_docs(driver):
+    for name, claim, shown in _docs_cells(driver):
+        check = VERIFIED[driver].get(name)
+        if claim is not None and not isinstance(check, RUN):
+            assert shown.kind == UNVERIFIED, (driver, name, shown)
+
+
+def test_the_capacity_fallback_is_verified_only_where_a_capacity_error_is_injected():
+    """The fallback's alternative is tried only after a capacity error: a cloud whose capacity
+    error the matrix cannot give shows "not verified"."""
+    for driver in parameter_matrix(PARAMETERS):
+        shown = docs_cell(driver, "fallback", "(launchprov)")
+        check = verification(driver, "fallback")
+        injected = isinstance(check, CapacityFallback) and (
+            driver == "ec2" or check.reply is not None
+        )
+        assert (shown.kind == SUPPORTED) == injected, (driver, shown)

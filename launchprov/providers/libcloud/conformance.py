@@ -297,7 +297,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "placement": NotVerified("the recording knows one zone only"),
         "fallback": _NO_CAPACITY_CODE,
         **{
-            action: OnTheWire("query:command", request=("GET", f"command={command}"), value=command)
+            action: OnTheWire("node", request=("GET", f"command={command}"))
             for action, command in {
                 "terminate": "destroyVirtualMachine",
                 "reboot": "rebootVirtualMachine",
@@ -317,8 +317,6 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "fallback": NotVerified("the dummy driver has no capacity error"),
         "terminate": AtProvider("state"),
         "reboot": AtProvider("state"),
-        "stop": AtProvider("state"),
-        "start": AtProvider("state"),
     },
 }
 
@@ -343,3 +341,57 @@ def verification(driver: str, cell: str) -> Check:
     elif cell not in profile.parameters and cell not in ABOVE_THE_ADAPTER:
         return Answer(400, cell)
     return checks.get(cell, NotVerified("no check in the conformance table"))
+
+
+# -- the docs' driver matrix ------------------------------------------------------------------
+
+REFUSED = "refused"
+NOT_IMPLEMENTED = "501"
+UNVERIFIED = "not verified"
+SUPPORTED = "supported"
+
+
+@dataclasses.dataclass(frozen=True)
+class Shown:
+    """What the docs' driver matrix shows in one cell.
+
+    ``kind`` is :data:`SUPPORTED` (``claim``, the create_node argument or method, and ``how``
+    its effect is checked), :data:`REFUSED` (400 naming the parameter), :data:`NOT_IMPLEMENTED`
+    (501), or :data:`UNVERIFIED`: what the profile claims, no test proves.
+    """
+
+    kind: str
+    claim: str | None = None
+    how: str | None = None
+
+
+def _how(driver: str, check: Check) -> str:
+    """The short words of a check in a cell (the legend gives each driver's create request)."""
+    if isinstance(check, OnTheWire):
+        if check.field == "count":
+            return "wire: one create request per node"
+        words = []
+        if check.request is not None:
+            method, pattern = check.request
+            words.append(pattern.partition("=")[2] or f"{method} {_readable(pattern)}")
+        words += [check.field.partition(":")[2], check.value or ""]
+        encoded = f" ({check.encoding})" if check.encoding else ""
+        return "wire: " + " ".join(word for word in words if word) + encoded
+    if isinstance(check, AtProvider):
+        return f"provider: {check.field}"
+    if isinstance(check, Answer):
+        return f"answer: {check.status} {check.what.partition(':')[0]}"
+    return "provider: the alternative, after a capacity error"
+
+
+def docs_cell(driver: str, cell: str, claim: str | None) -> Shown:
+    """The docs' matrix cell of ``driver`` for ``cell`` (a parameter or an action) whose profile
+    claims ``claim``: supported only where :func:`verification` names a check that proves it."""
+    check = verification(driver, cell)
+    if isinstance(check, NotVerified):
+        return Shown(UNVERIFIED, claim, check.why)
+    if isinstance(check, Answer) and check.status == 400:
+        return Shown(REFUSED)
+    if isinstance(check, Answer) and check.status == 501:
+        return Shown(NOT_IMPLEMENTED)
+    return Shown(SUPPORTED, claim, _how(driver, check))
