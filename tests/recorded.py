@@ -75,7 +75,8 @@ class RecordedCloud:
     known_fields: dict[str, Any]
     #: A launch body the recording accepts (ami, instance_type, placement where needed).
     launch: dict[str, Any]
-    #: Values for every explicitly set parameter the recording accepts.
+    #: Values for every explicitly set parameter the recording accepts (placement, and the
+    #: fallback's alternative: another size of the catalog).
     explicit: dict[str, Any]
     #: What the given value of a parameter is on the wire where the cloud names it otherwise
     #: (the key pair's id, the image's full name): parameter -> wire value.
@@ -128,7 +129,7 @@ class Wire:
 
     def __init__(self):
         self.sent: list[Sent] = []
-        self._refusals: list[tuple[str, str, int, tuple[int, str]]] = []
+        self._refusals: list[tuple[str, str, tuple[int, str], int, int | None]] = []
 
     def install(self, monkeypatch) -> Wire:
         from libcloud.http import LibcloudConnection
@@ -164,15 +165,25 @@ class Wire:
     def matching(self, method: str, pattern: str) -> list[Sent]:
         return [sent for sent in self.sent if sent.matches(method, pattern)]
 
-    def refuse(self, method: str, pattern: str, after: int, reply: tuple[int, str]) -> None:
+    def refuse(
+        self,
+        method: str,
+        pattern: str,
+        reply: tuple[int, str],
+        after: int = 0,
+        times: int | None = None,
+    ) -> None:
         """Answer ``reply`` (status, body) to the requests matching ``method`` and ``pattern``
-        once ``after`` of them have been answered by the recording."""
-        self._refusals.append((method, pattern, after, reply))
+        once ``after`` of them have been answered by the recording, ``times`` of them (None:
+        every one)."""
+        self._refusals.append((method, pattern, reply, after, times))
 
     def _refusal(self, method: str, url: str) -> tuple[int, str] | None:
-        for wanted, pattern, after, reply in self._refusals:
-            matched = Sent(method, url, None).matches(wanted, pattern)
-            if matched and len(self.matching(wanted, pattern)) > after:
+        for wanted, pattern, reply, after, times in self._refusals:
+            if not Sent(method, url, None).matches(wanted, pattern):
+                continue
+            number = len(self.matching(wanted, pattern))  # this request's, counted from 1
+            if number > after and (times is None or number <= after + times):
                 return reply
         return None
 
@@ -379,6 +390,7 @@ def _token_cloud(
     key_name: str,
     placement: str,
     launch: dict[str, Any],
+    alternative: str,
     **recorded,
 ) -> RecordedCloud:
     """A cloud of one API token (DigitalOcean, Vultr, Linode): create_node's location from
@@ -391,7 +403,11 @@ def _token_cloud(
             "launchprov.libcloud.launch_kwargs": _json({"location": location}),
         },
         launch={**launch, "key_name": key_name},
-        explicit={"placement": placement, "key_name": key_name},
+        explicit={
+            "placement": placement,
+            "key_name": key_name,
+            "fallback": [{"instance_type": alternative}],
+        },
         **recorded,
     )
 
@@ -415,7 +431,7 @@ RECORDED: dict[str, RecordedCloud] = {
         known_state="running",
         known_fields={"instance_type": "2", "ami": "7"},
         launch={"ami": "13", "instance_type": "1"},
-        explicit={"placement": "nova"},
+        explicit={"placement": "nova", "fallback": [{"instance_type": "2"}]},
     ),
     "gce": RecordedCloud(
         driver="gce",
@@ -435,7 +451,7 @@ RECORDED: dict[str, RecordedCloud] = {
             "placement": "us-central1-a",
         },
         launch={"ami": "debian-7", "instance_type": "n1-standard-1"},
-        explicit={"placement": "us-central1-a"},
+        explicit={"placement": "us-central1-a", "fallback": [{"instance_type": "g1-small"}]},
         on_the_wire={
             "ami": "debian-7-wheezy-v20131120",
             # Labels allow no ':': launchprov's own keys as launchprov-*.
@@ -470,7 +486,7 @@ RECORDED: dict[str, RecordedCloud] = {
         known_state="pending",
         known_fields={"instance_type": "Standard_A1", "placement": "eastus"},
         launch={"ami": "Canonical:UbuntuServer:16.04.0-LTS:latest", "instance_type": "Standard_A1"},
-        explicit={"placement": "eastus"},
+        explicit={"placement": "eastus", "fallback": [{"instance_type": "Standard_A2"}]},
         on_the_wire={
             "ami": {
                 "publisher": "Canonical",
@@ -487,6 +503,7 @@ RECORDED: dict[str, RecordedCloud] = {
         location="nyc1",
         key_name="test1",
         placement="sfo1",
+        alternative="1gb",
         patch=digitalocean,
         known_id="3164444",
         known_state="running",
@@ -500,6 +517,7 @@ RECORDED: dict[str, RecordedCloud] = {
         location="ams",
         key_name="tester",
         placement="ewr",
+        alternative="vc2-1c-2gb",
         patch=vultr,
         known_id="123",
         known_state="running",
@@ -513,6 +531,7 @@ RECORDED: dict[str, RecordedCloud] = {
         location="us-east",
         key_name="My SSH Key",
         placement="us-west",
+        alternative="g6-standard-1",
         patch=linode,
         known_id="22344420",
         known_state="running",
@@ -539,6 +558,6 @@ RECORDED: dict[str, RecordedCloud] = {
         known_state="running",
         known_fields={"instance_type": "105", "ami": "421", "placement": "Sydney"},
         launch={"ami": "576", "instance_type": "105"},
-        explicit={"placement": "Sydney"},
+        explicit={"placement": "Sydney", "fallback": [{"instance_type": "70"}]},
     ),
 }

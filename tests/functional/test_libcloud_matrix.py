@@ -28,6 +28,7 @@ import boto3
 import moto.settings
 import pytest
 
+from launchprov import capacity
 from launchprov.launching import idempotency_key
 from launchprov.providers.interface import LaunchRequest
 from launchprov.providers.libcloud.conformance import (
@@ -423,15 +424,20 @@ def holds(found: Any, expected: Any) -> bool:
     return found is not None and str(found) == str(expected)
 
 
-def on_the_wire(cloud: Cloud, check: OnTheWire, expected: Any, node: str | None = None):
-    """Assert the request of ``check`` reached the cloud, carrying ``expected``."""
+def on_the_wire(
+    cloud: Cloud, check: OnTheWire, expected: Any, node: str | None = None, index: int = 0
+):
+    """Assert the request of ``check`` (the ``index``-th of them) reached the cloud, carrying
+    ``expected``."""
     request = check.request or CREATE[cloud.name]
     requests = cloud.wire.matching(*request)
     if check.field == "count":
         assert len(requests) == expected, (request, [r.url for r in cloud.wire.sent])
         return
-    assert requests, f"no {request} among {[(r.method, r.url) for r in cloud.wire.sent]}"
-    sent = requests[0]
+    assert len(requests) > index, (
+        f"no {request} among {[(r.method, r.url) for r in cloud.wire.sent]}"
+    )
+    sent = requests[index]
     if node is not None:
         assert node in sent.url or node in sent.text, (node, sent)
     if check.field == "node":
@@ -507,7 +513,7 @@ def _refuse_the_second_create(cloud: Cloud, monkeypatch) -> None:
 
         monkeypatch.setattr(driver, "create_node", refusing)
         return
-    cloud.wire.refuse(*CREATE[cloud.name], after=1, reply=REFUSAL_REPLY)
+    cloud.wire.refuse(*CREATE[cloud.name], REFUSAL_REPLY, after=1)
 
 
 def check_answer(cloud: Cloud, parameter: str, check: Answer, monkeypatch) -> None:
@@ -538,25 +544,40 @@ def check_answer(cloud: Cloud, parameter: str, check: Answer, monkeypatch) -> No
         assert len(creates(cloud)) == 2
 
 
+def check_capacity_fallback(cloud: Cloud, check: CapacityFallback, body: dict) -> None:
+    """The first launch answered the provider's capacity error; the alternative's instance
+    type reached the provider (EC2: the instance at moto; another cloud: its second create
+    request, read as the table reads instance_type)."""
+    (alternative,) = cloud.explicit["fallback"]
+    if cloud.faults is not None:
+        assert check.reply is None, "EC2's capacity error comes from the faulty endpoint"
+        cloud.faults.refuse({"instance_type": cloud.launch["instance_type"]})
+    else:
+        assert check.reply is not None, "the cloud's capacity error reply"
+        cloud.wire.refuse(*CREATE[cloud.name], check.reply, times=1)
+    response = cloud.app.put_json("/v1/launch", body, status="*")
+    assert response.status_int == 200, response.text
+    if cloud.faults is not None:
+        assert at_the_provider(cloud, "InstanceType", response.json) == alternative["instance_type"]
+        faulted = [call["faulted"] for call in cloud.faults.calls()]
+        assert faulted == [True, False], faulted
+        return
+    on_the_wire(cloud, VERIFIED[cloud.name]["instance_type"], alternative["instance_type"], index=1)
+
+
 def check_parameter(cloud: Cloud, parameter: str, check: Check, monkeypatch) -> None:
     if isinstance(check, Answer):
         check_answer(cloud, parameter, check, monkeypatch)
         return
     body = _given(cloud, parameter)
     if isinstance(check, CapacityFallback):
-        assert check.reply is None, "another cloud's capacity error: inject check.reply here"
-        cloud.faults.refuse({"instance_type": cloud.launch["instance_type"]})
+        check_capacity_fallback(cloud, check, body)
+        return
     response = cloud.app.put_json("/v1/launch", body, status="*")
     assert response.status_int == 200, response.text
     ids = response.json
     if isinstance(check, NotVerified):
         pytest.skip(f"accepted; not verified: {check.why}")
-    if isinstance(check, CapacityFallback):
-        (alternative,) = cloud.explicit["fallback"]
-        assert at_the_provider(cloud, "InstanceType", ids) == alternative["instance_type"]
-        faulted = [call["faulted"] for call in cloud.faults.calls()]
-        assert faulted == [True, False], faulted
-        return
     expected = _expected(cloud, parameter)
     if isinstance(check, AtProvider):
         found = at_the_provider(cloud, check.field, ids)
@@ -644,6 +665,27 @@ def test_the_table_covers_every_driver_the_matrix_runs():
     assert set(DRIVERS) <= set(PROFILES)
     for driver, checks in VERIFIED.items():
         assert set(checks) <= {*PARAMETERS, *ACTIONS}, driver
+
+
+@pytest.mark.parametrize("cloud", ["openstack"], indirect=True)
+def test_a_clouds_fallback_cell_can_be_flipped_once_its_capacity_error_maps(
+    cloud, sent, monkeypatch
+):
+    """The check a cloud's fallback cell gets once that cloud's capacity error maps to a
+    capacity code: fails while it does not (the alternative is never tried), holds once it
+    does (here Nova's 503, mapped for the test only)."""
+    check = CapacityFallback(
+        reply=(503, '{"overLimit": {"code": 503, "message": "No valid host"}}')
+    )
+    with pytest.raises(AssertionError, match="408"):
+        check_parameter(cloud, "fallback", check, monkeypatch)
+    sent.clear()
+    monkeypatch.setattr(capacity, "CAPACITY_CODES", capacity.CAPACITY_CODES | {"HTTP503"})
+
+    check_parameter(cloud, "fallback", check, monkeypatch)
+
+    first, second = creates(cloud)
+    assert [first.json["server"]["flavorRef"], second.json["server"]["flavorRef"]] == ["1", "2"]
 
 
 #: The checks the tests above run; a cell backed by anything else proves nothing.
