@@ -11,7 +11,8 @@ driver's real API, served by a subclass of the driver's MockHttp:
 * ``azure_arm/..._test_node_1_{restart,deallocate,start}.json``: Azure's 202 Accepted with no
   body (and a 404 for the VM once it is deleted, which destroy_node polls for);
 * ``digitalocean/create_node.json``: the API's 202 with the new droplet (libcloud records no
-  successful create for DigitalOcean v2).
+  successful create for DigitalOcean v2);
+* ``cloudstack/listZones.json``: the recorded zone (Sydney) and a second one (Melbourne).
 
 :class:`Wire` records what a driver's connection sends, as the cloud receives it, and can make
 the cloud refuse a request: the conformance matrix checks each cell of the driver matrix there.
@@ -371,9 +372,24 @@ def _as_shipped(driver: str, test_module: str, mock: str, **attributes):
 
 vultr = _as_shipped("vultr", "test_vultr_v2", "VultrMockHttpV2")
 linode = _as_shipped("linode", "test_linode_v4", "LinodeMockHttpV4")
-cloudstack = _as_shipped(
-    "cloudstack", "test_cloudstack", "CloudStackMockHttp", fixture_tag="default"
-)
+def _cloudstack_mock():
+    """libcloud's CloudStack recordings, with launchprov's added listZones reply: a second
+    zone (Melbourne), so that a placement that reaches the wire differs from the default."""
+    recorded = libcloud_test_module("test_cloudstack").CloudStackMockHttp
+
+    class LaunchprovCloudStackMockHttp(recorded):
+        def _cmd_listZones(self, **query):
+            reply = (FIXTURES / "cloudstack" / "listZones.json").read_text()
+            return (http.client.OK, reply, {}, "OK")
+
+    return LaunchprovCloudStackMockHttp
+
+
+def cloudstack(monkeypatch) -> None:
+    from launchprov.providers.libcloud.profiles import PROFILES
+
+    driver_class = PROFILES["cloudstack"].driver_class()
+    _mock(monkeypatch, driver_class, _cloudstack_mock(), fixture_tag="default")
 
 
 def _json(value) -> str:
@@ -558,6 +574,7 @@ RECORDED: dict[str, RecordedCloud] = {
         known_state="running",
         known_fields={"instance_type": "105", "ami": "421", "placement": "Sydney"},
         launch={"ami": "576", "instance_type": "105"},
-        explicit={"placement": "Sydney", "fallback": [{"instance_type": "70"}]},
+        explicit={"placement": "Melbourne", "fallback": [{"instance_type": "70"}]},
+        on_the_wire={"placement": "2"},  # its zone id
     ),
 }

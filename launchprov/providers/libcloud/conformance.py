@@ -294,7 +294,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "key_name": OnTheWire("query:keypair"),
         "security_groups": OnTheWire("query:securitygroupnames", "comma list"),
         "user_data": OnTheWire("query:userdata", "base64"),
-        "placement": NotVerified("the recording knows one zone only"),
+        "placement": OnTheWire("query:zoneid"),
         "fallback": _NO_CAPACITY_CODE,
         **{
             action: OnTheWire("node", request=("GET", f"command={command}"))
