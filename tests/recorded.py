@@ -372,6 +372,8 @@ def _as_shipped(driver: str, test_module: str, mock: str, **attributes):
 
 vultr = _as_shipped("vultr", "test_vultr_v2", "VultrMockHttpV2")
 linode = _as_shipped("linode", "test_linode_v4", "LinodeMockHttpV4")
+
+
 def _cloudstack_mock():
     """libcloud's CloudStack recordings, with launchprov's added listZones reply: a second
     zone (Melbourne), so that a placement that reaches the wire differs from the default."""
