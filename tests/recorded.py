@@ -9,7 +9,8 @@ driver's real API, served by a subclass of the driver's MockHttp:
 * ``gce/zones_us_central1_a_instances_node_name_start.json``: starting the recorded node
   ``node-name`` (GCE answers an operation, as libcloud records for ``stopped-node``);
 * ``azure_arm/..._test_node_1_{restart,deallocate,start}.json``: Azure's 202 Accepted with no
-  body (and a 404 for the VM once it is deleted, which destroy_node polls for);
+  body (and a 404 for the VM once it is deleted, which destroy_node polls for); West US's
+  sizes are the recorded East US ones;
 * ``digitalocean/create_node.json``: the API's 202 with the new droplet (libcloud records no
   successful create for DigitalOcean v2);
 * ``cloudstack/listZones.json``: the recorded zone (Sydney) and a second one (Melbourne).
@@ -306,6 +307,19 @@ def azure_arm(monkeypatch) -> None:
         return recorded.AzureMockHttp.__getattr__(self, vm)(method, url, body, headers)
 
     actions[vm] = machine
+    # West US's sizes: the recorded East US ones (a second location, for a placement that
+    # differs from launch_kwargs' location).
+    sizes = (
+        "_subscriptions_99999999_9999_9999_9999_999999999999_providers_Microsoft_Compute_"
+        "locations_{}_vmSizes"
+    )
+
+    def westus_sizes(self, method, url, body, headers):
+        return recorded.AzureMockHttp.__getattr__(self, sizes.format("eastus"))(
+            method, url, body, headers
+        )
+
+    actions[sizes.format("westus")] = westus_sizes
     mock = type("LaunchprovAzureMockHttp", (recorded.AzureMockHttp,), actions)
     _mock(monkeypatch, AzureNodeDriver, mock)
     # destroy_node polls until the VM is gone, sleeping between polls: libcloud's own tests
@@ -504,7 +518,7 @@ RECORDED: dict[str, RecordedCloud] = {
         known_state="pending",
         known_fields={"instance_type": "Standard_A1", "placement": "eastus"},
         launch={"ami": "Canonical:UbuntuServer:16.04.0-LTS:latest", "instance_type": "Standard_A1"},
-        explicit={"placement": "eastus", "fallback": [{"instance_type": "Standard_A2"}]},
+        explicit={"placement": "westus", "fallback": [{"instance_type": "Standard_A2"}]},
         on_the_wire={
             "ami": {
                 "publisher": "Canonical",

@@ -230,7 +230,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "ami": OnTheWire("json:properties.storageProfile.imageReference"),
         "instance_type": OnTheWire("json:properties.hardwareProfile.vmSize"),
         **_COUNTS,
-        "placement": NotVerified("the recording knows one location only"),
+        "placement": OnTheWire("json:location"),
         "tags": OnTheWire("json:tags"),
         "client_token": OnTheWire("json:tags"),
         "expires_in": OnTheWire("json:tags"),
