@@ -7,7 +7,8 @@ call needs, launchprov adds one in ``tests/fixtures/libcloud/<driver>/``, shaped
 driver's real API, served by a subclass of the driver's MockHttp:
 
 * ``gce/zones_us_central1_a_instances_node_name_start.json``: starting the recorded node
-  ``node-name`` (GCE answers an operation, as libcloud records for ``stopped-node``);
+  ``node-name`` (GCE answers an operation, as libcloud records for ``stopped-node``); a create
+  in ``europe-west1-a`` answers as the recorded create in ``us-central1-a``;
 * ``azure_arm/..._test_node_1_{restart,deallocate,start}.json``: Azure's 202 Accepted with no
   body (and a 404 for the VM once it is deleted, which destroy_node polls for); West US's
   sizes are the recorded East US ones;
@@ -238,13 +239,26 @@ def _reply(driver: str, name: str, status: int = 200):
 
 def _gce_mock():
     recorded = libcloud_test_module("test_gce")
+    mock = recorded.GCEMockHttp
+
+    def europe_instances(self, method, url, body, headers):
+        # A create in europe-west1-a (whose recorded create fails: the node exists) answers
+        # as the recorded create in us-central1-a: its operation, then the node lcnode-000.
+        if method == "POST":
+            return mock._zones_us_central1_a_instances(self, method, url, body, headers)
+        return mock._zones_europe_west1_a_instances(self, method, url, body, headers)
+
     return type(
         "LaunchprovGCEMockHttp",
-        (recorded.GCEMockHttp,),
+        (mock,),
         {
             # Starting the recorded node-name: GCE's reply is an operation, as for stopped-node.
             "_zones_us_central1_a_instances_node_name_start": _reply(
                 "gce", "zones_us_central1_a_instances_node_name_start.json"
+            ),
+            "_zones_europe_west1_a_instances": europe_instances,
+            "_zones_europe_west1_a_instances_lcnode_000": (
+                mock._zones_us_central1_a_instances_lcnode_000
             ),
         },
     )
@@ -483,7 +497,8 @@ RECORDED: dict[str, RecordedCloud] = {
             "placement": "us-central1-a",
         },
         launch={"ami": "debian-7", "instance_type": "n1-standard-1"},
-        explicit={"placement": "us-central1-a", "fallback": [{"instance_type": "g1-small"}]},
+        # Another zone than the driver's datacenter (us-central1-a), where launches go without.
+        explicit={"placement": "europe-west1-a", "fallback": [{"instance_type": "g1-small"}]},
         on_the_wire={
             "ami": "debian-7-wheezy-v20131120",
             # Labels allow no ':': launchprov's own keys as launchprov-*.

@@ -443,7 +443,12 @@ def on_the_wire(
     if check.field == "node":
         return
     kind, _, path = check.field.partition(":")
-    found = sent.query.get(path) if kind == "query" else read(sent.json, path)
+    if kind == "path":
+        found = sent.path.split("/")
+    elif kind == "query":
+        found = sent.query.get(path)
+    else:
+        found = read(sent.json, path)
     found = decoded(found, check.encoding)
     assert holds(found, expected), (check.field, found, expected)
 

@@ -38,8 +38,9 @@ class OnTheWire:
     ``request`` is the HTTP method and a regular expression searched in the URL's path, or in
     its query string if it holds ``=`` (None: the driver's create request, :data:`CREATE`).
     ``field`` is where the value is: ``json:`` a dotted path in the JSON body (``json`` alone:
-    its keys), ``query:`` a parameter of the query string, ``count`` the number of matching
-    requests, ``node`` for an action: the request names the node. A dotted path goes through
+    its keys), ``query:`` a parameter of the query string, ``path`` the URL's path (the value is
+    one of its segments), ``count`` the number of matching requests, ``node`` for an action:
+    the request names the node. A dotted path goes through
     lists item by item, and a list of key/value pairs (``{"key": k, "value": v}``) is read as a
     mapping. ``encoding`` is how the cloud holds the value there: ``base64``, ``last segment``
     (of a URL), ``comma list``, or "" (as given).
@@ -215,7 +216,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         **_COUNTS,
         "security_groups": OnTheWire("json:tags.items"),
         "user_data": OnTheWire("json:metadata.items.user-data"),
-        "placement": NotVerified("the recording creates nodes in one zone only"),
+        "placement": OnTheWire("path"),
         "tags": OnTheWire("json:labels"),
         "client_token": OnTheWire("json:labels"),
         "fallback": _NO_CAPACITY_CODE,
@@ -365,6 +366,10 @@ class Shown:
     how: str | None = None
 
 
+#: How the docs name a wire field that is not a key.
+_FIELD_WORDS = {"path": "in the URL path", "node": ""}
+
+
 def _how(driver: str, check: Check) -> str:
     """The short words of a check in a cell (the legend gives each driver's create request)."""
     if isinstance(check, OnTheWire):
@@ -374,7 +379,10 @@ def _how(driver: str, check: Check) -> str:
         if check.request is not None:
             method, pattern = check.request
             words.append(pattern.partition("=")[2] or f"{method} {_readable(pattern)}")
-        words += [check.field.partition(":")[2], check.value or ""]
+        words += [
+            check.field.partition(":")[2] or _FIELD_WORDS.get(check.field, check.field),
+            check.value or "",
+        ]
         encoded = f" ({check.encoding})" if check.encoding else ""
         return "wire: " + " ".join(word for word in words if word) + encoded
     if isinstance(check, AtProvider):
