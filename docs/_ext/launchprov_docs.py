@@ -1161,6 +1161,7 @@ class DriverMatrixDirective(LaunchprovDirective):
             REFUSED,
             SUPPORTED,
             docs_cell,
+            request_words,
         )
         from launchprov.providers.libcloud.profiles import action_matrix, parameter_matrix
 
@@ -1198,8 +1199,8 @@ class DriverMatrixDirective(LaunchprovDirective):
                 [
                     "The create request whose fields the wire checks read: ",
                     *joined(
-                        [lit(driver), f": {method} ", lit(pattern)]
-                        for driver, (method, pattern) in CREATE.items()
+                        [lit(driver), ": ", lit(request_words(request))]
+                        for driver, request in CREATE.items()
                     ),
                     ".",
                 ]

@@ -115,6 +115,12 @@ def _readable(path: str) -> str:
     return path.removesuffix("$").replace("\\", "").replace("[^/]+", "{id}")
 
 
+def request_words(request: tuple[str, str]) -> str:
+    """A request of the table as the docs show it: ``POST /servers``, ``GET ?command=...``."""
+    method, pattern = request
+    return f"{method} ?{pattern}" if "=" in pattern else f"{method} {_readable(pattern)}"
+
+
 #: The request that creates a node, per driver on recorded replies: method, path pattern.
 CREATE: dict[str, tuple[str, str]] = {
     "openstack": ("POST", r"/servers$"),
