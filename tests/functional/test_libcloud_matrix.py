@@ -124,13 +124,13 @@ class Cloud:
 
 
 def _expires_within(seconds: int) -> Callable[[Any], bool]:
-    """A lease's end tag ``seconds`` from now (a minute's slack)."""
-    wanted = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    """A lease's end tag ``seconds`` from now, the launch just done (a minute's slack)."""
 
     def holds(tags) -> bool:
         value = tags.get("launchprov:expires-at") if isinstance(tags, dict) else None
         if value is None:
             return False
+        wanted = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
         moment = datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=datetime.UTC
         )
@@ -459,7 +459,7 @@ def ec2_instance(cloud: Cloud, instance_id: str) -> dict:
 
 
 def at_the_provider(cloud: Cloud, field: str, ids: list[str]) -> Any:
-    """What the provider holds at ``field`` for the instances ``ids`` (the first, unless the
+    """What the provider holds at ``field`` for the instances ``ids`` (of the first, unless the
     field counts them)."""
     if cloud.name == "dummy":
         (driver,) = cloud.dummy
@@ -467,9 +467,6 @@ def at_the_provider(cloud: Cloud, field: str, ids: list[str]) -> Any:
         if field == "nodes":
             return len(nodes)
         return read(nodes[0], field)
-    if field == "instances":
-        found = cloud.client.describe_instances(InstanceIds=ids)["Reservations"]
-        return sum(len(reservation["Instances"]) for reservation in found)
     kind, _, name = field.partition(":")
     if kind == "attribute":
         answer = cloud.client.describe_instance_attribute(InstanceId=ids[0], Attribute=name)

@@ -8,9 +8,9 @@ effect lands, never at the arguments launchprov hands the driver:
   value the caller gave (a value other than the default), at a named field;
 * :class:`AtProvider`: the instance as the provider then holds it (EC2 on a moto server, the
   dummy's nodes in memory) shows the value;
-* :class:`Answer`: the answer that names the limit (a 400 naming a refused parameter before any
-  request is sent, a 501 for an action the driver has no method for, the 408 PartialLaunch of a
-  launch with fewer than ``min_count`` instances);
+* :class:`Answer`: the answer that names the limit (a 400 naming a refused parameter, with no
+  create request sent, a 501 for an action the driver has no method for, with nothing sent,
+  the 408 PartialLaunch of a launch with fewer than ``min_count`` instances);
 * :class:`CapacityFallback`: after the provider's capacity error, the next alternative's launch
   reached the provider;
 * :class:`NotVerified`: no test proves the cell. The docs' driver matrix shows it "not verified",
@@ -63,10 +63,10 @@ class OnTheWire:
 
 @dataclasses.dataclass(frozen=True)
 class AtProvider:
-    """The instance as the provider holds it after the launch shows the value, at ``field``
-    (EC2: a dotted path of DescribeInstances' instance, ``attribute:<name>`` of
-    DescribeInstanceAttribute, ``volume:<field>`` of the root volume, ``instances`` the number
-    launched; the dummy: a dotted path of the node, ``nodes`` the number created)."""
+    """The instance as the provider holds it after the launch (or the action) shows the value,
+    at ``field`` (EC2: a dotted path of DescribeInstances' instance, ``attribute:<name>`` of
+    DescribeInstanceAttribute, ``volume:<field>`` of the root volume; the dummy: a dotted path
+    of the node, ``nodes`` the number created)."""
 
     field: str
 
@@ -76,8 +76,8 @@ class AtProvider:
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """The answer names the limit: ``status`` and ``code`` (a provider code, or the parameter
-    or action named), with nothing sent to the cloud for a refusal or a 501."""
+    """The answer names the limit: ``status`` and ``what`` (a provider code, or the parameter
+    or action named); nothing is created for a refusal, nothing sent for a 501."""
 
     status: int
     what: str
