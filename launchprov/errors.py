@@ -227,8 +227,10 @@ def error_view(exc, request):
     )
 
 
-def method_not_allowed_view(request):
+def method_not_allowed_view(context, request):
     """Fallback for a known path asked with a method it does not serve."""
+    # (context, request), not (request): Pyramid reads a view's arity, and mutmut's wrapper of
+    # a function (make mutate) takes any arguments.
     allowed = ", ".join(ROUTES[request.matched_route.name].methods)
     raise HTTPMethodNotAllowed(
         detail=f"{request.method} is not allowed on {request.path}; use {allowed}",
