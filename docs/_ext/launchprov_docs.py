@@ -1406,9 +1406,9 @@ class CloudErrorsDirective(LaunchprovDirective):
             ),
             para(
                 [
-                    "Any other error reply keeps the cloud's own code (",
-                    lit("SkuNotAvailable"),
-                    "-like codes, nova's fault names, CloudStack's errorcode) or ",
+                    "Any other error reply keeps the cloud's own code where it gives one "
+                    "(Azure's and DigitalOcean's codes, nova's fault name, CloudStack's "
+                    "errorcode), else ",
                     lit("HTTP<status>"),
                     ", retryable when the status is 500 or more. A retryable 408 carries the "
                     "cloud's own ",

@@ -252,9 +252,9 @@ class Check:
     message: str | None = None
 
 
-#: Error codes that mean "this offering (instance type, zone) is out of capacity": EC2's, and
-#: the one launchprov's libcloud adapter gives. A launch with a fallback tries its next
-#: alternative on these, and on nothing else.
+#: Error codes that mean "this offering (instance type, zone) is out of capacity": EC2's (the
+#: libcloud adapter reports every other cloud's capacity replies as InsufficientInstanceCapacity).
+#: A launch with a fallback tries its next alternative on these, and on nothing else.
 CAPACITY_CODES = frozenset(
     {
         "InsufficientInstanceCapacity",

@@ -248,7 +248,7 @@ PROFILES: dict[str, Profile] = {
                 THROTTLING,
                 status=413,
                 code="overLimit",
-                source="nova before microversion 2.x rate limits: 413 overLimit, Retry-After",
+                source="nova's legacy rate-limit middleware: 413 overLimit, Retry-After",
             ),
         ),
         error_body=_fault,
