@@ -1,8 +1,9 @@
 """Each cloud's error replies, through its own libcloud response class, as launchprov reads them.
 
 A reply is built as the cloud sends it (status, JSON body, headers) and given to the driver's
-real response class, which raises whatever that driver raises for it (Vultr's a TypeError,
-Linode's a bare LibcloudError, ...); :func:`provider_error` must say what the cloud said.
+real response class, which raises whatever that driver raises for it (Vultr's a
+VultrException without headers, Linode's a bare LibcloudError, ...); :func:`provider_error`
+must say what the cloud said.
 """
 
 from __future__ import annotations

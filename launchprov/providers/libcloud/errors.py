@@ -14,14 +14,14 @@ Whether a retry can help, per cause:
 * anything else the SDK raises (a bug in it, a reply it choked on): no.
 
 Drivers other than EC2's wrap a cloud's error reply in exceptions of their own, some of which
-lose the status, the cloud's code and its headers (Vultr's raises a TypeError, Linode's a bare
-LibcloudError). launchprov reads the reply itself: the libcloud ``Response`` that raised is in
-the exception's traceback. The profile's error table (:data:`Profile.errors
-<launchprov.providers.libcloud.profile.Profile.errors>`) then says what it means: out of
-capacity (EC2's ``InsufficientInstanceCapacity``, so that a launch's fallback applies),
-throttled (``RequestLimitExceeded``, with the cloud's ``Retry-After``), credentials refused
-(``AuthFailure``) or not found (``NotFound``); anything else keeps the cloud's own code, or
-``HTTP<status>``.
+lose the status, the cloud's code or its headers (Vultr's VultrException keeps no headers,
+Linode's bare LibcloudError no status). launchprov reads the reply itself: the libcloud
+``Response`` that raised is in the exception's traceback. The profile's error table
+(:data:`Profile.errors <launchprov.providers.libcloud.profile.Profile.errors>`) then says
+what it means: out of capacity (EC2's ``InsufficientInstanceCapacity``, so that a launch's
+fallback applies), throttled (``RequestLimitExceeded``, with the cloud's ``Retry-After``),
+credentials refused (``AuthFailure``) or not found (``NotFound``); anything else keeps the
+cloud's own code, or ``HTTP<status>``.
 """
 
 from __future__ import annotations
