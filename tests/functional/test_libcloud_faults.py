@@ -121,6 +121,27 @@ def test_throttling_is_retryable_with_the_clouds_retry_after(name, monkeypatch):
     assert response.headers["Retry-After"] == fault.headers.get("Retry-After", "2")
 
 
+#: A cloud's list_nodes request, which readiness makes.
+LIST_NODES = {
+    "digitalocean": lambda method, url: method == "GET" and url.startswith("/v2/droplets?"),
+    "linode": lambda method, url: method == "GET" and url.startswith("/v4/linode/instances?"),
+    "vultr": lambda method, url: method == "GET" and url.startswith("/v2/instances?"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIST_NODES))
+def test_a_throttled_readiness_check_carries_the_clouds_retry_after(name, monkeypatch):
+    app, seen = _cloud(name, monkeypatch)
+    seen.replace(LIST_NODES[name], THROTTLING_FAULTS[name].answer)
+
+    response = app.get("/readyz", expect_errors=True)
+
+    assert_error_body(response, 503)
+    assert "RequestLimitExceeded" in response.json["message"]
+    assert response.headers["Retry-After"] == "7"
+    assert any(LIST_NODES[name](method, url) for method, url, _ in seen.sent)
+
+
 # -- authentication ---------------------------------------------------------------------------
 
 
