@@ -117,6 +117,18 @@ REPLIES = [
         id="digitalocean-invalid-image",
     ),
     pytest.param(
+        "digitalocean",
+        DigitalOcean_v2_Response,
+        404,
+        {
+            "id": "not_found",
+            "message": "The resource you were accessing could not be found.",
+        },
+        {},
+        ("NotFound", False, None),
+        id="digitalocean-404",
+    ),
+    pytest.param(
         "azure_arm",
         AzureJsonResponse,
         409,
