@@ -189,12 +189,15 @@ def reply_of(exc: Exception, profile: Profile) -> Reply | None:
         code, said = profile.error_body(_body(response))
         message = said or message
         headers = {str(key).lower(): value for key, value in (response.headers or {}).items()}
-        retry_after = retry_after_seconds(headers.get("retry-after")) or retry_after
+        said_after = retry_after_seconds(headers.get("retry-after"))
+        retry_after = said_after if said_after is not None else retry_after
     elif isinstance(exc, BaseHTTPError):
         status = int(exc.code or 0) or None
     elif isinstance(exc, LibcloudProviderError) and exc.http_code:
         status = int(exc.http_code)
-    code = getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), str) else code
+    own_code = getattr(exc, "code", None)
+    if isinstance(own_code, str):  # Google's errors carry the cloud's code (others a status)
+        code = own_code
     if response is None and status is None and profile.error_meaning(None, code, message) is None:
         return None  # not a reply, and nothing the profile recognises in it
     return Reply(status, code, message, retry_after)
