@@ -170,6 +170,11 @@ class Profile:
     #: Whether create_node needs a location: without an explicit placement, launch_kwargs'
     #: ``location`` or the default placement is looked up.
     needs_location: bool = False
+    #: list_nodes' arguments: every node launchprov may launch, wherever it placed it (GCE
+    #: lists the project's zones, not the driver's ``datacenter`` alone).
+    listing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Read off the driver's class (:mod:`.generic`), not written for it.
+    derived: bool = False
 
     def action_method(self, action: str) -> str:
         return self.actions.get(action, ACTION_METHODS[action])

@@ -11,7 +11,9 @@ import re
 import secrets
 from typing import Any
 
+from launchprov.providers.libcloud import generic
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
+from launchprov.providers.libcloud.generic import GENERIC
 from launchprov.providers.libcloud.profile import (
     ACTION_METHODS,
     COUNTS,
@@ -225,6 +227,8 @@ PROFILES: dict[str, Profile] = {
             tags="labels",
             decode_key=_gce_tag,
         ),
+        # The aggregated list: instances of every zone of the project, not the datacenter's.
+        listing={"ex_zone": "all"},
     ),
     "azure_arm": _shipped(
         "azure_arm",
@@ -370,33 +374,20 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
-#: Any other libcloud driver: create_node(name, size, image), unlooked-up ids, as libcloud's
-#: base NodeDriver says; the key first, then the settings its constructor takes.
-GENERIC = Profile(
-    name="generic",
-    summary="any other libcloud compute driver",
-    driver="",
-    concrete="libcloud.compute.base:NodeDriver",
-    construction=Construction(settings=frozenset({"secure", "host", "port", "region"})),
-    parameters={
-        "ami": Mapped("image", "NodeImage(id=ami), not looked up", unlooked_image),
-        "instance_type": Mapped("size", "NodeSize(id=instance_type), not looked up", unlooked_size),
-        **COUNTS,
-    },
-    reading=Reading(
-        instance_type=("flavorId", "instance_type", "size", "size_id", "machineType", "plan"),
-        ami=("imageId", "image_id", "image", "os_id"),
-        placement=("availability_zone", "availability", "zone", "location", "region"),
-        tags="tags",
-    ),
-)
-
 
 def profile_of(driver_name: str) -> Profile:
-    """The profile of a driver name; the generic profile for any other driver."""
-    return PROFILES.get(
-        driver_name, dataclasses.replace(GENERIC, name=driver_name, driver=driver_name)
-    )
+    """The profile of a driver name; for any other libcloud driver, the generic profile read
+    off its class (:mod:`.generic`); for a name libcloud does not know, the generic template
+    (building it stops startup, naming the driver)."""
+    if driver_name in PROFILES:
+        return PROFILES[driver_name]
+    from libcloud.compute.providers import get_driver
+
+    try:
+        cls = get_driver(driver_name)
+    except Exception:  # AttributeError when unknown, Exception when retired: said at startup
+        return dataclasses.replace(GENERIC, name=driver_name, driver=driver_name)
+    return generic.profile_for(driver_name, cls)
 
 
 #: What the adapter itself does with a parameter it maps to no create_node argument.

@@ -13,6 +13,7 @@ terminated instance makes no call.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from launchprov.providers import paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
 from launchprov.providers.interface import (
+    OUTCOME_NONE,
     OUTCOME_UNKNOWN,
     ActionNotSupported,
     Check,
@@ -39,7 +41,7 @@ from launchprov.providers.interface import (
     UnsupportedParameters,
     ensure_allowed,
 )
-from launchprov.providers.libcloud import construction, ec2
+from launchprov.providers.libcloud import construction, ec2, generic
 from launchprov.providers.libcloud.catalog import Catalog
 from launchprov.providers.libcloud.drivers import as_list
 from launchprov.providers.libcloud.errors import (
@@ -154,6 +156,10 @@ class LibcloudProvider:
         try:
             provider = cls(profile, build, **options)  # this builds a shared driver ...
             driver = provider.driver(startup_region)  # ... and this any other
+            if profile.derived and type(driver) is not profile.driver_class():
+                # A class that builds another (CloudSigma's, by API version): read that one.
+                profile = generic.profile_for(profile.name, type(driver))
+                provider = cls(profile, build, **options)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(
                 f"launchprov.libcloud.driver = {configured!r}: cannot build the driver with "
@@ -164,6 +170,10 @@ class LibcloudProvider:
                 f"launchprov.libcloud.driver = {configured!r}: building the driver failed: "
                 f"{exc.code}: {exc.message}"
             ) from None
+        if profile.derived:
+            refused = generic.refusal(profile, type(driver))
+            if refused is not None:
+                raise ConfigurationError(f"launchprov.libcloud.driver = {configured!r}: {refused}")
         provider._launch_kwargs = construction.launch_kwargs(profile, driver, settings)
         return provider
 
@@ -209,7 +219,9 @@ class LibcloudProvider:
             for name, value in self.profile.launch_arguments.items()
         }
         arguments.update(self._launch_kwargs)
-        arguments.pop("location", None)  # a default location: see _location
+        placement = self.parameters.get("placement")
+        if placement is not None and placement.argument == "location":
+            arguments.pop("location", None)  # a default location: see _location
         for mapped in self.parameters.values():
             if mapped.argument is None or mapped.convert is None:
                 continue
@@ -297,6 +309,9 @@ class LibcloudProvider:
         location = functools.cache(lambda: self._location(driver, request))
         lookup = functools.partial(self._lookup, driver)
         arguments = self._arguments(LaunchContext(request, driver, lookup, location))
+        refused = _refused_call(driver, arguments)
+        if refused is not None:
+            raise refused
         created = []
         failure: Exception | None = None
         for _ in range(request.max_count):
@@ -494,7 +509,7 @@ class LibcloudProvider:
         """Every node of a driver other than EC2, in its order."""
         driver = self.driver(self._region)
         try:
-            return list(driver.list_nodes())
+            return list(driver.list_nodes(**self.profile.listing))
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc) from exc
 
@@ -581,3 +596,22 @@ def _launch_failure(exc: Exception) -> Exception:
         if meaning is not None:
             return meaning
     return launch_error(exc)
+
+
+def _refused_call(driver: NodeDriver, arguments: dict[str, Any]) -> ProviderError | None:
+    """The error of a create_node call that cannot be made with ``arguments``, or None.
+
+    Python refuses such a call (TypeError) before the driver sends anything: the launch failed
+    with nothing launched, which a TypeError caught from create_node could not say.
+    """
+    try:
+        inspect.signature(driver.create_node).bind(name=None, **arguments)
+    except TypeError as exc:
+        return ProviderError(
+            NAME,
+            ProviderError.UNEXPECTED,
+            f"launchprov cannot call the driver's create_node: {exc}",
+            retryable=False,
+            outcome=OUTCOME_NONE,
+        )
+    return None
