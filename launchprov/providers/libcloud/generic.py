@@ -181,3 +181,10 @@ def refusal(profile: Profile, cls: type) -> str | None:
                 f"{parameter} into the {argument} its create_node wants"
             )
     return None
+
+
+def listing(cls: type, launch_kwargs: dict) -> dict:
+    """list_nodes' arguments: the launch_kwargs it takes by name, so that the nodes are listed
+    where launches put them (Scaleway's ``region``, Equinix Metal's ``ex_project_id``)."""
+    parameters = _parameters(cls.list_nodes)
+    return {name: value for name, value in launch_kwargs.items() if name in parameters}

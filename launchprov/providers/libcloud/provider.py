@@ -12,6 +12,7 @@ terminated instance makes no call.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -111,6 +112,7 @@ class LibcloudProvider:
         self._region = region
         self._regions = regions
         self._launch_kwargs = dict(launch_kwargs or {})
+        self._listing = dict(profile.listing)
         self._local = threading.local()
         self._shared = build_driver(region) if profile.shared else None
         # EC2 takes many ids in one call: concurrent describes and terminations share one.
@@ -175,6 +177,8 @@ class LibcloudProvider:
             if refused is not None:
                 raise ConfigurationError(f"launchprov.libcloud.driver = {configured!r}: {refused}")
         provider._launch_kwargs = construction.launch_kwargs(profile, driver, settings)
+        if profile.derived:
+            provider._listing = generic.listing(type(driver), provider._launch_kwargs)
         return provider
 
     def driver(self, region: str | None) -> NodeDriver:
@@ -501,15 +505,21 @@ class LibcloudProvider:
         else:
             perform = self._node_method(action)
             node = self._node(instance_id)
-            if needs_call(self._instance(node), action):
+            before = self._instance(node)
+            if needs_call(before, action):
                 self._perform(perform, action, node)
+                if action == "terminate":
+                    try:
+                        return self.describe(instance_id, region)
+                    except InstanceNotFound:  # destroyed nodes vanish from most clouds' lists
+                        return dataclasses.replace(before, state="terminated")
         return self.describe(instance_id, region)
 
     def _nodes(self) -> list[Node]:
         """Every node of a driver other than EC2, in its order."""
         driver = self.driver(self._region)
         try:
-            return list(driver.list_nodes(**self.profile.listing))
+            return list(driver.list_nodes(**self._listing))
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc) from exc
 
