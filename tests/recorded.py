@@ -8,6 +8,8 @@ driver's real API, served by a subclass of the driver's MockHttp:
 
 * ``gce/zones_us_central1_a_instances_node_name_start.json``: starting the recorded node
   ``node-name`` (GCE answers an operation, as libcloud records for ``stopped-node``);
+* ``gce/zones_europe_west1_a_instances_post.json``: creating a node in europe-west1-a, the
+  zone's node of the recorded aggregated list (libcloud records only a failed insert there);
 * ``azure_arm/..._test_node_1_{restart,deallocate,start}.json``: Azure's 202 Accepted with no
   body (and a 404 for the VM once it is deleted, which destroy_node polls for);
 * ``digitalocean/create_node.json``: the API's 202 with the new droplet (libcloud records no
@@ -118,6 +120,33 @@ def _reply(driver: str, name: str, status: int = 200):
     return answer
 
 
+#: A node of the recorded aggregated list outside the driver's datacenter (us-central1-a).
+GCE_EUROPE_NODE = "libcloud-demo-europe-persist-node"
+
+
+def _gce_europe_node(self, method, url, body, headers):
+    """GCE_EUROPE_NODE as its zone's URL answers: the instance of the recorded aggregated list
+    for a GET, and for a DELETE the operation libcloud records for deleting node-name."""
+    import json
+
+    if method == "DELETE":
+        return self._zones_us_central1_a_instances_node_name(method, url, body, headers)
+    listed = json.loads(self.fixtures.load("aggregated_instances.json"))
+    zone = listed["items"]["zones/europe-west1-a"]["instances"]
+    node = next(instance for instance in zone if instance["name"] == GCE_EUROPE_NODE)
+    return (200, json.dumps(node), self.json_hdr, "OK")
+
+
+def _gce_europe_insert(self, method, url, body, headers):
+    """europe-west1-a's instances: a POST creates GCE_EUROPE_NODE (launchprov's added reply,
+    an insert operation done), a GET lists as recorded."""
+    if method == "POST":
+        return _reply("gce", "zones_europe_west1_a_instances_post.json")(
+            self, method, url, body, headers
+        )
+    return type(self).__mro__[1]._zones_europe_west1_a_instances(self, method, url, body, headers)
+
+
 def _gce_mock():
     recorded = libcloud_test_module("test_gce")
     return type(
@@ -127,6 +156,12 @@ def _gce_mock():
             # Starting the recorded node-name: GCE's reply is an operation, as for stopped-node.
             "_zones_us_central1_a_instances_node_name_start": _reply(
                 "gce", "zones_us_central1_a_instances_node_name_start.json"
+            ),
+            "_zones_europe_west1_a_instances_libcloud_demo_europe_persist_node": _gce_europe_node,
+            # Creating it: libcloud records only a failed insert in europe-west1-a.
+            "_zones_europe_west1_a_instances": _gce_europe_insert,
+            "_zones_europe_west1_a_operations_operation_launchprov_europe_insert": _reply(
+                "gce", "zones_europe_west1_a_instances_post.json"
             ),
         },
     )

@@ -178,9 +178,10 @@ PROFILES: dict[str, Profile] = {
             tags="metadata",
         ),
     ),
-    "gce": _shipped(
-        "gce",
-        "GCENodeDriver",
+    "gce": Profile(
+        name="gce",
+        driver="launchprov.providers.libcloud.drivers:StrictGCENodeDriver",
+        concrete="launchprov.providers.libcloud.drivers:StrictGCENodeDriver",
         summary="Google Compute Engine",
         construction=Construction(
             key_to="user_id",
