@@ -13,7 +13,9 @@ driver's real API, served by a subclass of the driver's MockHttp:
 * ``azure_arm/..._test_node_1_{restart,deallocate,start}.json``: Azure's 202 Accepted with no
   body (and a 404 for the VM once it is deleted, which destroy_node polls for);
 * ``digitalocean/create_node.json``: the API's 202 with the new droplet (libcloud records no
-  successful create for DigitalOcean v2).
+  successful create for DigitalOcean v2);
+* ``openstack/os_availability_zone.json``: Nova's availability zones (``nova`` and ``testaz``
+  available, ``az-down`` not), which libcloud records none of.
 """
 
 from __future__ import annotations
@@ -96,7 +98,12 @@ def openstack(monkeypatch) -> None:
     from libcloud.compute.drivers.openstack import OpenStack_1_1_NodeDriver
 
     recorded = libcloud_test_module("test_openstack")
-    _mock(monkeypatch, OpenStack_1_1_NodeDriver, recorded.OpenStack_2_0_MockHttp)
+    mock = type(
+        "LaunchprovOpenStackMockHttp",
+        (recorded.OpenStack_2_0_MockHttp,),
+        {"_v2_1337_os_availability_zone": _reply("openstack", "os_availability_zone.json")},
+    )
+    _mock(monkeypatch, OpenStack_1_1_NodeDriver, mock)
     monkeypatch.setattr(
         OpenStack_1_1_NodeDriver.connectionCls, "auth_url", "https://auth.api.example.com"
     )

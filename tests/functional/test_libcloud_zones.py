@@ -97,3 +97,56 @@ def test_gce_an_empty_listing_reply_is_malformed_not_zero_instances(gce, monkeyp
     body = assert_error_body(app.get("/v1/instances", status=408), 408)
 
     assert body["provider"]["code"] == "MalformedResponse"
+
+
+@pytest.fixture
+def openstack(monkeypatch):
+    from libcloud.compute.drivers.openstack import OpenStack_1_1_NodeDriver
+
+    app = recorded_app("openstack", monkeypatch)
+    return app, wire(monkeypatch, OpenStack_1_1_NodeDriver.connectionCls.conn_class)
+
+
+@pytest.mark.parametrize(
+    ("zone", "exists"), [("nova", True), ("nowhere", False), ("az-down", False)]
+)
+def test_openstack_preflight_knows_which_zones_exist(openstack, zone, exists):
+    app, sent = openstack
+
+    answer = app.post_json(
+        "/v1/launch/preflight", {**RECORDED["openstack"].launch, "placement": zone}
+    ).json
+
+    assert answer["would_launch"] is exists
+    (check,) = [check for check in answer["checks"] if check["name"] == "location"]
+    assert check["ok"] is exists
+    if not exists:
+        assert check["code"] == "LocationNotFound"
+        assert "placement" in check["message"] and zone in check["message"]
+    assert ("GET", "/v2/1337/os-availability-zone") in sent
+    assert ("POST", "/v2/1337/servers") not in sent
+
+
+def test_openstack_launches_in_the_zone_it_was_given(openstack, monkeypatch):
+    from libcloud.compute.drivers.openstack import OpenStack_1_1_NodeDriver
+
+    app, _ = openstack
+    created = []
+    original = OpenStack_1_1_NodeDriver.create_node
+
+    def spy(self, **kwargs):
+        created.append(kwargs)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(OpenStack_1_1_NodeDriver, "create_node", spy)
+
+    app.put_json("/v1/launch", {**RECORDED["openstack"].launch, "placement": "testaz"})
+    refused = app.put_json(
+        "/v1/launch", {**RECORDED["openstack"].launch, "placement": "nowhere"}, status=408
+    ).json
+
+    assert [call["ex_availability_zone"] for call in created] == ["testaz"]
+    assert (refused["provider"]["code"], refused["provider"]["outcome"]) == (
+        "LocationNotFound",
+        "none",
+    )

@@ -42,6 +42,25 @@ def _openstack_groups(context: LaunchContext):
     ]
 
 
+def _openstack_zones(driver) -> list:
+    """Nova's available availability zones, as NodeLocations named by the zone."""
+    from libcloud.compute.base import NodeLocation
+
+    reply = driver.connection.request("/os-availability-zone").object
+    return [
+        NodeLocation(zone["zoneName"], zone["zoneName"], "", driver)
+        for zone in reply["availabilityZoneInfo"]
+        if (zone.get("zoneState") or {}).get("available")
+    ]
+
+
+def _openstack_zone(context: LaunchContext) -> str | None:
+    """The availability zone of the placement; None (Nova's choice) for a default placement
+    that is no zone of this cloud."""
+    location = context.location()
+    return None if location is None else location.name
+
+
 _GCE_PREFIX = ("launchprov:", "launchprov-")
 
 
@@ -161,8 +180,8 @@ PROFILES: dict[str, Profile] = {
             "user_data": _user_data("ex_userdata", "user_data, base64-encoded by libcloud"),
             "placement": Mapped(
                 "ex_availability_zone",
-                "availability_zone, as given (Nova checks it)",
-                lambda c: c.request.placement,
+                "availability_zone, one of Nova's available zones (os-availability-zone)",
+                _openstack_zone,
             ),
             "tags": Mapped(
                 "ex_metadata", "server metadata, with launchprov's own", launch_tag_values
@@ -170,6 +189,7 @@ PROFILES: dict[str, Profile] = {
             "client_token": TAG_LOOKUP_ONLY,
             "expires_in": LEASE,
         },
+        locations=_openstack_zones,
         reading=Reading(
             instance_type=("flavorId",),
             ami=("imageId",),

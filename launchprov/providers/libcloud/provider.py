@@ -286,6 +286,9 @@ class LibcloudProvider:
             return self.catalog.fetched(
                 "image", lambda name: driver.get_image(name, location), self._region, wanted
             )
+        if kind == "location" and self.profile.locations is not None:
+            listing = self.profile.locations
+            return self.catalog.listed_by(kind, lambda: listing(driver), self._region, wanted)
         return self.catalog.listed(kind, driver, self._region, wanted, **scope)
 
     def _location(self, driver: NodeDriver, request: LaunchRequest):
@@ -393,8 +396,13 @@ class LibcloudProvider:
             looked_up.setdefault(kind, Check(kind, True))
             return found
 
-        location = functools.cache(lambda: self._location(driver, request))
-        context = LaunchContext(request, driver, lookup, location)
+        def located():
+            found = self._location(driver, request)
+            if found is not None:
+                looked_up.setdefault("location", Check("location", True))
+            return found
+
+        context = LaunchContext(request, driver, lookup, functools.cache(located))
         for mapped in self.parameters.values():
             if mapped.convert is None:
                 continue
@@ -404,9 +412,8 @@ class LibcloudProvider:
                 if exc.code in ProviderError.TRANSPORT_CODES:
                     raise
                 if exc.code == CATALOG_CODES["location"]:
-                    looked_up.setdefault(
-                        "location", Check("location", False, exc.code, exc.message)
-                    )
+                    message = f"placement {request.placement!r}: {exc.message}"
+                    looked_up.setdefault("location", Check("location", False, exc.code, message))
         return checks + list(looked_up.values())
 
     def ping(self, timeout: float) -> None:
