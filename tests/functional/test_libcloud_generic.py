@@ -79,6 +79,18 @@ def test_a_launch_goes_to_the_configured_location(monkeypatch):
     assert create["server"]["zone"] == "fi-hel1"
 
 
+def test_a_destroyed_node_the_cloud_no_longer_lists_is_terminated(monkeypatch):
+    cloud = GENERIC_RECORDED["upcloud"]  # UpCloud forgets a deleted server
+    cloud.patch(monkeypatch)
+    app = generic_app(cloud)
+
+    destroyed = app.delete(f"/v1/instances/{cloud.known_id}").json
+    listed = app.get("/v1/instances").json["instances"]
+
+    assert (destroyed["id"], destroyed["state"]) == (cloud.known_id, "terminated")
+    assert cloud.known_id not in [instance["id"] for instance in listed]
+
+
 def test_equinix_metal_lists_the_project_it_launches_in(monkeypatch):
     cloud = GENERIC_RECORDED["equinixmetal"]
     cloud.patch(monkeypatch)
