@@ -85,18 +85,22 @@ def test_gce_a_launch_in_another_zone_is_managed_there(gce, monkeypatch):
     assert ("DELETE", path) in sent
 
 
-def test_gce_an_empty_listing_reply_is_malformed_not_zero_instances(gce, monkeypatch):
+@pytest.mark.parametrize("reply", ["", "<html><title>Bad gateway</title></html>"])
+def test_gce_a_listing_reply_that_is_no_json_is_malformed_not_zero_instances(
+    gce, monkeypatch, reply
+):
     from libcloud.compute.drivers.gce import GCENodeDriver
 
     app, _ = gce
     mock = GCENodeDriver.connectionCls.conn_class
     monkeypatch.setattr(
-        mock, "_aggregated_instances", lambda self, *a: (200, "", self.json_hdr, "OK")
+        mock, "_aggregated_instances", lambda self, *a: (200, reply, self.json_hdr, "OK")
     )
 
     body = assert_error_body(app.get("/v1/instances", status=408), 408)
 
     assert body["provider"]["code"] == "MalformedResponse"
+    assert body["provider"]["retryable"] is False  # a 200 that does not parse will not next time
 
 
 @pytest.fixture
