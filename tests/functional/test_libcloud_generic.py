@@ -123,3 +123,12 @@ def test_gridscale_is_refused_at_startup_in_one_line(monkeypatch):
     assert "\n" not in message
     assert "gridscale" in message and "list_sizes" in message and "instance_type" in message
     assert sent == []
+
+
+def test_readiness_lists_where_launches_go(cloud, monkeypatch):
+    app = generic_app(cloud)
+    sent = wire(monkeypatch, cloud.driver)
+
+    assert app.get("/readyz").json["status"] == "ready"
+    if cloud.driver == "equinixmetal":  # libcloud's listing of every project fails on 3.11
+        assert [path for _, path, _ in sent] == ["/metal/v1/projects/project-id/devices"]

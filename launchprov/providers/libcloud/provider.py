@@ -432,7 +432,7 @@ class LibcloudProvider:
             ec2.request(driver, {"Action": "DescribeAvailabilityZones"})
             return
         try:
-            driver.list_nodes()  # the one call every driver has
+            driver.list_nodes(**self._listing)  # the one call every driver has
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc) from exc
 
