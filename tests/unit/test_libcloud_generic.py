@@ -150,3 +150,15 @@ def test_startup_refuses_a_create_node_that_takes_no_size():
 
     message = str(caught.value)
     assert "\n" not in message and "create_node takes no name, size" in message
+
+
+def test_list_nodes_gets_the_launch_kwargs_it_names_but_a_location():
+    from libcloud.compute.drivers.equinixmetal import EquinixMetalNodeDriver
+    from libcloud.compute.drivers.ktucloud import KTUCloudNodeDriver
+
+    from launchprov.providers.libcloud.generic import listing
+
+    given = {"ex_project_id": "p", "location": "KOR-Central A", "ip_addresses": []}
+
+    assert listing(EquinixMetalNodeDriver, given) == {"ex_project_id": "p"}
+    assert listing(KTUCloudNodeDriver, given) == {}  # its list_nodes wants a NodeLocation

@@ -185,6 +185,13 @@ def refusal(profile: Profile, cls: type) -> str | None:
 
 def listing(cls: type, launch_kwargs: dict) -> dict:
     """list_nodes' arguments: the launch_kwargs it takes by name, so that the nodes are listed
-    where launches put them (Scaleway's ``region``, Equinix Metal's ``ex_project_id``)."""
+    where launches put them (Scaleway's ``region``, Equinix Metal's ``ex_project_id``).
+
+    Not ``location``: a launch's placement may name another, and launch_kwargs holds its name,
+    not the driver's NodeLocation."""
     parameters = _parameters(cls.list_nodes)
-    return {name: value for name, value in launch_kwargs.items() if name in parameters}
+    return {
+        name: value
+        for name, value in launch_kwargs.items()
+        if name in parameters and name != "location"
+    }
