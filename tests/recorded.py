@@ -8,10 +8,14 @@ driver's real API, served by a subclass of the driver's MockHttp:
 
 * ``gce/zones_us_central1_a_instances_node_name_start.json``: starting the recorded node
   ``node-name`` (GCE answers an operation, as libcloud records for ``stopped-node``);
+* ``gce/zones_europe_west1_a_instances_post.json``: creating a node in europe-west1-a, the
+  zone's node of the recorded aggregated list (libcloud records only a failed insert there);
 * ``azure_arm/..._test_node_1_{restart,deallocate,start}.json``: Azure's 202 Accepted with no
   body (and a 404 for the VM once it is deleted, which destroy_node polls for);
 * ``digitalocean/create_node.json``: the API's 202 with the new droplet (libcloud records no
-  successful create for DigitalOcean v2).
+  successful create for DigitalOcean v2);
+* ``openstack/os_availability_zone.json``: Nova's availability zones (``nova`` and ``testaz``
+  available, ``az-down`` not), which libcloud records none of.
 """
 
 from __future__ import annotations
@@ -94,7 +98,12 @@ def openstack(monkeypatch) -> None:
     from libcloud.compute.drivers.openstack import OpenStack_1_1_NodeDriver
 
     recorded = libcloud_test_module("test_openstack")
-    _mock(monkeypatch, OpenStack_1_1_NodeDriver, recorded.OpenStack_2_0_MockHttp)
+    mock = type(
+        "LaunchprovOpenStackMockHttp",
+        (recorded.OpenStack_2_0_MockHttp,),
+        {"_v2_1337_os_availability_zone": _reply("openstack", "os_availability_zone.json")},
+    )
+    _mock(monkeypatch, OpenStack_1_1_NodeDriver, mock)
     monkeypatch.setattr(
         OpenStack_1_1_NodeDriver.connectionCls, "auth_url", "https://auth.api.example.com"
     )
@@ -118,6 +127,33 @@ def _reply(driver: str, name: str, status: int = 200):
     return answer
 
 
+#: A node of the recorded aggregated list outside the driver's datacenter (us-central1-a).
+GCE_EUROPE_NODE = "libcloud-demo-europe-persist-node"
+
+
+def _gce_europe_node(self, method, url, body, headers):
+    """GCE_EUROPE_NODE as its zone's URL answers: the instance of the recorded aggregated list
+    for a GET, and for a DELETE the operation libcloud records for deleting node-name."""
+    import json
+
+    if method == "DELETE":
+        return self._zones_us_central1_a_instances_node_name(method, url, body, headers)
+    listed = json.loads(self.fixtures.load("aggregated_instances.json"))
+    zone = listed["items"]["zones/europe-west1-a"]["instances"]
+    node = next(instance for instance in zone if instance["name"] == GCE_EUROPE_NODE)
+    return (200, json.dumps(node), self.json_hdr, "OK")
+
+
+def _gce_europe_insert(self, method, url, body, headers):
+    """europe-west1-a's instances: a POST creates GCE_EUROPE_NODE (launchprov's added reply,
+    an insert operation done), a GET lists as recorded."""
+    if method == "POST":
+        return _reply("gce", "zones_europe_west1_a_instances_post.json")(
+            self, method, url, body, headers
+        )
+    return type(self).__mro__[1]._zones_europe_west1_a_instances(self, method, url, body, headers)
+
+
 def _gce_mock():
     recorded = libcloud_test_module("test_gce")
     return type(
@@ -127,6 +163,12 @@ def _gce_mock():
             # Starting the recorded node-name: GCE's reply is an operation, as for stopped-node.
             "_zones_us_central1_a_instances_node_name_start": _reply(
                 "gce", "zones_us_central1_a_instances_node_name_start.json"
+            ),
+            "_zones_europe_west1_a_instances_libcloud_demo_europe_persist_node": _gce_europe_node,
+            # Creating it: libcloud records only a failed insert in europe-west1-a.
+            "_zones_europe_west1_a_instances": _gce_europe_insert,
+            "_zones_europe_west1_a_operations_operation_launchprov_europe_insert": _reply(
+                "gce", "zones_europe_west1_a_instances_post.json"
             ),
         },
     )
@@ -757,3 +799,144 @@ class Wire:
             for method, url, body in self.sent
             if self.create.matches(method, url)
         ]
+
+
+# -- drivers served by the generic profile ------------------------------------------------------
+
+
+def _scaleway_mock():
+    """libcloud's Scaleway recordings routed by what a call sends: a POST to /servers is the
+    recorded create, a POST to the recorded server's action is a power-on or a terminate."""
+    import http.client
+
+    recorded = libcloud_test_module("test_scaleway").ScalewayMockHttp
+
+    class LaunchprovScalewayMockHttp(recorded):
+        def _servers(self, method, url, body, headers):
+            if method == "POST":
+                return super()._servers_POST(method, url, body, headers)
+            return super()._servers(method, url, body, headers)
+
+        def _servers_741db378_action(self, method, url, body, headers):
+            return (http.client.NO_CONTENT, "", {}, "No Content")
+
+    return LaunchprovScalewayMockHttp
+
+
+def _upcloud_mock():
+    """libcloud's UpCloud recordings, with a server that stops when asked and is gone once
+    deleted (destroy_node stops the server, polls its state, then deletes it)."""
+    import http.client
+    import json
+
+    recorded = libcloud_test_module("test_upcloud").UpcloudMockHttp
+    server = "00f8c525-7e62-4108-8115-3958df5b43dc"
+    path = "_1_2_server_" + server.replace("-", "_")
+
+    class LaunchprovUpcloudMockHttp(recorded):
+        stopped: set[str] = set()
+        deleted: set[str] = set()
+
+        def _1_2_server(self, method, url, body, headers):
+            status, text, head, reason = super()._1_2_server(method, url, body, headers)
+            if method == "GET":
+                listed = json.loads(text)
+                listed["servers"]["server"] = [
+                    s for s in listed["servers"]["server"] if s["uuid"] not in self.deleted
+                ]
+                text = json.dumps(listed)
+            return status, text, head, reason
+
+        def _server(self, method, url, body, headers):
+            if method == "DELETE":
+                self.deleted.add(server)
+                return (http.client.NO_CONTENT, "", {}, "No Content")
+            if server in self.deleted:
+                return (http.client.NOT_FOUND, '{"error": {}}', {}, "Not Found")
+            status, text, head, reason = getattr(recorded, path)(self, method, url, body, headers)
+            reply = json.loads(text)
+            if server in self.stopped:
+                reply["server"]["state"] = "stopped"
+            return status, json.dumps(reply), head, reason
+
+        def _stop(self, method, url, body, headers):
+            self.stopped.add(server)
+            return self._server("GET", url, None, headers)
+
+    setattr(LaunchprovUpcloudMockHttp, path, LaunchprovUpcloudMockHttp._server)
+    setattr(LaunchprovUpcloudMockHttp, path + "_stop", LaunchprovUpcloudMockHttp._stop)
+    return LaunchprovUpcloudMockHttp
+
+
+def _generic_patch(driver: str, mock: Callable[[], type]):
+    def patch(monkeypatch) -> None:
+        from libcloud.compute.providers import get_driver
+
+        _mock(monkeypatch, get_driver(driver), mock())
+
+    return patch
+
+
+@dataclasses.dataclass
+class GenericCloud:
+    """A driver without a profile of its own, on libcloud's recorded replies."""
+
+    driver: str
+    #: launchprov.* settings besides provider and driver.
+    settings: dict[str, str]
+    patch: Callable[[Any], None]
+    #: A launch body the recording accepts, and the id its create answers.
+    launch: dict[str, Any]
+    launched_id: str
+    #: The recorded node list_nodes answers, its launchprov state, and destroy's request
+    #: (method, path) for it.
+    known_id: str
+    known_state: str
+    destroy: tuple[str, str]
+
+
+#: Drivers the generic profile serves, on libcloud's recordings (the matrix covers profiles).
+GENERIC_RECORDED: dict[str, GenericCloud] = {
+    "scaleway": GenericCloud(
+        driver="scaleway",
+        settings={"launchprov.libcloud.key": "access_key", "launchprov.libcloud.secret": "token"},
+        patch=_generic_patch("scaleway", _scaleway_mock),
+        launch={"ami": "12345", "instance_type": "X64-120GB"},
+        launched_id="741db378",
+        known_id="741db378",
+        known_state="running",
+        destroy=("POST", "/servers/741db378/action"),
+    ),
+    "upcloud": GenericCloud(
+        driver="upcloud",
+        settings={
+            "launchprov.libcloud.key": "user",
+            "launchprov.libcloud.secret": "secret",
+            "launchprov.libcloud.launch_kwargs": _json({"location": "fi-hel1"}),
+        },
+        patch=_generic_patch("upcloud", _upcloud_mock),
+        launch={"ami": "01000000-0000-4000-8000-000030060200", "instance_type": "1xCPU-1GB"},
+        launched_id="00814aac-240f-4f08-9139-9697c9ffc0b7",
+        known_id="00f8c525-7e62-4108-8115-3958df5b43dc",
+        known_state="running",
+        destroy=("DELETE", "/1.2/server/00f8c525-7e62-4108-8115-3958df5b43dc"),
+    ),
+    "equinixmetal": GenericCloud(
+        driver="equinixmetal",
+        settings={
+            "launchprov.libcloud.key": "foo",
+            "launchprov.libcloud.launch_kwargs": _json(
+                {"location": "Dallas", "ex_project_id": "project-id"}
+            ),
+        },
+        patch=_generic_patch(
+            "equinixmetal",
+            lambda: libcloud_test_module("test_equinixmetal").EquinixMetalMockHttp,
+        ),
+        launch={"ami": "ubuntu_14_04", "instance_type": "baremetal_1"},
+        launched_id="9f7eafab-6f6b-4ae4-988d-c2a686367791",
+        known_id="1e52437e-bbbb-cccc-dddd-74a9dfd3d3bb",
+        known_state="running",
+        destroy=("DELETE", "/metal/v1/devices/1e52437e-bbbb-cccc-dddd-74a9dfd3d3bb"),
+    ),
+}

@@ -77,10 +77,16 @@ class Catalog:
 
     def listed(self, kind: str, driver: NodeDriver, region: str | None, wanted: str, **scope):
         """``wanted`` (id, then name) among what the driver lists of ``kind``."""
+        listing = getattr(driver, LISTINGS[kind])
+        return self.listed_by(kind, lambda: listing(**scope), region, wanted, **scope)
+
+    def listed_by(
+        self, kind: str, listing: Callable[[], Any], region: str | None, wanted: str, **scope
+    ):
+        """``wanted`` (id, then name) among what ``listing()`` answers, remembered as
+        :meth:`listed` remembers the driver's own listing."""
         key = (kind, region, tuple(sorted(scope.items())))
-        found = pick(
-            self._remembered(key, lambda: getattr(driver, LISTINGS[kind])(**scope)), wanted
-        )
+        found = pick(self._remembered(key, listing), wanted)
         if found is None:
             raise not_in_catalog(kind, wanted, self.driver_name)
         return found

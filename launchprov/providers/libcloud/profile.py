@@ -236,6 +236,15 @@ class Profile:
                 return rule.meaning
         return None
 
+    #: list_nodes' arguments: every node launchprov may launch, wherever it placed it (GCE
+    #: lists the project's zones, not the driver's ``datacenter`` alone).
+    listing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: How the catalog lists what a placement names, where list_locations does not say it
+    #: (OpenStack's is one location; its placements are Nova's availability zones).
+    locations: Callable[[NodeDriver], list] | None = None
+    #: Read off the driver's class (:mod:`.generic`), not written for it.
+    derived: bool = False
+
     def action_method(self, action: str) -> str:
         return self.actions.get(action, ACTION_METHODS[action])
 

@@ -11,7 +11,9 @@ import re
 import secrets
 from typing import Any
 
+from launchprov.providers.libcloud import generic
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
+from launchprov.providers.libcloud.generic import GENERIC
 from launchprov.providers.libcloud.profile import (
     ACTION_METHODS,
     AUTHENTICATION,
@@ -42,6 +44,25 @@ def _openstack_groups(context: LaunchContext):
         OpenStackSecurityGroup(None, None, name, "", driver=context.driver)
         for name in context.request.security_groups
     ]
+
+
+def _openstack_zones(driver) -> list:
+    """Nova's available availability zones, as NodeLocations named by the zone."""
+    from libcloud.compute.base import NodeLocation
+
+    reply = driver.connection.request("/os-availability-zone").object
+    return [
+        NodeLocation(zone["zoneName"], zone["zoneName"], "", driver)
+        for zone in reply["availabilityZoneInfo"]
+        if (zone.get("zoneState") or {}).get("available")
+    ]
+
+
+def _openstack_zone(context: LaunchContext) -> str | None:
+    """The availability zone of the placement; None (Nova's choice) for a default placement
+    that is no zone of this cloud."""
+    location = context.location()
+    return None if location is None else location.name
 
 
 _GCE_PREFIX = ("launchprov:", "launchprov-")
@@ -222,8 +243,8 @@ PROFILES: dict[str, Profile] = {
             "user_data": _user_data("ex_userdata", "user_data, base64-encoded by libcloud"),
             "placement": Mapped(
                 "ex_availability_zone",
-                "availability_zone, as given (Nova checks it)",
-                lambda c: c.request.placement,
+                "availability_zone, one of Nova's available zones (os-availability-zone)",
+                _openstack_zone,
             ),
             "tags": Mapped(
                 "ex_metadata", "server metadata, with launchprov's own", launch_tag_values
@@ -231,6 +252,7 @@ PROFILES: dict[str, Profile] = {
             "client_token": TAG_LOOKUP_ONLY,
             "expires_in": LEASE,
         },
+        locations=_openstack_zones,
         reading=Reading(
             instance_type=("flavorId",),
             ami=("imageId",),
@@ -254,9 +276,10 @@ PROFILES: dict[str, Profile] = {
         error_body=_fault,
         node_states="NODE_STATE_MAP",
     ),
-    "gce": _shipped(
-        "gce",
-        "GCENodeDriver",
+    "gce": Profile(
+        name="gce",
+        driver="launchprov.providers.libcloud.drivers:StrictGCENodeDriver",
+        concrete="launchprov.providers.libcloud.drivers:StrictGCENodeDriver",
         summary="Google Compute Engine",
         construction=Construction(
             key_to="user_id",
@@ -318,6 +341,8 @@ PROFILES: dict[str, Profile] = {
         ),
         error_body=_error_object,
         node_states="NODE_STATE_MAP",
+        # The aggregated list: instances of every zone of the project, not the datacenter's.
+        listing={"ex_zone": "all"},
     ),
     "azure_arm": _shipped(
         "azure_arm",
@@ -509,33 +534,20 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
-#: Any other libcloud driver: create_node(name, size, image), unlooked-up ids, as libcloud's
-#: base NodeDriver says; the key first, then the settings its constructor takes.
-GENERIC = Profile(
-    name="generic",
-    summary="any other libcloud compute driver",
-    driver="",
-    concrete="libcloud.compute.base:NodeDriver",
-    construction=Construction(settings=frozenset({"secure", "host", "port", "region"})),
-    parameters={
-        "ami": Mapped("image", "NodeImage(id=ami), not looked up", unlooked_image),
-        "instance_type": Mapped("size", "NodeSize(id=instance_type), not looked up", unlooked_size),
-        **COUNTS,
-    },
-    reading=Reading(
-        instance_type=("flavorId", "instance_type", "size", "size_id", "machineType", "plan"),
-        ami=("imageId", "image_id", "image", "os_id"),
-        placement=("availability_zone", "availability", "zone", "location", "region"),
-        tags="tags",
-    ),
-)
-
 
 def profile_of(driver_name: str) -> Profile:
-    """The profile of a driver name; the generic profile for any other driver."""
-    return PROFILES.get(
-        driver_name, dataclasses.replace(GENERIC, name=driver_name, driver=driver_name)
-    )
+    """The profile of a driver name; for any other libcloud driver, the generic profile read
+    off its class (:mod:`.generic`); for a name libcloud does not know, the generic template
+    (building it stops startup, naming the driver)."""
+    if driver_name in PROFILES:
+        return PROFILES[driver_name]
+    from libcloud.compute.providers import get_driver
+
+    try:
+        cls = get_driver(driver_name)
+    except Exception:  # AttributeError when unknown, Exception when retired: said at startup
+        return dataclasses.replace(GENERIC, name=driver_name, driver=driver_name)
+    return generic.profile_for(driver_name, cls)
 
 
 #: What the adapter itself does with a parameter it maps to no create_node argument.

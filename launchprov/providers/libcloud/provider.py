@@ -12,7 +12,9 @@ terminated instance makes no call.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from launchprov.providers import paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
 from launchprov.providers.interface import (
+    OUTCOME_NONE,
     OUTCOME_UNKNOWN,
     ActionNotSupported,
     Check,
@@ -39,7 +42,7 @@ from launchprov.providers.interface import (
     UnsupportedParameters,
     ensure_allowed,
 )
-from launchprov.providers.libcloud import construction, ec2
+from launchprov.providers.libcloud import construction, ec2, generic
 from launchprov.providers.libcloud.catalog import Catalog
 from launchprov.providers.libcloud.drivers import as_list
 from launchprov.providers.libcloud.errors import (
@@ -114,6 +117,7 @@ class LibcloudProvider:
         self._region = region
         self._regions = regions
         self._launch_kwargs = dict(launch_kwargs or {})
+        self._listing = dict(profile.listing)
         self._local = threading.local()
         self._shared = self._build_driver(region) if profile.shared else None
         # EC2 takes many ids in one call: concurrent describes and terminations share one.
@@ -159,6 +163,10 @@ class LibcloudProvider:
         try:
             provider = cls(profile, build, **options)  # this builds a shared driver ...
             driver = provider.driver(startup_region)  # ... and this any other
+            if profile.derived and type(driver) is not profile.driver_class():
+                # A class that builds another (CloudSigma's, by API version): read that one.
+                profile = generic.profile_for(profile.name, type(driver))
+                provider = cls(profile, build, **options)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(
                 f"launchprov.libcloud.driver = {configured!r}: cannot build the driver with "
@@ -169,7 +177,13 @@ class LibcloudProvider:
                 f"launchprov.libcloud.driver = {configured!r}: building the driver failed: "
                 f"{exc.code}: {exc.message}"
             ) from None
+        if profile.derived:
+            refused = generic.refusal(profile, type(driver))
+            if refused is not None:
+                raise ConfigurationError(f"launchprov.libcloud.driver = {configured!r}: {refused}")
         provider._launch_kwargs = construction.launch_kwargs(profile, driver, settings)
+        if profile.derived:
+            provider._listing = generic.listing(type(driver), provider._launch_kwargs)
         return provider
 
     def driver(self, region: str | None) -> NodeDriver:
@@ -214,7 +228,9 @@ class LibcloudProvider:
             for name, value in self.profile.launch_arguments.items()
         }
         arguments.update(self._launch_kwargs)
-        arguments.pop("location", None)  # a default location: see _location
+        placement = self.parameters.get("placement")
+        if placement is not None and placement.argument == "location":
+            arguments.pop("location", None)  # a default location: see _location
         for mapped in self.parameters.values():
             if mapped.argument is None or mapped.convert is None:
                 continue
@@ -275,6 +291,9 @@ class LibcloudProvider:
             return self.catalog.fetched(
                 "image", lambda name: driver.get_image(name, location), self._region, wanted
             )
+        if kind == "location" and self.profile.locations is not None:
+            listing = self.profile.locations
+            return self.catalog.listed_by(kind, lambda: listing(driver), self._region, wanted)
         return self.catalog.listed(kind, driver, self._region, wanted, **scope)
 
     def _location(self, driver: NodeDriver, request: LaunchRequest):
@@ -302,6 +321,9 @@ class LibcloudProvider:
         location = functools.cache(lambda: self._location(driver, request))
         lookup = functools.partial(self._lookup, driver)
         arguments = self._arguments(LaunchContext(request, driver, lookup, location))
+        refused = _refused_call(driver, arguments)
+        if refused is not None:
+            raise refused
         created = []
         failure: Exception | None = None
         for _ in range(request.max_count):
@@ -379,8 +401,13 @@ class LibcloudProvider:
             looked_up.setdefault(kind, Check(kind, True))
             return found
 
-        location = functools.cache(lambda: self._location(driver, request))
-        context = LaunchContext(request, driver, lookup, location)
+        def located():
+            found = self._location(driver, request)
+            if found is not None:
+                looked_up.setdefault("location", Check("location", True))
+            return found
+
+        context = LaunchContext(request, driver, lookup, functools.cache(located))
         for mapped in self.parameters.values():
             if mapped.convert is None:
                 continue
@@ -390,9 +417,8 @@ class LibcloudProvider:
                 if exc.code in ProviderError.TRANSPORT_CODES:
                     raise
                 if exc.code == CATALOG_CODES["location"]:
-                    looked_up.setdefault(
-                        "location", Check("location", False, exc.code, exc.message)
-                    )
+                    message = f"placement {request.placement!r}: {exc.message}"
+                    looked_up.setdefault("location", Check("location", False, exc.code, message))
         return checks + list(looked_up.values())
 
     def ping(self, timeout: float) -> None:
@@ -411,7 +437,7 @@ class LibcloudProvider:
             ec2.request(driver, {"Action": "DescribeAvailabilityZones"})
             return
         try:
-            driver.list_nodes()  # the one call every driver has
+            driver.list_nodes(**self._listing)  # the one call every driver has
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc, self.profile) from exc
 
@@ -491,15 +517,21 @@ class LibcloudProvider:
         else:
             perform = self._node_method(action)
             node = self._node(instance_id)
-            if needs_call(self._instance(node), action):
+            before = self._instance(node)
+            if needs_call(before, action):
                 self._perform(perform, action, node)
+                if action == "terminate":
+                    try:
+                        return self.describe(instance_id, region)
+                    except InstanceNotFound:  # destroyed nodes vanish from most clouds' lists
+                        return dataclasses.replace(before, state="terminated")
         return self.describe(instance_id, region)
 
     def _nodes(self) -> list[Node]:
         """Every node of a driver other than EC2, in its order."""
         driver = self.driver(self._region)
         try:
-            return list(driver.list_nodes())
+            return list(driver.list_nodes(**self._listing))
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc, self.profile) from exc
 
@@ -586,3 +618,22 @@ def _launch_failure(exc: Exception) -> Exception:
         if meaning is not None:
             return meaning
     return launch_error(exc)
+
+
+def _refused_call(driver: NodeDriver, arguments: dict[str, Any]) -> ProviderError | None:
+    """The error of a create_node call that cannot be made with ``arguments``, or None.
+
+    Python refuses such a call (TypeError) before the driver sends anything: the launch failed
+    with nothing launched, which a TypeError caught from create_node could not say.
+    """
+    try:
+        inspect.signature(driver.create_node).bind(name=None, **arguments)
+    except TypeError as exc:
+        return ProviderError(
+            NAME,
+            ProviderError.UNEXPECTED,
+            f"launchprov cannot call the driver's create_node: {exc}",
+            retryable=False,
+            outcome=OUTCOME_NONE,
+        )
+    return None
