@@ -90,17 +90,27 @@ def accepts_connections(port: int) -> bool:
     return False
 
 
+class Broken(RuntimeError):
+    """A server that answers, but with a 500: waiting longer will not help."""
+
+
 def launch_once(port: int, timeout: float = 5.0) -> bool:
-    """One ``PUT /v1/launch`` on a fresh connection: True on a 200 holding an id."""
+    """One ``PUT /v1/launch`` on a fresh connection: True on a 200 holding an id.
+
+    Raises Broken on a 500 (the server is up, and its code fails).
+    """
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("PUT", "/v1/launch", LAUNCH_BODY, LAUNCH_HEADERS)
         response = connection.getresponse()
-        return response.status == 200 and response.read().startswith(b'["i-')
+        body = response.read()
     except OSError:
         return False
     finally:
         connection.close()
+    if response.status == 500:
+        raise Broken(f"PUT /v1/launch answered 500: {body[:300]!r}")
+    return response.status == 200 and body.startswith(b'["i-')
 
 
 def ec2_answers(port: int) -> bool:
@@ -172,7 +182,11 @@ class Server:
                 raise RuntimeError(
                     f"{self.name} exited with {self.process.returncode}:\n{self.output()}"
                 )
-            if check():
+            try:
+                ready = check()
+            except Broken as exc:
+                raise RuntimeError(f"{self.name}: {exc}\n{self.output()}") from None
+            if ready:
                 return time.perf_counter() - self.started
             time.sleep(0.005)  # polling interval; the check decides
         raise TimeoutError(f"{self.name} not ready after {deadline} s:\n{self.output()}")

@@ -90,11 +90,12 @@ QUICK = Plan(
     startup_runs=1,
     memory_launches=300,
     memory_step=100,
-    overhead_steps=20,
-    overhead_reset_every=10,
+    overhead_steps=10,
+    overhead_reset_every=5,
     overhead_warmup=2,
+    concurrencies=(1, 8),
     throughput_rounds=1,
-    throughput_seconds=0.3,
+    throughput_seconds=0.2,
     sensitivity_seconds=0.3,
     burst_sizes=(1, 16),
     burst_rounds=1,
@@ -656,9 +657,11 @@ def main(argv: list[str] | None = None) -> int:
     def part(name: str, function, *arguments):
         log(f"{name} ...")
         part_started = time.perf_counter()
+        cpu_before = sum(os.times()[:4])  # this process and its children (servers once stopped)
         results[name] = function(*arguments)
         results["durations_s"][name] = time.perf_counter() - part_started
-        log(f"{name} done in {results['durations_s'][name]:.0f} s")
+        cpu = sum(os.times()[:4]) - cpu_before
+        log(f"{name} done in {results['durations_s'][name]:.1f} s ({cpu:.1f} s of CPU)")
 
     with (
         tempfile.TemporaryDirectory(prefix="launchprov-bench-") as tmp,
