@@ -407,3 +407,353 @@ RECORDED: dict[str, RecordedCloud] = {
         explicit={"placement": "Sydney"},
     ),
 }
+
+
+# -- the clouds' error replies ----------------------------------------------------------------
+#
+# libcloud records few error replies, and none of capacity or throttling. These are shaped as
+# each cloud's API documents them (the source is beside each); :func:`wire` serves them in place
+# of the recorded reply of the request they answer.
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudFault:
+    """An error reply of a cloud: what MockHttp answers (status, body, headers)."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: True: it answers the first request after the create (the cloud's operation or job that
+    #: the driver polls), not the create itself.
+    after_create: bool = False
+
+    def answer(self) -> tuple:
+        import http.client
+
+        text = self.body if isinstance(self.body, str) else _json(self.body)
+        headers = {"content-type": "application/json", **self.headers}
+        return (self.status, text, headers, http.client.responses.get(self.status, "Error"))
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateCall:
+    """A cloud's create request on the wire, and the size it asks for."""
+
+    method: str
+    #: A fragment of the create request's URL (of its path, or CloudStack's command).
+    marks: str
+    #: (url, body) -> the size (flavor, machine type, plan, ...) the request asks for.
+    size: Callable[[str, str], str]
+
+    def matches(self, method: str, url: str) -> bool:
+        return method == self.method and self.marks in url
+
+
+def _body_at(*path: str) -> Callable[[str, str], str]:
+    def size(url: str, body: str) -> str:
+        import json
+
+        value: Any = json.loads(body)
+        for key in path:
+            value = value[key]
+        return str(value).rstrip("/").rpartition("/")[2]
+
+    return size
+
+
+def _query(name: str) -> Callable[[str, str], str]:
+    def size(url: str, body: str) -> str:
+        from urllib.parse import parse_qs, urlparse
+
+        return parse_qs(urlparse(url).query)[name][0]
+
+    return size
+
+
+#: Each recorded cloud's create request.
+CREATE_CALLS: dict[str, CreateCall] = {
+    "openstack": CreateCall("POST", "/servers", _body_at("server", "flavorRef")),
+    "gce": CreateCall("POST", "/zones/us-central1-a/instances", _body_at("machineType")),
+    "azure_arm": CreateCall(
+        "PUT",
+        "/virtualMachines/test-node-1?",
+        _body_at("properties", "hardwareProfile", "vmSize"),
+    ),
+    "digitalocean": CreateCall("POST", "/v2/droplets", _body_at("size")),
+    "vultr": CreateCall("POST", "/v2/instances", _body_at("plan")),
+    "linode": CreateCall("POST", "/v4/linode/instances", _body_at("type")),
+    "cloudstack": CreateCall("GET", "command=deployVirtualMachine", _query("serviceofferingid")),
+}
+
+#: A size each recorded catalog knows besides its launch's: a fallback alternative.
+OTHER_SIZES = {
+    "openstack": "3",
+    "gce": "g1-small",
+    "azure_arm": "Standard_A2",
+    "digitalocean": "1gb",
+    "vultr": "vc2-1c-2gb",
+    "linode": "g6-standard-1",
+    "cloudstack": "70",
+}
+
+_RETRY_AFTER = {"Retry-After": "7"}
+
+#: Each cloud's reply when the offering is out of capacity.
+CAPACITY_FAULTS: dict[str, CloudFault] = {
+    # Nova's fault body (api-ref "Faults": {"<fault name>": {"code", "message"}}) with
+    # NoValidHost's message, which nova gives the server's fault with code 500.
+    "openstack": CloudFault(
+        500,
+        {
+            "computeFault": {
+                "code": 500,
+                "message": "No valid host was found. There are not enough hosts available.",
+            }
+        },
+    ),
+    # GCE's insert operation, done with an error (compute#operation: status DONE, error.errors
+    # [{code, message}], httpErrorStatusCode): the reply to the driver's poll of the operation.
+    "gce": CloudFault(
+        200,
+        {
+            "kind": "compute#operation",
+            "id": "3681664092089171723",
+            "name": "operation-zones_us-central1-a_instances_post",
+            "zone": "https://www.googleapis.com/compute/v1/projects/project_name/zones/us-central1-a",
+            "operationType": "insert",
+            "targetLink": "https://www.googleapis.com/compute/v1/projects/project_name/zones/"
+            "us-central1-a/instances/lcnode-000",
+            "status": "DONE",
+            "progress": 100,
+            "httpErrorStatusCode": 503,
+            "httpErrorMessage": "SERVICE UNAVAILABLE",
+            "error": {
+                "errors": [
+                    {
+                        "code": "ZONE_RESOURCE_POOL_EXHAUSTED",
+                        "message": "The zone 'projects/project_name/zones/us-central1-a' does "
+                        "not have enough resources available to fulfill the request.  Try a "
+                        "different zone, or try again later.",
+                    }
+                ]
+            },
+            "selfLink": "https://www.googleapis.com/compute/v1/projects/project_name/zones/"
+            "us-central1-a/operations/operation-zones_us-central1-a_instances_post",
+        },
+        after_create=True,
+    ),
+    # Azure Resource Manager's error body ({"error": {"code", "message"}}), 409 Conflict, with
+    # the message of "Resolve errors for SKU not available".
+    "azure_arm": CloudFault(
+        409,
+        {
+            "error": {
+                "code": "SkuNotAvailable",
+                "message": "The requested size for resource '/subscriptions/99999999-9999-9999-"
+                "9999-999999999999/resourceGroups/000000/providers/Microsoft.Compute/"
+                "virtualMachines/test-node-1' is currently not available in location 'eastus' "
+                "zones '' for subscription '99999999-9999-9999-9999-999999999999'. Please try "
+                "another size or deploy to a different location or zones. See "
+                "https://aka.ms/azureskunotavailable for details.",
+            }
+        },
+    ),
+    # DigitalOcean API v2's error body ({"id", "message", "request_id"}), 422.
+    "digitalocean": CloudFault(
+        422,
+        {
+            "id": "unprocessable_entity",
+            "message": "Size is not available in this region.",
+            "request_id": "4d9d8375-3c56-4925-a3e7-eb137fed17e9",
+        },
+    ),
+    # CloudStack's queryAsyncJobResult of a failed deployVirtualMachine (jobstatus 2,
+    # jobresultcode 530, jobresult {errorcode 533 INSUFFICIENT_CAPACITY_ERROR, errortext}).
+    "cloudstack": CloudFault(
+        200,
+        {
+            "queryasyncjobresultresponse": {
+                "accountid": "02c9bf08-6f36-44b1-a57f-df0708f90de4",
+                "userid": "6ef2b921-4ecf-4651-8188-f9868db73e0d",
+                "cmd": "org.apache.cloudstack.api.command.user.vm.DeployVMCmd",
+                "jobstatus": 2,
+                "jobprocstatus": 0,
+                "jobresultcode": 530,
+                "jobresulttype": "object",
+                "jobresult": {
+                    "errorcode": 533,
+                    "errortext": "Unable to create a deployment for VM[User|i-2-26-VM]",
+                },
+                "jobid": "17164",
+            }
+        },
+        after_create=True,
+    ),
+}
+
+#: Each cloud's reply when it throttles the caller.
+THROTTLING_FAULTS: dict[str, CloudFault] = {
+    # Nova's rate limits (the limits middleware): 413 overLimit, Retry-After.
+    "openstack": CloudFault(
+        413,
+        {
+            "overLimit": {
+                "code": 413,
+                "message": "This request was rate-limited.",
+                "retryAfter": "7",
+                "details": "Only 10 POST request(s) can be made to * every minute.",
+            }
+        },
+        _RETRY_AFTER,
+    ),
+    # Google APIs' error body (error.errors[{domain, reason, message}], code, message).
+    "gce": CloudFault(
+        429,
+        {
+            "error": {
+                "errors": [
+                    {
+                        "domain": "usageLimits",
+                        "reason": "rateLimitExceeded",
+                        "message": "Rate Limit Exceeded",
+                    }
+                ],
+                "code": 429,
+                "message": "Rate Limit Exceeded",
+            }
+        },
+        _RETRY_AFTER,
+    ),
+    # "Throttling Resource Manager requests": 429, Retry-After.
+    "azure_arm": CloudFault(
+        429,
+        {
+            "error": {
+                "code": "TooManyRequests",
+                "message": "The request is being throttled as the limit has been reached for "
+                "operation type - Write_1Min.",
+            }
+        },
+        _RETRY_AFTER,
+    ),
+    "digitalocean": CloudFault(
+        429,
+        {"id": "too_many_requests", "message": "API Rate limit exceeded."},
+        _RETRY_AFTER,
+    ),
+    # Vultr API v2's error body ({"error", "status"}).
+    "vultr": CloudFault(429, {"error": "Rate limit reached", "status": 429}, _RETRY_AFTER),
+    # Linode API v4's error body ({"errors": [{"reason"}]}).
+    "linode": CloudFault(429, {"errors": [{"reason": "Too Many Requests"}]}, _RETRY_AFTER),
+    # CloudStack's api.throttling: 429, errorcode 429, no Retry-After.
+    "cloudstack": CloudFault(
+        429,
+        {
+            "deployvirtualmachineresponse": {
+                "uuidList": [],
+                "errorcode": 429,
+                "errortext": "There are too many api calls. Please try again later.",
+            }
+        },
+    ),
+}
+
+#: Each cloud's reply when it refuses the credentials (where its driver does not say so).
+AUTHENTICATION_FAULTS: dict[str, CloudFault] = {
+    "vultr": CloudFault(401, {"error": "Invalid API token.", "status": 401}),  # Vultr API v2: 401
+    "gce": CloudFault(
+        401,
+        {
+            "error": {
+                "errors": [
+                    {
+                        "domain": "global",
+                        "reason": "authError",
+                        "message": "Invalid Credentials",
+                        "locationType": "header",
+                        "location": "Authorization",
+                    }
+                ],
+                "code": 401,
+                "message": "Invalid Credentials",
+            }
+        },
+    ),
+    "azure_arm": CloudFault(
+        401,
+        {
+            "error": {
+                "code": "InvalidAuthenticationToken",
+                "message": "The access token is invalid.",
+            }
+        },
+    ),
+}
+
+
+def wire(monkeypatch, driver: str) -> Wire:
+    """What the recorded ``driver`` is sent, and faults to answer in place of its recordings.
+
+    Call after ``RECORDED[driver].patch(monkeypatch)``.
+    """
+    from launchprov.providers.libcloud.profiles import PROFILES
+
+    connection = PROFILES[driver].driver_class().connectionCls
+    seen = Wire(CREATE_CALLS[driver])
+    recorded = connection.conn_class
+
+    class Wired(recorded):
+        def _get_request(self, method, url, body=None, headers=None):
+            return seen.answer(
+                method,
+                url,
+                body,
+                lambda: super(Wired, self)._get_request(method, url, body, headers),
+            )
+
+    monkeypatch.setattr(connection, "conn_class", Wired)
+    return seen
+
+
+class Wire:
+    """The requests a recorded cloud was sent (method, url, body), and faults to inject."""
+
+    def __init__(self, create: CreateCall):
+        self.create = create
+        self.sent: list[tuple[str, str, str]] = []
+        #: [when(method, url, after_create), reply, kept]: a reply not kept is used once.
+        self._faults: list[tuple[Callable[[str, str, bool], bool], Callable[[], tuple], bool]] = []
+        self._after_create = False
+
+    def fail_create(self, fault: CloudFault) -> None:
+        """Answer the next create (or the request after it) with ``fault``."""
+        if fault.after_create:
+            self._faults.append((lambda method, url, after: after, fault.answer, False))
+        else:
+            matches = self.create.matches
+            self._faults.append(
+                (lambda method, url, after: matches(method, url), fault.answer, False)
+            )
+
+    def replace(self, when: Callable[[str, str], bool], reply: Callable[[], tuple]) -> None:
+        """Answer every request ``when(method, url)`` holds for with ``reply()``."""
+        self._faults.append((lambda method, url, after: when(method, url), reply, True))
+
+    def answer(self, method, url, body, recorded) -> tuple:
+        text = body.decode() if isinstance(body, bytes) else body or ""
+        self.sent.append((method, url, text))
+        after_create, self._after_create = self._after_create, self.create.matches(method, url)
+        for index, (when, reply, kept) in enumerate(self._faults):
+            if when(method, url, after_create):
+                if not kept:
+                    del self._faults[index]
+                return reply()
+        return recorded()
+
+    def created_sizes(self) -> list[str]:
+        """The size each create request on the wire asked for, in order."""
+        return [
+            self.create.size(url, body)
+            for method, url, body in self.sent
+            if self.create.matches(method, url)
+        ]

@@ -1359,6 +1359,71 @@ class ProviderCodesDirective(LaunchprovDirective):
         ]
 
 
+class CloudErrorsDirective(LaunchprovDirective):
+    """Each libcloud profile's error table: which of its cloud's error replies mean out of
+    capacity, throttled, credentials refused or not found, and the code each becomes."""
+
+    def render(self):
+        from launchprov.providers.libcloud.errors import MEANING_CODES
+        from launchprov.providers.libcloud.profile import COMMON_ERRORS
+        from launchprov.providers.libcloud.profiles import GENERIC, PROFILES
+
+        def reply(rule) -> list[Inline]:
+            parts: list[Inline] = []
+            if rule.status is not None:
+                statuses = (
+                    sorted(rule.status) if isinstance(rule.status, frozenset) else [rule.status]
+                )
+                parts += ["HTTP ", *joined((str(status) for status in statuses), " or ")]
+            if rule.code is not None:
+                parts += [", " if parts else "", "code ", lit(rule.code)]
+            if rule.text is not None:
+                parts += [", " if parts else "", "message matching ", lit(rule.text)]
+            return parts
+
+        def row(driver: Cell, rule) -> list[Cell]:
+            code, retryable = MEANING_CODES[rule.meaning]
+            return [
+                driver,
+                reply(rule),
+                rule.meaning,
+                lit(code),
+                "yes" if retryable else "no",
+                rule.source,
+            ]
+
+        rows = [
+            row(lit(name), rule)
+            for name, profile in {**PROFILES, "generic": GENERIC}.items()
+            for rule in profile.errors
+        ]
+        rows += [row("every driver, after its own", rule) for rule in COMMON_ERRORS]
+        return [
+            table(
+                ["Driver", "Reply", "Meaning", "Code", "retryable", "Shape from"],
+                rows,
+                [12, 30, 12, 18, 8, 20],
+            ),
+            para(
+                [
+                    "Any other error reply keeps the cloud's own code where it gives one "
+                    "(Azure's and DigitalOcean's codes, nova's fault name, CloudStack's "
+                    "errorcode), else ",
+                    lit("HTTP<status>"),
+                    ", retryable when the status is 500 or more. A retryable 408 carries the "
+                    "cloud's own ",
+                    lit("Retry-After"),
+                    " when it gave a longer one than launchprov's. Nothing is launched when the "
+                    "cloud answered a create with an error (",
+                    lit("outcome"),
+                    " ",
+                    lit("none"),
+                    ").",
+                ]
+            ),
+        ]
+
+
 # -- operations ---------------------------------------------------------------------------------
 
 
@@ -1717,6 +1782,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
         ("launchprov-state-map", StateMapDirective),
         ("launchprov-actions", ActionsDirective),
         ("launchprov-provider-codes", ProviderCodesDirective),
+        ("launchprov-libcloud-errors", CloudErrorsDirective),
         ("launchprov-metrics", MetricsDirective),
         ("launchprov-log-fields", LogFieldsDirective),
         ("launchprov-ini", IniDirective),

@@ -123,12 +123,14 @@ ACTIONS = ("terminate", "stop", "start", "reboot")
 
 #: The states an action cannot start from: EC2's rules, applied by every adapter before it acts,
 #: so that every provider answers alike (moto, for one, would start a terminated instance).
-#: Terminate is allowed from every state: terminating twice is not an error.
+#: Terminate is allowed from every state: terminating twice is not an error. An ``unknown``
+#: instance (a state the provider's table does not name) may be in any state: only terminating
+#: it is safe.
 FORBIDDEN_STATES = {
     "terminate": frozenset(),
-    "stop": frozenset({"shutting-down", "terminated"}),
-    "start": frozenset({"stopping", "shutting-down", "terminated"}),
-    "reboot": frozenset({"stopping", "stopped", "shutting-down", "terminated"}),
+    "stop": frozenset({"shutting-down", "terminated", "unknown"}),
+    "start": frozenset({"stopping", "shutting-down", "terminated", "unknown"}),
+    "reboot": frozenset({"stopping", "stopped", "shutting-down", "terminated", "unknown"}),
 }
 
 
@@ -227,6 +229,7 @@ class ProviderError(Exception):
         *,
         retryable: bool = False,
         outcome: str = OUTCOME_NONE,
+        retry_after: float | None = None,
     ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
@@ -234,6 +237,8 @@ class ProviderError(Exception):
         self.message = message
         self.retryable = retryable
         self.outcome = outcome
+        #: Seconds the provider itself asked to wait (its Retry-After), or None.
+        self.retry_after = retry_after
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -247,9 +252,9 @@ class Check:
     message: str | None = None
 
 
-#: Error codes that mean "this offering (instance type, zone) is out of capacity": EC2's, and
-#: the one launchprov's libcloud adapter gives. A launch with a fallback tries its next
-#: alternative on these, and on nothing else.
+#: Error codes that mean "this offering (instance type, zone) is out of capacity": EC2's (the
+#: libcloud adapter reports every other cloud's capacity replies as InsufficientInstanceCapacity).
+#: A launch with a fallback tries its next alternative on these, and on nothing else.
 CAPACITY_CODES = frozenset(
     {
         "InsufficientInstanceCapacity",

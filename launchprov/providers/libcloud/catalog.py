@@ -46,8 +46,16 @@ def pick(candidates, wanted: str):
 class Catalog:
     """What a driver's cloud offers, remembered for ``ttl`` seconds per region; thread-safe."""
 
-    def __init__(self, driver_name: str, ttl: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        driver_name: str,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        profile=None,
+    ):
         self.driver_name = driver_name
+        #: The driver's profile: how its cloud's error replies read (None: by status alone).
+        self.profile = profile
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[tuple, tuple[float, Any]] = {}
@@ -62,7 +70,7 @@ class Catalog:
         try:
             value = fetch()
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
         with self._lock:
             self._entries[key] = (now + self.ttl, value)
         return value
@@ -84,7 +92,7 @@ class Catalog:
             try:
                 return get(wanted)
             except Exception as exc:
-                failure = provider_error(exc)
+                failure = provider_error(exc, self.profile)
                 if failure.code.startswith("HTTP4") or failure.code == failure.UNEXPECTED:
                     return None  # the cloud answered: it does not know the name
                 raise

@@ -14,7 +14,10 @@ A profile says, in one place:
   set it explicitly (a deployment default simply does not apply);
 * create_node arguments that change behaviour, always sent (CloudStack's ``ex_start_vm``);
 * the driver method of each action (a driver without one answers 501);
-* where the driver keeps, on a node, what launchprov reads back (:class:`Reading`).
+* where the driver keeps, on a node, what launchprov reads back (:class:`Reading`);
+* what the cloud's error replies mean (:class:`ErrorReply`, :data:`Profile.errors`): out of
+  capacity, throttled, credentials refused, not found; and where the driver keeps its table of
+  node states (a status missing from it reads as ``unknown``).
 
 Adding a cloud is one profile here and its recorded replies in the conformance matrix.
 The docs' driver matrix is generated from these tables.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -143,6 +147,53 @@ class Reading:
         return {self.decode_key(key): value for key, value in tags.items()}
 
 
+#: What an error reply can mean to launchprov (:data:`ErrorReply.meaning`).
+CAPACITY = "capacity"  # this offering (size, location) is out: try the launch's fallback
+THROTTLING = "throttling"  # too many calls: retry after the cloud's Retry-After
+AUTHENTICATION = "authentication"  # the credentials are refused: a retry will not help
+NOT_FOUND = "not found"
+MEANINGS = (CAPACITY, THROTTLING, AUTHENTICATION, NOT_FOUND)
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorReply:
+    """One kind of error reply of a cloud, and what it means (one of :data:`MEANINGS`).
+
+    A reply matches when each given field matches: its HTTP ``status``, the cloud's own error
+    ``code`` (as the profile's :data:`Profile.error_body` reads it), and ``text``, a regular
+    expression searched (case-insensitively) in the cloud's message.
+    """
+
+    meaning: str
+    status: int | frozenset[int] | None = None
+    code: str | None = None
+    text: str | None = None
+    #: Where the shape comes from, for the docs.
+    source: str = ""
+
+    def matches(self, status: int | None, code: str | None, message: str) -> bool:
+        if isinstance(self.status, int) and status != self.status:
+            return False
+        if isinstance(self.status, frozenset) and status not in self.status:
+            return False
+        if self.code is not None and code != self.code:
+            return False
+        return self.text is None or re.search(self.text, message, re.IGNORECASE) is not None
+
+
+#: What every cloud's HTTP status says when no rule of its profile says more.
+COMMON_ERRORS = (
+    ErrorReply(THROTTLING, status=429, source="RFC 6585"),
+    ErrorReply(AUTHENTICATION, status=401, source="RFC 9110"),
+    ErrorReply(NOT_FOUND, status=404, source="RFC 9110"),
+)
+
+
+def no_error_body(body: Any) -> tuple[str | None, str | None]:
+    """(code, message) of an error body the profile cannot read: none."""
+    return None, None
+
+
 @dataclasses.dataclass(frozen=True)
 class Profile:
     """Everything launchprov knows about one libcloud driver family."""
@@ -170,6 +221,20 @@ class Profile:
     #: Whether create_node needs a location: without an explicit placement, launch_kwargs'
     #: ``location`` or the default placement is looked up.
     needs_location: bool = False
+    #: The cloud's error replies, most specific first; :data:`COMMON_ERRORS` follow them.
+    errors: tuple[ErrorReply, ...] = ()
+    #: The cloud's error body (JSON, or text) -> (its error code, its message), either None.
+    error_body: Callable[[Any], tuple[str | None, str | None]] = no_error_body
+    #: The driver's attribute holding its table of the cloud's node statuses: a status missing
+    #: from it reads as NodeState.UNKNOWN (logged once) rather than failing the whole listing.
+    node_states: str | None = None
+
+    def error_meaning(self, status: int | None, code: str | None, message: str) -> str | None:
+        """What an error reply means (one of :data:`MEANINGS`), or None: nothing known."""
+        for rule in (*self.errors, *COMMON_ERRORS):
+            if rule.matches(status, code, message):
+                return rule.meaning
+        return None
 
     def action_method(self, action: str) -> str:
         return self.actions.get(action, ACTION_METHODS[action])

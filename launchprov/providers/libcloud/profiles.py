@@ -14,11 +14,15 @@ from typing import Any
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
 from launchprov.providers.libcloud.profile import (
     ACTION_METHODS,
+    AUTHENTICATION,
+    CAPACITY,
     COUNTS,
     LEASE,
     LOOKED_UP,
     TAG_LOOKUP_ONLY,
+    THROTTLING,
     Construction,
+    ErrorReply,
     LaunchContext,
     Mapped,
     Profile,
@@ -84,6 +88,65 @@ def _key_pair_id(context: LaunchContext) -> list:
 
 def _public_key(context: LaunchContext) -> list:
     return [context.key_pair().public_key]
+
+
+# -- the clouds' error bodies: (the cloud's error code, its message) ---------------------------
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _code(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def _error_object(body: Any) -> tuple[str | None, str | None]:
+    """``{"error": {"code": ..., "message": ...}}`` (Azure Resource Manager), or with
+    ``"errors": [{"reason" or "code": ..., "message": ...}]`` inside (Google APIs)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    first = (error.get("errors") or [{}])[0]
+    first = first if isinstance(first, dict) else {}
+    code = _text(first.get("code")) or _text(first.get("reason")) or _text(error.get("code"))
+    return code, _text(first.get("message")) or _text(error.get("message"))
+
+
+def _digitalocean_error(body: Any) -> tuple[str | None, str | None]:
+    """``{"id": "unprocessable_entity", "message": "...", "request_id": "..."}``."""
+    if not isinstance(body, dict):
+        return None, None
+    return _text(body.get("id")), _text(body.get("message"))
+
+
+def _vultr_error(body: Any) -> tuple[str | None, str | None]:
+    """``{"error": "...", "status": 400}``: no code of its own."""
+    return (None, _text(body.get("error"))) if isinstance(body, dict) else (None, None)
+
+
+def _linode_error(body: Any) -> tuple[str | None, str | None]:
+    """``{"errors": [{"reason": "...", "field": "..."}]}``: no code of its own."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    if not isinstance(first, dict):
+        return None, None
+    reason, field = _text(first.get("reason")), _text(first.get("field"))
+    return None, f"{reason} ({field})" if reason and field else reason
+
+
+def _fault(body: Any) -> tuple[str | None, str | None]:
+    """One member named for the fault: nova's ``{"badRequest": {"code": 400, "message":
+    "..."}}`` (the fault's name is the code), CloudStack's ``{"deployvirtualmachineresponse":
+    {"errorcode": 533, "errortext": "..."}}`` (its errorcode is)."""
+    if not isinstance(body, dict) or len(body) != 1:
+        return None, None
+    ((name, fault),) = body.items()
+    if not isinstance(fault, dict):
+        return None, None
+    if "errortext" in fault:
+        return _code(fault.get("errorcode")), _text(fault.get("errortext"))
+    return name, _text(fault.get("message"))
 
 
 _LOCATION = Mapped(
@@ -175,6 +238,21 @@ PROFILES: dict[str, Profile] = {
             key_name=("key_name",),
             tags="metadata",
         ),
+        errors=(
+            ErrorReply(
+                CAPACITY,
+                text=r"No valid host was found",
+                source="nova's NoValidHost: a fault body (api-ref 'Faults'), code 500",
+            ),
+            ErrorReply(
+                THROTTLING,
+                status=413,
+                code="overLimit",
+                source="nova's legacy rate-limit middleware: 413 overLimit, Retry-After",
+            ),
+        ),
+        error_body=_fault,
+        node_states="NODE_STATE_MAP",
     ),
     "gce": _shipped(
         "gce",
@@ -225,6 +303,21 @@ PROFILES: dict[str, Profile] = {
             tags="labels",
             decode_key=_gce_tag,
         ),
+        errors=(
+            *(
+                ErrorReply(CAPACITY, code=code, source="the insert operation's error")
+                for code in (
+                    "ZONE_RESOURCE_POOL_EXHAUSTED",
+                    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
+                )
+            ),
+            *(
+                ErrorReply(THROTTLING, code=reason, source="Google APIs: 403 or 429, reason")
+                for reason in ("rateLimitExceeded", "userRateLimitExceeded")
+            ),
+        ),
+        error_body=_error_object,
+        node_states="NODE_STATE_MAP",
     ),
     "azure_arm": _shipped(
         "azure_arm",
@@ -263,6 +356,24 @@ PROFILES: dict[str, Profile] = {
             public_id=_azure_id,
         ),
         needs_location=True,
+        errors=(
+            *(
+                ErrorReply(CAPACITY, code=code, source="ARM: 409 {error: {code, message}}")
+                for code in (
+                    "SkuNotAvailable",
+                    "AllocationFailed",
+                    "ZonalAllocationFailed",
+                    "OverconstrainedAllocationRequest",
+                    "OverconstrainedZonalAllocationRequest",
+                )
+            ),
+            ErrorReply(THROTTLING, code="TooManyRequests", source="ARM throttling, Retry-After"),
+            *(
+                ErrorReply(AUTHENTICATION, code=code, source="ARM: 401 {error: {code}}")
+                for code in ("AuthenticationFailed", "InvalidAuthenticationToken")
+            ),
+        ),
+        error_body=_error_object,
     ),
     "digitalocean": _token_cloud(
         "digitalocean",
@@ -279,6 +390,16 @@ PROFILES: dict[str, Profile] = {
             instance_type=("size_slug",), ami=("image.slug", "image.id"), placement=("region.slug",)
         ),
         actions={"stop": "ex_shutdown_node", "start": "ex_power_on_node"},
+        errors=(
+            ErrorReply(
+                CAPACITY,
+                status=422,
+                text=r"\b(size|region) is not available",
+                source="API v2: 422 {id: unprocessable_entity, message}",
+            ),
+        ),
+        error_body=_digitalocean_error,
+        node_states="NODE_STATE_MAP",
     ),
     "vultr": _token_cloud(
         "vultr",
@@ -292,6 +413,8 @@ PROFILES: dict[str, Profile] = {
         ),
         user_data=_user_data("ex_userdata"),
         reading=Reading(instance_type=("plan",), ami=("os_id",), placement=("location", "region")),
+        error_body=_vultr_error,
+        node_states="NODE_STATE_MAP",
     ),
     "linode": _token_cloud(
         "linode",
@@ -306,6 +429,8 @@ PROFILES: dict[str, Profile] = {
         user_data=_user_data("ex_userdata", "user_data (metadata service)"),
         reading=Reading(instance_type=("type",), ami=("image",), placement=("location", "region")),
         launch_arguments={"root_pass": random_root_password},
+        error_body=_linode_error,
+        node_states="LINODE_STATES",
     ),
     "cloudstack": _shipped(
         "cloudstack",
@@ -337,6 +462,20 @@ PROFILES: dict[str, Profile] = {
         ),
         launch_arguments={"ex_start_vm": True},
         actions={"stop": "ex_stop", "start": "ex_start"},
+        errors=(
+            ErrorReply(
+                CAPACITY,
+                code="533",
+                source="errorcode 533, INSUFFICIENT_CAPACITY_ERROR (ApiErrorCode)",
+            ),
+            ErrorReply(
+                CAPACITY,
+                text=r"Unable to create a deployment for",
+                source="a failed deployVirtualMachine job: its errortext (libcloud keeps no code)",
+            ),
+        ),
+        error_body=_fault,
+        node_states="NODE_STATE_MAP",
     ),
     "dummy": Profile(
         name="dummy",

@@ -51,7 +51,11 @@ from launchprov.providers.libcloud.errors import (
     not_in_catalog,
     provider_error,
 )
-from launchprov.providers.libcloud.instances import matches, node_instance
+from launchprov.providers.libcloud.instances import (
+    matches,
+    node_instance,
+    tolerate_unnamed_states,
+)
 from launchprov.providers.libcloud.profile import LaunchContext, Profile, node_name
 from launchprov.providers.libcloud.profiles import profile_of
 from launchprov.settings import ConfigurationError
@@ -104,13 +108,14 @@ class LibcloudProvider:
         self.parameters = profile.parameters
         #: Whether the profile holds leases: tags at launch that launchprov reads back.
         self.can_tag = "expires_in" in profile.parameters
-        self.catalog = Catalog(profile.name, catalog_ttl)
-        self._build_driver = build_driver
+        self.catalog = Catalog(profile.name, catalog_ttl, profile=profile)
+        # Every driver built reads a node status its table does not name as unknown.
+        self._build_driver = lambda where: tolerate_unnamed_states(build_driver(where), profile)
         self._region = region
         self._regions = regions
         self._launch_kwargs = dict(launch_kwargs or {})
         self._local = threading.local()
-        self._shared = build_driver(region) if profile.shared else None
+        self._shared = self._build_driver(region) if profile.shared else None
         # EC2 takes many ids in one call: concurrent describes and terminations share one.
         # Other drivers have no call for a set of nodes, and are asked one by one.
         batching = batching if self.is_ec2 else OFF
@@ -181,7 +186,7 @@ class LibcloudProvider:
             except (TypeError, ValueError):
                 raise
             except Exception as exc:  # building may authenticate (Azure, OpenStack): a call
-                raise provider_error(exc) from exc
+                raise provider_error(exc, self.profile) from exc
             drivers[region] = driver
         return driver
 
@@ -316,7 +321,7 @@ class LibcloudProvider:
                 )
             return [self.profile.reading.public_id(node_id) for node_id in node_ids(created)]
         # Fewer than min_count (<= max_count) were created: a create_node call failed.
-        error = launch_error(failure)
+        error = launch_error(failure, self.profile)
         if not created:
             raise error from failure
         kept = self._destroy(driver, created)
@@ -401,14 +406,14 @@ class LibcloudProvider:
                 driver.connection.timeout = timeout
                 driver.connection.connect()
         except Exception as exc:  # building may authenticate: a call like any other
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
         if self.is_ec2:
             ec2.request(driver, {"Action": "DescribeAvailabilityZones"})
             return
         try:
             driver.list_nodes()  # the one call every driver has
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
 
     # -- the life of an instance -----------------------------------------------------------
 
@@ -496,7 +501,7 @@ class LibcloudProvider:
         try:
             return list(driver.list_nodes())
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
 
     def _node(self, instance_id: str) -> Node:
         public_id = self.profile.reading.public_id
@@ -522,7 +527,7 @@ class LibcloudProvider:
         except NotImplementedError:  # implemented, but not for this node
             raise self._unsupported(action) from None
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
         if done is False:  # the drivers say no more than that
             raise ProviderError(
                 NAME,
