@@ -5,7 +5,7 @@ apps under pserve), measures the five figures of issue 6 and a few that explain 
 writes benchmarks/RESULTS.md and the PNG plots (and benchmarks/raw/: results.json, py-spy's
 stacks). Every child process is stopped at the end, also on error.
 
-``--quick`` runs every part with tiny counts (about 40 s; CI runs it, ``make bench QUICK=1``)
+``--quick`` runs every part with tiny counts (seconds a part; CI runs it: ``make bench QUICK=1``)
 and writes to benchmarks/raw/quick/ unless ``--output`` says otherwise: its figures prove that
 every part still runs, nothing more. Either way the exit status is 1 when a part failed: a
 crash, a failed launch, a variant that could not be built (the report is written first).
