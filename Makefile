@@ -55,15 +55,20 @@ $(VENV)/.installed-bench: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	@touch $@
 
-# The benchmarks of benchmarks/README.md (5-6 minutes): writes benchmarks/RESULTS.md and plots.
-bench: $(VENV)/.installed-bench
-	$(BIN)/python -m benchmarks.run
-	$(BIN)/python -m benchmarks.scale
+# QUICK=1: every benchmark with tiny counts (about a minute; CI runs it): does each still run?
+# Its figures go to benchmarks/raw/quick/, not to the committed ones; a failed part fails make.
+BENCH_FLAGS := $(if $(QUICK),--quick)
 
-# Only the scale figures of benchmarks/scale.py (batching, HAProxy): about a minute; needs the
+# The benchmarks of benchmarks/README.md (5-6 minutes): writes benchmarks/RESULTS.md and plots,
+# then the scale figures (bench-scale).
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run $(BENCH_FLAGS)
+	$(MAKE) --no-print-directory bench-scale
+
+# Only the scale figures of benchmarks/scale.py (batching, HAProxy): about 2 minutes; needs the
 # Debian package haproxy. Writes its section of benchmarks/RESULTS.md.
 bench-scale: $(VENV)/.installed-bench
-	$(BIN)/python -m benchmarks.scale
+	$(BIN)/python -m benchmarks.scale $(BENCH_FLAGS)
 
 # The Sphinx documentation, warnings as errors: docs/_build/html/index.html
 docs: $(VENV)/.installed-docs
