@@ -11,7 +11,9 @@ A profile says, in one place:
   must give;
 * how each launch parameter reaches ``create_node`` (:data:`Profile.parameters`): a parameter
   absent from the table cannot be honoured, and is refused with a 400 naming it when the caller
-  set it explicitly (a deployment default simply does not apply);
+  set it explicitly (a deployment default simply does not apply); a parameter that neither the
+  caller nor ``launchprov.defaults.*`` gives is not sent (:data:`Profile.cloud_defaults`: the
+  seed's on EC2 only);
 * create_node arguments that change behaviour, always sent (CloudStack's ``ex_start_vm``);
 * the driver method of each action (a driver without one answers 501);
 * where the driver keeps, on a node, what launchprov reads back (:class:`Reading`).
@@ -75,7 +77,9 @@ class LaunchContext:
         return self._lookup("size", self.request.instance_type, **scope)
 
     def key_pair(self):
-        """The KeyPair named ``key_name``, from the catalog."""
+        """The KeyPair named ``key_name``, from the catalog (None: no key_name)."""
+        if self.request.key_name is None:
+            return None
         return self._lookup("key pair", self.request.key_name)
 
     def location(self):
@@ -96,6 +100,9 @@ class Mapped:
     argument: str | None
     doc: str
     convert: Callable[[LaunchContext], Any] | None = None
+    #: The catalog kind the value is looked up in ("location"), or None: sent as given. A
+    #: deployment default of a looked-up parameter is looked up at startup.
+    catalog: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +177,9 @@ class Profile:
     #: Whether create_node needs a location: without an explicit placement, launch_kwargs'
     #: ``location`` or the default placement is looked up.
     needs_location: bool = False
+    #: The cloud's own launch defaults, where launchprov.defaults.* leaves them unset (the
+    #: seed's on EC2). A parameter with none is not sent: the cloud's own default applies.
+    cloud_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def action_method(self, action: str) -> str:
         return self.actions.get(action, ACTION_METHODS[action])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
@@ -29,6 +30,16 @@ from launchprov.providers.libcloud.profile import (
 )
 
 # -- the profiles -----------------------------------------------------------------------------
+
+
+def _given(field: str, convert: Callable[[LaunchContext], Any]) -> Callable:
+    """``convert``, for a request whose ``field`` is set; None (not sent) otherwise: neither
+    the caller nor launchprov.defaults.* gave it, and the cloud's own default applies."""
+
+    def converted(context: LaunchContext):
+        return None if getattr(context.request, field) is None else convert(context)
+
+    return converted
 
 
 def _openstack_groups(context: LaunchContext):
@@ -87,13 +98,20 @@ def _public_key(context: LaunchContext) -> list:
 
 
 _LOCATION = Mapped(
-    "location", "NodeLocation from the catalog, by id then name", lambda c: c.location()
+    "location",
+    "NodeLocation from the catalog, by id then name",
+    lambda c: c.location(),
+    catalog="location",
 )
 
 
 def _user_data(argument: str, doc: str = "user_data") -> Mapped:
     """user_data as given, to create_node's ``argument``."""
     return Mapped(argument, doc, lambda c: c.request.user_data)
+
+
+def _security_groups(context: LaunchContext) -> list[str]:
+    return list(context.request.security_groups)
 
 
 def _shipped(name: str, driver_class: str, **profile: Any) -> Profile:
@@ -154,7 +172,9 @@ PROFILES: dict[str, Profile] = {
             **COUNTS,
             "key_name": Mapped("ex_keyname", "key_name", lambda c: c.request.key_name),
             "security_groups": Mapped(
-                "ex_security_groups", "security_groups, by name", _openstack_groups
+                "ex_security_groups",
+                "security_groups, by name",
+                _given("security_groups", _openstack_groups),
             ),
             "user_data": _user_data("ex_userdata", "user_data, base64-encoded by libcloud"),
             "placement": Mapped(
@@ -203,12 +223,12 @@ PROFILES: dict[str, Profile] = {
             "security_groups": Mapped(
                 "ex_tags",
                 "network tags, which firewall rules target",
-                lambda c: list(c.request.security_groups),
+                _given("security_groups", _security_groups),
             ),
             "user_data": Mapped(
                 "ex_metadata",
                 "instance metadata user-data (cloud-init)",
-                lambda c: {"user-data": c.request.user_data},
+                _given("user_data", lambda c: {"user-data": c.request.user_data}),
             ),
             "placement": _LOCATION,
             "tags": Mapped(
@@ -272,7 +292,7 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_create_attr",
             "ssh_keys: the id of the key pair of that name (list_key_pairs)",
-            lambda c: {"ssh_keys": _key_pair_id(c)},
+            _given("key_name", lambda c: {"ssh_keys": _key_pair_id(c)}),
         ),
         user_data=_user_data("ex_user_data"),
         reading=Reading(
@@ -288,7 +308,7 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_ssh_key_ids",
             "the id of the key pair of that name (list_key_pairs)",
-            _key_pair_id,
+            _given("key_name", _key_pair_id),
         ),
         user_data=_user_data("ex_userdata"),
         reading=Reading(instance_type=("plan",), ami=("os_id",), placement=("location", "region")),
@@ -301,7 +321,7 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_authorized_keys",
             "the public key of the key pair of that name (list_key_pairs)",
-            _public_key,
+            _given("key_name", _public_key),
         ),
         user_data=_user_data("ex_userdata", "user_data (metadata service)"),
         reading=Reading(instance_type=("type",), ami=("image",), placement=("location", "region")),
@@ -323,7 +343,7 @@ PROFILES: dict[str, Profile] = {
             "security_groups": Mapped(
                 "ex_security_groups",
                 "securitygroupnames",
-                lambda c: list(c.request.security_groups),
+                _given("security_groups", _security_groups),
             ),
             "user_data": _user_data("ex_userdata", "userdata, base64-encoded by libcloud"),
             "placement": _LOCATION,
