@@ -143,11 +143,15 @@ class Reading:
     tags: str | None = None
     #: A tag key as the cloud keeps it -> as launchprov names it (GCE labels allow no ':').
     decode_key: Callable[[str], str] = _no_tag_codec
+    #: A tag value as the cloud keeps it -> as launchprov gave it, where it can be known.
+    decode_value: Callable[[str], str] = _no_tag_codec
+    #: A tag value -> what it reads back as once written (a lookup compares these).
+    canonical_value: Callable[[str], str] = _no_tag_codec
     #: The driver's node id -> launchprov's instance id (Azure's ids are resource paths).
     public_id: Callable[[str], str] = str
 
     def decode_tags(self, tags: dict[str, str]) -> dict[str, str]:
-        return {self.decode_key(key): value for key, value in tags.items()}
+        return {self.decode_key(key): self.decode_value(value) for key, value in tags.items()}
 
 
 @dataclasses.dataclass(frozen=True)

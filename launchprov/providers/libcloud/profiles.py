@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from launchprov.providers.libcloud import labels
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
 from launchprov.providers.libcloud.profile import (
     ACTION_METHODS,
@@ -49,17 +50,6 @@ def _openstack_groups(context: LaunchContext):
         OpenStackSecurityGroup(None, None, name, "", driver=context.driver)
         for name in context.request.security_groups
     ]
-
-
-_GCE_PREFIX = ("launchprov:", "launchprov-")
-
-
-def _gce_label(key: str) -> str:
-    return _GCE_PREFIX[1] + key[len(_GCE_PREFIX[0]) :] if key.startswith(_GCE_PREFIX[0]) else key
-
-
-def _gce_tag(key: str) -> str:
-    return _GCE_PREFIX[0] + key[len(_GCE_PREFIX[1]) :] if key.startswith(_GCE_PREFIX[1]) else key
 
 
 def _azure_image(context: LaunchContext):
@@ -233,8 +223,8 @@ PROFILES: dict[str, Profile] = {
             "placement": _LOCATION,
             "tags": Mapped(
                 "ex_labels",
-                "labels (launchprov:* keys as launchprov-*), with launchprov's own",
-                lambda c: {_gce_label(k): v for k, v in launch_tag_values(c).items()},
+                "labels, with launchprov's own, written within GCE's rules (labels module)",
+                lambda c: labels.encode(launch_tag_values(c)),
             ),
             "client_token": TAG_LOOKUP_ONLY,
         },
@@ -243,7 +233,9 @@ PROFILES: dict[str, Profile] = {
             ami=("image",),
             placement=("zone.name", "zone"),
             tags="labels",
-            decode_key=_gce_tag,
+            decode_key=labels.decode_key,
+            decode_value=labels.decode_value,
+            canonical_value=labels.canonical,
         ),
     ),
     "azure_arm": _shipped(

@@ -457,7 +457,8 @@ class LibcloudProvider:
 
         def fetch_all(token, page_size):  # one page: every node, in the driver's order
             instances = [self._instance(node) for node in self._nodes()]
-            return [instance for instance in instances if matches(instance, query)], None
+            canonical = self.profile.reading.canonical_value
+            return [i for i in instances if matches(i, query, canonical)], None
 
         return fetch_all
 
