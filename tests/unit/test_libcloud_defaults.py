@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
 
 import pytest
 
@@ -16,7 +15,7 @@ from launchprov.providers.interface import Instance, InstanceQuery
 from launchprov.providers.libcloud import labels
 from launchprov.providers.libcloud.instances import matches
 from launchprov.settings import ConfigurationError
-from tests.recorded import RECORDED, install_libcloud_test_secrets
+from tests.recorded import RECORDED, record_wire
 from tests.support import assert_error_body, make_app
 
 #: EC2's defaults (the seed's): none may reach another cloud unless a deployment sets it.
@@ -25,20 +24,7 @@ EC2_VALUES = re.compile(r"scalacity_dev1|us-east-1b|\bSSH\b")
 
 @pytest.fixture
 def wire(monkeypatch) -> list[tuple[str, str, str]]:
-    """Every request a recorded driver sends: (method, URL, body), URL-decoded."""
-    install_libcloud_test_secrets()
-    from libcloud.test import MockHttp
-
-    sent: list[tuple[str, str, str]] = []
-    original = MockHttp._get_request
-
-    def recording(self, method, url, body=None, headers=None):
-        text = body.decode() if isinstance(body, bytes) else str(body or "")
-        sent.append((method, urllib.parse.unquote_plus(url), text))
-        return original(self, method, url, body, headers)
-
-    monkeypatch.setattr(MockHttp, "_get_request", recording)
-    return sent
+    return record_wire(monkeypatch)
 
 
 def recorded_app(name: str, monkeypatch, **defaults: str):
