@@ -40,6 +40,9 @@ def examples() -> dict[str, str]:
 
 EXAMPLES = examples()
 
+#: The driver whose worked configuration shows the generic profile.
+GENERIC = "brightbox"
+
 #: What each example's deployment defaults become on the wire (the converted form where the
 #: driver sends one: a key pair's id or public key, a zone's id).
 ON_THE_WIRE = {
@@ -50,11 +53,32 @@ ON_THE_WIRE = {
     "vultr": ['"region": "ewr"', '"sshkey_id": ["123"]'],
     "linode": ['"region": "us-west"', '"authorized_keys": ["ssh-rsa AAAA_valid_public_ssh_key'],
     "cloudstack": ["zoneid=1", "keypair=ops"],
+    GENERIC: ['"image": "img-wwgbm"', '"server_type": "typ-4nssg"'],
 }
 
 
 def test_every_profile_but_ec2_has_a_worked_configuration():
-    assert set(EXAMPLES) == set(PROFILES) - {"ec2"}
+    assert set(EXAMPLES) == set(PROFILES) - {"ec2"} | {GENERIC}
+    assert GENERIC not in PROFILES
+
+
+def brightbox(monkeypatch) -> None:
+    """Brightbox's recorded replies, as libcloud's own test's setUp points the driver at them."""
+    from libcloud.compute.drivers.brightbox import BrightboxNodeDriver
+
+    from tests.recorded import libcloud_test_module
+
+    mock = libcloud_test_module("test_brightbox").BrightboxMockHttp
+    monkeypatch.setattr(BrightboxNodeDriver.connectionCls, "conn_class", mock)
+    monkeypatch.setattr(BrightboxNodeDriver.connectionCls, "token", "test", raising=False)
+    monkeypatch.setattr(mock, "type", None)
+
+
+#: The recorded cloud of each example: its patch and a launch body it accepts.
+CLOUDS = {
+    **{name: (cloud.patch, cloud.launch) for name, cloud in RECORDED.items()},
+    GENERIC: (brightbox, {"ami": "img-wwgbm", "instance_type": "typ-4nssg"}),
+}
 
 
 def settings_of(example: str, monkeypatch) -> dict[str, str]:
@@ -69,11 +93,12 @@ def settings_of(example: str, monkeypatch) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(set(EXAMPLES) - {"dummy"}))
 def test_a_worked_configuration_launches_on_its_recorded_cloud(name, monkeypatch):
-    RECORDED[name].patch(monkeypatch)
+    patch, launch = CLOUDS[name]
+    patch(monkeypatch)
     app = make_app(**settings_of(EXAMPLES[name], monkeypatch))
     wire = record_wire(monkeypatch)
 
-    ids = app.put_json("/v1/launch", RECORDED[name].launch).json
+    ids = app.put_json("/v1/launch", launch).json
 
     sent = "\n".join(f"{method} {url} {body}" for method, url, body in wire)
     assert len(ids) == 1
