@@ -131,7 +131,7 @@ def test_configured_defaults_reach_the_wire(name, monkeypatch, wire):
         assert fragment in sent, (fragment, sent)
 
 
-def test_the_seeds_defaults_stay_on_the_dummy_wire_only_when_configured(monkeypatch):
+def test_no_ec2_default_reaches_the_dummy(monkeypatch):
     """The dummy takes no key pair, group or placement: a default the deployment sets does not
     apply there, and none reaches its create_node."""
     from launchprov.providers.libcloud.drivers import CloudlikeDummyNodeDriver
@@ -154,8 +154,10 @@ def test_the_seeds_defaults_stay_on_the_dummy_wire_only_when_configured(monkeypa
 
 
 def test_a_default_placement_the_catalog_lacks_stops_startup(monkeypatch):
-    with pytest.raises(ConfigurationError, match=r"launchprov\.defaults\.placement = 'mars-1a'"):
-        recorded_app("gce", monkeypatch, placement="mars-1a")
+    with pytest.raises(
+        ConfigurationError, match=r"launchprov\.defaults\.placement = 'europe-west9-z': .*catalog"
+    ):
+        recorded_app("gce", monkeypatch, placement="europe-west9-z")
 
 
 def test_a_default_placement_and_a_launch_kwargs_location_stop_startup(monkeypatch):
@@ -275,3 +277,23 @@ def test_a_gce_label_key_fits(key):
     assert _LABEL_KEY.match(label), label
     if len(key) <= 37:
         assert labels.decode_key(label) == key
+
+
+def test_a_placement_policy_needs_a_placement_when_the_cloud_would_choose(monkeypatch, wire):
+    cloud = RECORDED["openstack"]
+    cloud.patch(monkeypatch)
+    app = make_app(
+        **{
+            "launchprov.provider": "libcloud",
+            "launchprov.libcloud.driver": "openstack",
+            **cloud.settings,
+            "launchprov.policy.placements": "nova",
+        }
+    )
+    del wire[:]
+
+    response = app.put_json("/v1/launch", cloud.launch, status=403)
+
+    assert "placement" in response.json["message"]
+    assert not [request for request in wire if request[0] == "POST" and "servers" in request[1]]
+    app.put_json("/v1/launch", {**cloud.launch, "placement": "nova"}, status=200)
