@@ -11,12 +11,13 @@ import re
 
 import pytest
 
-from launchprov.providers.interface import Instance, InstanceQuery
+from launchprov.launching import honest
+from launchprov.providers.interface import OUTCOME_UNKNOWN, Instance, InstanceQuery, ProviderError
 from launchprov.providers.libcloud import labels
 from launchprov.providers.libcloud.instances import matches
 from launchprov.settings import ConfigurationError
 from tests.recorded import RECORDED, record_wire
-from tests.support import assert_error_body, make_app
+from tests.support import assert_error_body, launch_request, make_app
 
 #: EC2's defaults (the seed's): none may reach another cloud unless a deployment sets it.
 EC2_VALUES = re.compile(r"scalacity_dev1|us-east-1b|\bSSH\b")
@@ -297,3 +298,18 @@ def test_a_placement_policy_needs_a_placement_when_the_cloud_would_choose(monkey
     assert "placement" in response.json["message"]
     assert not [request for request in wire if request[0] == "POST" and "servers" in request[1]]
     app.put_json("/v1/launch", {**cloud.launch, "placement": "nova"}, status=200)
+
+
+@pytest.mark.parametrize(
+    ("placement", "named"),
+    [(None, None), ("nova", None), ("us-west-2a", "&region=us-west-2 ")],
+)
+def test_an_unknown_outcome_names_a_region_only_where_there_is_one(placement, named):
+    error = ProviderError("libcloud", "Timeout", "no answer", outcome=OUTCOME_UNKNOWN)
+
+    message = honest(error, launch_request(ami="13", instance_type="1", placement=placement), "r1")
+
+    assert "tag:launchprov:request-id=r1" in message.message
+    assert ("&region=" in message.message) is (named is not None)
+    if named:
+        assert named in message.message
