@@ -329,7 +329,12 @@ class InvalidPageToken(Exception):
 
 
 class IProvider(Interface):
-    """A cloud backend that launches instances."""
+    """A cloud backend that launches instances.
+
+    Optionally, ``cloud_defaults``: the cloud's own ``key_name``, ``security_groups`` and
+    ``placement``, used where ``launchprov.defaults.*`` leaves one unset (the EC2 adapters
+    declare the seed's). Without it, an unset default is not sent: the field is None.
+    """
 
     name = Attribute("Short name shown to callers in error bodies, e.g. 'ec2' or 'libcloud'.")
     instance_id_pattern = Attribute(
