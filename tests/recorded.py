@@ -76,6 +76,26 @@ class RecordedCloud:
     explicit: dict[str, Any]
 
 
+def record_wire(monkeypatch) -> list[tuple[str, str, str]]:
+    """Every request a recorded driver sends from now on: (method, URL, body), URL-decoded,
+    read where it lands (libcloud's MockHttp, which every recording's mock extends)."""
+    import urllib.parse
+
+    install_libcloud_test_secrets()
+    from libcloud.test import MockHttp
+
+    sent: list[tuple[str, str, str]] = []
+    original = MockHttp._get_request
+
+    def recording(self, method, url, body=None, headers=None):
+        text = body.decode() if isinstance(body, bytes) else str(body or "")
+        sent.append((method, urllib.parse.unquote_plus(url), text))
+        return original(self, method, url, body, headers)
+
+    monkeypatch.setattr(MockHttp, "_get_request", recording)
+    return sent
+
+
 # -- the recorded clouds ----------------------------------------------------------------------
 
 

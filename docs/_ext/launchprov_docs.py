@@ -105,14 +105,15 @@ def default_settings() -> dict[str, Any]:
     return _settings_module().load({}, environ={})
 
 
-def _defaults() -> dict[str, Any]:
-    """The ``launchprov.defaults.*`` values, keyed as ``Validators`` binds them."""
-    prefix = "launchprov.defaults."
-    return {
-        key[len(prefix) :]: value
-        for key, value in default_settings().items()
-        if key.startswith(prefix)
-    }
+def _defaults(kind: str = DEFAULT_PROVIDER) -> dict[str, Any]:
+    """The launch defaults of a deployment of ``kind`` with default settings, keyed as
+    ``Validators`` binds them: the seed's on EC2, none (the cloud's own) elsewhere."""
+    from launchprov.providers.ec2_common import SEED_DEFAULTS
+
+    ec2_ids = PROVIDER_KINDS[kind][2]
+    return _settings_module().launch_defaults(
+        default_settings(), SEED_DEFAULTS if ec2_ids else None
+    )
 
 
 def provider_stand_in(kind: str) -> types.SimpleNamespace:
@@ -146,7 +147,7 @@ def openapi_document(kind: str = DEFAULT_PROVIDER) -> dict[str, Any]:
 
     provider = provider_stand_in(kind)
     try:
-        document = build_document(Validators(_defaults(), provider), provider.name)
+        document = build_document(Validators(_defaults(kind), provider), provider.name)
         json.dumps(document)  # what the service does with it
     except Exception as exc:
         raise Unavailable(

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from zope.interface import Attribute, Interface
 
-from launchprov.placement import region_of
+from launchprov.placement import region_or_name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,8 +28,10 @@ class LaunchRequest:
     """A validated request to launch instances.
 
     Every field holds a value: the caller's, or the default. The deployment's defaults
-    (``key_name``, ``security_groups``, ``placement``: ``launchprov.defaults.*``) belong to the
-    settings, not to this contract, so those fields have none here and are given by keyword.
+    (``key_name``, ``security_groups``, ``placement``: ``launchprov.defaults.*``, else the
+    cloud's own: the seed's on EC2) belong to the settings and the cloud, not to this
+    contract, so those fields have none here and are given by keyword; None: nobody gave one,
+    the parameter is not sent and the cloud chooses.
     ``explicit`` names the fields the caller gave, so that an adapter can refuse a parameter it
     cannot honour when (and only when) the caller asked for it.
     """
@@ -38,10 +40,10 @@ class LaunchRequest:
     instance_type: str
     min_count: int = 1
     max_count: int = 1
-    key_name: str = dataclasses.field(kw_only=True)
-    security_groups: tuple[str, ...] = dataclasses.field(kw_only=True)
+    key_name: str | None = dataclasses.field(kw_only=True)
+    security_groups: tuple[str, ...] | None = dataclasses.field(kw_only=True)
     user_data: str | None = None
-    placement: str = dataclasses.field(kw_only=True)
+    placement: str | None = dataclasses.field(kw_only=True)
     placement_group: str | None = None
     instance_initiated_shutdown_behavior: str = "terminate"
     ebs_optimized: bool = False
@@ -75,12 +77,9 @@ class LaunchRequest:
 
         A placement that is not an availability-zone name (another cloud's location, such as
         ``eastus``, which only a provider with ``placement_is_zone`` false accepts) is its own
-        region.
+        region. Without a placement (the cloud chooses): "".
         """
-        try:
-            return region_of(self.placement)
-        except ValueError:
-            return self.placement
+        return region_or_name(self.placement)
 
     @property
     def zone(self) -> str | None:
@@ -335,7 +334,12 @@ class InvalidPageToken(Exception):
 
 
 class IProvider(Interface):
-    """A cloud backend that launches instances."""
+    """A cloud backend that launches instances.
+
+    Optionally, ``cloud_defaults``: the cloud's own ``key_name``, ``security_groups`` and
+    ``placement``, used where ``launchprov.defaults.*`` leaves one unset (the EC2 adapters
+    declare the seed's). Without it, an unset default is not sent: the field is None.
+    """
 
     name = Attribute("Short name shown to callers in error bodies, e.g. 'ec2' or 'libcloud'.")
     instance_id_pattern = Attribute(

@@ -156,7 +156,9 @@ def test_cloudstack_launches_running_vms(monkeypatch):
     original = driver.create_node
     monkeypatch.setattr(driver, "create_node", lambda **kw: sent.append(kw) or original(**kw))
 
-    provider.launch(launch_request(ami="576", instance_type="105"))
+    # No deployment default: what a plain launch on CloudStack carries.
+    unset = {"key_name": None, "security_groups": None, "placement": None}
+    provider.launch(launch_request(ami="576", instance_type="105", **unset))
 
     assert sent[0]["ex_start_vm"] is True  # libcloud's default, False, creates it stopped
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -207,11 +207,21 @@ def from_path(extra: Mapping[str, Any], key: str | None) -> Any:
     return value
 
 
-def matches(instance: Instance, query: InstanceQuery) -> bool:
-    """Whether an instance passes every filter of a query."""
+def _same(value: str) -> str:
+    return value
+
+
+def matches(
+    instance: Instance, query: InstanceQuery, canonical: Callable[[str], str] = _same
+) -> bool:
+    """Whether an instance passes every filter of a query; a tag value matches in its
+    ``canonical`` form, what the cloud reads back once it is written (GCE hashes some)."""
     return (
         (not query.ids or instance.id in query.ids)
         and (not query.states or instance.state in query.states)
-        and all(instance.tags.get(key) in values for key, values in query.tags.items())
+        and all(
+            instance.tags.get(key) in {canonical(value) for value in values}
+            for key, values in query.tags.items()
+        )
         and all(key in instance.tags for key in query.tag_keys)
     )

@@ -11,7 +11,9 @@ A profile says, in one place:
   must give;
 * how each launch parameter reaches ``create_node`` (:data:`Profile.parameters`): a parameter
   absent from the table cannot be honoured, and is refused with a 400 naming it when the caller
-  set it explicitly (a deployment default simply does not apply);
+  set it explicitly (a deployment default simply does not apply); a parameter that neither the
+  caller nor ``launchprov.defaults.*`` gives is not sent (:data:`Profile.cloud_defaults`: the
+  seed's on EC2 only);
 * create_node arguments that change behaviour, always sent (CloudStack's ``ex_start_vm``);
 * the driver method of each action (a driver without one answers 501);
 * where the driver keeps, on a node, what launchprov reads back (:class:`Reading`);
@@ -79,7 +81,9 @@ class LaunchContext:
         return self._lookup("size", self.request.instance_type, **scope)
 
     def key_pair(self):
-        """The KeyPair named ``key_name``, from the catalog."""
+        """The KeyPair named ``key_name``, from the catalog (None: no key_name)."""
+        if self.request.key_name is None:
+            return None
         return self._lookup("key pair", self.request.key_name)
 
     def location(self):
@@ -100,6 +104,9 @@ class Mapped:
     argument: str | None
     doc: str
     convert: Callable[[LaunchContext], Any] | None = None
+    #: The catalog kind the value is looked up in ("location"), or None: sent as given. A
+    #: deployment default of a looked-up parameter is looked up at startup.
+    catalog: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,11 +147,15 @@ class Reading:
     tags: str | None = None
     #: A tag key as the cloud keeps it -> as launchprov names it (GCE labels allow no ':').
     decode_key: Callable[[str], str] = _no_tag_codec
+    #: A tag value as the cloud keeps it -> as launchprov gave it, where it can be known.
+    decode_value: Callable[[str], str] = _no_tag_codec
+    #: A tag value -> what it reads back as once written (a lookup compares these).
+    canonical_value: Callable[[str], str] = _no_tag_codec
     #: The driver's node id -> launchprov's instance id (Azure's ids are resource paths).
     public_id: Callable[[str], str] = str
 
     def decode_tags(self, tags: dict[str, str]) -> dict[str, str]:
-        return {self.decode_key(key): value for key, value in tags.items()}
+        return {self.decode_key(key): self.decode_value(value) for key, value in tags.items()}
 
 
 #: What an error reply can mean to launchprov (:data:`ErrorReply.meaning`).
@@ -244,6 +255,10 @@ class Profile:
     locations: Callable[[NodeDriver], list] | None = None
     #: Read off the driver's class (:mod:`.generic`), not written for it.
     derived: bool = False
+
+    #: The cloud's own launch defaults, where launchprov.defaults.* leaves them unset (the
+    #: seed's on EC2). A parameter with none is not sent: the cloud's own default applies.
+    cloud_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def action_method(self, action: str) -> str:
         return self.actions.get(action, ACTION_METHODS[action])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
-from launchprov.providers.libcloud import generic
+from launchprov.providers.libcloud import generic, labels
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
 from launchprov.providers.libcloud.generic import GENERIC
 from launchprov.providers.libcloud.profile import (
@@ -37,6 +38,16 @@ from launchprov.providers.libcloud.profile import (
 # -- the profiles -----------------------------------------------------------------------------
 
 
+def _given(field: str, convert: Callable[[LaunchContext], Any]) -> Callable:
+    """``convert``, for a request whose ``field`` is set; None (not sent) otherwise: neither
+    the caller nor launchprov.defaults.* gave it, and the cloud's own default applies."""
+
+    def converted(context: LaunchContext):
+        return None if getattr(context.request, field) is None else convert(context)
+
+    return converted
+
+
 def _openstack_groups(context: LaunchContext):
     from libcloud.compute.drivers.openstack import OpenStackSecurityGroup
 
@@ -59,21 +70,9 @@ def _openstack_zones(driver) -> list:
 
 
 def _openstack_zone(context: LaunchContext) -> str | None:
-    """The availability zone of the placement; None (Nova's choice) for a default placement
-    that is no zone of this cloud."""
+    """The availability zone of the placement (one of Nova's, looked up); None: Nova's choice."""
     location = context.location()
     return None if location is None else location.name
-
-
-_GCE_PREFIX = ("launchprov:", "launchprov-")
-
-
-def _gce_label(key: str) -> str:
-    return _GCE_PREFIX[1] + key[len(_GCE_PREFIX[0]) :] if key.startswith(_GCE_PREFIX[0]) else key
-
-
-def _gce_tag(key: str) -> str:
-    return _GCE_PREFIX[0] + key[len(_GCE_PREFIX[1]) :] if key.startswith(_GCE_PREFIX[1]) else key
 
 
 def _azure_image(context: LaunchContext):
@@ -171,13 +170,20 @@ def _fault(body: Any) -> tuple[str | None, str | None]:
 
 
 _LOCATION = Mapped(
-    "location", "NodeLocation from the catalog, by id then name", lambda c: c.location()
+    "location",
+    "NodeLocation from the catalog, by id then name",
+    lambda c: c.location(),
+    catalog="location",
 )
 
 
 def _user_data(argument: str, doc: str = "user_data") -> Mapped:
     """user_data as given, to create_node's ``argument``."""
     return Mapped(argument, doc, lambda c: c.request.user_data)
+
+
+def _security_groups(context: LaunchContext) -> list[str]:
+    return list(context.request.security_groups)
 
 
 def _shipped(name: str, driver_class: str, **profile: Any) -> Profile:
@@ -238,13 +244,16 @@ PROFILES: dict[str, Profile] = {
             **COUNTS,
             "key_name": Mapped("ex_keyname", "key_name", lambda c: c.request.key_name),
             "security_groups": Mapped(
-                "ex_security_groups", "security_groups, by name", _openstack_groups
+                "ex_security_groups",
+                "security_groups, by name",
+                _given("security_groups", _openstack_groups),
             ),
             "user_data": _user_data("ex_userdata", "user_data, base64-encoded by libcloud"),
             "placement": Mapped(
                 "ex_availability_zone",
                 "availability_zone, one of Nova's available zones (os-availability-zone)",
                 _openstack_zone,
+                catalog="location",
             ),
             "tags": Mapped(
                 "ex_metadata", "server metadata, with launchprov's own", launch_tag_values
@@ -304,18 +313,18 @@ PROFILES: dict[str, Profile] = {
             "security_groups": Mapped(
                 "ex_tags",
                 "network tags, which firewall rules target",
-                lambda c: list(c.request.security_groups),
+                _given("security_groups", _security_groups),
             ),
             "user_data": Mapped(
                 "ex_metadata",
                 "instance metadata user-data (cloud-init)",
-                lambda c: {"user-data": c.request.user_data},
+                _given("user_data", lambda c: {"user-data": c.request.user_data}),
             ),
             "placement": _LOCATION,
             "tags": Mapped(
                 "ex_labels",
-                "labels (launchprov:* keys as launchprov-*), with launchprov's own",
-                lambda c: {_gce_label(k): v for k, v in launch_tag_values(c).items()},
+                "labels, with launchprov's own, written within GCE's rules (labels module)",
+                lambda c: labels.encode(launch_tag_values(c)),
             ),
             "client_token": TAG_LOOKUP_ONLY,
         },
@@ -324,7 +333,9 @@ PROFILES: dict[str, Profile] = {
             ami=("image",),
             placement=("zone.name", "zone"),
             tags="labels",
-            decode_key=_gce_tag,
+            decode_key=labels.decode_key,
+            decode_value=labels.decode_value,
+            canonical_value=labels.canonical,
         ),
         errors=(
             *(
@@ -408,7 +419,7 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_create_attr",
             "ssh_keys: the id of the key pair of that name (list_key_pairs)",
-            lambda c: {"ssh_keys": _key_pair_id(c)},
+            _given("key_name", lambda c: {"ssh_keys": _key_pair_id(c)}),
         ),
         user_data=_user_data("ex_user_data"),
         reading=Reading(
@@ -434,7 +445,7 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_ssh_key_ids",
             "the id of the key pair of that name (list_key_pairs)",
-            _key_pair_id,
+            _given("key_name", _key_pair_id),
         ),
         user_data=_user_data("ex_userdata"),
         reading=Reading(instance_type=("plan",), ami=("os_id",), placement=("location", "region")),
@@ -449,7 +460,7 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_authorized_keys",
             "the public key of the key pair of that name (list_key_pairs)",
-            _public_key,
+            _given("key_name", _public_key),
         ),
         user_data=_user_data("ex_userdata", "user_data (metadata service)"),
         reading=Reading(instance_type=("type",), ami=("image",), placement=("location", "region")),
@@ -473,7 +484,7 @@ PROFILES: dict[str, Profile] = {
             "security_groups": Mapped(
                 "ex_security_groups",
                 "securitygroupnames",
-                lambda c: list(c.request.security_groups),
+                _given("security_groups", _security_groups),
             ),
             "user_data": _user_data("ex_userdata", "userdata, base64-encoded by libcloud"),
             "placement": _LOCATION,

@@ -26,7 +26,12 @@ from zope.interface import implementer
 from launchprov.placement import region_of
 from launchprov.providers import paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
-from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
+from launchprov.providers.ec2_common import (
+    IMAGE_ID,
+    INSTANCE_ID,
+    default_zone,
+    split_security_groups,
+)
 from launchprov.providers.interface import (
     OUTCOME_NONE,
     OUTCOME_UNKNOWN,
@@ -51,7 +56,6 @@ from launchprov.providers.libcloud.errors import (
     NAME,
     PARTIAL_LAUNCH,
     launch_error,
-    not_in_catalog,
     provider_error,
 )
 from launchprov.providers.libcloud.instances import (
@@ -108,6 +112,8 @@ class LibcloudProvider:
         self.instance_id_pattern = INSTANCE_ID if self.is_ec2 else None
         #: Only EC2's placements are availability zones; other clouds name their locations.
         self.placement_is_zone = self.is_ec2
+        #: The defaults of launches where launchprov.defaults.* leaves them unset.
+        self.cloud_defaults = profile.cloud_defaults
         self.parameters = profile.parameters
         #: Whether the profile holds leases: tags at launch that launchprov reads back.
         self.can_tag = "expires_in" in profile.parameters
@@ -138,13 +144,17 @@ class LibcloudProvider:
         }
         if profile.calls == "ec2":
             regions = frozenset(construction.driver_class(profile, configured).list_regions())
-            startup_region = region_of(settings["launchprov.defaults.placement"])
+            zone = default_zone(settings)
+            startup_region = region_of(zone)
             if startup_region not in regions:
                 raise ConfigurationError(
-                    f"launchprov.defaults.placement = {settings['launchprov.defaults.placement']!r}"
+                    f"launchprov.defaults.placement = {zone!r}"
                     f": libcloud's EC2 driver does not know region {startup_region}"
                 )
-            _, ids = split_security_groups(settings["launchprov.defaults.security_groups"])
+            _, ids = split_security_groups(
+                settings["launchprov.defaults.security_groups"]
+                or profile.cloud_defaults["security_groups"]
+            )
             if ids:
                 raise ConfigurationError(
                     f"launchprov.defaults.security_groups: {', '.join(ids)}: libcloud's EC2 "
@@ -184,7 +194,32 @@ class LibcloudProvider:
         provider._launch_kwargs = construction.launch_kwargs(profile, driver, settings)
         if profile.derived:
             provider._listing = generic.listing(type(driver), provider._launch_kwargs)
+        if not provider.is_ec2:
+            provider._check_default_placement(driver, settings["launchprov.defaults.placement"])
         return provider
+
+    def _check_default_placement(self, driver: NodeDriver, placement: str | None) -> None:
+        """ConfigurationError naming launchprov.defaults.placement when the cloud's catalog
+        does not know it (where the profile looks placements up), or when launch_kwargs'
+        ``location`` says the same thing again."""
+        if placement is None:
+            return
+        key = f"launchprov.defaults.placement = {placement!r}"
+        if "location" in self._launch_kwargs:
+            raise ConfigurationError(
+                f"{key} and launchprov.libcloud.launch_kwargs' location both give the default "
+                "location: set one of them"
+            )
+        mapped = self.parameters.get("placement")
+        if mapped is None or mapped.catalog is None:
+            return  # sent as given (OpenStack's availability zone), or not at all
+        try:
+            self._lookup(driver, mapped.catalog, placement)
+        except ProviderError as exc:
+            raise ConfigurationError(
+                f"{key}: the {self.driver_name} driver's catalog does not have it "
+                f"({exc.code}: {exc.message})"
+            ) from None
 
     def driver(self, region: str | None) -> NodeDriver:
         """This thread's driver for ``region``, built on first use (or the shared one)."""
@@ -297,24 +332,26 @@ class LibcloudProvider:
         return self.catalog.listed(kind, driver, self._region, wanted, **scope)
 
     def _location(self, driver: NodeDriver, request: LaunchRequest):
-        """The NodeLocation of a launch: the caller's placement, else launch_kwargs'
-        ``location``, else the deployment's default placement where the cloud knows it.
+        """The NodeLocation of a launch: the caller's placement, else the deployment's default
+        (launchprov.defaults.placement, or launch_kwargs' ``location``).
 
-        None (the driver's own default) when nothing applies and create_node does not need one.
+        None (the driver's own default) when nothing applies and create_node does not need one;
+        UnsupportedParameters naming placement when it does.
         """
-        if "placement" in request.explicit:
-            return self._lookup(driver, "location", request.placement)
         configured = self._launch_kwargs.get("location")
-        if configured is not None:
+        if "placement" not in request.explicit and configured is not None:
             return self._lookup(driver, "location", str(configured))
-        try:
+        if request.placement is not None:
             return self._lookup(driver, "location", request.placement)
-        except ProviderError as exc:
-            if exc.code != "LocationNotFound" or self.profile.needs_location:
-                if exc.code == "LocationNotFound":
-                    raise not_in_catalog("location", request.placement, self.driver_name) from None
-                raise
-            return None
+        if self.profile.needs_location:
+            raise UnsupportedParameters(
+                NAME,
+                {
+                    "placement": f"the {self.driver_name} driver needs a location: give "
+                    "placement (or set launchprov.defaults.placement)"
+                },
+            )
+        return None
 
     def _launch_one_by_one(self, request: LaunchRequest) -> list[str]:
         driver = self.driver(self._region)
@@ -451,7 +488,8 @@ class LibcloudProvider:
 
         def fetch_all(token, page_size):  # one page: every node, in the driver's order
             instances = [self._instance(node) for node in self._nodes()]
-            return [instance for instance in instances if matches(instance, query)], None
+            canonical = self.profile.reading.canonical_value
+            return [i for i in instances if matches(i, query, canonical)], None
 
         return fetch_all
 
