@@ -53,7 +53,7 @@ ON_THE_WIRE = {
     "vultr": ['"region": "ewr"', '"sshkey_id": ["123"]'],
     "linode": ['"region": "us-west"', '"authorized_keys": ["ssh-rsa AAAA_valid_public_ssh_key'],
     "cloudstack": ["zoneid=1", "keypair=ops"],
-    GENERIC: ['"image": "img-wwgbm"', '"server_type": "typ-4nssg"'],
+    GENERIC: ['"image": "img-99q79"', '"server_type": "typ-4nssg"'],
 }
 
 
@@ -77,7 +77,7 @@ def brightbox(monkeypatch) -> None:
 #: The recorded cloud of each example: its patch and a launch body it accepts.
 CLOUDS = {
     **{name: (cloud.patch, cloud.launch) for name, cloud in RECORDED.items()},
-    GENERIC: (brightbox, {"ami": "img-wwgbm", "instance_type": "typ-4nssg"}),
+    GENERIC: (brightbox, {"ami": "img-99q79", "instance_type": "typ-4nssg"}),
 }
 
 
