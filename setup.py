@@ -33,6 +33,7 @@ tests_require = [
     "aiopenapi3>=0.8",
     "hypothesis>=6.100",
     "moto[server]>=5.0",
+    "mutmut>=3.8,<4",  # make mutate; tools/mutation.py reads its results (the 3.x layout)
     # A client generated from the served document drives the sandbox; openapi-core validates
     # what went over the wire against the document (tests/e2e/test_generated_client_e2e.py).
     "openapi-core>=0.19",
@@ -71,7 +72,9 @@ setup(
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Application",
     ],
     python_requires=">=3.11",
-    packages=find_packages(exclude=["tests", "tests.*", "benchmarks", "benchmarks.*", "docs*"]),
+    packages=find_packages(
+        exclude=["tests", "tests.*", "benchmarks", "benchmarks.*", "docs*", "tools", "tools.*"]
+    ),
     include_package_data=True,
     package_data={"launchprov": ["py.typed"]},
     zip_safe=False,

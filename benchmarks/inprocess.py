@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import contextlib
 import io
 import json
 import logging
@@ -30,7 +29,7 @@ from pyramid.request import Request
 
 import launchprov
 from benchmarks.processes import CHILD_ENV, LAUNCH_BODY, LAUNCH_HEADERS, REPO, auth_env
-from benchmarks.variants import reified_properties
+from benchmarks.variants import reified_properties, request_attributes, without_provider_metrics
 from launchprov.providers.ec2 import EC2Provider
 
 REPLY = {"Instances": [{"InstanceId": "i-0123456789abcdef0"}]}
@@ -109,41 +108,6 @@ def bare_pyramid_app():
     return config.make_wsgi_app()
 
 
-@contextlib.contextmanager
-def patched(module, name: str, value):
-    original = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
-
-
-def without_provider_metrics():
-    with patched(launchprov, "MeteredProvider", lambda provider, metrics: provider):
-        return launchprov_app()
-
-
-def identity_uncached():
-    """launchprov before R3: the caller worked out every time Pyramid asks for it.
-
-    Pyramid's ``request.identity`` is not cached: it asks the security policy every time, and
-    launchprov asks five times per launch. R3 put a RequestLocalCache in the policy; this
-    variant calls the policy's uncached lookup (``_caller``) directly again.
-    """
-    policy = launchprov.BearerTokenSecurityPolicy
-    lookup = getattr(policy, "_caller", None)
-    if lookup is None:
-        raise LookupError("launchprov's security policy has no _caller lookup to uncache")
-
-    class UncachedIdentityPolicy(policy):
-        def identity(self, request):
-            return lookup(self, request)
-
-    with patched(launchprov, "BearerTokenSecurityPolicy", UncachedIdentityPolicy):
-        return launchprov_app()
-
-
 class QuietAccessLog:
     """An app whose access-log lines are not emitted (logger launchprov.access at WARNING)."""
 
@@ -171,13 +135,12 @@ VARIANTS = {
         "launchprov with launchprov.auth.enabled = false",
         lambda: launchprov_app(**{"launchprov.auth.enabled": "false"}),
     ),
-    "identity_uncached": (
-        "launchprov before R3: the caller worked out each time it is asked (5 per launch)",
-        identity_uncached,
+    "no_provider_metrics": (
+        "launchprov without MeteredProvider",
+        lambda: without_provider_metrics(launchprov_app()),
     ),
-    "no_provider_metrics": ("launchprov without MeteredProvider", without_provider_metrics),
     "reified_properties": (
-        "launchprov before R2: provider/validators reified per request (add_request_method)",
+        "launchprov before R2: the request's attributes reified per request (add_request_method)",
         lambda: reified_properties(launchprov_app()),
     ),
     "bare_pyramid": ("a bare Pyramid view, no validation (the floor)", bare_pyramid_app),
@@ -232,10 +195,7 @@ def parts(app) -> dict[str, float]:
 
 def bound_validators(app):
     """The bound schemas launchprov hands its views as ``request.validators``."""
-    extensions = app.request_extensions
-    if extensions is not None and "validators" in extensions.descriptors:
-        return extensions.descriptors["validators"].wrapped(None)  # launchprov before R2
-    return app.request_factory.validators
+    return request_attributes(app)["validators"]
 
 
 def production_logging() -> None:
@@ -257,7 +217,7 @@ def measure(requests: int, rounds: int) -> dict:
             apps[name] = build()
             for _ in range(300):  # warm-up: caches, first-call imports
                 call(apps[name])
-        except Exception as exc:  # a variant that no longer applies is reported, not fatal
+        except Exception as exc:  # reported with the others; the exit status says so
             errors[name] = f"{type(exc).__name__}: {exc}"
             apps.pop(name, None)
     samples: dict[str, list[float]] = {name: [] for name in apps}
@@ -276,14 +236,17 @@ def measure(requests: int, rounds: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Print the JSON; exit status 1 when a variant could not be built (its error is in it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    json.dump(measure(args.requests, args.rounds), sys.stdout, indent=1)
+    result = measure(args.requests, args.rounds)
+    json.dump(result, sys.stdout, indent=1)
     sys.stdout.write("\n")
+    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -90,17 +90,27 @@ def accepts_connections(port: int) -> bool:
     return False
 
 
+class Broken(RuntimeError):
+    """A server that answers, but with a 500: waiting longer will not help."""
+
+
 def launch_once(port: int, timeout: float = 5.0) -> bool:
-    """One ``PUT /v1/launch`` on a fresh connection: True on a 200 holding an id."""
+    """One ``PUT /v1/launch`` on a fresh connection: True on a 200 holding an id.
+
+    Raises Broken on a 500 (the server is up, and its code fails).
+    """
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("PUT", "/v1/launch", LAUNCH_BODY, LAUNCH_HEADERS)
         response = connection.getresponse()
-        return response.status == 200 and response.read().startswith(b'["i-')
+        body = response.read()
     except OSError:
         return False
     finally:
         connection.close()
+    if response.status == 500:
+        raise Broken(f"PUT /v1/launch answered 500: {body[:300]!r}")
+    return response.status == 200 and body.startswith(b'["i-')
 
 
 def ec2_answers(port: int) -> bool:
@@ -111,7 +121,12 @@ def ec2_answers(port: int) -> bool:
             "POST",
             "/",
             b"Action=DescribeInstances&Version=2016-11-15",
-            {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+            {
+                "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+                # moto's server routes a request by the service of its credential scope.
+                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/"
+                "aws4_request, SignedHeaders=host, Signature=0",
+            },
         )
         response = connection.getresponse()
         response.read()
@@ -138,6 +153,8 @@ class Server:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_dir / f"{name}-{port}.log"
+        self.is_ready: Callable[[], bool] = lambda: accepts_connections(port)
+        self.startup = 0.0  # seconds from the start to the first good answer (Processes.ready)
         self._log = self.log_path.open("w")
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
@@ -165,7 +182,11 @@ class Server:
                 raise RuntimeError(
                     f"{self.name} exited with {self.process.returncode}:\n{self.output()}"
                 )
-            if check():
+            try:
+                ready = check()
+            except Broken as exc:
+                raise RuntimeError(f"{self.name}: {exc}\n{self.output()}") from None
+            if ready:
                 return time.perf_counter() - self.started
             time.sleep(0.005)  # polling interval; the check decides
         raise TimeoutError(f"{self.name} not ready after {deadline} s:\n{self.output()}")
@@ -276,19 +297,33 @@ class Processes:
         ready: Callable[[int], bool] | None = None,
         sections: dict[str, dict[str, str]] | None = None,
         fresh_app: bool = False,
+        wait: bool = True,
     ) -> Server:
         """``pserve`` on production.ini altered by ``app`` (see service_ini); ready when ``ready``.
 
         ``ready`` defaults to "a launch answers 200". Returns the server with ``startup``, the
-        seconds from process start to that first successful answer.
+        seconds from process start to that first successful answer. With ``wait=False`` it
+        returns at once: :meth:`ready` waits for servers started together.
         """
         port = free_port()
         ini = self.log_dir / f"{name}-{port}.ini"
         ini.write_text(service_ini(app, port, threads, sections, fresh_app))
         server = self.start(name, [str(BIN / "pserve"), str(ini)], port)
         check = ready or launch_once
-        server.startup = server.wait_until(lambda: accepts_connections(port) and check(port))
+        server.is_ready = lambda: accepts_connections(port) and check(port)
+        if wait:
+            self.ready(server)
         return server
+
+    @staticmethod
+    def ready(*servers: Server) -> tuple[Server, ...]:
+        """Wait until each of ``servers`` (from :meth:`pserve`) answers; set its ``startup``.
+
+        Servers started together start in parallel: a part that needs several waits once.
+        """
+        for server in servers:
+            server.startup = server.wait_until(server.is_ready)
+        return servers
 
     def launchprov(
         self,
@@ -297,25 +332,28 @@ class Processes:
         name: str = "launchprov",
         settings: dict[str, str] | None = None,
         sections: dict[str, dict[str, str]] | None = None,
+        wait: bool = True,
     ) -> Server:
         """launchprov as production runs it, its EC2 endpoint at ``endpoint``.
 
         ``settings`` replace or add to production.ini's [app:main] (a variant's provider),
-        ``sections`` alter its other sections (a variant's logging).
+        ``sections`` alter its other sections (a variant's logging); ``wait``: see pserve.
         """
         app = {"launchprov.ec2.endpoint_url": endpoint, **(settings or {})}
-        return self.pserve(name, app, threads, sections=sections)
+        return self.pserve(name, app, threads, sections=sections, wait=wait)
 
-    def reference(self, factory: str, threads: int, endpoint: str = "") -> Server:
+    def reference(
+        self, factory: str, threads: int, endpoint: str = "", wait: bool = True
+    ) -> Server:
         """A reference app of benchmarks.apps (``bare_json`` or ``bare_pyramid``) under pserve."""
         app = {
             "use": f"call:benchmarks.apps:{factory}",
             "endpoint_url": endpoint,
             "max_pool_connections": str(threads),  # as production.ini sizes launchprov's
         }
-        return self.pserve(factory, app, threads, fresh_app=True)
+        return self.pserve(factory, app, threads, fresh_app=True, wait=wait)
 
-    def launchprov_before(self, endpoint: str, threads: int) -> Server:
+    def launchprov_before(self, endpoint: str, threads: int, wait: bool = True) -> Server:
         """launchprov with the changes of benchmarks.variants undone, otherwise as production."""
         settings = {"use": "call:benchmarks.variants:launchprov_before"}
-        return self.launchprov(endpoint, threads, name="before", settings=settings)
+        return self.launchprov(endpoint, threads, name="before", settings=settings, wait=wait)

@@ -3,9 +3,12 @@
 It starts its own servers on 127.0.0.1 (the EC2 stand-in, moto, launchprov and the reference
 apps under pserve), measures the five figures of issue 6 and a few that explain them, and
 writes benchmarks/RESULTS.md and the PNG plots (and benchmarks/raw/: results.json, py-spy's
-stacks). Every child process
-is stopped at the end, also on error. ``--quick`` is a smoke run of about a minute whose
-figures are too noisy to judge by.
+stacks). Every child process is stopped at the end, also on error.
+
+``--quick`` runs every part with tiny counts (seconds a part; CI runs it: ``make bench QUICK=1``)
+and writes to benchmarks/raw/quick/ unless ``--output`` says otherwise: its figures prove that
+every part still runs, nothing more. Either way the exit status is 1 when a part failed: a
+crash, a failed launch, a variant that could not be built (the report is written first).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from benchmarks.processes import (
     rss_kib,
 )
 from benchmarks.slowcloud import bench_slowcloud
-from benchmarks.variants import NOT_APPLIED
 
 HERE = Path(__file__).resolve().parent
 #: Large artefacts of a run (results.json, py-spy's stacks), under the output directory: not
@@ -74,28 +76,39 @@ class Plan:
     burst_sizes: tuple[int, ...] = (1, 8, 16, 32, 64)
     burst_rounds: int = 5
     profile_seconds: float = 10.0  # 0: no profile
+    profile_warmup_seconds: float = 2.0
     inprocess_requests: int = 3000
     inprocess_rounds: int = 5
     slowcloud_seconds: float = 65.0  # two waves of the 25 s deadline; 0: skip
+    slowcloud_delay_ms: float = 30_000.0  # the backend's answer time (the issue's fault)
+    slowcloud_deadline: str = ""  # launchprov.request_deadline; empty: production.ini's 25 s
 
 
 FULL = Plan()
+#: Every part with tiny counts: does each still run? (CI); the slow cloud on a scaled clock.
 QUICK = Plan(
-    startup_runs=2,
-    memory_launches=3000,
-    overhead_steps=120,
-    overhead_reset_every=1000,
-    overhead_warmup=10,
+    startup_runs=1,
+    memory_launches=300,
+    memory_step=100,
+    overhead_steps=10,
+    overhead_reset_every=5,
+    overhead_warmup=2,
+    concurrencies=(1, 8),
     throughput_rounds=1,
-    throughput_seconds=1.0,
-    sensitivity_seconds=0.0,
-    burst_sizes=(1, 16, 32),
-    burst_rounds=2,
-    profile_seconds=0.0,
-    inprocess_requests=500,
-    inprocess_rounds=2,
-    slowcloud_seconds=35.0,
+    throughput_seconds=0.2,
+    sensitivity_seconds=0.3,
+    burst_sizes=(1, 16),
+    burst_rounds=1,
+    profile_seconds=1.0,
+    profile_warmup_seconds=0.3,
+    inprocess_requests=50,
+    inprocess_rounds=1,
+    slowcloud_seconds=3.0,
+    slowcloud_delay_ms=3000.0,
+    slowcloud_deadline="2",
 )
+#: Where --quick writes unless told otherwise: ignored by git (benchmarks/.gitignore).
+QUICK_OUTPUT = HERE / RAW / "quick"
 
 
 def production_threads() -> int:
@@ -170,10 +183,12 @@ def bench_startup(procs: Processes, plan: Plan, threads: int, standin: Server) -
 
 def bench_memory(procs: Processes, plan: Plan, threads: int, standin: Server) -> dict:
     """RSS of fresh processes every ``memory_step`` launches: launchprov, then as it was."""
-    result = memory_of(procs.launchprov(standin.url, threads, name="memory"), procs, plan)
-    result["launchprov_before"] = memory_of(
-        procs.launchprov_before(standin.url, threads), procs, plan
+    service, before = procs.ready(
+        procs.launchprov(standin.url, threads, name="memory", wait=False),
+        procs.launchprov_before(standin.url, threads, wait=False),
     )
+    result = memory_of(service, procs, plan)
+    result["launchprov_before"] = memory_of(before, procs, plan)
     return result
 
 
@@ -243,16 +258,18 @@ def reset_moto(moto: Server, client) -> None:
 
 def start_targets(procs: Processes, url: str, threads: int, name: str) -> dict[str, Server]:
     """launchprov (as built, before R1/R2, without its access log) and the references,
-    each a waitress process calling the EC2 endpoint at ``url``."""
-    return {
-        "launchprov": procs.launchprov(url, threads, name=name),
-        "launchprov_before": procs.launchprov_before(url, threads),
+    each a waitress process calling the EC2 endpoint at ``url``, started together."""
+    servers = {
+        "launchprov": procs.launchprov(url, threads, name=name, wait=False),
+        "launchprov_before": procs.launchprov_before(url, threads, wait=False),
         "launchprov_no_access_log": procs.launchprov(
-            url, threads, name="no-access-log", sections=QUIET_ACCESS_LOG
+            url, threads, name="no-access-log", sections=QUIET_ACCESS_LOG, wait=False
         ),
-        "bare_pyramid": procs.reference("bare_pyramid", threads, url),
-        "bare_wsgi_boto3": procs.reference("bare_wsgi_boto3", threads, url),
+        "bare_pyramid": procs.reference("bare_pyramid", threads, url, wait=False),
+        "bare_wsgi_boto3": procs.reference("bare_wsgi_boto3", threads, url, wait=False),
     }
+    procs.ready(*servers.values())
+    return servers
 
 
 def bench_overhead(procs: Processes, plan: Plan, threads: int) -> dict:
@@ -343,10 +360,9 @@ def compare_paired(through: list[float], direct: list[float], resamples: int = 2
 
 def bench_throughput(procs: Processes, plan: Plan, threads: int, standin: Server) -> dict:
     """Closed loops at each concurrency against every target, rounds interleaved."""
-    servers = {
-        **start_targets(procs, standin.url, threads, "throughput"),
-        "bare_json": procs.reference("bare_json", threads),
-    }
+    bare_json = procs.reference("bare_json", threads, wait=False)
+    servers = {**start_targets(procs, standin.url, threads, "throughput"), "bare_json": bare_json}
+    procs.ready(bare_json)
     client = direct_client(standin.url, pool=max(plan.concurrencies))
     factories = {name: http_launch(server.port) for name, server in servers.items()}
     factories["boto3"] = boto3_launch(client, run_instances_params)
@@ -377,11 +393,6 @@ def bench_throughput(procs: Processes, plan: Plan, threads: int, standin: Server
                 runs[name][concurrency].append(run)
                 cpu[name][concurrency].append(spent / len(run.latencies) * 1000)
     pool_warnings = count_pool_warnings(servers["launchprov"])
-    notes = [
-        line
-        for line in servers["launchprov_before"].output_all().splitlines()
-        if line.startswith(NOT_APPLIED)
-    ]
     for server in servers.values():
         procs.stop(server)
 
@@ -409,7 +420,6 @@ def bench_throughput(procs: Processes, plan: Plan, threads: int, standin: Server
         "latencies_ms_at": at,
         "latencies_ms": distributions,
         "pool_full_warnings": pool_warnings,
-        "variant_notes": notes,
     }
 
 
@@ -418,8 +428,10 @@ def bench_sensitivity(procs: Processes, plan: Plan, threads: int) -> dict | None
     if not plan.sensitivity_seconds:
         return None
     standin = procs.standin(kind="threading")
-    service = procs.launchprov(standin.url, threads, name="sensitivity")
-    bare = procs.reference("bare_pyramid", threads, standin.url)
+    service, bare = procs.ready(
+        procs.launchprov(standin.url, threads, name="sensitivity", wait=False),
+        procs.reference("bare_pyramid", threads, standin.url, wait=False),
+    )
     factories = {
         "launchprov": http_launch(service.port),
         "bare_pyramid": http_launch(bare.port),
@@ -446,13 +458,13 @@ def bench_concurrency(procs: Processes, plan: Plan, threads: int) -> dict:
     standin = procs.standin(DELAY_MS)
     results = {}
     warnings = {}
-    for name in ("launchprov", "launchprov_before", "bare_pyramid"):
-        if name == "launchprov":
-            server = procs.launchprov(standin.url, threads, name="concurrency")
-        elif name == "launchprov_before":
-            server = procs.launchprov_before(standin.url, threads)
-        else:
-            server = procs.reference("bare_pyramid", threads, standin.url)
+    servers = {
+        "launchprov": procs.launchprov(standin.url, threads, name="concurrency", wait=False),
+        "launchprov_before": procs.launchprov_before(standin.url, threads, wait=False),
+        "bare_pyramid": procs.reference("bare_pyramid", threads, standin.url, wait=False),
+    }
+    procs.ready(*servers.values())
+    for name, server in servers.items():
         rows = {}
         for size in plan.burst_sizes:
             walls, failed = burst(http_launch(server.port), size, plan.burst_rounds)
@@ -495,7 +507,7 @@ def bench_profile(
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
     service = procs.launchprov(standin.url, threads, name="profile")
     raw = raw_dir / "profile-launchprov.txt"
-    closed_loop(http_launch(service.port), 8, 2000, 2.0, warmup=3)  # warm
+    closed_loop(http_launch(service.port), 8, 2000, plan.profile_warmup_seconds, warmup=3)
     command = [
         py_spy,
         "record",
@@ -549,9 +561,61 @@ def bench_inprocess(plan: Plan) -> dict:
     completed = subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
     )
-    if completed.returncode != 0:
-        return {"skipped": f"benchmarks.inprocess failed:\n{completed.stderr[-2000:]}"}
-    return json.loads(completed.stdout)
+    try:  # exit status 1 with the JSON: a variant could not be built (failures() says so)
+        return json.loads(completed.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(
+            f"benchmarks.inprocess failed ({completed.returncode}):\n{completed.stderr[-2000:]}"
+        ) from None
+
+
+# -- what failed -------------------------------------------------------------------------------
+
+
+def failures(results: dict) -> list[str]:
+    """What went wrong in a run that finished: failed launches, variants not built, probes
+    not answered. Empty for a good run; the exit status is 1 otherwise."""
+    found = []
+
+    def failed(part: str, count: int, what: str = "launches failed") -> None:
+        if count:
+            found.append(f"{part}: {count} {what}")
+
+    memory = results["memory"]
+    failed("memory", memory["failures"])
+    failed("memory (before R1, R2)", memory["launchprov_before"]["failures"])
+    for name, by_concurrency in results["throughput"]["table"].items():
+        for concurrency, row in by_concurrency.items():
+            failed(f"throughput {name} x{concurrency}", row["failures"])
+    for name, rows in results["concurrency"]["results"].items():
+        for size, row in rows.items():
+            failed(f"concurrency {name} burst {size}", row["failures"])
+    for name, count in results["overhead"]["failures"].items():
+        failed(f"overhead {name}", count)
+    for name, error in results["inprocess"].get("errors", {}).items():
+        found.append(f"inprocess {name}: {error}")
+    if results.get("slowcloud"):
+        found += [f"slowcloud: {problem}" for problem in slowcloud_failures(results["slowcloud"])]
+    return found
+
+
+def slowcloud_failures(result: dict) -> list[str]:
+    """The slow cloud's promise: every probe answered 200 at once (/readyz: 200 or 503), every
+    launch answered (a 200, 408 or 503: never no answer, never a 500)."""
+    found = []
+    for path, row in result["summary"]["probes"].items():
+        allowed = {"200", "503"} if path == "/readyz" else {"200"}
+        wrong = {status: n for status, n in row["statuses"].items() if status not in allowed}
+        if not row["n"] or wrong:
+            found.append(f"{path} answered {row['statuses'] or 'nothing'}")
+    wrong = {
+        status: row["n"]
+        for status, row in result["summary"]["launches"].items()
+        if status not in {"200", "408", "503"}
+    }
+    if wrong:
+        found.append(f"launches answered {wrong} (0: no answer)")
+    return found
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -559,7 +623,9 @@ def bench_inprocess(plan: Plan) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="every part with tiny counts (CI: does it run?)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -567,10 +633,15 @@ def main(argv: list[str] | None = None) -> int:
         help="waitress threads of every server (default: production.ini's)",
     )
     parser.add_argument(
-        "--output", type=Path, default=HERE, help="where RESULTS.md and the PNGs go"
+        "--output",
+        type=Path,
+        help=f"where RESULTS.md and the PNGs go (default: {HERE.name}/, with --quick "
+        f"{QUICK_OUTPUT.relative_to(HERE.parent)}/)",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    args.output = args.output or (QUICK_OUTPUT if args.quick else HERE)
+    args.output.mkdir(parents=True, exist_ok=True)
     for key, value in CHILD_ENV.items():  # boto3 in the harness: fake credentials, no IMDS
         if key != "PYTHONPATH":
             os.environ[key] = value
@@ -586,9 +657,11 @@ def main(argv: list[str] | None = None) -> int:
     def part(name: str, function, *arguments):
         log(f"{name} ...")
         part_started = time.perf_counter()
+        cpu_before = sum(os.times()[:4])  # this process and its children (servers once stopped)
         results[name] = function(*arguments)
         results["durations_s"][name] = time.perf_counter() - part_started
-        log(f"{name} done in {results['durations_s'][name]:.0f} s")
+        cpu = sum(os.times()[:4]) - cpu_before
+        log(f"{name} done in {results['durations_s'][name]:.1f} s ({cpu:.1f} s of CPU)")
 
     with (
         tempfile.TemporaryDirectory(prefix="launchprov-bench-") as tmp,
@@ -604,7 +677,15 @@ def main(argv: list[str] | None = None) -> int:
         part("profile", bench_profile, procs, plan, args.threads, standin, args.output / RAW)
         part("inprocess", bench_inprocess, plan)
         if plan.slowcloud_seconds:
-            part("slowcloud", bench_slowcloud, procs, args.threads, plan.slowcloud_seconds)
+            part(
+                "slowcloud",
+                bench_slowcloud,
+                procs,
+                args.threads,
+                plan.slowcloud_seconds,
+                plan.slowcloud_delay_ms,
+                plan.slowcloud_deadline,
+            )
     results["total_s"] = time.perf_counter() - started
     results["environment"] = report.environment()
     raw_dir = args.output / RAW
@@ -612,7 +693,12 @@ def main(argv: list[str] | None = None) -> int:
     (raw_dir / "results.json").write_text(json.dumps(results) + "\n")
     report.write(results, args.output)
     log(f"wrote {args.output / 'RESULTS.md'} in {results['total_s']:.0f} s")
-    return 0
+    if "skipped" in (results["profile"] or {}):  # py-spy missing or not allowed to attach
+        log(f"note: profile skipped: {results['profile']['skipped']}")
+    problems = failures(results)
+    for problem in problems:
+        log(f"FAILED {problem}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

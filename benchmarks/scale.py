@@ -8,7 +8,9 @@
 
 Every server runs on 127.0.0.1 and is stopped at the end. The figures go into
 benchmarks/RESULTS.md between the ``scale`` markers (the rest of the file is left as it is) and
-into benchmarks/raw/scale.json.
+into benchmarks/raw/scale.json. ``--quick`` runs every part with tiny counts and writes to
+benchmarks/raw/quick/ unless ``--output`` says otherwise. The exit status is 1 when a request
+failed.
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = Plan(pollers=16, rounds=3, lone_requests=40, throughput_seconds=2.0, processes=(1, 3))
+#: Every part with tiny counts: does each still run? (CI, ``make bench-scale QUICK=1``)
+QUICK = Plan(pollers=8, rounds=2, lone_requests=20, throughput_seconds=0.5, processes=(2,))
+#: Where --quick writes unless told otherwise (as benchmarks.run --quick): ignored by git.
+QUICK_OUTPUT = HERE / "raw" / "quick"
 
 
 def log(message: str) -> None:
@@ -136,15 +141,29 @@ def batching(idle_ms: int) -> dict[str, str]:
     return {"launchprov.batch.idle_ms": str(idle_ms), "launchprov.policy.see": "all"}
 
 
+def services(procs: Processes, standin: Server, part: str) -> dict[str, Server]:
+    """launchprov with batching off and on (idle 10 ms), started together."""
+    started = {
+        name: procs.launchprov(
+            standin.url,
+            16,
+            name=f"{part}-{name}",
+            settings=batching(idle),
+            sections=QUIET,
+            wait=False,
+        )
+        for name, idle in (("off", 0), ("on", 10))
+    }
+    procs.ready(*started.values())
+    return started
+
+
 def bench_pollers(procs: Processes, plan: Plan) -> dict:
     """(a) DescribeInstances received with batching on (idle 10 ms) and off."""
     standin = procs.standin(delay_ms=EC2_DESCRIBE_MS)
     result = {"ec2_describe_ms": EC2_DESCRIBE_MS, "pollers": plan.pollers, "rounds": plan.rounds}
-    for name, idle in (("off", 0), ("on", 10)):
-        service = procs.launchprov(
-            standin.url, 16, name=f"pollers-{name}", settings=batching(idle), sections=QUIET
-        )
-        standin_calls(standin)  # forget the readiness launch
+    for name, service in services(procs, standin, "pollers").items():
+        standin_calls(standin)  # forget the readiness launches
         figures = poll(service.port, plan.pollers, plan.rounds)
         figures["describe_calls"] = standin_calls(standin).get("DescribeInstances", 0)
         result[name] = figures
@@ -159,10 +178,7 @@ def bench_lone(procs: Processes, plan: Plan) -> dict:
     """(b) One client, one request at a time: the median with batching on and off."""
     standin = procs.standin(delay_ms=0)
     result = {}
-    for name, idle in (("off", 0), ("on", 10)):
-        service = procs.launchprov(
-            standin.url, 16, name=f"lone-{name}", settings=batching(idle), sections=QUIET
-        )
+    for name, service in services(procs, standin, "lone").items():
         figures = poll(service.port, 1, plan.lone_requests)
         result[name] = figures
         log(f"(b) lone request, batching {name}: {figures}")
@@ -184,7 +200,18 @@ class HAProxy:
         env = haproxy_env(self.port, self.socket, servers, "200ms")
         argv = [binary, "-db", "-f", str(HAPROXY_CFG)]
         self.server = procs.start("haproxy", argv, self.port, env)
-        self.server.wait_until(lambda: accepts_connections(self.port))
+        self.server.wait_until(self.answers)
+
+    def answers(self) -> bool:
+        """Its port and its stats socket answer (HAProxy binds the port before it makes the
+        socket; and on a shared machine another process may hold the port for a moment)."""
+        if not accepts_connections(self.port):
+            return False
+        try:
+            self.statuses()
+        except OSError:
+            return False
+        return True
 
     def statuses(self) -> dict[str, str]:
         return server_statuses(self.socket)
@@ -214,10 +241,14 @@ def bench_haproxy(procs: Processes, plan: Plan, log_dir: Path) -> dict:
     standin = procs.standin(delay_ms=0)
     result = {"concurrency": plan.throughput_concurrency, "seconds": plan.throughput_seconds}
     for count in plan.processes:
-        services = [
-            procs.launchprov(standin.url, 16, name=f"haproxy-{count}-{n}", sections=QUIET)
-            for n in range(count)
-        ]
+        services = procs.ready(
+            *(
+                procs.launchprov(
+                    standin.url, 16, name=f"haproxy-{count}-{n}", sections=QUIET, wait=False
+                )
+                for n in range(count)
+            )
+        )
         # The servers of deploy/haproxy.cfg with no process are a port where nothing listens:
         # the health checks take them out before the measure starts.
         addresses = [f"127.0.0.1:{service.port}" for service in services]
@@ -343,17 +374,36 @@ def write_report(text: str, path: Path) -> None:
     path.write_text(current)
 
 
+def failures(results: dict) -> list[str]:
+    """Requests that failed in the parts of this run (the exit status is 1 when there are)."""
+    found = []
+    for part in ("pollers", "lone", "haproxy"):
+        for name, row in (results.get(part) or {}).items():
+            if isinstance(row, dict) and row.get("failures"):
+                found.append(f"{part} {name}: {row['failures']} requests failed")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: noisy figures")
+    parser.add_argument(
+        "--quick", action="store_true", help="every part with tiny counts (CI: does it run?)"
+    )
     parser.add_argument(
         "--only", choices=("pollers", "lone", "haproxy"), action="append", help="run only these"
     )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"where RESULTS.md goes (default: {HERE.name}/, with --quick "
+        f"{QUICK_OUTPUT.relative_to(HERE.parent)}/)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    output = args.output or (QUICK_OUTPUT if args.quick else HERE)
     chosen = args.only or ["pollers", "lone", "haproxy"]
-    raw = HERE / "raw"
-    raw.mkdir(exist_ok=True)
+    raw = output / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
     previous = raw / "scale.json"
     results = json.loads(previous.read_text()) if previous.exists() else {}
     results["load_average"] = os.getloadavg()
@@ -365,9 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         if "haproxy" in chosen:
             results["haproxy"] = bench_haproxy(procs, plan, Path(logs))
     previous.write_text(json.dumps(results, indent=1))
-    write_report(report(results), HERE / "RESULTS.md")
-    log("wrote benchmarks/RESULTS.md")
-    return 0
+    write_report(report(results), output / "RESULTS.md")
+    log(f"wrote {output / 'RESULTS.md'}")
+    problems = failures({part: results.get(part) for part in chosen})
+    for problem in problems:
+        log(f"FAILED {problem}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

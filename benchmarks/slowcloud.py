@@ -63,25 +63,33 @@ def _healthy(port: int) -> bool:
     return accepts_connections(port) and _request(port, "GET", "/healthz")[0] == 200
 
 
-def slow_standin(procs: Processes) -> Server:
-    """The stand-in, answering every call after DELAY_MS; ready when it accepts connections."""
+def slow_standin(procs: Processes, delay_ms: float = DELAY_MS) -> Server:
+    """The stand-in, answering every call after ``delay_ms``; ready when it accepts connections."""
     port = free_port()
     argv = [sys.executable, "-m", "benchmarks.standin", "--port", str(port)]
-    argv += ["--delay-ms", str(DELAY_MS)]
+    argv += ["--delay-ms", str(delay_ms)]
     server = procs.start("standin-slow", argv, port)
     server.wait_until(lambda: accepts_connections(port))
     return server
 
 
-def bench_slowcloud(procs: Processes, threads: int, seconds: float) -> dict:
-    """Probes and launches over time against the slow stand-in; see the module's doc."""
-    standin = slow_standin(procs)
-    service = procs.pserve(
-        "launchprov-slowcloud",
-        {"launchprov.ec2.endpoint_url": standin.url},
-        threads,
-        ready=_healthy,
-    )
+def bench_slowcloud(
+    procs: Processes,
+    threads: int,
+    seconds: float,
+    delay_ms: float = DELAY_MS,
+    deadline: str = "",
+) -> dict:
+    """Probes and launches over time against the slow stand-in; see the module's doc.
+
+    ``delay_ms`` and ``deadline`` (launchprov.request_deadline; empty: production.ini's) scale
+    the scenario's clock down for a quick run.
+    """
+    standin = slow_standin(procs, delay_ms)
+    app = {"launchprov.ec2.endpoint_url": standin.url}
+    if deadline:
+        app["launchprov.request_deadline"] = deadline
+    service = procs.pserve("launchprov-slowcloud", app, threads, ready=_healthy)
     port = service.port
     origin = time.perf_counter()
     stop_at = origin + seconds
@@ -120,7 +128,8 @@ def bench_slowcloud(procs: Processes, threads: int, seconds: float) -> dict:
         "seconds": seconds,
         "threads": threads,
         "callers": CALLERS,
-        "delay_ms": DELAY_MS,
+        "delay_ms": delay_ms,
+        "request_deadline_s": float(deadline) if deadline else None,
         "probes": probes,
         "launches": launches,
         "summary": summarise(probes, launches),
@@ -160,7 +169,8 @@ def section(result: dict) -> list[str]:
     """The RESULTS.md section of the scenario."""
     summary = result["summary"]
     lines = [
-        "## Slow cloud: probes and launches while the backend answers after 30 s",
+        f"## Slow cloud: probes and launches while the backend answers after "
+        f"{result['delay_ms'] / 1000:g} s",
         "",
         f"{result['callers']} callers launching in loops for {result['seconds']:g} s against a "
         f"stand-in that answers every call after {result['delay_ms'] / 1000:g} s; launchprov "

@@ -62,7 +62,8 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
     count_waitress_queue_depth(metrics.waitress_queue_depth_seen)
     threads = bulkhead.server_threads(global_config)
     slots = bulkhead.concurrency(launchprov_settings["launchprov.provider_concurrency"], threads)
-    metered = MeteredProvider(create_provider(launchprov_settings), metrics)
+    adapter = create_provider(launchprov_settings)
+    metered = MeteredProvider(adapter, metrics)
     provider = GuardedProvider(
         metered,
         Bulkhead(slots, launchprov_settings["launchprov.provider_queue_timeout"]),
@@ -73,7 +74,9 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         ).inc(),
     )
     metrics.watch(provider.bulkhead)
-    validators = Validators(launch_defaults(launchprov_settings), provider)
+    # The deployment's defaults, else the cloud's own (the seed's on EC2, none elsewhere).
+    defaults = launch_defaults(launchprov_settings, getattr(adapter, "cloud_defaults", None))
+    validators = Validators(defaults, provider)
     policy = Policy.from_settings(launchprov_settings)
     ownership = Ownership(policy, auth_enabled, metrics)
     capacity = Capacity(

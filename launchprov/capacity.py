@@ -91,7 +91,9 @@ class CapacityExhausted(ProviderError):
             f"{len(attempts) - asked} known to be out and not asked); "
             f"retry in {self.retry_after} s"
         )
-        super().__init__(provider, EXHAUSTED_CODE, message, retryable=True)
+        super().__init__(
+            provider, EXHAUSTED_CODE, message, retryable=True, retry_after=self.retry_after
+        )
 
     def describe(self, attempt: Attempt) -> str:
         instance_type, where = attempt.offering

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -123,7 +124,11 @@ def _provider_failure(exc: ProviderError, request) -> Answer:
     }
     headers = {}
     if exc.retryable:
-        headers["Retry-After"] = str(request.registry.launchprov_settings["launchprov.retry_after"])
+        # The provider's own Retry-After where it gave one, never shortened.
+        retry_after = request.registry.launchprov_settings["launchprov.retry_after"]
+        if exc.retry_after is not None:
+            retry_after = max(retry_after, math.ceil(exc.retry_after))
+        headers["Retry-After"] = str(retry_after)
     message = f"the {exc.provider} provider failed: {exc.code}"
     if exc.outcome == OUTCOME_UNKNOWN:
         message += "; the launch may have started instances (see provider.message)"
@@ -227,8 +232,10 @@ def error_view(exc, request):
     )
 
 
-def method_not_allowed_view(request):
+def method_not_allowed_view(context, request):
     """Fallback for a known path asked with a method it does not serve."""
+    # (context, request), not (request): Pyramid reads a view's arity, and mutmut's wrapper of
+    # a function (make mutate) takes any arguments.
     allowed = ", ".join(ROUTES[request.matched_route.name].methods)
     raise HTTPMethodNotAllowed(
         detail=f"{request.method} is not allowed on {request.path}; use {allowed}",

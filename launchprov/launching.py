@@ -29,6 +29,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from launchprov.placement import is_zone
 from launchprov.providers.interface import (
     BEYOND_SEED,
     OUTCOME_UNKNOWN,
@@ -208,6 +209,14 @@ def launched(
     return Launched(answer_order(ids), alternative)
 
 
+def _region_parameter(request: LaunchRequest) -> str:
+    """``&region=`` and the launch's region where it is an EC2 region; off EC2 the instance
+    routes take none (another cloud's location is not a region)."""
+    if request.placement is None or not is_zone(request.placement):
+        return ""
+    return f"&region={request.region}"
+
+
 def honest(error: ProviderError, request: LaunchRequest, request_id: str) -> ProviderError:
     """The failure of a launch as the caller must see it.
 
@@ -228,7 +237,8 @@ def honest(error: ProviderError, request: LaunchRequest, request_id: str) -> Pro
         message = (
             f"{error.message}. The launch may have started instances: do not retry blindly; "
             f"find them with GET /v1/instances?tag:{REQUEST_ID_TAG}={request_id}"
-            f"&region={request.region} (next time, send a client_token: a retry with it is "
+            f"{_region_parameter(request)} (next time, send a "
+            "client_token: a retry with it is "
             "safe)"
         )
         retryable = False

@@ -121,9 +121,13 @@ def json_schema(node: colander.SchemaNode) -> dict[str, Any]:
     if setting is not None:
         # In words, not as "default": a client generated from this document would send this
         # deployment's value to every other.
-        value = _jsonable(missing)
+        value = _jsonable(missing) if missing != "" else None
         shown = ", ".join(value) if isinstance(value, list) else value
-        if node.name == "region":
+        if value is None and node.name == "region":
+            words = f"the provider's own region ({setting} is not set here)"
+        elif value is None:
+            words = f"none is sent and the cloud chooses ({setting} is not set here)"
+        elif node.name == "region":
             words = f"the region of the deployment's {setting} (here {shown})"
         else:
             words = f"the deployment's {setting} (here {shown})"

@@ -24,3 +24,14 @@ def region_of(zone: str) -> str:
     if match is None:
         raise ValueError(f"not an availability-zone name: {zone!r}")
     return match.group("region")
+
+
+def region_or_name(placement: str | None) -> str:
+    """The region of a placement: an availability zone's EC2 region, another cloud's location
+    name itself (``eastus`` is its own region), and "" for no placement (the cloud chooses)."""
+    if placement is None:
+        return ""
+    try:
+        return region_of(placement)
+    except ValueError:
+        return placement

@@ -116,6 +116,12 @@ class Policy:
             value = getattr(request, parameter)
             if value is not None:
                 self._check_glob(caller, parameter, value, parameter)
+        setting, placements = self.rule(caller, "placements")
+        if placements and request.placement is None:
+            # No placement and no default: the cloud would choose, unchecked.
+            raise PolicyViolation(
+                setting, "placement", None, "give a placement: " + " ".join(placements)
+            )
         setting, tokens = self.rule(caller, "metadata_tokens")
         if tokens == "required" and request.metadata_tokens != "required":
             raise PolicyViolation(setting, "metadata_tokens", request.metadata_tokens, "required")

@@ -26,7 +26,7 @@ import colander
 
 from launchprov.exceptions import InvalidParameters, detail
 from launchprov.params import Params
-from launchprov.placement import REGION_PATTERN, ZONE_PATTERN, region_of
+from launchprov.placement import REGION_PATTERN, ZONE_PATTERN, region_of, region_or_name
 from launchprov.providers.interface import (
     BEYOND_SEED,
     METADATA_TOKENS,
@@ -712,7 +712,7 @@ _region_node = colander.SchemaNode(
     StrictString(),
     name="region",
     validator=_region,
-    missing=colander.deferred(lambda node, kw: region_of(kw["defaults"]["placement"])),
+    missing=colander.deferred(lambda node, kw: region_or_name(kw["defaults"]["placement"])),
     deployment_default="launchprov.defaults.placement",
 )
 

@@ -16,8 +16,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from launchprov.placement import is_zone
-
 PREFIX = "launchprov."
 ENV_PREFIX = "LAUNCHPROV_"
 #: The variables of the client and the command line (launchprov.client): where the service is
@@ -95,11 +93,9 @@ def non_empty_word_list(value: str) -> tuple[str, ...]:
     return words
 
 
-def zone(value: str) -> str:
-    value = value.strip()
-    if not is_zone(value):
-        raise ValueError("expected an availability-zone name such as us-east-1b")
-    return value
+def optional_word_list(value: str) -> tuple[str, ...] | None:
+    """Words as :func:`word_list`; None when there are none."""
+    return word_list(value) or None
 
 
 def one_of(*choices: str) -> Callable[[str], str]:
@@ -390,22 +386,27 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "launchprov.defaults.key_name",
-        "scalacity_dev1",
-        text,
-        "key_name used when a launch request does not give one.",
+        "",
+        optional_text,
+        "key_name used when a launch request does not give one. Empty: the cloud's own "
+        "default (on EC2, the seed's scalacity_dev1; elsewhere none is sent).",
     ),
     Setting(
         "launchprov.defaults.security_groups",
-        "SSH",
-        non_empty_word_list,
+        "",
+        optional_word_list,
         "security_groups used when a launch request does not give them (names or sg- ids, "
-        "separated by spaces or commas).",
+        "separated by spaces or commas). Empty: the cloud's own default (on EC2, the seed's "
+        "SSH; elsewhere none is sent).",
     ),
     Setting(
         "launchprov.defaults.placement",
-        "us-east-1b",
-        zone,
-        "placement (availability zone) used when a launch request does not give one.",
+        "",
+        optional_text,
+        "placement used when a launch request does not give one: on EC2 an availability "
+        "zone, on another cloud its own zone or location name (checked against the cloud's "
+        "catalog at startup). Empty: the cloud's own default (on EC2, the seed's us-east-1b; "
+        "elsewhere none is sent and the cloud chooses).",
     ),
     Setting(
         "launchprov.defaults.metadata_tokens",
@@ -647,13 +648,26 @@ PATTERNED_SETTINGS: tuple[PatternedSetting, ...] = (
 DEFAULTS_PREFIX = f"{PREFIX}defaults."
 
 
-def launch_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The deployment's launch defaults, by parameter name: every ``launchprov.defaults.*``."""
-    return {
+#: The deployment defaults that fall back on the cloud's own when unset (None).
+CLOUD_DEFAULTED = ("key_name", "security_groups", "placement")
+
+
+def launch_defaults(
+    settings: Mapping[str, Any], cloud: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The deployment's launch defaults, by parameter name: every ``launchprov.defaults.*``,
+    the unset ones (None) replaced by the cloud's own (``cloud``: a provider's
+    ``cloud_defaults``, the seed's on EC2). None left: the parameter is not sent at all."""
+    cloud = cloud or {}
+    defaults = {
         key[len(DEFAULTS_PREFIX) :]: value
         for key, value in settings.items()
         if key.startswith(DEFAULTS_PREFIX)
     }
+    for name in CLOUD_DEFAULTED:
+        if defaults.get(name) is None:
+            defaults[name] = cloud.get(name)
+    return defaults
 
 
 def _bad_value(setting: Setting, source: str, value: str, exc: ValueError) -> str:

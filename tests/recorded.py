@@ -7,17 +7,21 @@ call needs, launchprov adds one in ``tests/fixtures/libcloud/<driver>/``, shaped
 driver's real API, served by a subclass of the driver's MockHttp:
 
 * ``gce/zones_us_central1_a_instances_node_name_start.json``: starting the recorded node
-  ``node-name`` (GCE answers an operation, as libcloud records for ``stopped-node``); a create
-  in ``europe-west1-a`` answers as the recorded create in ``us-central1-a``;
+  ``node-name`` (GCE answers an operation, as libcloud records for ``stopped-node``);
+* ``gce/zones_europe_west1_a_instances_post.json``: creating a node in europe-west1-a, the
+  zone's node of the recorded aggregated list (libcloud records only a failed insert there);
 * ``azure_arm/..._test_node_1_{restart,deallocate,start}.json``: Azure's 202 Accepted with no
   body (and a 404 for the VM once it is deleted, which destroy_node polls for); West US's
   sizes are the recorded East US ones;
 * ``digitalocean/create_node.json``: the API's 202 with the new droplet (libcloud records no
   successful create for DigitalOcean v2);
+* ``openstack/os_availability_zone.json``: Nova's availability zones (``nova`` and ``testaz``
+  available, ``az-down`` not), which libcloud records none of;
 * ``cloudstack/listZones.json``: the recorded zone (Sydney) and a second one (Melbourne).
 
-:class:`Wire` records what a driver's connection sends, as the cloud receives it, and can make
-the cloud refuse a request: the conformance matrix checks each cell of the driver matrix there.
+:class:`Traffic` records what every driver's connection sends, as the cloud receives it, and
+can make the cloud refuse a request: the conformance matrix checks each cell of the driver
+matrix there.
 """
 
 from __future__ import annotations
@@ -86,6 +90,9 @@ class RecordedCloud:
     on_the_wire: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: How the requests of the actions name the known node (its id, or its name).
     node_on_the_wire: str | None = None
+    #: parameter -> the node name a launch giving it must create (the recording answers for
+    #: that node only).
+    node_names: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 # -- the wire ---------------------------------------------------------------------------------
@@ -123,7 +130,7 @@ class Sent:
         return self.method == method and re.search(pattern, where) is not None
 
 
-class Wire:
+class Traffic:
     """Every request the drivers' connections send, in order: for a recorded cloud what
     reaches its MockHttp, for a real endpoint (moto's server) what goes out.
 
@@ -134,7 +141,7 @@ class Wire:
         self.sent: list[Sent] = []
         self._refusals: list[tuple[str, str, tuple[int, str], int, int | None]] = []
 
-    def install(self, monkeypatch) -> Wire:
+    def install(self, monkeypatch) -> Traffic:
         from libcloud.http import LibcloudConnection
         from libcloud.test import MockHttp
 
@@ -191,6 +198,26 @@ class Wire:
         return None
 
 
+def record_wire(monkeypatch) -> list[tuple[str, str, str]]:
+    """Every request a recorded driver sends from now on: (method, URL, body), URL-decoded,
+    read where it lands (libcloud's MockHttp, which every recording's mock extends)."""
+    import urllib.parse
+
+    install_libcloud_test_secrets()
+    from libcloud.test import MockHttp
+
+    sent: list[tuple[str, str, str]] = []
+    original = MockHttp._get_request
+
+    def recording(self, method, url, body=None, headers=None):
+        text = body.decode() if isinstance(body, bytes) else str(body or "")
+        sent.append((method, urllib.parse.unquote_plus(url), text))
+        return original(self, method, url, body, headers)
+
+    monkeypatch.setattr(MockHttp, "_get_request", recording)
+    return sent
+
+
 # -- the recorded clouds ----------------------------------------------------------------------
 
 
@@ -213,7 +240,12 @@ def openstack(monkeypatch) -> None:
     from libcloud.compute.drivers.openstack import OpenStack_1_1_NodeDriver
 
     recorded = libcloud_test_module("test_openstack")
-    _mock(monkeypatch, OpenStack_1_1_NodeDriver, recorded.OpenStack_2_0_MockHttp)
+    mock = type(
+        "LaunchprovOpenStackMockHttp",
+        (recorded.OpenStack_2_0_MockHttp,),
+        {"_v2_1337_os_availability_zone": _reply("openstack", "os_availability_zone.json")},
+    )
+    _mock(monkeypatch, OpenStack_1_1_NodeDriver, mock)
     monkeypatch.setattr(
         OpenStack_1_1_NodeDriver.connectionCls, "auth_url", "https://auth.api.example.com"
     )
@@ -237,28 +269,48 @@ def _reply(driver: str, name: str, status: int = 200):
     return answer
 
 
+#: A node of the recorded aggregated list outside the driver's datacenter (us-central1-a).
+GCE_EUROPE_NODE = "libcloud-demo-europe-persist-node"
+
+
+def _gce_europe_node(self, method, url, body, headers):
+    """GCE_EUROPE_NODE as its zone's URL answers: the instance of the recorded aggregated list
+    for a GET, and for a DELETE the operation libcloud records for deleting node-name."""
+    import json
+
+    if method == "DELETE":
+        return self._zones_us_central1_a_instances_node_name(method, url, body, headers)
+    listed = json.loads(self.fixtures.load("aggregated_instances.json"))
+    zone = listed["items"]["zones/europe-west1-a"]["instances"]
+    node = next(instance for instance in zone if instance["name"] == GCE_EUROPE_NODE)
+    return (200, json.dumps(node), self.json_hdr, "OK")
+
+
+def _gce_europe_insert(self, method, url, body, headers):
+    """europe-west1-a's instances: a POST creates GCE_EUROPE_NODE (launchprov's added reply,
+    an insert operation done), a GET lists as recorded."""
+    if method == "POST":
+        return _reply("gce", "zones_europe_west1_a_instances_post.json")(
+            self, method, url, body, headers
+        )
+    return type(self).__mro__[1]._zones_europe_west1_a_instances(self, method, url, body, headers)
+
+
 def _gce_mock():
     recorded = libcloud_test_module("test_gce")
-    mock = recorded.GCEMockHttp
-
-    def europe_instances(self, method, url, body, headers):
-        # A create in europe-west1-a (whose recorded create fails: the node exists) answers
-        # as the recorded create in us-central1-a: its operation, then the node lcnode-000.
-        if method == "POST":
-            return mock._zones_us_central1_a_instances(self, method, url, body, headers)
-        return mock._zones_europe_west1_a_instances(self, method, url, body, headers)
-
     return type(
         "LaunchprovGCEMockHttp",
-        (mock,),
+        (recorded.GCEMockHttp,),
         {
             # Starting the recorded node-name: GCE's reply is an operation, as for stopped-node.
             "_zones_us_central1_a_instances_node_name_start": _reply(
                 "gce", "zones_us_central1_a_instances_node_name_start.json"
             ),
-            "_zones_europe_west1_a_instances": europe_instances,
-            "_zones_europe_west1_a_instances_lcnode_000": (
-                mock._zones_us_central1_a_instances_lcnode_000
+            "_zones_europe_west1_a_instances_libcloud_demo_europe_persist_node": _gce_europe_node,
+            # Creating it: libcloud records only a failed insert in europe-west1-a.
+            "_zones_europe_west1_a_instances": _gce_europe_insert,
+            "_zones_europe_west1_a_operations_operation_launchprov_europe_insert": _reply(
+                "gce", "zones_europe_west1_a_instances_post.json"
             ),
         },
     )
@@ -505,6 +557,7 @@ RECORDED: dict[str, RecordedCloud] = {
             "client_token": {"launchprov-client-token": "matrix-token-1"},
         },
         node_on_the_wire="node-name",
+        node_names={"placement": GCE_EUROPE_NODE},
     ),
     "azure_arm": RecordedCloud(
         driver="azure_arm",
@@ -607,5 +660,496 @@ RECORDED: dict[str, RecordedCloud] = {
         launch={"ami": "576", "instance_type": "105"},
         explicit={"placement": "Melbourne", "fallback": [{"instance_type": "70"}]},
         on_the_wire={"placement": "2"},  # its zone id
+    ),
+}
+
+
+# -- the clouds' error replies ----------------------------------------------------------------
+#
+# libcloud records few error replies, and none of capacity or throttling. These are shaped as
+# each cloud's API documents them (the source is beside each); :func:`wire` serves them in place
+# of the recorded reply of the request they answer.
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudFault:
+    """An error reply of a cloud: what MockHttp answers (status, body, headers)."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: True: it answers the first request after the create (the cloud's operation or job that
+    #: the driver polls), not the create itself.
+    after_create: bool = False
+
+    def answer(self) -> tuple:
+        import http.client
+
+        text = self.body if isinstance(self.body, str) else _json(self.body)
+        headers = {"content-type": "application/json", **self.headers}
+        return (self.status, text, headers, http.client.responses.get(self.status, "Error"))
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateCall:
+    """A cloud's create request on the wire, and the size it asks for."""
+
+    method: str
+    #: A fragment of the create request's URL (of its path, or CloudStack's command).
+    marks: str
+    #: (url, body) -> the size (flavor, machine type, plan, ...) the request asks for.
+    size: Callable[[str, str], str]
+
+    def matches(self, method: str, url: str) -> bool:
+        return method == self.method and self.marks in url
+
+
+def _body_at(*path: str) -> Callable[[str, str], str]:
+    def size(url: str, body: str) -> str:
+        import json
+
+        value: Any = json.loads(body)
+        for key in path:
+            value = value[key]
+        return str(value).rstrip("/").rpartition("/")[2]
+
+    return size
+
+
+def _query(name: str) -> Callable[[str, str], str]:
+    def size(url: str, body: str) -> str:
+        from urllib.parse import parse_qs, urlparse
+
+        return parse_qs(urlparse(url).query)[name][0]
+
+    return size
+
+
+#: Each recorded cloud's create request.
+CREATE_CALLS: dict[str, CreateCall] = {
+    "openstack": CreateCall("POST", "/servers", _body_at("server", "flavorRef")),
+    "gce": CreateCall("POST", "/zones/us-central1-a/instances", _body_at("machineType")),
+    "azure_arm": CreateCall(
+        "PUT",
+        "/virtualMachines/test-node-1?",
+        _body_at("properties", "hardwareProfile", "vmSize"),
+    ),
+    "digitalocean": CreateCall("POST", "/v2/droplets", _body_at("size")),
+    "vultr": CreateCall("POST", "/v2/instances", _body_at("plan")),
+    "linode": CreateCall("POST", "/v4/linode/instances", _body_at("type")),
+    "cloudstack": CreateCall("GET", "command=deployVirtualMachine", _query("serviceofferingid")),
+}
+
+#: A size each recorded catalog knows besides its launch's: a fallback alternative.
+OTHER_SIZES = {
+    "openstack": "3",
+    "gce": "g1-small",
+    "azure_arm": "Standard_A2",
+    "digitalocean": "1gb",
+    "vultr": "vc2-1c-2gb",
+    "linode": "g6-standard-1",
+    "cloudstack": "70",
+}
+
+_RETRY_AFTER = {"Retry-After": "7"}
+
+#: Each cloud's reply when the offering is out of capacity.
+CAPACITY_FAULTS: dict[str, CloudFault] = {
+    # Nova's fault body (api-ref "Faults": {"<fault name>": {"code", "message"}}) with
+    # NoValidHost's message, which nova gives the server's fault with code 500.
+    "openstack": CloudFault(
+        500,
+        {
+            "computeFault": {
+                "code": 500,
+                "message": "No valid host was found. There are not enough hosts available.",
+            }
+        },
+    ),
+    # GCE's insert operation, done with an error (compute#operation: status DONE, error.errors
+    # [{code, message}], httpErrorStatusCode): the reply to the driver's poll of the operation.
+    "gce": CloudFault(
+        200,
+        {
+            "kind": "compute#operation",
+            "id": "3681664092089171723",
+            "name": "operation-zones_us-central1-a_instances_post",
+            "zone": "https://www.googleapis.com/compute/v1/projects/project_name/zones/us-central1-a",
+            "operationType": "insert",
+            "targetLink": "https://www.googleapis.com/compute/v1/projects/project_name/zones/"
+            "us-central1-a/instances/lcnode-000",
+            "status": "DONE",
+            "progress": 100,
+            "httpErrorStatusCode": 503,
+            "httpErrorMessage": "SERVICE UNAVAILABLE",
+            "error": {
+                "errors": [
+                    {
+                        "code": "ZONE_RESOURCE_POOL_EXHAUSTED",
+                        "message": "The zone 'projects/project_name/zones/us-central1-a' does "
+                        "not have enough resources available to fulfill the request.  Try a "
+                        "different zone, or try again later.",
+                    }
+                ]
+            },
+            "selfLink": "https://www.googleapis.com/compute/v1/projects/project_name/zones/"
+            "us-central1-a/operations/operation-zones_us-central1-a_instances_post",
+        },
+        after_create=True,
+    ),
+    # Azure Resource Manager's error body ({"error": {"code", "message"}}), 409 Conflict, with
+    # the message of "Resolve errors for SKU not available".
+    "azure_arm": CloudFault(
+        409,
+        {
+            "error": {
+                "code": "SkuNotAvailable",
+                "message": "The requested size for resource '/subscriptions/99999999-9999-9999-"
+                "9999-999999999999/resourceGroups/000000/providers/Microsoft.Compute/"
+                "virtualMachines/test-node-1' is currently not available in location 'eastus' "
+                "zones '' for subscription '99999999-9999-9999-9999-999999999999'. Please try "
+                "another size or deploy to a different location or zones. See "
+                "https://aka.ms/azureskunotavailable for details.",
+            }
+        },
+    ),
+    # DigitalOcean API v2's error body ({"id", "message", "request_id"}), 422.
+    "digitalocean": CloudFault(
+        422,
+        {
+            "id": "unprocessable_entity",
+            "message": "Size is not available in this region.",
+            "request_id": "4d9d8375-3c56-4925-a3e7-eb137fed17e9",
+        },
+    ),
+    # CloudStack's queryAsyncJobResult of a failed deployVirtualMachine (jobstatus 2,
+    # jobresultcode 530, jobresult {errorcode 533 INSUFFICIENT_CAPACITY_ERROR, errortext}).
+    "cloudstack": CloudFault(
+        200,
+        {
+            "queryasyncjobresultresponse": {
+                "accountid": "02c9bf08-6f36-44b1-a57f-df0708f90de4",
+                "userid": "6ef2b921-4ecf-4651-8188-f9868db73e0d",
+                "cmd": "org.apache.cloudstack.api.command.user.vm.DeployVMCmd",
+                "jobstatus": 2,
+                "jobprocstatus": 0,
+                "jobresultcode": 530,
+                "jobresulttype": "object",
+                "jobresult": {
+                    "errorcode": 533,
+                    "errortext": "Unable to create a deployment for VM[User|i-2-26-VM]",
+                },
+                "jobid": "17164",
+            }
+        },
+        after_create=True,
+    ),
+}
+
+#: Each cloud's reply when it throttles the caller.
+THROTTLING_FAULTS: dict[str, CloudFault] = {
+    # Nova's rate limits (the limits middleware): 413 overLimit, Retry-After.
+    "openstack": CloudFault(
+        413,
+        {
+            "overLimit": {
+                "code": 413,
+                "message": "This request was rate-limited.",
+                "retryAfter": "7",
+                "details": "Only 10 POST request(s) can be made to * every minute.",
+            }
+        },
+        _RETRY_AFTER,
+    ),
+    # Google APIs' error body (error.errors[{domain, reason, message}], code, message).
+    "gce": CloudFault(
+        429,
+        {
+            "error": {
+                "errors": [
+                    {
+                        "domain": "usageLimits",
+                        "reason": "rateLimitExceeded",
+                        "message": "Rate Limit Exceeded",
+                    }
+                ],
+                "code": 429,
+                "message": "Rate Limit Exceeded",
+            }
+        },
+        _RETRY_AFTER,
+    ),
+    # "Throttling Resource Manager requests": 429, Retry-After.
+    "azure_arm": CloudFault(
+        429,
+        {
+            "error": {
+                "code": "TooManyRequests",
+                "message": "The request is being throttled as the limit has been reached for "
+                "operation type - Write_1Min.",
+            }
+        },
+        _RETRY_AFTER,
+    ),
+    "digitalocean": CloudFault(
+        429,
+        {"id": "too_many_requests", "message": "API Rate limit exceeded."},
+        _RETRY_AFTER,
+    ),
+    # Vultr API v2's error body ({"error", "status"}).
+    "vultr": CloudFault(429, {"error": "Rate limit reached", "status": 429}, _RETRY_AFTER),
+    # Linode API v4's error body ({"errors": [{"reason"}]}).
+    "linode": CloudFault(429, {"errors": [{"reason": "Too Many Requests"}]}, _RETRY_AFTER),
+    # CloudStack's api.throttling: 429, errorcode 429, no Retry-After.
+    "cloudstack": CloudFault(
+        429,
+        {
+            "deployvirtualmachineresponse": {
+                "uuidList": [],
+                "errorcode": 429,
+                "errortext": "There are too many api calls. Please try again later.",
+            }
+        },
+    ),
+}
+
+#: Each cloud's reply when it refuses the credentials (where its driver does not say so).
+AUTHENTICATION_FAULTS: dict[str, CloudFault] = {
+    "vultr": CloudFault(401, {"error": "Invalid API token.", "status": 401}),  # Vultr API v2: 401
+    "gce": CloudFault(
+        401,
+        {
+            "error": {
+                "errors": [
+                    {
+                        "domain": "global",
+                        "reason": "authError",
+                        "message": "Invalid Credentials",
+                        "locationType": "header",
+                        "location": "Authorization",
+                    }
+                ],
+                "code": 401,
+                "message": "Invalid Credentials",
+            }
+        },
+    ),
+    "azure_arm": CloudFault(
+        401,
+        {
+            "error": {
+                "code": "InvalidAuthenticationToken",
+                "message": "The access token is invalid.",
+            }
+        },
+    ),
+}
+
+
+def wire(monkeypatch, driver: str) -> Wire:
+    """What the recorded ``driver`` is sent, and faults to answer in place of its recordings.
+
+    Call after ``RECORDED[driver].patch(monkeypatch)``.
+    """
+    from launchprov.providers.libcloud.profiles import PROFILES
+
+    connection = PROFILES[driver].driver_class().connectionCls
+    seen = Wire(CREATE_CALLS[driver])
+    recorded = connection.conn_class
+
+    class Wired(recorded):
+        def _get_request(self, method, url, body=None, headers=None):
+            return seen.answer(
+                method,
+                url,
+                body,
+                lambda: super(Wired, self)._get_request(method, url, body, headers),
+            )
+
+    monkeypatch.setattr(connection, "conn_class", Wired)
+    return seen
+
+
+class Wire:
+    """The requests a recorded cloud was sent (method, url, body), and faults to inject."""
+
+    def __init__(self, create: CreateCall):
+        self.create = create
+        self.sent: list[tuple[str, str, str]] = []
+        #: [when(method, url, after_create), reply, kept]: a reply not kept is used once.
+        self._faults: list[tuple[Callable[[str, str, bool], bool], Callable[[], tuple], bool]] = []
+        self._after_create = False
+
+    def fail_create(self, fault: CloudFault) -> None:
+        """Answer the next create (or the request after it) with ``fault``."""
+        if fault.after_create:
+            self._faults.append((lambda method, url, after: after, fault.answer, False))
+        else:
+            matches = self.create.matches
+            self._faults.append(
+                (lambda method, url, after: matches(method, url), fault.answer, False)
+            )
+
+    def replace(self, when: Callable[[str, str], bool], reply: Callable[[], tuple]) -> None:
+        """Answer every request ``when(method, url)`` holds for with ``reply()``."""
+        self._faults.append((lambda method, url, after: when(method, url), reply, True))
+
+    def answer(self, method, url, body, recorded) -> tuple:
+        text = body.decode() if isinstance(body, bytes) else body or ""
+        self.sent.append((method, url, text))
+        after_create, self._after_create = self._after_create, self.create.matches(method, url)
+        for index, (when, reply, kept) in enumerate(self._faults):
+            if when(method, url, after_create):
+                if not kept:
+                    del self._faults[index]
+                return reply()
+        return recorded()
+
+    def created_sizes(self) -> list[str]:
+        """The size each create request on the wire asked for, in order."""
+        return [
+            self.create.size(url, body)
+            for method, url, body in self.sent
+            if self.create.matches(method, url)
+        ]
+
+
+# -- drivers served by the generic profile ------------------------------------------------------
+
+
+def _scaleway_mock():
+    """libcloud's Scaleway recordings routed by what a call sends: a POST to /servers is the
+    recorded create, a POST to the recorded server's action is a power-on or a terminate."""
+    import http.client
+
+    recorded = libcloud_test_module("test_scaleway").ScalewayMockHttp
+
+    class LaunchprovScalewayMockHttp(recorded):
+        def _servers(self, method, url, body, headers):
+            if method == "POST":
+                return super()._servers_POST(method, url, body, headers)
+            return super()._servers(method, url, body, headers)
+
+        def _servers_741db378_action(self, method, url, body, headers):
+            return (http.client.NO_CONTENT, "", {}, "No Content")
+
+    return LaunchprovScalewayMockHttp
+
+
+def _upcloud_mock():
+    """libcloud's UpCloud recordings, with a server that stops when asked and is gone once
+    deleted (destroy_node stops the server, polls its state, then deletes it)."""
+    import http.client
+    import json
+
+    recorded = libcloud_test_module("test_upcloud").UpcloudMockHttp
+    server = "00f8c525-7e62-4108-8115-3958df5b43dc"
+    path = "_1_2_server_" + server.replace("-", "_")
+
+    class LaunchprovUpcloudMockHttp(recorded):
+        stopped: set[str] = set()
+        deleted: set[str] = set()
+
+        def _1_2_server(self, method, url, body, headers):
+            status, text, head, reason = super()._1_2_server(method, url, body, headers)
+            if method == "GET":
+                listed = json.loads(text)
+                listed["servers"]["server"] = [
+                    s for s in listed["servers"]["server"] if s["uuid"] not in self.deleted
+                ]
+                text = json.dumps(listed)
+            return status, text, head, reason
+
+        def _server(self, method, url, body, headers):
+            if method == "DELETE":
+                self.deleted.add(server)
+                return (http.client.NO_CONTENT, "", {}, "No Content")
+            if server in self.deleted:
+                return (http.client.NOT_FOUND, '{"error": {}}', {}, "Not Found")
+            status, text, head, reason = getattr(recorded, path)(self, method, url, body, headers)
+            reply = json.loads(text)
+            if server in self.stopped:
+                reply["server"]["state"] = "stopped"
+            return status, json.dumps(reply), head, reason
+
+        def _stop(self, method, url, body, headers):
+            self.stopped.add(server)
+            return self._server("GET", url, None, headers)
+
+    setattr(LaunchprovUpcloudMockHttp, path, LaunchprovUpcloudMockHttp._server)
+    setattr(LaunchprovUpcloudMockHttp, path + "_stop", LaunchprovUpcloudMockHttp._stop)
+    return LaunchprovUpcloudMockHttp
+
+
+def _generic_patch(driver: str, mock: Callable[[], type]):
+    def patch(monkeypatch) -> None:
+        from libcloud.compute.providers import get_driver
+
+        _mock(monkeypatch, get_driver(driver), mock())
+
+    return patch
+
+
+@dataclasses.dataclass
+class GenericCloud:
+    """A driver without a profile of its own, on libcloud's recorded replies."""
+
+    driver: str
+    #: launchprov.* settings besides provider and driver.
+    settings: dict[str, str]
+    patch: Callable[[Any], None]
+    #: A launch body the recording accepts, and the id its create answers.
+    launch: dict[str, Any]
+    launched_id: str
+    #: The recorded node list_nodes answers, its launchprov state, and destroy's request
+    #: (method, path) for it.
+    known_id: str
+    known_state: str
+    destroy: tuple[str, str]
+
+
+#: Drivers the generic profile serves, on libcloud's recordings (the matrix covers profiles).
+GENERIC_RECORDED: dict[str, GenericCloud] = {
+    "scaleway": GenericCloud(
+        driver="scaleway",
+        settings={"launchprov.libcloud.key": "access_key", "launchprov.libcloud.secret": "token"},
+        patch=_generic_patch("scaleway", _scaleway_mock),
+        launch={"ami": "12345", "instance_type": "X64-120GB"},
+        launched_id="741db378",
+        known_id="741db378",
+        known_state="running",
+        destroy=("POST", "/servers/741db378/action"),
+    ),
+    "upcloud": GenericCloud(
+        driver="upcloud",
+        settings={
+            "launchprov.libcloud.key": "user",
+            "launchprov.libcloud.secret": "secret",
+            "launchprov.libcloud.launch_kwargs": _json({"location": "fi-hel1"}),
+        },
+        patch=_generic_patch("upcloud", _upcloud_mock),
+        launch={"ami": "01000000-0000-4000-8000-000030060200", "instance_type": "1xCPU-1GB"},
+        launched_id="00814aac-240f-4f08-9139-9697c9ffc0b7",
+        known_id="00f8c525-7e62-4108-8115-3958df5b43dc",
+        known_state="running",
+        destroy=("DELETE", "/1.2/server/00f8c525-7e62-4108-8115-3958df5b43dc"),
+    ),
+    "equinixmetal": GenericCloud(
+        driver="equinixmetal",
+        settings={
+            "launchprov.libcloud.key": "foo",
+            "launchprov.libcloud.launch_kwargs": _json(
+                {"location": "Dallas", "ex_project_id": "project-id"}
+            ),
+        },
+        patch=_generic_patch(
+            "equinixmetal",
+            lambda: libcloud_test_module("test_equinixmetal").EquinixMetalMockHttp,
+        ),
+        launch={"ami": "ubuntu_14_04", "instance_type": "baremetal_1"},
+        launched_id="9f7eafab-6f6b-4ae4-988d-c2a686367791",
+        known_id="1e52437e-bbbb-cccc-dddd-74a9dfd3d3bb",
+        known_state="running",
+        destroy=("DELETE", "/metal/v1/devices/1e52437e-bbbb-cccc-dddd-74a9dfd3d3bb"),
     ),
 }

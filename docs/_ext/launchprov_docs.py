@@ -105,14 +105,15 @@ def default_settings() -> dict[str, Any]:
     return _settings_module().load({}, environ={})
 
 
-def _defaults() -> dict[str, Any]:
-    """The ``launchprov.defaults.*`` values, keyed as ``Validators`` binds them."""
-    prefix = "launchprov.defaults."
-    return {
-        key[len(prefix) :]: value
-        for key, value in default_settings().items()
-        if key.startswith(prefix)
-    }
+def _defaults(kind: str = DEFAULT_PROVIDER) -> dict[str, Any]:
+    """The launch defaults of a deployment of ``kind`` with default settings, keyed as
+    ``Validators`` binds them: the seed's on EC2, none (the cloud's own) elsewhere."""
+    from launchprov.providers.ec2_common import SEED_DEFAULTS
+
+    ec2_ids = PROVIDER_KINDS[kind][2]
+    return _settings_module().launch_defaults(
+        default_settings(), SEED_DEFAULTS if ec2_ids else None
+    )
 
 
 def provider_stand_in(kind: str) -> types.SimpleNamespace:
@@ -146,7 +147,7 @@ def openapi_document(kind: str = DEFAULT_PROVIDER) -> dict[str, Any]:
 
     provider = provider_stand_in(kind)
     try:
-        document = build_document(Validators(_defaults(), provider), provider.name)
+        document = build_document(Validators(_defaults(kind), provider), provider.name)
         json.dumps(document)  # what the service does with it
     except Exception as exc:
         raise Unavailable(
@@ -1380,6 +1381,71 @@ class ProviderCodesDirective(LaunchprovDirective):
         ]
 
 
+class CloudErrorsDirective(LaunchprovDirective):
+    """Each libcloud profile's error table: which of its cloud's error replies mean out of
+    capacity, throttled, credentials refused or not found, and the code each becomes."""
+
+    def render(self):
+        from launchprov.providers.libcloud.errors import MEANING_CODES
+        from launchprov.providers.libcloud.profile import COMMON_ERRORS
+        from launchprov.providers.libcloud.profiles import GENERIC, PROFILES
+
+        def reply(rule) -> list[Inline]:
+            parts: list[Inline] = []
+            if rule.status is not None:
+                statuses = (
+                    sorted(rule.status) if isinstance(rule.status, frozenset) else [rule.status]
+                )
+                parts += ["HTTP ", *joined((str(status) for status in statuses), " or ")]
+            if rule.code is not None:
+                parts += [", " if parts else "", "code ", lit(rule.code)]
+            if rule.text is not None:
+                parts += [", " if parts else "", "message matching ", lit(rule.text)]
+            return parts
+
+        def row(driver: Cell, rule) -> list[Cell]:
+            code, retryable = MEANING_CODES[rule.meaning]
+            return [
+                driver,
+                reply(rule),
+                rule.meaning,
+                lit(code),
+                "yes" if retryable else "no",
+                rule.source,
+            ]
+
+        rows = [
+            row(lit(name), rule)
+            for name, profile in {**PROFILES, "generic": GENERIC}.items()
+            for rule in profile.errors
+        ]
+        rows += [row("every driver, after its own", rule) for rule in COMMON_ERRORS]
+        return [
+            table(
+                ["Driver", "Reply", "Meaning", "Code", "retryable", "Shape from"],
+                rows,
+                [12, 30, 12, 18, 8, 20],
+            ),
+            para(
+                [
+                    "Any other error reply keeps the cloud's own code where it gives one "
+                    "(Azure's and DigitalOcean's codes, nova's fault name, CloudStack's "
+                    "errorcode), else ",
+                    lit("HTTP<status>"),
+                    ", retryable when the status is 500 or more. A retryable 408 carries the "
+                    "cloud's own ",
+                    lit("Retry-After"),
+                    " when it gave a longer one than launchprov's. Nothing is launched when the "
+                    "cloud answered a create with an error (",
+                    lit("outcome"),
+                    " ",
+                    lit("none"),
+                    ").",
+                ]
+            ),
+        ]
+
+
 # -- operations ---------------------------------------------------------------------------------
 
 
@@ -1738,6 +1804,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
         ("launchprov-state-map", StateMapDirective),
         ("launchprov-actions", ActionsDirective),
         ("launchprov-provider-codes", ProviderCodesDirective),
+        ("launchprov-libcloud-errors", CloudErrorsDirective),
         ("launchprov-metrics", MetricsDirective),
         ("launchprov-log-fields", LogFieldsDirective),
         ("launchprov-ini", IniDirective),

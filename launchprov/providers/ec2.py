@@ -38,7 +38,9 @@ from launchprov.providers.ec2_common import (
     IMAGE_ID,
     INSTANCE_ID,
     ONE_INSTANCE_CODES,
+    SEED_DEFAULTS,
     classified,
+    default_zone,
     is_retryable,
     launch_tags,
     page_size,
@@ -261,6 +263,8 @@ class EC2Provider:
     image_id_pattern = IMAGE_ID
     instance_id_pattern = INSTANCE_ID
     can_tag = True
+    #: The defaults of launches on EC2 where launchprov.defaults.* leaves them unset.
+    cloud_defaults = SEED_DEFAULTS
 
     def __init__(
         self,
@@ -286,7 +290,7 @@ class EC2Provider:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> EC2Provider:
-        default_region = region_of(settings["launchprov.defaults.placement"])
+        default_region = region_of(default_zone(settings))
         if settings["launchprov.ec2.sandbox"]:
             if settings["launchprov.ec2.endpoint_url"]:
                 raise ConfigurationError(
@@ -296,8 +300,9 @@ class EC2Provider:
 
             start_sandbox(
                 region=default_region,
-                key_name=settings["launchprov.defaults.key_name"],
-                security_groups=settings["launchprov.defaults.security_groups"],
+                key_name=settings["launchprov.defaults.key_name"] or SEED_DEFAULTS["key_name"],
+                security_groups=settings["launchprov.defaults.security_groups"]
+                or SEED_DEFAULTS["security_groups"],
             )
         config = Config(
             connect_timeout=settings["launchprov.ec2.connect_timeout"],

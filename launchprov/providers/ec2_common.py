@@ -7,7 +7,10 @@ state", the DescribeInstances filters and page sizes, and the tags a launch appl
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
+from launchprov.placement import is_zone
 from launchprov.providers.interface import (
     IdempotencyConflict,
     InstanceNotFound,
@@ -15,6 +18,28 @@ from launchprov.providers.interface import (
     InvalidState,
     LaunchRequest,
 )
+from launchprov.settings import ConfigurationError
+
+#: EC2's own launch defaults: the seed's (its table names them). They apply on EC2 only, the
+#: boto3 adapter and libcloud's EC2 profile, where launchprov.defaults.* leaves them unset.
+SEED_DEFAULTS: Mapping[str, Any] = {
+    "key_name": "scalacity_dev1",
+    "security_groups": ("SSH",),
+    "placement": "us-east-1b",
+}
+
+
+def default_zone(settings: Mapping[str, Any]) -> str:
+    """The default placement of an EC2 deployment: launchprov.defaults.placement, else the
+    seed's. ConfigurationError naming the setting when it is not an availability zone."""
+    placement = settings["launchprov.defaults.placement"] or SEED_DEFAULTS["placement"]
+    if not is_zone(placement):
+        raise ConfigurationError(
+            f"launchprov.defaults.placement = {placement!r}: expected an availability-zone "
+            "name such as us-east-1b (the provider is EC2)"
+        )
+    return placement
+
 
 #: What an EC2 AMI id looks like: ``ami-`` and 8 or 17 hex digits.
 IMAGE_ID = re.compile(r"\Aami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")

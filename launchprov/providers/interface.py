@@ -11,7 +11,7 @@ from datetime import datetime
 
 from zope.interface import Attribute, Interface
 
-from launchprov.placement import region_of
+from launchprov.placement import region_or_name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,8 +28,10 @@ class LaunchRequest:
     """A validated request to launch instances.
 
     Every field holds a value: the caller's, or the default. The deployment's defaults
-    (``key_name``, ``security_groups``, ``placement``: ``launchprov.defaults.*``) belong to the
-    settings, not to this contract, so those fields have none here and are given by keyword.
+    (``key_name``, ``security_groups``, ``placement``: ``launchprov.defaults.*``, else the
+    cloud's own: the seed's on EC2) belong to the settings and the cloud, not to this
+    contract, so those fields have none here and are given by keyword; None: nobody gave one,
+    the parameter is not sent and the cloud chooses.
     ``explicit`` names the fields the caller gave, so that an adapter can refuse a parameter it
     cannot honour when (and only when) the caller asked for it.
     """
@@ -38,10 +40,10 @@ class LaunchRequest:
     instance_type: str
     min_count: int = 1
     max_count: int = 1
-    key_name: str = dataclasses.field(kw_only=True)
-    security_groups: tuple[str, ...] = dataclasses.field(kw_only=True)
+    key_name: str | None = dataclasses.field(kw_only=True)
+    security_groups: tuple[str, ...] | None = dataclasses.field(kw_only=True)
     user_data: str | None = None
-    placement: str = dataclasses.field(kw_only=True)
+    placement: str | None = dataclasses.field(kw_only=True)
     placement_group: str | None = None
     instance_initiated_shutdown_behavior: str = "terminate"
     ebs_optimized: bool = False
@@ -75,12 +77,9 @@ class LaunchRequest:
 
         A placement that is not an availability-zone name (another cloud's location, such as
         ``eastus``, which only a provider with ``placement_is_zone`` false accepts) is its own
-        region.
+        region. Without a placement (the cloud chooses): "".
         """
-        try:
-            return region_of(self.placement)
-        except ValueError:
-            return self.placement
+        return region_or_name(self.placement)
 
     @property
     def zone(self) -> str | None:
@@ -123,12 +122,14 @@ ACTIONS = ("terminate", "stop", "start", "reboot")
 
 #: The states an action cannot start from: EC2's rules, applied by every adapter before it acts,
 #: so that every provider answers alike (moto, for one, would start a terminated instance).
-#: Terminate is allowed from every state: terminating twice is not an error.
+#: Terminate is allowed from every state: terminating twice is not an error. An ``unknown``
+#: instance (a state the provider's table does not name) may be in any state: only terminating
+#: it is safe.
 FORBIDDEN_STATES = {
     "terminate": frozenset(),
-    "stop": frozenset({"shutting-down", "terminated"}),
-    "start": frozenset({"stopping", "shutting-down", "terminated"}),
-    "reboot": frozenset({"stopping", "stopped", "shutting-down", "terminated"}),
+    "stop": frozenset({"shutting-down", "terminated", "unknown"}),
+    "start": frozenset({"stopping", "shutting-down", "terminated", "unknown"}),
+    "reboot": frozenset({"stopping", "stopped", "shutting-down", "terminated", "unknown"}),
 }
 
 
@@ -227,6 +228,7 @@ class ProviderError(Exception):
         *,
         retryable: bool = False,
         outcome: str = OUTCOME_NONE,
+        retry_after: float | None = None,
     ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
@@ -234,6 +236,8 @@ class ProviderError(Exception):
         self.message = message
         self.retryable = retryable
         self.outcome = outcome
+        #: Seconds the provider itself asked to wait (its Retry-After), or None.
+        self.retry_after = retry_after
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -247,9 +251,9 @@ class Check:
     message: str | None = None
 
 
-#: Error codes that mean "this offering (instance type, zone) is out of capacity": EC2's, and
-#: the one launchprov's libcloud adapter gives. A launch with a fallback tries its next
-#: alternative on these, and on nothing else.
+#: Error codes that mean "this offering (instance type, zone) is out of capacity": EC2's (the
+#: libcloud adapter reports every other cloud's capacity replies as InsufficientInstanceCapacity).
+#: A launch with a fallback tries its next alternative on these, and on nothing else.
 CAPACITY_CODES = frozenset(
     {
         "InsufficientInstanceCapacity",
@@ -330,7 +334,12 @@ class InvalidPageToken(Exception):
 
 
 class IProvider(Interface):
-    """A cloud backend that launches instances."""
+    """A cloud backend that launches instances.
+
+    Optionally, ``cloud_defaults``: the cloud's own ``key_name``, ``security_groups`` and
+    ``placement``, used where ``launchprov.defaults.*`` leaves one unset (the EC2 adapters
+    declare the seed's). Without it, an unset default is not sent: the field is None.
+    """
 
     name = Attribute("Short name shown to callers in error bodies, e.g. 'ec2' or 'libcloud'.")
     instance_id_pattern = Attribute(

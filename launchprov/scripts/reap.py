@@ -25,10 +25,10 @@ from typing import Any
 from launchprov import leases
 from launchprov.launching import CALLER_TAG
 from launchprov.logs import install_record_factory, use_json_lines
-from launchprov.placement import REGION_PATTERN, region_of
+from launchprov.placement import REGION_PATTERN, region_or_name
 from launchprov.providers import create_provider
 from launchprov.providers.interface import InstanceNotFound, ProviderError
-from launchprov.settings import ConfigurationError, load
+from launchprov.settings import ConfigurationError, launch_defaults, load
 
 log = logging.getLogger("launchprov.reap")
 
@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise ConfigurationError(f"--region {bad[0]!r}: expected a region such as us-east-1")
         settings = configure(args.config)
-        regions = args.region or [region_of(settings["launchprov.defaults.placement"])]
         provider = create_provider(settings)
+        placement = launch_defaults(settings, getattr(provider, "cloud_defaults", None))
+        regions = args.region or [region_or_name(placement["placement"])]
     except ConfigurationError as exc:
         print(f"launchprov-reap: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
@@ -43,7 +45,9 @@ def readyz(request):
             detail("provider", exc.provider, exc.code),
             detail("provider", "slots", describe_slots(slots)),
         ]
-        return error_response(request, 503, message, details)
+        # A throttled provider says when to ask again: its Retry-After, passed on.
+        headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after else None
+        return error_response(request, 503, message, details, headers)
     ratelimit = request.registry.launchprov_ratelimits.readiness()
     return {
         "status": "ready",

@@ -14,7 +14,10 @@ fence.
 ``<!-- readme-test: standalone -->``
     The block starts what it needs itself (servers in the background with ``&``, stopped at
     its end with ``kill $(jobs -p)``). It runs alone, in its own bash session; whatever it
-    leaves running is ended with its process group.
+    leaves running is ended with its process group. The sandbox serves meanwhile, as it does
+    for a reader who follows the README in order: a server of the block needs a port of its
+    own (``6544`` for a second launchprov, ``5000`` for a moto server), or the block's requests
+    reach the sandbox.
 ``<!-- readme-test: skip: REASON -->``
     Not run; the suite reports it as a skipped test with REASON (say why, and what runs it
     instead). A block that needs a set-up the suite does not make is marked so, never left out.
@@ -24,10 +27,11 @@ fails the suite: no block is ever left out silently.
 
 Blocks run from a scratch directory holding the repository's ``.ini`` files and a link to its
 ``.venv``, so ``.venv/bin/...`` and ``pserve development.ini`` work as in a fresh clone. The
-ports ``6543`` (launchprov) and ``5000`` (a moto server) are replaced, in the blocks and in the
-``.ini`` files, with free ports, and ``listen = 0.0.0.0`` with loopback: developers and other
-tests use those ports at the same time. ``LAUNCHPROV_URL``, which the command line reads, points
-at the sandbox's port; curl draws no progress meter, as in a terminal.
+ports ``6543`` (launchprov), ``6544`` (a second launchprov) and ``5000`` (a moto server) are
+replaced, in the blocks and in the ``.ini`` files, with free ports, and ``listen = 0.0.0.0``
+with loopback: developers and other tests use those ports at the same time. ``LAUNCHPROV_URL``,
+which the command line reads, points at the sandbox's port; curl draws no progress meter, as in
+a terminal.
 
 Commands up to a blank line make a step. What a step prints (stdout and stderr, as a terminal
 shows them) is checked when the README says it: comment lines right after the step's last
@@ -65,7 +69,7 @@ README = ROOT / "README.md"
 VENV = Path(sys.executable).parent.parent
 INI_FILES = ("development.ini", "production.ini")
 #: The fixed ports of the README, each replaced with a free one on every run.
-PORTS = ("6543", "5000")
+PORTS = ("6543", "6544", "5000")
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console"}
 KINDS = {"sandbox", "standalone", "skip"}
 MARKER = re.compile(r"<!--\s*readme-test:\s*(?P<kind>[\w-]+)\s*(?::\s*(?P<reason>.*?))?\s*-->")
@@ -348,15 +352,29 @@ def test_the_sandbox_blocks_print_what_the_readme_says(checkout, sandbox):
 @pytest.mark.parametrize(
     "block", [block for block in BLOCKS if block.kind == "standalone"], ids=str
 )
-def test_a_standalone_block_prints_what_the_readme_says(block):
-    checkout = Checkout()
-    try:
-        steps = block.steps
-        returncode, outputs, stderr = checkout.run(steps, STANDALONE_DEADLINE)
-        failures = check(steps, returncode, outputs, stderr)
-        assert not failures, "\n\n".join(failures)
-    finally:
-        checkout.close()
+def test_a_standalone_block_prints_what_the_readme_says(block, checkout, sandbox):
+    """Beside the sandbox, in its checkout: a block whose server cannot take the sandbox's port
+    (its log sent elsewhere) would talk to the sandbox and print the sandbox's answers."""
+    steps = block.steps
+    returncode, outputs, stderr = checkout.run(steps, STANDALONE_DEADLINE)
+    failures = check(steps, returncode, outputs, stderr)
+    assert not failures, "\n\n".join(failures)
+
+
+def test_the_production_block_shows_the_401_then_the_200():
+    """The block serving production.ini proves its own server answers: a launch without the
+    token is a 401 (the sandbox, without authentication, would launch), then with it a 200."""
+    blocks = [
+        block
+        for block in BLOCKS
+        if any("pserve production" in command for step in block.steps for command in step.commands)
+    ]
+    assert [block.kind for block in blocks] == ["standalone"]
+    answers = [" ".join(step.expected) for step in blocks[0].steps if step.expected]
+    assert len(answers) == 2 and answers[0].startswith('{"status": 401'), answers
+    assert expected_pattern([answers[1]]).fullmatch('["i-0123456789abcdef0"]'), answers
+    commands = " ".join(command for step in blocks[0].steps for command in step.commands)
+    assert not re.search(r"(localhost|127\.0\.0\.1):6543\b", commands), "the sandbox's port"
 
 
 @pytest.mark.parametrize("block", [block for block in BLOCKS if block.kind == "skip"], ids=str)

@@ -8,7 +8,7 @@ capacity error when told to) and ``dummy`` in memory. One app per driver serves 
 
 Every cell of the docs' driver matrix (launch parameter x driver, action x driver) is checked
 by its effect, as the verification table (``launchprov.providers.libcloud.conformance``) says:
-what reached the recorded cloud's wire (:class:`tests.recorded.Wire`), the instance at the
+what reached the recorded cloud's wire (:class:`tests.recorded.Traffic`), the instance at the
 provider (EC2, the dummy), or the answer that names the limit. Each parameter is given a value
 other than its default, so the effect proves the value was carried. A cell the table does not
 back is "not verified" in the docs, and its test says so (skipped, after checking that the
@@ -31,6 +31,7 @@ import pytest
 from launchprov import capacity
 from launchprov.launching import idempotency_key
 from launchprov.providers.interface import LaunchRequest
+from launchprov.providers.libcloud import provider
 from launchprov.providers.libcloud.conformance import (
     CREATE,
     MATRIX_DRIVERS,
@@ -54,7 +55,7 @@ from launchprov.schemas import LaunchSchema
 from launchprov.settings import SETTINGS
 from tests.conftest import reset_moto
 from tests.faulty_ec2 import FaultControl, serve
-from tests.recorded import RECORDED, Wire
+from tests.recorded import RECORDED, Traffic
 from tests.support import (
     FAKE_CREDENTIALS,
     GOOD_AMI,
@@ -112,11 +113,13 @@ class Cloud:
     known_id: str
     known_state: str
     known_fields: dict
-    wire: Wire
+    wire: Traffic
     #: parameter -> what the given value is where the effect is read, where it is not itself.
     on_the_wire: dict
     #: How the actions' requests name the known node.
     node: str
+    #: parameter -> the node name its launch must create (RecordedCloud.node_names).
+    node_names: dict = dataclasses.field(default_factory=dict)
     #: EC2: moto's boto3 client and the fault-injecting endpoint; dummy: its driver.
     client: Any = None
     faults: FaultControl | None = None
@@ -150,7 +153,7 @@ def _launched(app, launch) -> str:
     return app.put_json("/v1/launch", launch).json[0]
 
 
-def _recorded_cloud(name: str, patch: pytest.MonkeyPatch, wire: Wire) -> Cloud:
+def _recorded_cloud(name: str, patch: pytest.MonkeyPatch, wire: Traffic) -> Cloud:
     recorded = RECORDED[name]
     recorded.patch(patch)
     app = make_app(
@@ -171,10 +174,11 @@ def _recorded_cloud(name: str, patch: pytest.MonkeyPatch, wire: Wire) -> Cloud:
         wire,
         {**TAGGED, **recorded.on_the_wire},
         recorded.node_on_the_wire or recorded.known_id,
+        recorded.node_names,
     )
 
 
-def _dummy_cloud(patch: pytest.MonkeyPatch, wire: Wire) -> Cloud:
+def _dummy_cloud(patch: pytest.MonkeyPatch, wire: Traffic) -> Cloud:
     drivers: list = []
     built = CloudlikeDummyNodeDriver.__init__
 
@@ -202,7 +206,7 @@ def _dummy_cloud(patch: pytest.MonkeyPatch, wire: Wire) -> Cloud:
 
 
 @contextlib.contextmanager
-def _ec2_cloud(patch: pytest.MonkeyPatch, wire: Wire, endpoint: str):
+def _ec2_cloud(patch: pytest.MonkeyPatch, wire: Traffic, endpoint: str):
     for flag in (
         "ENABLE_AMI_VALIDATION",
         "EC2_ENABLE_INSTANCE_TYPE_VALIDATION",
@@ -266,7 +270,7 @@ def cloud(request) -> Cloud:
     """One app per driver for the whole module, its wire recorded."""
     name = request.param
     with pytest.MonkeyPatch.context() as patch:
-        wire = Wire().install(patch)
+        wire = Traffic().install(patch)
         if name == "ec2":
             endpoint = request.getfixturevalue("moto_server_endpoint")
             with _ec2_cloud(patch, wire, endpoint) as ec2:
@@ -278,7 +282,7 @@ def cloud(request) -> Cloud:
 
 
 @pytest.fixture
-def sent(cloud) -> Wire:
+def sent(cloud) -> Traffic:
     """The cloud's wire, from the start of the test; no fault injected."""
     cloud.wire.clear()
     if cloud.faults is not None:
@@ -572,6 +576,8 @@ def check_parameter(cloud: Cloud, parameter: str, check: Check, monkeypatch) -> 
         check_answer(cloud, parameter, check, monkeypatch)
         return
     body = _given(cloud, parameter)
+    if parameter in cloud.node_names:
+        monkeypatch.setattr(provider, "node_name", lambda profile: cloud.node_names[parameter])
     if isinstance(check, CapacityFallback):
         check_capacity_fallback(cloud, check, body)
         return

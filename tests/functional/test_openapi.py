@@ -82,7 +82,7 @@ def secured_document() -> dict:
     and without reading the environment: schemathesis makes its tests from it when the module
     is collected, and :func:`test_the_app_serves_the_document_tested` holds the app to it."""
     parsed = load(SECURED, environ={})
-    defaults = launch_defaults(parsed)
+    defaults = launch_defaults(parsed, EC2Provider.cloud_defaults)
     document = build_document(Validators(defaults, EC2Provider), EC2Provider.name, True)
     return json.loads(json.dumps(document))
 

@@ -107,7 +107,10 @@ def test_a_request_that_finds_no_slot_is_a_503_with_retry_after(stuck):
 
 
 def test_a_launch_past_the_deadline_without_a_token_must_not_be_retried(stuck):
-    app = stuck_app(**{"launchprov.request_deadline": "0.3"})
+    # A third-party adapter has no defaults of its own: the deployment gives the zone.
+    app = stuck_app(
+        **{"launchprov.request_deadline": "0.3", "launchprov.defaults.placement": "us-east-1b"}
+    )
     response = put(app, LAUNCH, **{"X-Request-ID": "slow-1"})
     body = assert_error_body(response, 408)
     provider = body["provider"]

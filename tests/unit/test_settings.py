@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from launchprov.settings import CLIENT_ENV_VARS, SETTINGS, ConfigurationError, env_var, load
+from launchprov.providers.ec2_common import SEED_DEFAULTS
+from launchprov.settings import (
+    CLIENT_ENV_VARS,
+    SETTINGS,
+    ConfigurationError,
+    env_var,
+    launch_defaults,
+    load,
+)
 
 
-def test_defaults_are_the_seeds():
+def test_defaults_are_the_seeds_on_ec2_and_unset_elsewhere():
     values = load({}, environ={})
     assert values["launchprov.provider"] == "ec2"
-    assert values["launchprov.defaults.key_name"] == "scalacity_dev1"
-    assert values["launchprov.defaults.security_groups"] == ("SSH",)
-    assert values["launchprov.defaults.placement"] == "us-east-1b"
+    assert values["launchprov.defaults.key_name"] is None
+    assert values["launchprov.defaults.security_groups"] is None
+    assert values["launchprov.defaults.placement"] is None
+    seed = {"key_name": "scalacity_dev1", "security_groups": ("SSH",), "placement": "us-east-1b"}
+    assert {
+        name: value
+        for name, value in launch_defaults(values, SEED_DEFAULTS).items()
+        if name in seed
+    } == seed
+    assert all(launch_defaults(values)[name] is None for name in seed)
     assert values["launchprov.ec2.sandbox"] is False
     assert values["launchprov.ec2.endpoint_url"] is None
 
@@ -77,9 +92,6 @@ def test_typed_values_from_python_are_checked_too():
         ("launchprov.ec2.max_attempts", "0"),
         ("launchprov.ec2.retry_mode", "eager"),
         ("launchprov.ec2.sandbox", "perhaps"),
-        ("launchprov.defaults.placement", "us-east-1"),
-        ("launchprov.defaults.security_groups", " , "),
-        ("launchprov.defaults.key_name", "  "),
         ("launchprov.libcloud.port", "70000"),
         ("launchprov.libcloud.driver_kwargs", "[1]"),
         ("launchprov.libcloud.driver_kwargs", "{nope"),

@@ -46,8 +46,16 @@ def pick(candidates, wanted: str):
 class Catalog:
     """What a driver's cloud offers, remembered for ``ttl`` seconds per region; thread-safe."""
 
-    def __init__(self, driver_name: str, ttl: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        driver_name: str,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        profile=None,
+    ):
         self.driver_name = driver_name
+        #: The driver's profile: how its cloud's error replies read (None: by status alone).
+        self.profile = profile
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[tuple, tuple[float, Any]] = {}
@@ -62,17 +70,23 @@ class Catalog:
         try:
             value = fetch()
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
         with self._lock:
             self._entries[key] = (now + self.ttl, value)
         return value
 
     def listed(self, kind: str, driver: NodeDriver, region: str | None, wanted: str, **scope):
         """``wanted`` (id, then name) among what the driver lists of ``kind``."""
+        listing = getattr(driver, LISTINGS[kind])
+        return self.listed_by(kind, lambda: listing(**scope), region, wanted, **scope)
+
+    def listed_by(
+        self, kind: str, listing: Callable[[], Any], region: str | None, wanted: str, **scope
+    ):
+        """``wanted`` (id, then name) among what ``listing()`` answers, remembered as
+        :meth:`listed` remembers the driver's own listing."""
         key = (kind, region, tuple(sorted(scope.items())))
-        found = pick(
-            self._remembered(key, lambda: getattr(driver, LISTINGS[kind])(**scope)), wanted
-        )
+        found = pick(self._remembered(key, listing), wanted)
         if found is None:
             raise not_in_catalog(kind, wanted, self.driver_name)
         return found
@@ -84,7 +98,7 @@ class Catalog:
             try:
                 return get(wanted)
             except Exception as exc:
-                failure = provider_error(exc)
+                failure = provider_error(exc, self.profile)
                 if failure.code.startswith("HTTP4") or failure.code == failure.UNEXPECTED:
                     return None  # the cloud answered: it does not know the name
                 raise

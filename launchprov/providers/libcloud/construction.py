@@ -51,13 +51,6 @@ def retries_enabled() -> bool:
     )
 
 
-def _generic_accepts(cls: type, argument: str) -> bool:
-    parameters = inspect.signature(cls.__init__).parameters
-    return argument in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
-
-
 def factory(profile: Profile, settings: dict[str, Any]) -> Callable[[str | None], NodeDriver]:
     """``build(region)``: a new driver of the profile, from the settings.
 
@@ -101,15 +94,11 @@ def factory(profile: Profile, settings: dict[str, Any]) -> Callable[[str | None]
                 f"{PREFIX}{setting} is set, but the {profile.name} driver takes no {setting}"
             )
         kwargs[argument] = value
-    generic = profile.name not in _profiled()
     for argument in CONSTRUCTOR_SETTINGS:
         value = settings[PREFIX + argument]
         if value is None:
             continue
-        taken = argument in construction.settings
-        if generic:
-            taken = _generic_accepts(cls, argument)
-        if not taken:
+        if argument not in construction.settings:
             raise ConfigurationError(
                 f"{PREFIX}{argument} is set, but the {profile.name} driver's constructor takes "
                 f"no {argument}"
@@ -132,12 +121,6 @@ def factory(profile: Profile, settings: dict[str, Any]) -> Callable[[str | None]
         return driver
 
     return build
-
-
-def _profiled() -> frozenset[str]:
-    from launchprov.providers.libcloud.profiles import PROFILES
-
-    return frozenset(PROFILES)
 
 
 def _auth(value: Any):
@@ -202,4 +185,13 @@ def launch_kwargs(profile: Profile, driver: NodeDriver, settings: dict[str, Any]
             f"{PREFIX}launch_kwargs must give {', '.join(required)}: the {profile.name} "
             "driver's create_node requires it"
         )
+    # What a launch sends, by name: a driver whose create_node cannot take it (a TypeError,
+    # before anything is sent) is refused here rather than failing every launch.
+    sent = {**dict.fromkeys(mapped), **dict.fromkeys(profile.launch_arguments), **given}
+    try:
+        inspect.signature(type(driver).create_node).bind(driver, name=None, **sent)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"{PREFIX}driver = {profile.name}: launchprov cannot call its create_node: {exc}"
+        ) from None
     return given

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from libcloud.common.exceptions import BaseHTTPError
+from libcloud.common.google import JsonParseError
 from libcloud.common.types import InvalidCredsError, MalformedResponseError
 from libcloud.compute.base import Node, NodeDriver
 from libcloud.compute.drivers.dummy import DummyNodeDriver
@@ -40,6 +41,7 @@ from libcloud.compute.drivers.ec2 import (
     EC2NodeDriver,
     EC2Response,
 )
+from libcloud.compute.drivers.gce import GCEConnection, GCENodeDriver, GCEResponse
 from libcloud.compute.types import NodeState
 from libcloud.utils.py3 import ET
 
@@ -226,6 +228,42 @@ class TolerantEC2NodeDriver(EC2NodeDriver):
         return created
 
 
+# -- the GCE driver: replies that are not JSON ----------------------------------------------
+
+
+class StrictGCEResponse(GCEResponse):
+    """A GCE reply; a 2xx one that is empty or not JSON is a MalformedResponseError.
+
+    Every GCE API reply is a JSON document (a resource, a list, an operation). libcloud reads an
+    empty body as ``""``, which its listings take for a list of nothing, and a body that is not
+    JSON as a JsonParseError carrying the HTTP status, which reads as an error reply.
+    """
+
+    def parse_body(self):
+        if int(self.status) // 100 == 2 and not (self.body or "").strip():
+            raise MalformedResponseError(
+                f"HTTP {self.status} reply is empty", body=self.body, driver=self.connection.driver
+            )
+        try:
+            return super().parse_body()
+        except JsonParseError:
+            raise MalformedResponseError(
+                f"HTTP {self.status} reply is not JSON",
+                body=self.body,
+                driver=self.connection.driver,
+            ) from None
+
+
+class StrictGCEConnection(GCEConnection):
+    responseCls = StrictGCEResponse
+
+
+class StrictGCENodeDriver(GCENodeDriver):
+    """libcloud's GCE driver on :class:`StrictGCEResponse`."""
+
+    connectionCls = StrictGCEConnection
+
+
 # -- the dummy driver -----------------------------------------------------------------------
 
 
@@ -268,4 +306,5 @@ class CloudlikeDummyNodeDriver(DummyNodeDriver):
 DRIVER_CLASSES: dict[str, type[NodeDriver]] = {
     "ec2": TolerantEC2NodeDriver,
     "dummy": CloudlikeDummyNodeDriver,
+    "gce": StrictGCENodeDriver,
 }

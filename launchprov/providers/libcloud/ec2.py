@@ -221,6 +221,7 @@ PROFILE = Profile(
     ),
     parameters=PARAMETERS,
     calls="ec2",
+    cloud_defaults=ec2_common.SEED_DEFAULTS,
 )
 
 

@@ -8,7 +8,9 @@ sense of is None, never an exception: nothing a driver returns can make a route 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +40,55 @@ NODE_STATES = {
     # No driver of libcloud 3.9 reports it, and it says nothing about running.
     NodeState.NORMAL: "unknown",
 }
+
+
+log = logging.getLogger(__name__)
+
+#: (driver, status) pairs already logged as unnamed: each is logged once per process.
+_UNNAMED: set[tuple[str, str]] = set()
+_UNNAMED_LOCK = threading.Lock()
+
+
+class TolerantStates(dict):
+    """A driver's table of its cloud's node statuses, where a status the table does not name
+    is NodeState.UNKNOWN (logged once, with the raw status) rather than the KeyError that
+    Linode's and CloudStack's drivers raise, which would fail every listing of the account."""
+
+    def __init__(self, table: Mapping[str, Any], driver_name: str):
+        super().__init__(table)
+        self.driver_name = driver_name
+
+    def _unnamed(self, status: Any) -> None:
+        key = (self.driver_name, repr(status))
+        with _UNNAMED_LOCK:
+            if key in _UNNAMED:
+                return
+            _UNNAMED.add(key)
+        log.warning(
+            "the %s driver reports node status %r, which its table does not name: "
+            "launchprov reads it as unknown",
+            self.driver_name,
+            status,
+        )
+
+    def __missing__(self, status: Any) -> NodeState:
+        self._unnamed(status)
+        return NodeState.UNKNOWN
+
+    def get(self, status: Any, default: Any = None) -> Any:
+        if status in self:
+            return self[status]
+        self._unnamed(status)
+        return default
+
+
+def tolerate_unnamed_states(driver: Any, profile) -> Any:
+    """``driver``, its table of node statuses (the profile's ``node_states``) made tolerant."""
+    attribute = profile.node_states
+    table = getattr(driver, attribute, None) if attribute else None
+    if isinstance(table, Mapping) and not isinstance(table, TolerantStates):
+        setattr(driver, attribute, TolerantStates(table, profile.name))
+    return driver
 
 
 def reference(value: Any) -> str | None:
@@ -156,11 +207,21 @@ def from_path(extra: Mapping[str, Any], key: str | None) -> Any:
     return value
 
 
-def matches(instance: Instance, query: InstanceQuery) -> bool:
-    """Whether an instance passes every filter of a query."""
+def _same(value: str) -> str:
+    return value
+
+
+def matches(
+    instance: Instance, query: InstanceQuery, canonical: Callable[[str], str] = _same
+) -> bool:
+    """Whether an instance passes every filter of a query; a tag value matches in its
+    ``canonical`` form, what the cloud reads back once it is written (GCE hashes some)."""
     return (
         (not query.ids or instance.id in query.ids)
         and (not query.states or instance.state in query.states)
-        and all(instance.tags.get(key) in values for key, values in query.tags.items())
+        and all(
+            instance.tags.get(key) in {canonical(value) for value in values}
+            for key, values in query.tags.items()
+        )
         and all(key in instance.tags for key in query.tag_keys)
     )

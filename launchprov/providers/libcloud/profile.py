@@ -11,10 +11,15 @@ A profile says, in one place:
   must give;
 * how each launch parameter reaches ``create_node`` (:data:`Profile.parameters`): a parameter
   absent from the table cannot be honoured, and is refused with a 400 naming it when the caller
-  set it explicitly (a deployment default simply does not apply);
+  set it explicitly (a deployment default simply does not apply); a parameter that neither the
+  caller nor ``launchprov.defaults.*`` gives is not sent (:data:`Profile.cloud_defaults`: the
+  seed's on EC2 only);
 * create_node arguments that change behaviour, always sent (CloudStack's ``ex_start_vm``);
 * the driver method of each action (a driver without one answers 501);
-* where the driver keeps, on a node, what launchprov reads back (:class:`Reading`).
+* where the driver keeps, on a node, what launchprov reads back (:class:`Reading`);
+* what the cloud's error replies mean (:class:`ErrorReply`, :data:`Profile.errors`): out of
+  capacity, throttled, credentials refused, not found; and where the driver keeps its table of
+  node states (a status missing from it reads as ``unknown``).
 
 Adding a cloud is one profile here and its recorded replies in the conformance matrix.
 The docs' driver matrix is generated from these tables.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -75,7 +81,9 @@ class LaunchContext:
         return self._lookup("size", self.request.instance_type, **scope)
 
     def key_pair(self):
-        """The KeyPair named ``key_name``, from the catalog."""
+        """The KeyPair named ``key_name``, from the catalog (None: no key_name)."""
+        if self.request.key_name is None:
+            return None
         return self._lookup("key pair", self.request.key_name)
 
     def location(self):
@@ -96,6 +104,9 @@ class Mapped:
     argument: str | None
     doc: str
     convert: Callable[[LaunchContext], Any] | None = None
+    #: The catalog kind the value is looked up in ("location"), or None: sent as given. A
+    #: deployment default of a looked-up parameter is looked up at startup.
+    catalog: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,11 +147,62 @@ class Reading:
     tags: str | None = None
     #: A tag key as the cloud keeps it -> as launchprov names it (GCE labels allow no ':').
     decode_key: Callable[[str], str] = _no_tag_codec
+    #: A tag value as the cloud keeps it -> as launchprov gave it, where it can be known.
+    decode_value: Callable[[str], str] = _no_tag_codec
+    #: A tag value -> what it reads back as once written (a lookup compares these).
+    canonical_value: Callable[[str], str] = _no_tag_codec
     #: The driver's node id -> launchprov's instance id (Azure's ids are resource paths).
     public_id: Callable[[str], str] = str
 
     def decode_tags(self, tags: dict[str, str]) -> dict[str, str]:
-        return {self.decode_key(key): value for key, value in tags.items()}
+        return {self.decode_key(key): self.decode_value(value) for key, value in tags.items()}
+
+
+#: What an error reply can mean to launchprov (:data:`ErrorReply.meaning`).
+CAPACITY = "capacity"  # this offering (size, location) is out: try the launch's fallback
+THROTTLING = "throttling"  # too many calls: retry after the cloud's Retry-After
+AUTHENTICATION = "authentication"  # the credentials are refused: a retry will not help
+NOT_FOUND = "not found"
+MEANINGS = (CAPACITY, THROTTLING, AUTHENTICATION, NOT_FOUND)
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorReply:
+    """One kind of error reply of a cloud, and what it means (one of :data:`MEANINGS`).
+
+    A reply matches when each given field matches: its HTTP ``status``, the cloud's own error
+    ``code`` (as the profile's :data:`Profile.error_body` reads it), and ``text``, a regular
+    expression searched (case-insensitively) in the cloud's message.
+    """
+
+    meaning: str
+    status: int | frozenset[int] | None = None
+    code: str | None = None
+    text: str | None = None
+    #: Where the shape comes from, for the docs.
+    source: str = ""
+
+    def matches(self, status: int | None, code: str | None, message: str) -> bool:
+        if isinstance(self.status, int) and status != self.status:
+            return False
+        if isinstance(self.status, frozenset) and status not in self.status:
+            return False
+        if self.code is not None and code != self.code:
+            return False
+        return self.text is None or re.search(self.text, message, re.IGNORECASE) is not None
+
+
+#: What every cloud's HTTP status says when no rule of its profile says more.
+COMMON_ERRORS = (
+    ErrorReply(THROTTLING, status=429, source="RFC 6585"),
+    ErrorReply(AUTHENTICATION, status=401, source="RFC 9110"),
+    ErrorReply(NOT_FOUND, status=404, source="RFC 9110"),
+)
+
+
+def no_error_body(body: Any) -> tuple[str | None, str | None]:
+    """(code, message) of an error body the profile cannot read: none."""
+    return None, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +232,33 @@ class Profile:
     #: Whether create_node needs a location: without an explicit placement, launch_kwargs'
     #: ``location`` or the default placement is looked up.
     needs_location: bool = False
+    #: The cloud's error replies, most specific first; :data:`COMMON_ERRORS` follow them.
+    errors: tuple[ErrorReply, ...] = ()
+    #: The cloud's error body (JSON, or text) -> (its error code, its message), either None.
+    error_body: Callable[[Any], tuple[str | None, str | None]] = no_error_body
+    #: The driver's attribute holding its table of the cloud's node statuses: a status missing
+    #: from it reads as NodeState.UNKNOWN (logged once) rather than failing the whole listing.
+    node_states: str | None = None
+
+    def error_meaning(self, status: int | None, code: str | None, message: str) -> str | None:
+        """What an error reply means (one of :data:`MEANINGS`), or None: nothing known."""
+        for rule in (*self.errors, *COMMON_ERRORS):
+            if rule.matches(status, code, message):
+                return rule.meaning
+        return None
+
+    #: list_nodes' arguments: every node launchprov may launch, wherever it placed it (GCE
+    #: lists the project's zones, not the driver's ``datacenter`` alone).
+    listing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: How the catalog lists what a placement names, where list_locations does not say it
+    #: (OpenStack's is one location; its placements are Nova's availability zones).
+    locations: Callable[[NodeDriver], list] | None = None
+    #: Read off the driver's class (:mod:`.generic`), not written for it.
+    derived: bool = False
+
+    #: The cloud's own launch defaults, where launchprov.defaults.* leaves them unset (the
+    #: seed's on EC2). A parameter with none is not sent: the cloud's own default applies.
+    cloud_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def action_method(self, action: str) -> str:
         return self.actions.get(action, ACTION_METHODS[action])

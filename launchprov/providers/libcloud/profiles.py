@@ -9,16 +9,23 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
+from launchprov.providers.libcloud import generic, labels
 from launchprov.providers.libcloud.ec2 import PROFILE as EC2_PROFILE
+from launchprov.providers.libcloud.generic import GENERIC
 from launchprov.providers.libcloud.profile import (
     ACTION_METHODS,
+    AUTHENTICATION,
+    CAPACITY,
     COUNTS,
     LEASE,
     LOOKED_UP,
     TAG_LOOKUP_ONLY,
+    THROTTLING,
     Construction,
+    ErrorReply,
     LaunchContext,
     Mapped,
     Profile,
@@ -31,6 +38,16 @@ from launchprov.providers.libcloud.profile import (
 # -- the profiles -----------------------------------------------------------------------------
 
 
+def _given(field: str, convert: Callable[[LaunchContext], Any]) -> Callable:
+    """``convert``, for a request whose ``field`` is set; None (not sent) otherwise: neither
+    the caller nor launchprov.defaults.* gave it, and the cloud's own default applies."""
+
+    def converted(context: LaunchContext):
+        return None if getattr(context.request, field) is None else convert(context)
+
+    return converted
+
+
 def _openstack_groups(context: LaunchContext):
     from libcloud.compute.drivers.openstack import OpenStackSecurityGroup
 
@@ -40,15 +57,22 @@ def _openstack_groups(context: LaunchContext):
     ]
 
 
-_GCE_PREFIX = ("launchprov:", "launchprov-")
+def _openstack_zones(driver) -> list:
+    """Nova's available availability zones, as NodeLocations named by the zone."""
+    from libcloud.compute.base import NodeLocation
+
+    reply = driver.connection.request("/os-availability-zone").object
+    return [
+        NodeLocation(zone["zoneName"], zone["zoneName"], "", driver)
+        for zone in reply["availabilityZoneInfo"]
+        if (zone.get("zoneState") or {}).get("available")
+    ]
 
 
-def _gce_label(key: str) -> str:
-    return _GCE_PREFIX[1] + key[len(_GCE_PREFIX[0]) :] if key.startswith(_GCE_PREFIX[0]) else key
-
-
-def _gce_tag(key: str) -> str:
-    return _GCE_PREFIX[0] + key[len(_GCE_PREFIX[1]) :] if key.startswith(_GCE_PREFIX[1]) else key
+def _openstack_zone(context: LaunchContext) -> str | None:
+    """The availability zone of the placement (one of Nova's, looked up); None: Nova's choice."""
+    location = context.location()
+    return None if location is None else location.name
 
 
 def _azure_image(context: LaunchContext):
@@ -86,14 +110,80 @@ def _public_key(context: LaunchContext) -> list:
     return [context.key_pair().public_key]
 
 
+# -- the clouds' error bodies: (the cloud's error code, its message) ---------------------------
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _code(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def _error_object(body: Any) -> tuple[str | None, str | None]:
+    """``{"error": {"code": ..., "message": ...}}`` (Azure Resource Manager), or with
+    ``"errors": [{"reason" or "code": ..., "message": ...}]`` inside (Google APIs)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    first = (error.get("errors") or [{}])[0]
+    first = first if isinstance(first, dict) else {}
+    code = _text(first.get("code")) or _text(first.get("reason")) or _text(error.get("code"))
+    return code, _text(first.get("message")) or _text(error.get("message"))
+
+
+def _digitalocean_error(body: Any) -> tuple[str | None, str | None]:
+    """``{"id": "unprocessable_entity", "message": "...", "request_id": "..."}``."""
+    if not isinstance(body, dict):
+        return None, None
+    return _text(body.get("id")), _text(body.get("message"))
+
+
+def _vultr_error(body: Any) -> tuple[str | None, str | None]:
+    """``{"error": "...", "status": 400}``: no code of its own."""
+    return (None, _text(body.get("error"))) if isinstance(body, dict) else (None, None)
+
+
+def _linode_error(body: Any) -> tuple[str | None, str | None]:
+    """``{"errors": [{"reason": "...", "field": "..."}]}``: no code of its own."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    if not isinstance(first, dict):
+        return None, None
+    reason, field = _text(first.get("reason")), _text(first.get("field"))
+    return None, f"{reason} ({field})" if reason and field else reason
+
+
+def _fault(body: Any) -> tuple[str | None, str | None]:
+    """One member named for the fault: nova's ``{"badRequest": {"code": 400, "message":
+    "..."}}`` (the fault's name is the code), CloudStack's ``{"deployvirtualmachineresponse":
+    {"errorcode": 533, "errortext": "..."}}`` (its errorcode is)."""
+    if not isinstance(body, dict) or len(body) != 1:
+        return None, None
+    ((name, fault),) = body.items()
+    if not isinstance(fault, dict):
+        return None, None
+    if "errortext" in fault:
+        return _code(fault.get("errorcode")), _text(fault.get("errortext"))
+    return name, _text(fault.get("message"))
+
+
 _LOCATION = Mapped(
-    "location", "NodeLocation from the catalog, by id then name", lambda c: c.location()
+    "location",
+    "NodeLocation from the catalog, by id then name",
+    lambda c: c.location(),
+    catalog="location",
 )
 
 
 def _user_data(argument: str, doc: str = "user_data") -> Mapped:
     """user_data as given, to create_node's ``argument``."""
     return Mapped(argument, doc, lambda c: c.request.user_data)
+
+
+def _security_groups(context: LaunchContext) -> list[str]:
+    return list(context.request.security_groups)
 
 
 def _shipped(name: str, driver_class: str, **profile: Any) -> Profile:
@@ -154,13 +244,16 @@ PROFILES: dict[str, Profile] = {
             **COUNTS,
             "key_name": Mapped("ex_keyname", "key_name", lambda c: c.request.key_name),
             "security_groups": Mapped(
-                "ex_security_groups", "security_groups, by name", _openstack_groups
+                "ex_security_groups",
+                "security_groups, by name",
+                _given("security_groups", _openstack_groups),
             ),
             "user_data": _user_data("ex_userdata", "user_data, base64-encoded by libcloud"),
             "placement": Mapped(
                 "ex_availability_zone",
-                "availability_zone, as given (Nova checks it)",
-                lambda c: c.request.placement,
+                "availability_zone, one of Nova's available zones (os-availability-zone)",
+                _openstack_zone,
+                catalog="location",
             ),
             "tags": Mapped(
                 "ex_metadata", "server metadata, with launchprov's own", launch_tag_values
@@ -168,6 +261,7 @@ PROFILES: dict[str, Profile] = {
             "client_token": TAG_LOOKUP_ONLY,
             "expires_in": LEASE,
         },
+        locations=_openstack_zones,
         reading=Reading(
             instance_type=("flavorId",),
             ami=("imageId",),
@@ -175,10 +269,26 @@ PROFILES: dict[str, Profile] = {
             key_name=("key_name",),
             tags="metadata",
         ),
+        errors=(
+            ErrorReply(
+                CAPACITY,
+                text=r"No valid host was found",
+                source="nova's NoValidHost: a fault body (api-ref 'Faults'), code 500",
+            ),
+            ErrorReply(
+                THROTTLING,
+                status=413,
+                code="overLimit",
+                source="nova's legacy rate-limit middleware: 413 overLimit, Retry-After",
+            ),
+        ),
+        error_body=_fault,
+        node_states="NODE_STATE_MAP",
     ),
-    "gce": _shipped(
-        "gce",
-        "GCENodeDriver",
+    "gce": Profile(
+        name="gce",
+        driver="launchprov.providers.libcloud.drivers:StrictGCENodeDriver",
+        concrete="launchprov.providers.libcloud.drivers:StrictGCENodeDriver",
         summary="Google Compute Engine",
         construction=Construction(
             key_to="user_id",
@@ -203,18 +313,18 @@ PROFILES: dict[str, Profile] = {
             "security_groups": Mapped(
                 "ex_tags",
                 "network tags, which firewall rules target",
-                lambda c: list(c.request.security_groups),
+                _given("security_groups", _security_groups),
             ),
             "user_data": Mapped(
                 "ex_metadata",
                 "instance metadata user-data (cloud-init)",
-                lambda c: {"user-data": c.request.user_data},
+                _given("user_data", lambda c: {"user-data": c.request.user_data}),
             ),
             "placement": _LOCATION,
             "tags": Mapped(
                 "ex_labels",
-                "labels (launchprov:* keys as launchprov-*), with launchprov's own",
-                lambda c: {_gce_label(k): v for k, v in launch_tag_values(c).items()},
+                "labels, with launchprov's own, written within GCE's rules (labels module)",
+                lambda c: labels.encode(launch_tag_values(c)),
             ),
             "client_token": TAG_LOOKUP_ONLY,
         },
@@ -223,8 +333,27 @@ PROFILES: dict[str, Profile] = {
             ami=("image",),
             placement=("zone.name", "zone"),
             tags="labels",
-            decode_key=_gce_tag,
+            decode_key=labels.decode_key,
+            decode_value=labels.decode_value,
+            canonical_value=labels.canonical,
         ),
+        errors=(
+            *(
+                ErrorReply(CAPACITY, code=code, source="the insert operation's error")
+                for code in (
+                    "ZONE_RESOURCE_POOL_EXHAUSTED",
+                    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
+                )
+            ),
+            *(
+                ErrorReply(THROTTLING, code=reason, source="Google APIs: 403 or 429, reason")
+                for reason in ("rateLimitExceeded", "userRateLimitExceeded")
+            ),
+        ),
+        error_body=_error_object,
+        node_states="NODE_STATE_MAP",
+        # The aggregated list: instances of every zone of the project, not the datacenter's.
+        listing={"ex_zone": "all"},
     ),
     "azure_arm": _shipped(
         "azure_arm",
@@ -263,6 +392,24 @@ PROFILES: dict[str, Profile] = {
             public_id=_azure_id,
         ),
         needs_location=True,
+        errors=(
+            *(
+                ErrorReply(CAPACITY, code=code, source="ARM: 409 {error: {code, message}}")
+                for code in (
+                    "SkuNotAvailable",
+                    "AllocationFailed",
+                    "ZonalAllocationFailed",
+                    "OverconstrainedAllocationRequest",
+                    "OverconstrainedZonalAllocationRequest",
+                )
+            ),
+            ErrorReply(THROTTLING, code="TooManyRequests", source="ARM throttling, Retry-After"),
+            *(
+                ErrorReply(AUTHENTICATION, code=code, source="ARM: 401 {error: {code}}")
+                for code in ("AuthenticationFailed", "InvalidAuthenticationToken")
+            ),
+        ),
+        error_body=_error_object,
     ),
     "digitalocean": _token_cloud(
         "digitalocean",
@@ -272,13 +419,23 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_create_attr",
             "ssh_keys: the id of the key pair of that name (list_key_pairs)",
-            lambda c: {"ssh_keys": _key_pair_id(c)},
+            _given("key_name", lambda c: {"ssh_keys": _key_pair_id(c)}),
         ),
         user_data=_user_data("ex_user_data"),
         reading=Reading(
             instance_type=("size_slug",), ami=("image.slug", "image.id"), placement=("region.slug",)
         ),
         actions={"stop": "ex_shutdown_node", "start": "ex_power_on_node"},
+        errors=(
+            ErrorReply(
+                CAPACITY,
+                status=422,
+                text=r"\b(size|region) is not available",
+                source="API v2: 422 {id: unprocessable_entity, message}",
+            ),
+        ),
+        error_body=_digitalocean_error,
+        node_states="NODE_STATE_MAP",
     ),
     "vultr": _token_cloud(
         "vultr",
@@ -288,10 +445,12 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_ssh_key_ids",
             "the id of the key pair of that name (list_key_pairs)",
-            _key_pair_id,
+            _given("key_name", _key_pair_id),
         ),
         user_data=_user_data("ex_userdata"),
         reading=Reading(instance_type=("plan",), ami=("os_id",), placement=("location", "region")),
+        error_body=_vultr_error,
+        node_states="NODE_STATE_MAP",
     ),
     "linode": _token_cloud(
         "linode",
@@ -301,11 +460,13 @@ PROFILES: dict[str, Profile] = {
         key_name=Mapped(
             "ex_authorized_keys",
             "the public key of the key pair of that name (list_key_pairs)",
-            _public_key,
+            _given("key_name", _public_key),
         ),
         user_data=_user_data("ex_userdata", "user_data (metadata service)"),
         reading=Reading(instance_type=("type",), ami=("image",), placement=("location", "region")),
         launch_arguments={"root_pass": random_root_password},
+        error_body=_linode_error,
+        node_states="LINODE_STATES",
     ),
     "cloudstack": _shipped(
         "cloudstack",
@@ -323,7 +484,7 @@ PROFILES: dict[str, Profile] = {
             "security_groups": Mapped(
                 "ex_security_groups",
                 "securitygroupnames",
-                lambda c: list(c.request.security_groups),
+                _given("security_groups", _security_groups),
             ),
             "user_data": _user_data("ex_userdata", "userdata, base64-encoded by libcloud"),
             "placement": _LOCATION,
@@ -337,6 +498,20 @@ PROFILES: dict[str, Profile] = {
         ),
         launch_arguments={"ex_start_vm": True},
         actions={"stop": "ex_stop", "start": "ex_start"},
+        errors=(
+            ErrorReply(
+                CAPACITY,
+                code="533",
+                source="errorcode 533, INSUFFICIENT_CAPACITY_ERROR (ApiErrorCode)",
+            ),
+            ErrorReply(
+                CAPACITY,
+                text=r"Unable to create a deployment for",
+                source="a failed deployVirtualMachine job: its errortext (libcloud keeps no code)",
+            ),
+        ),
+        error_body=_fault,
+        node_states="NODE_STATE_MAP",
     ),
     "dummy": Profile(
         name="dummy",
@@ -370,33 +545,20 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
-#: Any other libcloud driver: create_node(name, size, image), unlooked-up ids, as libcloud's
-#: base NodeDriver says; the key first, then the settings its constructor takes.
-GENERIC = Profile(
-    name="generic",
-    summary="any other libcloud compute driver",
-    driver="",
-    concrete="libcloud.compute.base:NodeDriver",
-    construction=Construction(settings=frozenset({"secure", "host", "port", "region"})),
-    parameters={
-        "ami": Mapped("image", "NodeImage(id=ami), not looked up", unlooked_image),
-        "instance_type": Mapped("size", "NodeSize(id=instance_type), not looked up", unlooked_size),
-        **COUNTS,
-    },
-    reading=Reading(
-        instance_type=("flavorId", "instance_type", "size", "size_id", "machineType", "plan"),
-        ami=("imageId", "image_id", "image", "os_id"),
-        placement=("availability_zone", "availability", "zone", "location", "region"),
-        tags="tags",
-    ),
-)
-
 
 def profile_of(driver_name: str) -> Profile:
-    """The profile of a driver name; the generic profile for any other driver."""
-    return PROFILES.get(
-        driver_name, dataclasses.replace(GENERIC, name=driver_name, driver=driver_name)
-    )
+    """The profile of a driver name; for any other libcloud driver, the generic profile read
+    off its class (:mod:`.generic`); for a name libcloud does not know, the generic template
+    (building it stops startup, naming the driver)."""
+    if driver_name in PROFILES:
+        return PROFILES[driver_name]
+    from libcloud.compute.providers import get_driver
+
+    try:
+        cls = get_driver(driver_name)
+    except Exception:  # AttributeError when unknown, Exception when retired: said at startup
+        return dataclasses.replace(GENERIC, name=driver_name, driver=driver_name)
+    return generic.profile_for(driver_name, cls)
 
 
 #: What the adapter itself does with a parameter it maps to no create_node argument.

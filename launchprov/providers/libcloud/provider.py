@@ -12,7 +12,9 @@ terminated instance makes no call.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -24,8 +26,14 @@ from zope.interface import implementer
 from launchprov.placement import region_of
 from launchprov.providers import paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
-from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
+from launchprov.providers.ec2_common import (
+    IMAGE_ID,
+    INSTANCE_ID,
+    default_zone,
+    split_security_groups,
+)
 from launchprov.providers.interface import (
+    OUTCOME_NONE,
     OUTCOME_UNKNOWN,
     ActionNotSupported,
     Check,
@@ -39,7 +47,7 @@ from launchprov.providers.interface import (
     UnsupportedParameters,
     ensure_allowed,
 )
-from launchprov.providers.libcloud import construction, ec2
+from launchprov.providers.libcloud import construction, ec2, generic
 from launchprov.providers.libcloud.catalog import Catalog
 from launchprov.providers.libcloud.drivers import as_list
 from launchprov.providers.libcloud.errors import (
@@ -48,10 +56,13 @@ from launchprov.providers.libcloud.errors import (
     NAME,
     PARTIAL_LAUNCH,
     launch_error,
-    not_in_catalog,
     provider_error,
 )
-from launchprov.providers.libcloud.instances import matches, node_instance
+from launchprov.providers.libcloud.instances import (
+    matches,
+    node_instance,
+    tolerate_unnamed_states,
+)
 from launchprov.providers.libcloud.profile import LaunchContext, Profile, node_name
 from launchprov.providers.libcloud.profiles import profile_of
 from launchprov.settings import ConfigurationError
@@ -101,16 +112,20 @@ class LibcloudProvider:
         self.instance_id_pattern = INSTANCE_ID if self.is_ec2 else None
         #: Only EC2's placements are availability zones; other clouds name their locations.
         self.placement_is_zone = self.is_ec2
+        #: The defaults of launches where launchprov.defaults.* leaves them unset.
+        self.cloud_defaults = profile.cloud_defaults
         self.parameters = profile.parameters
         #: Whether the profile holds leases: tags at launch that launchprov reads back.
         self.can_tag = "expires_in" in profile.parameters
-        self.catalog = Catalog(profile.name, catalog_ttl)
-        self._build_driver = build_driver
+        self.catalog = Catalog(profile.name, catalog_ttl, profile=profile)
+        # Every driver built reads a node status its table does not name as unknown.
+        self._build_driver = lambda where: tolerate_unnamed_states(build_driver(where), profile)
         self._region = region
         self._regions = regions
         self._launch_kwargs = dict(launch_kwargs or {})
+        self._listing = dict(profile.listing)
         self._local = threading.local()
-        self._shared = build_driver(region) if profile.shared else None
+        self._shared = self._build_driver(region) if profile.shared else None
         # EC2 takes many ids in one call: concurrent describes and terminations share one.
         # Other drivers have no call for a set of nodes, and are asked one by one.
         batching = batching if self.is_ec2 else OFF
@@ -129,13 +144,17 @@ class LibcloudProvider:
         }
         if profile.calls == "ec2":
             regions = frozenset(construction.driver_class(profile, configured).list_regions())
-            startup_region = region_of(settings["launchprov.defaults.placement"])
+            zone = default_zone(settings)
+            startup_region = region_of(zone)
             if startup_region not in regions:
                 raise ConfigurationError(
-                    f"launchprov.defaults.placement = {settings['launchprov.defaults.placement']!r}"
+                    f"launchprov.defaults.placement = {zone!r}"
                     f": libcloud's EC2 driver does not know region {startup_region}"
                 )
-            _, ids = split_security_groups(settings["launchprov.defaults.security_groups"])
+            _, ids = split_security_groups(
+                settings["launchprov.defaults.security_groups"]
+                or profile.cloud_defaults["security_groups"]
+            )
             if ids:
                 raise ConfigurationError(
                     f"launchprov.defaults.security_groups: {', '.join(ids)}: libcloud's EC2 "
@@ -154,6 +173,10 @@ class LibcloudProvider:
         try:
             provider = cls(profile, build, **options)  # this builds a shared driver ...
             driver = provider.driver(startup_region)  # ... and this any other
+            if profile.derived and type(driver) is not profile.driver_class():
+                # A class that builds another (CloudSigma's, by API version): read that one.
+                profile = generic.profile_for(profile.name, type(driver))
+                provider = cls(profile, build, **options)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(
                 f"launchprov.libcloud.driver = {configured!r}: cannot build the driver with "
@@ -164,8 +187,39 @@ class LibcloudProvider:
                 f"launchprov.libcloud.driver = {configured!r}: building the driver failed: "
                 f"{exc.code}: {exc.message}"
             ) from None
+        if profile.derived:
+            refused = generic.refusal(profile, type(driver))
+            if refused is not None:
+                raise ConfigurationError(f"launchprov.libcloud.driver = {configured!r}: {refused}")
         provider._launch_kwargs = construction.launch_kwargs(profile, driver, settings)
+        if profile.derived:
+            provider._listing = generic.listing(type(driver), provider._launch_kwargs)
+        if not provider.is_ec2:
+            provider._check_default_placement(driver, settings["launchprov.defaults.placement"])
         return provider
+
+    def _check_default_placement(self, driver: NodeDriver, placement: str | None) -> None:
+        """ConfigurationError naming launchprov.defaults.placement when the cloud's catalog
+        does not know it (where the profile looks placements up), or when launch_kwargs'
+        ``location`` says the same thing again."""
+        if placement is None:
+            return
+        key = f"launchprov.defaults.placement = {placement!r}"
+        if "location" in self._launch_kwargs:
+            raise ConfigurationError(
+                f"{key} and launchprov.libcloud.launch_kwargs' location both give the default "
+                "location: set one of them"
+            )
+        mapped = self.parameters.get("placement")
+        if mapped is None or mapped.catalog is None:
+            return  # sent as given (OpenStack's availability zone), or not at all
+        try:
+            self._lookup(driver, mapped.catalog, placement)
+        except ProviderError as exc:
+            raise ConfigurationError(
+                f"{key}: the {self.driver_name} driver's catalog does not have it "
+                f"({exc.code}: {exc.message})"
+            ) from None
 
     def driver(self, region: str | None) -> NodeDriver:
         """This thread's driver for ``region``, built on first use (or the shared one)."""
@@ -181,7 +235,7 @@ class LibcloudProvider:
             except (TypeError, ValueError):
                 raise
             except Exception as exc:  # building may authenticate (Azure, OpenStack): a call
-                raise provider_error(exc) from exc
+                raise provider_error(exc, self.profile) from exc
             drivers[region] = driver
         return driver
 
@@ -209,7 +263,9 @@ class LibcloudProvider:
             for name, value in self.profile.launch_arguments.items()
         }
         arguments.update(self._launch_kwargs)
-        arguments.pop("location", None)  # a default location: see _location
+        placement = self.parameters.get("placement")
+        if placement is not None and placement.argument == "location":
+            arguments.pop("location", None)  # a default location: see _location
         for mapped in self.parameters.values():
             if mapped.argument is None or mapped.convert is None:
                 continue
@@ -270,33 +326,41 @@ class LibcloudProvider:
             return self.catalog.fetched(
                 "image", lambda name: driver.get_image(name, location), self._region, wanted
             )
+        if kind == "location" and self.profile.locations is not None:
+            listing = self.profile.locations
+            return self.catalog.listed_by(kind, lambda: listing(driver), self._region, wanted)
         return self.catalog.listed(kind, driver, self._region, wanted, **scope)
 
     def _location(self, driver: NodeDriver, request: LaunchRequest):
-        """The NodeLocation of a launch: the caller's placement, else launch_kwargs'
-        ``location``, else the deployment's default placement where the cloud knows it.
+        """The NodeLocation of a launch: the caller's placement, else the deployment's default
+        (launchprov.defaults.placement, or launch_kwargs' ``location``).
 
-        None (the driver's own default) when nothing applies and create_node does not need one.
+        None (the driver's own default) when nothing applies and create_node does not need one;
+        UnsupportedParameters naming placement when it does.
         """
-        if "placement" in request.explicit:
-            return self._lookup(driver, "location", request.placement)
         configured = self._launch_kwargs.get("location")
-        if configured is not None:
+        if "placement" not in request.explicit and configured is not None:
             return self._lookup(driver, "location", str(configured))
-        try:
+        if request.placement is not None:
             return self._lookup(driver, "location", request.placement)
-        except ProviderError as exc:
-            if exc.code != "LocationNotFound" or self.profile.needs_location:
-                if exc.code == "LocationNotFound":
-                    raise not_in_catalog("location", request.placement, self.driver_name) from None
-                raise
-            return None
+        if self.profile.needs_location:
+            raise UnsupportedParameters(
+                NAME,
+                {
+                    "placement": f"the {self.driver_name} driver needs a location: give "
+                    "placement (or set launchprov.defaults.placement)"
+                },
+            )
+        return None
 
     def _launch_one_by_one(self, request: LaunchRequest) -> list[str]:
         driver = self.driver(self._region)
         location = functools.cache(lambda: self._location(driver, request))
         lookup = functools.partial(self._lookup, driver)
         arguments = self._arguments(LaunchContext(request, driver, lookup, location))
+        refused = _refused_call(driver, arguments)
+        if refused is not None:
+            raise refused
         created = []
         failure: Exception | None = None
         for _ in range(request.max_count):
@@ -316,7 +380,7 @@ class LibcloudProvider:
                 )
             return [self.profile.reading.public_id(node_id) for node_id in node_ids(created)]
         # Fewer than min_count (<= max_count) were created: a create_node call failed.
-        error = launch_error(failure)
+        error = launch_error(failure, self.profile)
         if not created:
             raise error from failure
         kept = self._destroy(driver, created)
@@ -374,8 +438,13 @@ class LibcloudProvider:
             looked_up.setdefault(kind, Check(kind, True))
             return found
 
-        location = functools.cache(lambda: self._location(driver, request))
-        context = LaunchContext(request, driver, lookup, location)
+        def located():
+            found = self._location(driver, request)
+            if found is not None:
+                looked_up.setdefault("location", Check("location", True))
+            return found
+
+        context = LaunchContext(request, driver, lookup, functools.cache(located))
         for mapped in self.parameters.values():
             if mapped.convert is None:
                 continue
@@ -385,9 +454,8 @@ class LibcloudProvider:
                 if exc.code in ProviderError.TRANSPORT_CODES:
                     raise
                 if exc.code == CATALOG_CODES["location"]:
-                    looked_up.setdefault(
-                        "location", Check("location", False, exc.code, exc.message)
-                    )
+                    message = f"placement {request.placement!r}: {exc.message}"
+                    looked_up.setdefault("location", Check("location", False, exc.code, message))
         return checks + list(looked_up.values())
 
     def ping(self, timeout: float) -> None:
@@ -401,14 +469,14 @@ class LibcloudProvider:
                 driver.connection.timeout = timeout
                 driver.connection.connect()
         except Exception as exc:  # building may authenticate: a call like any other
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
         if self.is_ec2:
             ec2.request(driver, {"Action": "DescribeAvailabilityZones"})
             return
         try:
-            driver.list_nodes()  # the one call every driver has
+            driver.list_nodes(**self._listing)  # the one call every driver has
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
 
     # -- the life of an instance -----------------------------------------------------------
 
@@ -420,7 +488,8 @@ class LibcloudProvider:
 
         def fetch_all(token, page_size):  # one page: every node, in the driver's order
             instances = [self._instance(node) for node in self._nodes()]
-            return [instance for instance in instances if matches(instance, query)], None
+            canonical = self.profile.reading.canonical_value
+            return [i for i in instances if matches(i, query, canonical)], None
 
         return fetch_all
 
@@ -486,17 +555,23 @@ class LibcloudProvider:
         else:
             perform = self._node_method(action)
             node = self._node(instance_id)
-            if needs_call(self._instance(node), action):
+            before = self._instance(node)
+            if needs_call(before, action):
                 self._perform(perform, action, node)
+                if action == "terminate":
+                    try:
+                        return self.describe(instance_id, region)
+                    except InstanceNotFound:  # destroyed nodes vanish from most clouds' lists
+                        return dataclasses.replace(before, state="terminated")
         return self.describe(instance_id, region)
 
     def _nodes(self) -> list[Node]:
         """Every node of a driver other than EC2, in its order."""
         driver = self.driver(self._region)
         try:
-            return list(driver.list_nodes())
+            return list(driver.list_nodes(**self._listing))
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
 
     def _node(self, instance_id: str) -> Node:
         public_id = self.profile.reading.public_id
@@ -522,7 +597,7 @@ class LibcloudProvider:
         except NotImplementedError:  # implemented, but not for this node
             raise self._unsupported(action) from None
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise provider_error(exc, self.profile) from exc
         if done is False:  # the drivers say no more than that
             raise ProviderError(
                 NAME,
@@ -581,3 +656,22 @@ def _launch_failure(exc: Exception) -> Exception:
         if meaning is not None:
             return meaning
     return launch_error(exc)
+
+
+def _refused_call(driver: NodeDriver, arguments: dict[str, Any]) -> ProviderError | None:
+    """The error of a create_node call that cannot be made with ``arguments``, or None.
+
+    Python refuses such a call (TypeError) before the driver sends anything: the launch failed
+    with nothing launched, which a TypeError caught from create_node could not say.
+    """
+    try:
+        inspect.signature(driver.create_node).bind(name=None, **arguments)
+    except TypeError as exc:
+        return ProviderError(
+            NAME,
+            ProviderError.UNEXPECTED,
+            f"launchprov cannot call the driver's create_node: {exc}",
+            retryable=False,
+            outcome=OUTCOME_NONE,
+        )
+    return None
