@@ -980,6 +980,12 @@ class Wire:
         self._faults: list[tuple[Callable[[str, str, bool], bool], Callable[[], tuple], bool]] = []
         self._after_create = False
 
+    def clear(self) -> None:
+        """Forget what was sent and every fault still to answer."""
+        self.sent.clear()
+        self._faults.clear()
+        self._after_create = False
+
     def fail_create(self, fault: CloudFault) -> None:
         """Answer the next create (or the request after it) with ``fault``."""
         if fault.after_create:

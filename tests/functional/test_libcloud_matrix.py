@@ -28,7 +28,6 @@ import boto3
 import moto.settings
 import pytest
 
-from launchprov import capacity
 from launchprov.launching import idempotency_key
 from launchprov.providers.interface import LaunchRequest
 from launchprov.providers.libcloud import provider
@@ -55,7 +54,7 @@ from launchprov.schemas import LaunchSchema
 from launchprov.settings import SETTINGS
 from tests.conftest import reset_moto
 from tests.faulty_ec2 import FaultControl, serve
-from tests.recorded import RECORDED, Traffic
+from tests.recorded import CAPACITY_FAULTS, RECORDED, Traffic, wire
 from tests.support import (
     FAKE_CREDENTIALS,
     GOOD_AMI,
@@ -120,6 +119,8 @@ class Cloud:
     node: str
     #: parameter -> the node name its launch must create (RecordedCloud.node_names).
     node_names: dict = dataclasses.field(default_factory=dict)
+    #: A recorded cloud's error replies to serve in place of its recordings (tests.recorded.wire).
+    errors: Any = None
     #: EC2: moto's boto3 client and the fault-injecting endpoint; dummy: its driver.
     client: Any = None
     faults: FaultControl | None = None
@@ -153,9 +154,10 @@ def _launched(app, launch) -> str:
     return app.put_json("/v1/launch", launch).json[0]
 
 
-def _recorded_cloud(name: str, patch: pytest.MonkeyPatch, wire: Traffic) -> Cloud:
+def _recorded_cloud(name: str, patch: pytest.MonkeyPatch, traffic: Traffic) -> Cloud:
     recorded = RECORDED[name]
     recorded.patch(patch)
+    errors = wire(patch, name)
     app = make_app(
         **{
             "launchprov.provider": "libcloud",
@@ -171,14 +173,15 @@ def _recorded_cloud(name: str, patch: pytest.MonkeyPatch, wire: Traffic) -> Clou
         recorded.known_id,
         recorded.known_state,
         recorded.known_fields,
-        wire,
+        traffic,
         {**TAGGED, **recorded.on_the_wire},
         recorded.node_on_the_wire or recorded.known_id,
         recorded.node_names,
+        errors=errors,
     )
 
 
-def _dummy_cloud(patch: pytest.MonkeyPatch, wire: Traffic) -> Cloud:
+def _dummy_cloud(patch: pytest.MonkeyPatch, traffic: Traffic) -> Cloud:
     drivers: list = []
     built = CloudlikeDummyNodeDriver.__init__
 
@@ -198,7 +201,7 @@ def _dummy_cloud(patch: pytest.MonkeyPatch, wire: Traffic) -> Cloud:
         known,
         "running",
         {"instance_type": "small", "ami": "img-1"},
-        wire,
+        traffic,
         dict(TAGGED),
         known,
         dummy=drivers,
@@ -206,7 +209,7 @@ def _dummy_cloud(patch: pytest.MonkeyPatch, wire: Traffic) -> Cloud:
 
 
 @contextlib.contextmanager
-def _ec2_cloud(patch: pytest.MonkeyPatch, wire: Traffic, endpoint: str):
+def _ec2_cloud(patch: pytest.MonkeyPatch, traffic: Traffic, endpoint: str):
     for flag in (
         "ENABLE_AMI_VALIDATION",
         "EC2_ENABLE_INSTANCE_TYPE_VALIDATION",
@@ -248,7 +251,7 @@ def _ec2_cloud(patch: pytest.MonkeyPatch, wire: Traffic, endpoint: str):
             known,
             "running",
             {"instance_type": "t2.micro", "ami": GOOD_AMI, "placement": "us-east-1b"},
-            wire,
+            traffic,
             {
                 **TAGGED,
                 # EC2's ClientToken: launchprov's idempotency key of the caller's token.
@@ -270,15 +273,15 @@ def cloud(request) -> Cloud:
     """One app per driver for the whole module, its wire recorded."""
     name = request.param
     with pytest.MonkeyPatch.context() as patch:
-        wire = Traffic().install(patch)
+        traffic = Traffic().install(patch)
         if name == "ec2":
             endpoint = request.getfixturevalue("moto_server_endpoint")
-            with _ec2_cloud(patch, wire, endpoint) as ec2:
+            with _ec2_cloud(patch, traffic, endpoint) as ec2:
                 yield ec2
         elif name == "dummy":
-            yield _dummy_cloud(patch, wire)
+            yield _dummy_cloud(patch, traffic)
         else:
-            yield _recorded_cloud(name, patch, wire)
+            yield _recorded_cloud(name, patch, traffic)
 
 
 @pytest.fixture
@@ -287,6 +290,8 @@ def sent(cloud) -> Traffic:
     cloud.wire.clear()
     if cloud.faults is not None:
         cloud.faults.refuse()
+    if cloud.errors is not None:
+        cloud.errors.clear()
     return cloud.wire
 
 
@@ -550,25 +555,24 @@ def check_answer(cloud: Cloud, parameter: str, check: Answer, monkeypatch) -> No
         assert len(creates(cloud)) == 2
 
 
-def check_capacity_fallback(cloud: Cloud, check: CapacityFallback, body: dict) -> None:
-    """The first launch answered the provider's capacity error; the alternative's instance
+def check_capacity_fallback(cloud: Cloud, body: dict) -> None:
+    """The first launch answered the provider's own capacity error; the alternative's instance
     type reached the provider (EC2: the instance at moto; another cloud: its second create
-    request, read as the table reads instance_type)."""
+    request, as the cloud received it)."""
     (alternative,) = cloud.explicit["fallback"]
     if cloud.faults is not None:
-        assert check.reply is None, "EC2's capacity error comes from the faulty endpoint"
         cloud.faults.refuse({"instance_type": cloud.launch["instance_type"]})
     else:
-        assert check.reply is not None, "the cloud's capacity error reply"
-        cloud.wire.refuse(*CREATE[cloud.name], check.reply, times=1)
+        cloud.errors.fail_create(CAPACITY_FAULTS[cloud.name])
     response = cloud.app.put_json("/v1/launch", body, status="*")
     assert response.status_int == 200, response.text
-    if cloud.faults is not None:
-        assert at_the_provider(cloud, "InstanceType", response.json) == alternative["instance_type"]
-        faulted = [call["faulted"] for call in cloud.faults.calls()]
-        assert faulted == [True, False], faulted
+    if cloud.faults is None:
+        sizes = cloud.errors.created_sizes()
+        assert sizes == [cloud.launch["instance_type"], alternative["instance_type"]], sizes
         return
-    on_the_wire(cloud, VERIFIED[cloud.name]["instance_type"], alternative["instance_type"], index=1)
+    assert at_the_provider(cloud, "InstanceType", response.json) == alternative["instance_type"]
+    faulted = [call["faulted"] for call in cloud.faults.calls()]
+    assert faulted == [True, False], faulted
 
 
 def check_parameter(cloud: Cloud, parameter: str, check: Check, monkeypatch) -> None:
@@ -579,7 +583,7 @@ def check_parameter(cloud: Cloud, parameter: str, check: Check, monkeypatch) -> 
     if parameter in cloud.node_names:
         monkeypatch.setattr(provider, "node_name", lambda profile: cloud.node_names[parameter])
     if isinstance(check, CapacityFallback):
-        check_capacity_fallback(cloud, check, body)
+        check_capacity_fallback(cloud, body)
         return
     response = cloud.app.put_json("/v1/launch", body, status="*")
     assert response.status_int == 200, response.text
@@ -675,34 +679,6 @@ def test_the_table_covers_every_driver_the_matrix_runs():
         assert set(checks) <= {*PARAMETERS, *ACTIONS}, driver
 
 
-@pytest.mark.parametrize("cloud", ["openstack"], indirect=True)
-def test_a_clouds_fallback_cell_can_be_flipped_once_its_capacity_error_maps(
-    cloud, sent, monkeypatch
-):
-    """The check a cloud's fallback cell gets once that cloud's capacity error maps to a
-    capacity code: fails while it does not (the alternative is never tried), holds once it
-    does (here Nova's 503, its code made a capacity code for the test only)."""
-    reply = (503, '{"overLimit": {"code": 503, "message": "No valid host was found"}}')
-    check = CapacityFallback(reply=reply)
-    sent.refuse(*CREATE["openstack"], reply, times=1)
-    # What the reply's code is (another flavor: an offering that answered a capacity error is
-    # remembered, and passed over by the launches with a fallback).
-    probe = launch_body(cloud, instance_type="3")
-    refused = cloud.app.put_json("/v1/launch", probe, status=408).json
-    code = refused["provider"]["code"]
-    if code not in capacity.CAPACITY_CODES:  # as today: the check cannot hold
-        sent.clear()
-        with pytest.raises(AssertionError, match="408"):
-            check_parameter(cloud, "fallback", check, monkeypatch)
-        monkeypatch.setattr(capacity, "CAPACITY_CODES", capacity.CAPACITY_CODES | {code})
-    sent.clear()
-
-    check_parameter(cloud, "fallback", check, monkeypatch)
-
-    first, second = creates(cloud)
-    assert [first.json["server"]["flavorRef"], second.json["server"]["flavorRef"]] == ["1", "2"]
-
-
 #: The checks the tests above run; a cell backed by anything else proves nothing.
 RUN = (OnTheWire, AtProvider, Answer, CapacityFallback)
 
@@ -747,8 +723,7 @@ def test_the_capacity_fallback_is_verified_only_where_a_capacity_error_is_inject
     error the matrix cannot give shows "not verified"."""
     for driver in parameter_matrix(PARAMETERS):
         shown = docs_cell(driver, "fallback", "(launchprov)")
-        check = verification(driver, "fallback")
-        injected = isinstance(check, CapacityFallback) and (
-            driver == "ec2" or check.reply is not None
-        )
+        injected = driver == "ec2" or driver in CAPACITY_FAULTS
         assert (shown.kind == SUPPORTED) == injected, (driver, shown)
+        if injected:
+            assert isinstance(VERIFIED[driver]["fallback"], CapacityFallback), driver

@@ -19,8 +19,8 @@ effect lands, never at the arguments launchprov hands the driver:
 Refusals and 501s follow from the profiles (a parameter a profile does not map, an action its
 driver has no method for): :func:`verification` derives them. A cell is flipped to verified by
 giving it a check here; the matrix's tests then run that check, and fail until it holds (the
-capacity fallback of a cloud, once that cloud's capacity error maps to a capacity code, is
-``CapacityFallback(reply=(status, body))`` with the cloud's own error reply).
+capacity fallback of Vultr or Linode is ``CapacityFallback()`` once tests.recorded has that
+cloud's capacity error reply in CAPACITY_FAULTS).
 """
 
 from __future__ import annotations
@@ -88,14 +88,13 @@ class Answer:
 
 @dataclasses.dataclass(frozen=True)
 class CapacityFallback:
-    """The provider answers the first launch with its capacity error (EC2's through the
-    fault-injecting endpoint; another cloud's as ``reply``, (status, body), on the wire), and
-    the alternative's instance type reaches the provider."""
-
-    reply: tuple[int, str] | None = None
+    """The provider answers the first launch with its own capacity error (EC2's through the
+    fault-injecting endpoint; another cloud's documented reply, served in place of the
+    recording: tests.recorded.CAPACITY_FAULTS), and the alternative's instance type reaches the
+    provider (EC2: the instance at moto; another cloud: its second create request)."""
 
     def describe(self, driver: str) -> str:
-        return "after a capacity error, the alternative launched at the provider"
+        return _how(driver, self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +134,8 @@ CREATE: dict[str, tuple[str, str]] = {
 #: EC2's launch call, as libcloud's EC2 driver sends it.
 _RUN_INSTANCES = ("GET", "Action=RunInstances")
 
-#: The capacity fallback on a cloud whose capacity error maps to no capacity code.
-_NO_CAPACITY_CODE = NotVerified("no capacity error of this cloud maps to a capacity code")
+#: The capacity fallback on a cloud whose capacity error the matrix cannot give.
+_NO_CAPACITY_ERROR = NotVerified("no capacity error of this cloud is recorded")
 
 #: What every driver that creates one node per create request proves the same way.
 _COUNTS = {
@@ -208,7 +207,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "tags": OnTheWire("json:server.metadata"),
         "client_token": OnTheWire("json:server.metadata"),
         "expires_in": OnTheWire("json:server.metadata"),
-        "fallback": _NO_CAPACITY_CODE,
+        "fallback": CapacityFallback(),
         **_actions(
             terminate="DELETE /servers/{id}$",
             reboot=("POST /servers/{id}/action$", "json:reboot.type", "HARD"),
@@ -225,7 +224,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "placement": OnTheWire("path"),
         "tags": OnTheWire("json:labels"),
         "client_token": OnTheWire("json:labels"),
-        "fallback": _NO_CAPACITY_CODE,
+        "fallback": CapacityFallback(),
         **_actions(
             terminate="DELETE /instances/{id}$",
             reboot="POST /instances/{id}/reset$",
@@ -241,7 +240,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "tags": OnTheWire("json:tags"),
         "client_token": OnTheWire("json:tags"),
         "expires_in": OnTheWire("json:tags"),
-        "fallback": _NO_CAPACITY_CODE,
+        "fallback": CapacityFallback(),
         **_actions(
             terminate="DELETE /virtualMachines/{id}$",
             reboot="POST /virtualMachines/{id}/restart$",
@@ -256,7 +255,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "key_name": OnTheWire("json:ssh_keys"),
         "user_data": OnTheWire("json:user_data"),
         "placement": OnTheWire("json:region"),
-        "fallback": _NO_CAPACITY_CODE,
+        "fallback": CapacityFallback(),
         **_actions(
             terminate="DELETE /droplets/{id}$",
             reboot=("POST /droplets/{id}/actions$", "json:type", "reboot"),
@@ -271,7 +270,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "key_name": OnTheWire("json:sshkey_id"),
         "user_data": OnTheWire("json:user_data", "base64"),
         "placement": OnTheWire("json:region"),
-        "fallback": _NO_CAPACITY_CODE,
+        "fallback": _NO_CAPACITY_ERROR,
         **_actions(
             terminate="DELETE /instances/{id}$",
             reboot="POST /instances/{id}/reboot$",
@@ -286,7 +285,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "key_name": OnTheWire("json:authorized_keys"),
         "user_data": OnTheWire("json:metadata.user_data", "base64"),
         "placement": OnTheWire("json:region"),
-        "fallback": _NO_CAPACITY_CODE,
+        "fallback": _NO_CAPACITY_ERROR,
         **_actions(
             terminate="DELETE /linode/instances/{id}$",
             reboot="POST /linode/instances/{id}/reboot$",
@@ -302,7 +301,7 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "security_groups": OnTheWire("query:securitygroupnames", "comma list"),
         "user_data": OnTheWire("query:userdata", "base64"),
         "placement": OnTheWire("query:zoneid"),
-        "fallback": _NO_CAPACITY_CODE,
+        "fallback": CapacityFallback(),
         **{
             action: OnTheWire("node", request=("GET", f"command={command}"))
             for action, command in {
@@ -395,7 +394,9 @@ def _how(driver: str, check: Check) -> str:
         return f"provider: {check.field}"
     if isinstance(check, Answer):
         return f"answer: {check.status} {check.what.partition(':')[0]}"
-    return "provider: the alternative, after a capacity error"
+    if driver == "ec2":
+        return "provider: the alternative's instance, after EC2's capacity error"
+    return "wire: the alternative's create, after the cloud's capacity error"
 
 
 def docs_cell(driver: str, cell: str, claim: str | None) -> Shown:
