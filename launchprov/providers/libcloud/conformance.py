@@ -40,9 +40,8 @@ class OnTheWire:
     ``field`` is where the value is: ``json:`` a dotted path in the JSON body (``json`` alone:
     its keys), ``query:`` a parameter of the query string, ``path`` the URL's path (the value is
     one of its segments), ``count`` the number of matching requests, ``node`` for an action:
-    the request names the node. A dotted path goes through
-    lists item by item, and a list of key/value pairs (``{"key": k, "value": v}``) is read as a
-    mapping. ``encoding`` is how the cloud holds the value there: ``base64``, ``last segment``
+    the request names the node. A dotted path goes through lists item by item, and a list of
+    key/value pairs (``{"key": k, "value": v}``) is read as a mapping. ``encoding`` is how the cloud holds the value there: ``base64``, ``last segment``
     (of a URL), ``comma list``, or "" (as given).
     """
 
@@ -51,14 +50,6 @@ class OnTheWire:
     request: tuple[str, str] | None = None
     #: For an action: the value the field holds (the request also names the node).
     value: str | None = None
-
-    def describe(self, driver: str) -> str:
-        method, path = self.request or CREATE[driver]
-        where = self.field.partition(":")[2] or self.field
-        if self.value is not None:
-            where = f"{where} {self.value}".strip()
-        encoded = f" ({self.encoding})" if self.encoding else ""
-        return f"wire: {method} {_readable(path)} {where}{encoded}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +61,6 @@ class AtProvider:
 
     field: str
 
-    def describe(self, driver: str) -> str:
-        return f"at the provider: {self.field}"
-
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
@@ -82,9 +70,6 @@ class Answer:
     status: int
     what: str
 
-    def describe(self, driver: str) -> str:
-        return f"answer: {self.status} {self.what}"
-
 
 @dataclasses.dataclass(frozen=True)
 class CapacityFallback:
@@ -93,18 +78,12 @@ class CapacityFallback:
     recording: tests.recorded.CAPACITY_FAULTS), and the alternative's instance type reaches the
     provider (EC2: the instance at moto; another cloud: its second create request)."""
 
-    def describe(self, driver: str) -> str:
-        return _how(driver, self)
-
 
 @dataclasses.dataclass(frozen=True)
 class NotVerified:
     """No test proves the cell: ``why``."""
 
     why: str
-
-    def describe(self, driver: str) -> str:
-        return f"not verified: {self.why}"
 
 
 Check = OnTheWire | AtProvider | Answer | CapacityFallback | NotVerified
