@@ -41,8 +41,9 @@ class OnTheWire:
     its keys), ``query:`` a parameter of the query string, ``path`` the URL's path (the value is
     one of its segments), ``count`` the number of matching requests, ``node`` for an action:
     the request names the node. A dotted path goes through lists item by item, and a list of
-    key/value pairs (``{"key": k, "value": v}``) is read as a mapping. ``encoding`` is how the cloud holds the value there: ``base64``, ``last segment``
-    (of a URL), ``comma list``, or "" (as given).
+    key/value pairs (``{"key": k, "value": v}``) is read as a mapping. ``encoding`` is how the
+    cloud holds the value there: ``base64``, ``last segment`` (of a URL), ``comma list``, or ""
+    (as given).
     """
 
     field: str
