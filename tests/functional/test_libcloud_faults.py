@@ -269,3 +269,20 @@ def test_an_unknown_node_can_be_terminated(odd_node):
         (method == "DELETE" and node_id in url) or "command=destroyVirtualMachine" in url
         for method, url, _ in seen.sent
     )
+
+
+def test_an_error_reply_without_a_message_is_the_408_naming_its_status(monkeypatch):
+    """DigitalOcean's driver hands a reply without ``message`` on as the body itself (a dict),
+    which libcloud's error cannot print: still the 408, never a 500."""
+    from tests.recorded import CloudFault
+
+    app, seen = _cloud("digitalocean", monkeypatch)
+    seen.fail_create(CloudFault(500, {"id": "server_error"}))
+
+    body = assert_error_body(
+        app.put_json("/v1/launch", RECORDED["digitalocean"].launch, status="*"), 408
+    )
+
+    assert body["provider"]["code"] == "server_error"
+    assert body["provider"]["retryable"] is True
+    assert seen.created_sizes() == [RECORDED["digitalocean"].launch["instance_type"]]

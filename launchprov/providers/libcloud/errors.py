@@ -175,6 +175,23 @@ def _body(response: Response) -> Any:
         return response.body
 
 
+def exception_text(exc: BaseException) -> str:
+    """What a libcloud exception says, as text. Some drivers hand the cloud's whole error body
+    on as the message (DigitalOcean's, when it has no ``message``): a dict, which the
+    exception's own ``str()`` refuses to print."""
+    said = getattr(exc, "value", None)
+    if isinstance(said, str) and said:
+        return said
+    try:
+        return str(exc)
+    except TypeError:
+        said = getattr(exc, "message", None) or said or exc.args
+    try:
+        return json.dumps(said, default=str)
+    except ValueError:  # a circular structure
+        return type(exc).__name__
+
+
 def reply_of(exc: Exception, profile: Profile) -> Reply | None:
     """The cloud's error reply behind ``exc``, read as ``profile`` says; None when ``exc`` is no
     error reply (a transport failure, a reply that did not parse, a bug)."""
@@ -182,7 +199,7 @@ def reply_of(exc: Exception, profile: Profile) -> Reply | None:
         return None
     response = _raising_response(exc)
     status = code = None
-    message = str(getattr(exc, "value", None) or exc)
+    message = exception_text(exc)
     retry_after = getattr(exc, "retry_after", None) or None  # RateLimitReachedError's
     if response is not None:
         status = int(response.status)
@@ -246,7 +263,7 @@ def provider_error(exc: Exception | None, profile: Profile | None = None) -> Pro
         retryable = is_retryable(exc.error_code, exc.status)
         return ProviderError(NAME, exc.error_code, exc.message, retryable=retryable)
     if isinstance(exc, InvalidCredsError):
-        return ProviderError(NAME, ProviderError.AUTH_FAILURE, str(exc.value), retryable=False)
+        return ProviderError(NAME, ProviderError.AUTH_FAILURE, exception_text(exc), retryable=False)
     if isinstance(exc, MalformedResponseError):
         message = f"{exc.value}: {summarise_body(exc.body)}"
         retryable = malformed_status(exc) in TRANSIENT_HTTP_STATUSES
@@ -254,11 +271,11 @@ def provider_error(exc: Exception | None, profile: Profile | None = None) -> Pro
     if isinstance(exc, BaseHTTPError):  # other drivers' error replies: only a status to go by
         status = int(exc.code or 0)
         retryable = status >= 500 or status == 429
-        return ProviderError(NAME, f"HTTP{status}", str(exc), retryable=retryable)
+        return ProviderError(NAME, f"HTTP{status}", exception_text(exc), retryable=retryable)
     if isinstance(exc, LibcloudProviderError) and exc.http_code:
         status = int(exc.http_code)
         retryable = status >= 500 or status == 429
-        return ProviderError(NAME, f"HTTP{status}", str(exc.value), retryable=retryable)
+        return ProviderError(NAME, f"HTTP{status}", exception_text(exc), retryable=retryable)
     if _is_timeout(exc):
         message = str(_transport_reason(exc)) or type(exc).__name__
         return ProviderError(NAME, ProviderError.TIMEOUT, message, retryable=True)
@@ -271,7 +288,9 @@ def provider_error(exc: Exception | None, profile: Profile | None = None) -> Pro
     ):
         message = str(_transport_reason(exc)) or type(exc).__name__
         return ProviderError(NAME, ProviderError.UNREACHABLE, message, retryable=True)
-    return ProviderError(NAME, ProviderError.UNEXPECTED, f"{type(exc).__name__}: {exc}")
+    return ProviderError(
+        NAME, ProviderError.UNEXPECTED, f"{type(exc).__name__}: {exception_text(exc)}"
+    )
 
 
 def launch_outcome(exc: Exception | None, profile: Profile | None = None) -> str:
