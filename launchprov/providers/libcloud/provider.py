@@ -22,7 +22,7 @@ from libcloud.compute.base import Node, NodeDriver
 from zope.interface import implementer
 
 from launchprov.placement import region_of
-from launchprov.providers import paging
+from launchprov.providers import ec2_common, paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
 from launchprov.providers.interface import (
@@ -418,7 +418,7 @@ class LibcloudProvider:
             driver = self._ec2_driver(query.region)
             return lambda token, page_size: ec2.instances(driver, query, page_size, token)
 
-        def fetch_all(token, page_size):  # one page: every node, in the driver's order
+        def fetch_all(token, page_size):  # one page: every node (the pager sorts them by id)
             instances = [self._instance(node) for node in self._nodes()]
             return [instance for instance in instances if matches(instance, query)], None
 
@@ -441,7 +441,7 @@ class LibcloudProvider:
         # Alone: batching is off, or the batch did not return the id; a 404 after this.
         # EC2 may answer a filtered call with empty pages and a NextToken: the pager follows.
         query = InstanceQuery(region, ids=(instance_id,))
-        found, _ = paging.page(self._fetch(query), 1, None, 5)
+        found, _ = paging.page(self._fetch(query), 1, None, 5, paging.scope_of(query))
         if not found:
             raise InstanceNotFound(NAME, instance_id)
         return found[0]
@@ -456,7 +456,11 @@ class LibcloudProvider:
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
         found, next_token = paging.page(
-            self._fetch(query), query.limit, query.page_token, query.limit
+            self._fetch(query),
+            query.limit,
+            query.page_token,
+            ec2_common.LISTING_PAGE_SIZE,
+            paging.scope_of(query),
         )
         return InstancePage(found, next_token)
 
