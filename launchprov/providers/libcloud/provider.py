@@ -22,10 +22,12 @@ from libcloud.compute.base import Node, NodeDriver
 from zope.interface import implementer
 
 from launchprov.placement import region_of
-from launchprov.providers import ec2_common, paging
+from launchprov.providers import deadline, ec2_common, paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID, split_security_groups
 from launchprov.providers.interface import (
+    OUTCOME_NONE,
+    OUTCOME_PARTIAL,
     OUTCOME_UNKNOWN,
     ActionNotSupported,
     Check,
@@ -300,11 +302,15 @@ class LibcloudProvider:
         created = []
         failure: Exception | None = None
         for _ in range(request.max_count):
+            if deadline.passed():  # nobody waits for this launch any more: no new node
+                return self._stopped_at_deadline(request, created)
             try:
-                created.append(driver.create_node(name=node_name(self.profile), **arguments))
+                node = driver.create_node(name=node_name(self.profile), **arguments)
             except Exception as exc:  # anything the SDK raises is a provider failure
                 failure = exc
                 break
+            created.append(node)
+            deadline.created(self._public_ids([node]))
         if len(created) >= request.min_count:
             if failure is not None:
                 log.warning(
@@ -314,7 +320,7 @@ class LibcloudProvider:
                     request.min_count,
                     failure,
                 )
-            return [self.profile.reading.public_id(node_id) for node_id in node_ids(created)]
+            return self._public_ids(created)
         # Fewer than min_count (<= max_count) were created: a create_node call failed.
         error = launch_error(failure)
         if not created:
@@ -331,6 +337,27 @@ class LibcloudProvider:
             retryable=error.retryable,
             outcome=OUTCOME_UNKNOWN if kept else error.outcome,
         ) from failure
+
+    def _public_ids(self, nodes) -> list[str]:
+        return [self.profile.reading.public_id(node_id) for node_id in node_ids(nodes)]
+
+    def _stopped_at_deadline(self, request: LaunchRequest, created) -> list[str]:
+        """A launch the request deadline stopped, its caller answered 408 naming ``created``:
+        those are kept (tagged with the request id and client token, a retry with that token
+        answers them, and the reaper ends their lease), and no more is created. Their ids
+        when they are at least ``min_count``; a ``partial`` ProviderError otherwise."""
+        ids = self._public_ids(created)
+        if len(ids) >= request.min_count:
+            return ids
+        raise ProviderError(
+            NAME,
+            ProviderError.TIMEOUT,
+            f"the request deadline passed after {len(ids)} of the {request.min_count} "
+            "instances required were created; they are kept, and no more is created",
+            retryable=True,
+            outcome=OUTCOME_PARTIAL if ids else OUTCOME_NONE,
+            instances=tuple(ids),
+        )
 
     def _destroy(self, driver: NodeDriver, nodes) -> list[str]:
         """Destroy ``nodes`` as far as possible; return the ids of those that were not."""
