@@ -551,7 +551,7 @@ class EC2Provider:
             value = query.tags[query.batch_by][0]
             found = self._lookup_batcher.submit(lookup_key(query), value)
             if len(found) <= query.limit:
-                return InstancePage(found, None)
+                return InstancePage(sorted(found, key=paging.by_id), None)
         return self._list_alone(query)
 
     def _find_many(self, key: tuple, values: list[str]) -> dict[str, list[Instance]]:

@@ -20,8 +20,10 @@ instance of the page, so none is skipped and none is served twice. What holds, e
   launchprov adds no skip or repeat of its own, but one: when an instance of a cut provider
   page leaves the listing (terminated, with a state filter) and the provider moves an instance
   of the following page into its place, that instance is skipped if its id is below the
-  cursor. moto's pages are reservations in launch order and its token names the last one, so
-  nothing moves forward and only that case can skip.
+  cursor. (moto's pages are reservations in launch order and its token names the last one
+  served, so nothing moves forward and that case does not arise; but moto cannot go on from a
+  token whose reservation has left a filtered listing, and answers 500: a listing by state of
+  more than one EC2 page, while instances end, can fail there, which EC2 does not.)
 
 A token is tied to its query: it carries a digest of the query's filters (not ``limit``), and
 a token of another query, or an altered one, is :class:`InvalidPageToken` (a 400). It is not
