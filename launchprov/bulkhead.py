@@ -44,6 +44,7 @@ from zope.interface import implementer
 from launchprov.providers import deadline
 from launchprov.providers.interface import (
     OUTCOME_NONE,
+    OUTCOME_PARTIAL,
     OUTCOME_UNKNOWN,
     IProvider,
     ProviderError,
@@ -292,7 +293,10 @@ class GuardedProvider:
                 retryable=True,
                 outcome=OUTCOME_NONE,
             )
-        future = self.bulkhead.submit(until, function, *args)
+        launching = operation in _LAUNCHING
+        created = deadline.Created()
+        with deadline.recording(created) if launching else contextlib.nullcontext():
+            future = self.bulkhead.submit(until, function, *args)
         if future is None:
             self._on_rejected()
             state = self.bulkhead.state()
@@ -305,17 +309,21 @@ class GuardedProvider:
         try:
             return future.result(timeout=max(0.0, until - time.monotonic()))
         except FutureTimeout:
-            future.add_done_callback(_log_late(operation, self.name, contextvars.copy_context()))
+            answered = created.ids  # what the 408 names; the late log names the rest
+            future.add_done_callback(
+                _log_late(operation, self.name, contextvars.copy_context(), answered)
+            )
             self._on_deadline(operation)
-            launching = operation in _LAUNCHING
             raise ProviderError(
                 self.name,
                 ProviderError.TIMEOUT,
                 f"no answer from the {self.name} provider within launchprov.request_deadline "
-                f"= {self.request_deadline:g} s"
-                + ("; the launch may still start instances" if launching else ""),
+                f"= {self.request_deadline:g} s" + _launch_state(launching, answered),
                 retryable=True,
-                outcome=OUTCOME_UNKNOWN if launching else OUTCOME_NONE,
+                outcome=(OUTCOME_PARTIAL if answered else OUTCOME_UNKNOWN)
+                if launching
+                else OUTCOME_NONE,
+                instances=answered,
             ) from None
 
     def _deadline(self) -> float:
@@ -379,28 +387,52 @@ class GuardedProvider:
             ) from None
 
 
+def _launch_state(launching: bool, answered: tuple[str, ...]) -> str:
+    """What the message of a launch's 408 adds: what it created, what it may still start."""
+    if not launching:
+        return ""
+    if not answered:
+        return "; the launch may still start instances"
+    return (
+        f"; the launch created {len(answered)} instance(s) (details) and sends no more "
+        "creates; one sent before the deadline may still add an instance"
+    )
+
+
+def launched_ids(result) -> list[str]:
+    """The ids a launch returned: a list of ids, or what has them as ``ids`` (``Launched``)."""
+    return list(getattr(result, "ids", result))
+
+
 def _log_late(
-    operation: str, provider: str, context: contextvars.Context
+    operation: str,
+    provider: str,
+    context: contextvars.Context,
+    answered: tuple[str, ...] = (),
 ) -> Callable[[Future], None]:
     """Log how a call answered after its request was answered 408 at the deadline (for a
-    launch, the instances it started that the caller was not told of), with the request's id
-    and caller on the line."""
+    launch, the instances it started that the 408 did not name), with the request's id and
+    caller on the line."""
 
     def done(future: Future) -> None:
         context.run(_report, future)
 
     def _report(future: Future) -> None:
         error = future.exception()
+        launching = operation in _LAUNCHING
+        if error is None and launching:
+            ids = launched_ids(future.result())
+        elif launching:
+            ids = list(getattr(error, "instances", ()))
+        if launching and (late := [i for i in ids if i not in answered]):
+            log.warning(
+                "a launch answered 408 at the deadline has since launched %s on %s%s",
+                ", ".join(late),
+                provider,
+                f" (the 408 named {', '.join(answered)})" if answered else "",
+            )
         if error is None:
-            result = future.result()
-            if operation in _LAUNCHING:
-                log.warning(
-                    "a launch answered 408 at the deadline has since launched %s on %s",
-                    ", ".join(result),
-                    provider,
-                )
-            else:
-                log.info("%s answered 408 at the deadline has since succeeded", operation)
+            log.info("%s answered 408 at the deadline has since succeeded", operation)
         else:
             log.info("%s answered 408 at the deadline has since failed: %s", operation, error)
 

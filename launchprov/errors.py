@@ -31,6 +31,7 @@ from launchprov.exceptions import InvalidParameters as InvalidParameters
 from launchprov.exceptions import UnsupportedMediaType as UnsupportedMediaType
 from launchprov.policy import PolicyViolation
 from launchprov.providers.interface import (
+    OUTCOME_PARTIAL,
     OUTCOME_UNKNOWN,
     ActionNotSupported,
     IdempotencyConflict,
@@ -132,7 +133,14 @@ def _provider_failure(exc: ProviderError, request) -> Answer:
     message = f"the {exc.provider} provider failed: {exc.code}"
     if exc.outcome == OUTCOME_UNKNOWN:
         message += "; the launch may have started instances (see provider.message)"
-    return Answer(PROVIDER_FAILURE_STATUS, message, headers=headers, provider=provider)
+    elif exc.outcome == OUTCOME_PARTIAL:
+        message += (
+            f"; the launch created {len(exc.instances)} instance(s), named in details "
+            "(see provider.message)"
+        )
+    # A partial launch: each instance it is known to have created, by id.
+    details = [detail("provider", instance_id, "created") for instance_id in exc.instances]
+    return Answer(PROVIDER_FAILURE_STATUS, message, details, headers=headers, provider=provider)
 
 
 def _provider_busy(exc: ProviderBusy, request) -> Answer:

@@ -32,7 +32,7 @@ from typing import NamedTuple
 from launchprov.placement import is_zone
 from launchprov.providers.interface import (
     BEYOND_SEED,
-    OUTCOME_UNKNOWN,
+    OUTCOMES_LAUNCHED,
     IdempotencyConflict,
     InstanceQuery,
     LaunchRequest,
@@ -220,12 +220,13 @@ def _region_parameter(request: LaunchRequest) -> str:
 def honest(error: ProviderError, request: LaunchRequest, request_id: str) -> ProviderError:
     """The failure of a launch as the caller must see it.
 
-    A launch whose outcome is unknown (``error.outcome``) may have started instances: with a
-    client token a retry is safe (it answers those instances), so it is retryable; without
-    one a retry may launch a second set, so it is not, and the message says how to find what
-    this request may have launched.
+    A launch whose outcome is unknown or partial (``error.outcome``) may have started
+    instances (a partial one names those it created, ``error.instances``): with a client
+    token a retry is safe (it answers those instances), so it is retryable; without one a
+    retry may launch a second set, so it is not, and the message says how to find what this
+    request may have launched.
     """
-    if error.outcome != OUTCOME_UNKNOWN:
+    if error.outcome not in OUTCOMES_LAUNCHED:
         return error
     if request.client_token is not None:
         message = (
@@ -243,5 +244,10 @@ def honest(error: ProviderError, request: LaunchRequest, request_id: str) -> Pro
         )
         retryable = False
     return ProviderError(
-        error.provider, error.code, message, retryable=retryable, outcome=error.outcome
+        error.provider,
+        error.code,
+        message,
+        retryable=retryable,
+        outcome=error.outcome,
+        instances=error.instances,
     )

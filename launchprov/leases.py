@@ -55,7 +55,9 @@ def is_expired(instance: Instance, now: datetime) -> bool:
     return moment is not None and moment <= now
 
 
-def filtered(provider, query: InstanceQuery, keep: Callable[[Instance], bool]) -> InstancePage:
+def filtered(
+    provider, query: InstanceQuery, keep: Callable[[Instance], bool], **scope
+) -> InstancePage:
     """One page of the instances of ``query`` that ``keep`` keeps.
 
     What the provider cannot filter is filtered here, page by page of the provider's listing,
@@ -69,7 +71,9 @@ def filtered(provider, query: InstanceQuery, keep: Callable[[Instance], bool]) -
         )
         return [instance for instance in page.instances if keep(instance)], page.next_token
 
-    found, next_token = paging.page(fetch, query.limit, query.page_token, query.limit)
+    found, next_token = paging.page(
+        fetch, query.limit, query.page_token, query.limit, paging.scope_of(query, **scope)
+    )
     return InstancePage(found, next_token)
 
 
@@ -80,8 +84,8 @@ def list_by_expiry(provider, query: InstanceQuery, expired: bool) -> InstancePag
     if expired:
         if EXPIRES_AT_TAG not in query.tag_keys:
             query = dataclasses.replace(query, tag_keys=(*query.tag_keys, EXPIRES_AT_TAG))
-        return filtered(provider, query, lambda instance: is_expired(instance, now))
-    return filtered(provider, query, lambda instance: not is_expired(instance, now))
+        return filtered(provider, query, lambda instance: is_expired(instance, now), expired=True)
+    return filtered(provider, query, lambda instance: not is_expired(instance, now), expired=False)
 
 
 def expired_instances(provider, region: str, now: datetime) -> list[Instance]:

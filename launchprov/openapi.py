@@ -240,10 +240,13 @@ PROVIDER_FAILURE = {
         "message": {"type": "string"},
         "retryable": {"type": "boolean"},
         "outcome": {
-            "enum": ["none", "unknown"],
+            "enum": ["none", "unknown", "partial"],
             "description": "Whether the failed call may have launched instances: none (it "
-            "cannot have), or unknown (a launch timed out or lost its connection after it was "
-            "sent; retryable only with a client_token).",
+            "cannot have), unknown (a launch timed out or lost its connection after it was "
+            "sent), or partial (a launch of one create call per instance stopped at the "
+            "request deadline: the instances it created are named in details, each kept and "
+            "tagged; one create sent before the deadline may still add one). Unknown and "
+            "partial are retryable only with a client_token.",
         },
     },
     "required": ["name", "code", "message", "retryable", "outcome"],

@@ -4,12 +4,16 @@ launchprov answers a request by its deadline whatever the provider does (see
 :mod:`launchprov.bulkhead`); the provider call itself goes on in its own thread until the SDK
 gives up. An adapter reads :func:`remaining` to make no new attempt once nobody waits for the
 answer, so that a sick cloud holds a provider slot for one attempt, not for every retry.
+
+A launch that creates its instances one call at a time tells :func:`created` each id as it
+comes: what the request answered at the deadline names them (``outcome`` ``partial``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 import time
 from collections.abc import Iterator
 
@@ -41,3 +45,43 @@ def until(deadline: float) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(token)
+
+
+class Created:
+    """The ids a launch in progress has created so far, shared by the thread that makes it and
+    the one that answers the request at the deadline."""
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, ids) -> None:
+        with self._lock:
+            self._ids.extend(ids)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._ids)
+
+
+_created: contextvars.ContextVar[Created | None] = contextvars.ContextVar(
+    "launchprov_created", default=None
+)
+
+
+def created(ids) -> None:
+    """Record instance ids the launch in progress has just created (nothing outside one)."""
+    record = _created.get()
+    if record is not None:
+        record.add(ids)
+
+
+@contextlib.contextmanager
+def recording(record: Created) -> Iterator[None]:
+    """Provider work started in the block (its context copied) records its ids in ``record``."""
+    token = _created.set(record)
+    try:
+        yield
+    finally:
+        _created.reset(token)

@@ -30,7 +30,7 @@ from botocore.parsers import ResponseParserError
 from zope.interface import implementer
 
 from launchprov.placement import region_of
-from launchprov.providers import deadline, paging
+from launchprov.providers import deadline, ec2_common, paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.deadline import DeadlinePassed
 from launchprov.providers.ec2_common import (
@@ -43,7 +43,6 @@ from launchprov.providers.ec2_common import (
     default_zone,
     is_retryable,
     launch_tags,
-    page_size,
     root_volume,
     split_security_groups,
     state_of,
@@ -557,7 +556,7 @@ class EC2Provider:
             value = query.tags[query.batch_by][0]
             found = self._lookup_batcher.submit(lookup_key(query), value)
             if len(found) <= query.limit:
-                return InstancePage(found, None)
+                return InstancePage(sorted(found, key=paging.by_id), None)
         return self._list_alone(query)
 
     def _find_many(self, key: tuple, values: list[str]) -> dict[str, list[Instance]]:
@@ -594,7 +593,13 @@ class EC2Provider:
             ]
             return instances, reply.get("NextToken") or None
 
-        instances, token = paging.page(fetch, query.limit, query.page_token, page_size(query.limit))
+        instances, token = paging.page(
+            fetch,
+            query.limit,
+            query.page_token,
+            ec2_common.LISTING_PAGE_SIZE,
+            paging.scope_of(query),
+        )
         return InstancePage(instances, token)
 
     def _act(self, instance_id: str, region: str, action: str, operation: str) -> Instance:

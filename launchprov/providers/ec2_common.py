@@ -114,6 +114,11 @@ TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 #: EC2's MaxResults bounds for DescribeInstances.
 MIN_PAGE_SIZE = 5
 MAX_PAGE_SIZE = 1000
+#: The DescribeInstances MaxResults of a listing, whatever its ``limit``: the largest EC2
+#: takes, so that a listing of up to this many reservations is one EC2 page, which launchprov
+#: pages by instance id with a cursor, and is stable however instances come and go
+#: (:mod:`launchprov.providers.paging`). One call either way for such a listing; a bigger reply.
+LISTING_PAGE_SIZE = MAX_PAGE_SIZE
 
 
 def is_retryable(code: str, http_status: int) -> bool:

@@ -195,6 +195,13 @@ OUTCOME_NONE = "none"
 #: ``unknown``: a launch that may have started instances: a time-out or a connection dropped
 #: after the request was sent, a reply that could not be read, the request deadline.
 OUTCOME_UNKNOWN = "unknown"
+#: ``partial``: a launch that one create call per instance could not finish by the request
+#: deadline. The instances of ``ProviderError.instances`` were created and are kept, tagged as
+#: the request says (a client-token retry answers them, the reaper ends their lease); no create
+#: is sent after the deadline, but one sent before it may still add an instance.
+OUTCOME_PARTIAL = "partial"
+#: The outcomes that may have left instances behind.
+OUTCOMES_LAUNCHED = frozenset({OUTCOME_UNKNOWN, OUTCOME_PARTIAL})
 
 
 class ProviderError(Exception):
@@ -229,6 +236,7 @@ class ProviderError(Exception):
         retryable: bool = False,
         outcome: str = OUTCOME_NONE,
         retry_after: float | None = None,
+        instances: tuple[str, ...] = (),
     ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
@@ -238,6 +246,8 @@ class ProviderError(Exception):
         self.outcome = outcome
         #: Seconds the provider itself asked to wait (its Retry-After), or None.
         self.retry_after = retry_after
+        #: The ids of the instances the failed launch is known to have created (``partial``).
+        self.instances = tuple(instances)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

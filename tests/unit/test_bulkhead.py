@@ -16,6 +16,7 @@ from launchprov.bulkhead import (
     one_deadline_per_request,
     server_threads,
 )
+from launchprov.launching import Launched
 from launchprov.providers import deadline
 from launchprov.providers.interface import ProviderError
 from launchprov.settings import ConfigurationError
@@ -114,6 +115,31 @@ def test_the_deadline_answers_while_the_call_keeps_its_slot():
         service.describe("i-1", "us-east-1")
     provider.release.set()
     wait_for(lambda: service.bulkhead.state().in_use == 0, "the slot is freed")
+
+
+class CreatingOneByOne(Blocking):
+    """A launch that creates two instances, says so, then blocks before returning four."""
+
+    def launch(self, request):
+        deadline.created(["i-1"])
+        deadline.created(["i-2"])
+        return self._block("launch", Launched(["i-1", "i-2", "i-3", "i-4"], 0))
+
+
+def test_a_launch_stopped_at_the_deadline_names_what_it_created(caplog):
+    provider = CreatingOneByOne()
+    service = guarded(provider, request_deadline=0.2)
+    with pytest.raises(ProviderError) as caught:
+        service.launch(object())
+    error = caught.value
+    assert (error.code, error.outcome, error.instances) == ("Timeout", "partial", ("i-1", "i-2"))
+    assert "created 2 instance(s)" in error.message
+    deadline.created(["i-9"])  # outside a launch: recorded nowhere
+
+    provider.release.set()
+    wait_for(lambda: "has since launched" in caplog.text, "the late instances are logged")
+
+    assert "has since launched i-3, i-4 on blocking (the 408 named i-1, i-2)" in caplog.text
 
 
 def test_a_call_that_launches_nothing_times_out_with_outcome_none():

@@ -159,3 +159,23 @@ def test_a_launch_that_may_have_started_instances_says_so():
     body = errors.error_view(error, request()).json_body
     assert body["provider"]["outcome"] == "unknown"
     assert "may have started instances" in body["message"]
+
+
+def test_a_partial_launch_names_each_instance_it_created():
+    exc = ProviderError(
+        "libcloud", "Timeout", "stopped", retryable=True, outcome="partial", instances=("7", "9")
+    )
+
+    body = errors.error_view(exc, request()).json_body
+
+    assert body["provider"]["outcome"] == "partial"
+    assert body["details"] == [
+        {"location": "provider", "name": "7", "description": "created"},
+        {"location": "provider", "name": "9", "description": "created"},
+    ]
+    assert "created 2 instance(s), named in details" in body["message"]
+    # Any other failure names none.
+    assert (
+        errors.error_view(ProviderError("ec2", "Timeout", "x"), request()).json_body["details"]
+        == []
+    )

@@ -27,6 +27,7 @@ from libcloud.compute.types import NodeState
 from zope.interface.verify import verifyObject
 
 from launchprov import settings as launchprov_settings
+from launchprov.providers import ec2_common
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID
 from launchprov.providers.interface import (
     STATES,
@@ -594,9 +595,12 @@ def launch_tagged(provider, count: int = 1, **tags) -> list[str]:
 
 
 def listed(provider, **query) -> list[str]:
+    """The ids of a one-page listing, which is in id order."""
     page = provider.list_instances(InstanceQuery(REGION, **query))
     assert page.next_token is None
-    return [instance.id for instance in page.instances]
+    ids = [instance.id for instance in page.instances]
+    assert ids == sorted(ids)
+    return ids
 
 
 def test_ec2_list_by_id(ec2_provider):
@@ -610,9 +614,9 @@ def test_ec2_list_by_tag_and_across_filters(ec2_provider):
     (web,) = launch_tagged(ec2_provider, run=run, role="web")
     (db,) = launch_tagged(ec2_provider, run=run, role="db")
 
-    assert listed(ec2_provider, tags={"run": (run,)}) == [web, db]
+    assert listed(ec2_provider, tags={"run": (run,)}) == sorted([web, db])
     assert listed(ec2_provider, tags={"run": (run,), "role": ("web",)}) == [web]
-    assert listed(ec2_provider, tags={"run": (run,), "role": ("web", "db")}) == [web, db]
+    assert listed(ec2_provider, tags={"run": (run,), "role": ("web", "db")}) == sorted([web, db])
     assert listed(ec2_provider, ids=(web, db), tags={"role": ("db",)}) == [db]
     assert listed(ec2_provider, ids=(web,), tags={"role": ("db",)}) == []
 
@@ -627,7 +631,9 @@ def test_ec2_list_by_state(ec2_provider):
     assert listed(ec2_provider, tags=by_run, states=("running", "pending")) == [kept]
     assert listed(ec2_provider, tags=by_run, states=("stopped", "stopping")) == [stopped]
     assert listed(ec2_provider, tags=by_run, states=("terminated",)) == []
-    assert listed(ec2_provider, tags=by_run, states=("running", "stopped")) == [kept, stopped]
+    assert listed(ec2_provider, tags=by_run, states=("running", "stopped")) == sorted(
+        [kept, stopped]
+    )
 
 
 def read_every_page(provider, limit: int, **query) -> list[list[str]]:
@@ -668,7 +674,9 @@ def test_ec2_list_pages_over_120_instances(ec2_provider, hundred_and_twenty, lim
 
 def test_ec2_list_follows_ec2_pages(ec2_provider, monkeypatch):
     # Seven reservations, read two instances at a time: EC2 pages of MaxResults 5 (its least)
-    # are cut in pieces, and the second EC2 page is fetched with EC2's NextToken.
+    # are cut in pieces, each in id order, and the second EC2 page is fetched with EC2's
+    # NextToken.
+    monkeypatch.setattr(ec2_common, "LISTING_PAGE_SIZE", 5)
     run = uuid.uuid4().hex
     ids = [launch_tagged(ec2_provider, run=run)[0] for _ in range(7)]
     sent = record_requests(monkeypatch, ec2_provider)
@@ -676,7 +684,10 @@ def test_ec2_list_follows_ec2_pages(ec2_provider, monkeypatch):
     pages = read_every_page(ec2_provider, 2, tags={"run": (run,)})
 
     assert [len(page) for page in pages] == [2, 2, 2, 1]
-    assert [instance_id for page in pages for instance_id in page] == ids
+    assert [instance_id for page in pages for instance_id in page] == [
+        *sorted(ids[:5]),
+        *sorted(ids[5:]),
+    ]
     describes = [params for params in sent if params["Action"] == "DescribeInstances"]
     assert {params["MaxResults"] for params in describes} == {"5"}
     assert any("NextToken" in params for params in describes)
@@ -1237,7 +1248,7 @@ def test_dummy_driver_failures(dummy_provider, monkeypatch, error, expected, cod
     assert getattr(caught.value, "code", None) == code
 
 
-def test_dummy_list_in_creation_order_filtered_and_paged(dummy_provider):
+def test_dummy_list_in_id_order_filtered_and_paged(dummy_provider):
     ids = [launch_one(dummy_provider) for _ in range(5)]
     dummy_provider.terminate(ids[1], REGION)
     every = [node.id for node in dummy_provider.driver(None).list_nodes()]
@@ -1251,9 +1262,9 @@ def test_dummy_list_in_creation_order_filtered_and_paged(dummy_provider):
         if token is None:
             break
 
-    assert [instance_id for page in pages for instance_id in page] == every
+    assert [instance_id for page in pages for instance_id in page] == sorted(every)
     assert all(len(page) == 2 for page in pages[:-1])
-    assert listed(dummy_provider, ids=(ids[3], ids[0])) == [ids[0], ids[3]]
+    assert listed(dummy_provider, ids=(ids[3], ids[0])) == sorted([ids[0], ids[3]])
     assert listed(dummy_provider, ids=tuple(ids), states=("terminated",)) == [ids[1]]
     assert listed(dummy_provider, tags={"role": ("web",)}) == []
     with pytest.raises(InvalidPageToken):

@@ -24,7 +24,7 @@ from libcloud.compute.base import Node, NodeDriver
 from zope.interface import implementer
 
 from launchprov.placement import region_of
-from launchprov.providers import paging
+from launchprov.providers import deadline, ec2_common, paging
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import (
     IMAGE_ID,
@@ -34,6 +34,7 @@ from launchprov.providers.ec2_common import (
 )
 from launchprov.providers.interface import (
     OUTCOME_NONE,
+    OUTCOME_PARTIAL,
     OUTCOME_UNKNOWN,
     ActionNotSupported,
     Check,
@@ -364,11 +365,15 @@ class LibcloudProvider:
         created = []
         failure: Exception | None = None
         for _ in range(request.max_count):
+            if deadline.passed():  # nobody waits for this launch any more: no new node
+                return self._stopped_at_deadline(request, created)
             try:
-                created.append(driver.create_node(name=node_name(self.profile), **arguments))
+                node = driver.create_node(name=node_name(self.profile), **arguments)
             except Exception as exc:  # anything the SDK raises is a provider failure
                 failure = exc
                 break
+            created.append(node)
+            deadline.created(self._public_ids([node]))
         if len(created) >= request.min_count:
             if failure is not None:
                 log.warning(
@@ -378,7 +383,7 @@ class LibcloudProvider:
                     request.min_count,
                     failure,
                 )
-            return [self.profile.reading.public_id(node_id) for node_id in node_ids(created)]
+            return self._public_ids(created)
         # Fewer than min_count (<= max_count) were created: a create_node call failed.
         error = launch_error(failure, self.profile)
         if not created:
@@ -395,6 +400,27 @@ class LibcloudProvider:
             retryable=error.retryable,
             outcome=OUTCOME_UNKNOWN if kept else error.outcome,
         ) from failure
+
+    def _public_ids(self, nodes) -> list[str]:
+        return [self.profile.reading.public_id(node_id) for node_id in node_ids(nodes)]
+
+    def _stopped_at_deadline(self, request: LaunchRequest, created) -> list[str]:
+        """A launch the request deadline stopped, its caller answered 408 naming ``created``:
+        those are kept (tagged with the request id and client token, a retry with that token
+        answers them, and the reaper ends their lease), and no more is created. Their ids
+        when they are at least ``min_count``; a ``partial`` ProviderError otherwise."""
+        ids = self._public_ids(created)
+        if len(ids) >= request.min_count:
+            return ids
+        raise ProviderError(
+            NAME,
+            ProviderError.TIMEOUT,
+            f"the request deadline passed after {len(ids)} of the {request.min_count} "
+            "instances required were created; they are kept, and no more is created",
+            retryable=True,
+            outcome=OUTCOME_PARTIAL if ids else OUTCOME_NONE,
+            instances=tuple(ids),
+        )
 
     def _destroy(self, driver: NodeDriver, nodes) -> list[str]:
         """Destroy ``nodes`` as far as possible; return the ids of those that were not."""
@@ -486,7 +512,7 @@ class LibcloudProvider:
             driver = self._ec2_driver(query.region)
             return lambda token, page_size: ec2.instances(driver, query, page_size, token)
 
-        def fetch_all(token, page_size):  # one page: every node, in the driver's order
+        def fetch_all(token, page_size):  # one page: every node (the pager sorts them by id)
             instances = [self._instance(node) for node in self._nodes()]
             canonical = self.profile.reading.canonical_value
             return [i for i in instances if matches(i, query, canonical)], None
@@ -510,7 +536,7 @@ class LibcloudProvider:
         # Alone: batching is off, or the batch did not return the id; a 404 after this.
         # EC2 may answer a filtered call with empty pages and a NextToken: the pager follows.
         query = InstanceQuery(region, ids=(instance_id,))
-        found, _ = paging.page(self._fetch(query), 1, None, 5)
+        found, _ = paging.page(self._fetch(query), 1, None, 5, paging.scope_of(query))
         if not found:
             raise InstanceNotFound(NAME, instance_id)
         return found[0]
@@ -525,7 +551,11 @@ class LibcloudProvider:
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
         found, next_token = paging.page(
-            self._fetch(query), query.limit, query.page_token, query.limit
+            self._fetch(query),
+            query.limit,
+            query.page_token,
+            ec2_common.LISTING_PAGE_SIZE,
+            paging.scope_of(query),
         )
         return InstancePage(found, next_token)
 
