@@ -12,8 +12,21 @@ import copy
 import pytest
 
 from launchprov.providers.libcloud.profiles import PROFILES
-from tests.functional.test_libcloud_matrix import _recorded_cloud
 from tests.recorded import RECORDED
+from tests.support import make_app
+
+
+def recorded_app(name: str, monkeypatch):
+    """The app on a recorded cloud's replies."""
+    recorded = RECORDED[name]
+    recorded.patch(monkeypatch)
+    return make_app(
+        **{
+            "launchprov.provider": "libcloud",
+            "launchprov.libcloud.driver": recorded.driver,
+            **recorded.settings,
+        }
+    )
 
 
 def pages(app, limit: int, between=lambda served: None) -> list[list[str]]:
@@ -31,7 +44,7 @@ def pages(app, limit: int, between=lambda served: None) -> list[list[str]]:
 
 @pytest.mark.parametrize("name", list(RECORDED))
 def test_a_node_deleted_between_pages_hides_no_other(name, monkeypatch):
-    cloud = _recorded_cloud(name, monkeypatch)
+    app = recorded_app(name, monkeypatch)
     driver_class = PROFILES[name].driver_class()
     recorded = driver_class.list_nodes
     public_id = PROFILES[name].reading.public_id
@@ -54,7 +67,7 @@ def test_a_node_deleted_between_pages_hides_no_other(name, monkeypatch):
             everyone.update(public_id(str(node.id)) for node in nodes)
             nodes.remove(next(node for node in nodes if public_id(str(node.id)) == served[1]))
 
-    listed = pages(cloud.app, 100, delete_one_served)
+    listed = pages(app, 100, delete_one_served)
 
     seen = [instance_id for page in listed for instance_id in page]
     assert len(everyone) == 250
