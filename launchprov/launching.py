@@ -59,6 +59,12 @@ FINGERPRINTED = tuple(
 )
 
 
+#: The fields whose order means nothing to the launch: an instance's security groups are a set.
+#: (Tags are a map, ordered by the digest's sorted keys; a fallback's order is the order its
+#: alternatives are tried in, and counts.)
+UNORDERED = frozenset({"security_groups"})
+
+
 #: The defaults of the fields: a field added after the seed's parameters is left out of the
 #: digest while it holds its default, so the digest of a launch that does not use it (and the
 #: tag of instances launched before it existed) stays what it was.
@@ -89,9 +95,10 @@ def expiry_after(expires_in: int, now: datetime | None = None, quantum: int = 1)
 
 
 def fingerprint(request: LaunchRequest) -> str:
-    """A digest of a launch's parameters (not of its request id or caller)."""
+    """A digest of a launch's parameters (not of its request id or caller): the same for the
+    same launch, whatever the order of its tags or of its security groups."""
     values = {
-        name: getattr(request, name)
+        name: sorted(getattr(request, name)) if name in UNORDERED else getattr(request, name)
         for name in FINGERPRINTED
         if name not in BEYOND_SEED or getattr(request, name) != _FIELD_DEFAULTS[name]
     }
@@ -127,6 +134,10 @@ def traced(request: LaunchRequest, caller: str, request_id: str) -> LaunchReques
     system_tags[REQUEST_HASH_TAG] = fingerprint(request)
     return dataclasses.replace(
         request,
+        # In one order on every attempt, however the caller lists them: EC2 answers a repeated
+        # ClientToken with the first launch only for the same request.
+        tags=dict(sorted(request.tags.items())),
+        security_groups=tuple(sorted(request.security_groups)),
         system_tags=system_tags,
         client_token=idempotency_key(caller, request.client_token),
     )
