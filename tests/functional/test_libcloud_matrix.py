@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import boto3
 import pytest
+import requests
 
 from launchprov.providers.libcloud.profiles import (
     ABOVE_THE_ADAPTER,
@@ -277,3 +278,29 @@ def test_an_unknown_image_or_size_is_said_before_any_node_is_created(
     assert body["provider"]["code"] == code
     assert body["provider"]["retryable"] is False
     assert created == []
+
+
+@pytest.mark.parametrize(
+    "lookup", ["list_images", "ex_get_image", "get_image", "list_sizes", "list_locations"]
+)
+def test_a_transport_failure_of_a_preflight_lookup_is_a_408_not_a_failed_check(
+    cloud, lookup, monkeypatch
+):
+    if cloud.name in ("ec2", "dummy"):
+        pytest.skip(f"the {cloud.name} driver has no catalog lookups (EC2: test_capacity)")
+    driver_class = PROFILES[cloud.name].driver_class()
+    if not hasattr(driver_class, lookup):
+        pytest.skip(f"the {cloud.name} driver has no {lookup}")
+    refused = []
+
+    def refuse(self, *args, **kwargs):
+        refused.append(lookup)
+        raise requests.exceptions.ConnectionError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(driver_class, lookup, refuse)
+    response = cloud.app.post_json("/v1/launch/preflight", launch_body(cloud), status="*")
+    if not refused:  # the launch needs no such lookup: the pre-flight passes without it
+        assert response.json["would_launch"] is True, response.json
+        return
+    body = assert_error_body(response, 408)
+    assert body["provider"]["code"] == "EndpointUnreachable", body
