@@ -60,6 +60,12 @@ FINGERPRINTED = tuple(
 )
 
 
+#: The fields whose order means nothing to the launch: an instance's security groups are a set.
+#: (Tags are a map, ordered by the digest's sorted keys; a fallback's order is the order its
+#: alternatives are tried in, and counts.)
+UNORDERED = frozenset({"security_groups"})
+
+
 #: The defaults of the fields: a field added after the seed's parameters is left out of the
 #: digest while it holds its default, so the digest of a launch that does not use it (and the
 #: tag of instances launched before it existed) stays what it was.
@@ -89,10 +95,16 @@ def expiry_after(expires_in: int, now: datetime | None = None, quantum: int = 1)
     return datetime.fromtimestamp(seconds, UTC).strftime(EXPIRY_FORMAT)
 
 
+def _unordered(values):
+    """A collection without order, in one order (None: not given, the cloud's default)."""
+    return None if values is None else sorted(values)
+
+
 def fingerprint(request: LaunchRequest) -> str:
-    """A digest of a launch's parameters (not of its request id or caller)."""
+    """A digest of a launch's parameters (not of its request id or caller): the same for the
+    same launch, whatever the order of its tags or of its security groups."""
     values = {
-        name: getattr(request, name)
+        name: _unordered(getattr(request, name)) if name in UNORDERED else getattr(request, name)
         for name in FINGERPRINTED
         if name not in BEYOND_SEED or getattr(request, name) != _FIELD_DEFAULTS[name]
     }
@@ -128,6 +140,12 @@ def traced(request: LaunchRequest, caller: str, request_id: str) -> LaunchReques
     system_tags[REQUEST_HASH_TAG] = fingerprint(request)
     return dataclasses.replace(
         request,
+        # In one order on every attempt, however the caller lists them: EC2 answers a repeated
+        # ClientToken with the first launch only for the same request.
+        tags=dict(sorted(request.tags.items())),
+        security_groups=(
+            None if request.security_groups is None else tuple(sorted(request.security_groups))
+        ),
         system_tags=system_tags,
         client_token=idempotency_key(caller, request.client_token),
     )

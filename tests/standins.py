@@ -141,6 +141,8 @@ class Faults:
     drop_reply: Callable[[Recorded], bool] = lambda recorded: False
     #: Answer an empty DescribeInstances instead of forwarding (tags not visible yet).
     hide: Callable[[Recorded], bool] = lambda recorded: False
+    #: Answer EC2's error reply (HTTP status, code) instead of forwarding; None: forward.
+    refuse: Callable[[Recorded], tuple[int, str] | None] = lambda recorded: None
     dropped: list[Recorded] = field(default_factory=list)
 
 
@@ -205,6 +207,10 @@ class RecordingProxy:
         if recorded.action == "DescribeInstances" and self.faults.hide(recorded):
             self._answer(handler, 200, EMPTY_DESCRIBE, "text/xml")
             return
+        refusal = self.faults.refuse(recorded)
+        if refusal is not None:
+            self._answer(handler, refusal[0], _error_reply(refusal[1]), "text/xml")
+            return
         token = (recorded.params.get("ClientToken") or [None])[0]
         if recorded.action == "RunInstances" and token is not None:
             with self._lock:
@@ -254,6 +260,14 @@ class RecordingProxy:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def _error_reply(code: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
+        f"<Message>refused by the test: {code}</Message></Error></Errors>"
+        "<RequestID>0</RequestID></Response>"
+    ).encode()
 
 
 def _mismatch() -> bytes:

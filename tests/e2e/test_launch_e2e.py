@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import urllib.parse
 
 import pytest
@@ -98,6 +100,31 @@ def test_invalid_requests_are_400s(service, moto_client):
     status, _, body = service.launch({"ami": GOOD_AMI, "instancetype": "t2.micro"})
     check_error(status, body, 400)
     assert [item["name"] for item in body["details"]] == ["instancetype", "instance_type"]
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(service, moto_client):
+    """A body sent in chunks (no Content-Length) is held to launchprov.max_body_size too."""
+    from launchprov.settings import load
+
+    limit = load({}, environ={})["launchprov.max_body_size"]
+    body = json.dumps({"ami": GOOD_AMI, "instance_type": "t2.micro", "user_data": "x" * limit})
+    chunks = [body[start : start + 4096].encode() for start in range(0, len(body), 4096)]
+    before = len(moto_client.describe_instances()["Reservations"])
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=60)
+    try:
+        connection.request(
+            "PUT",
+            "/v1/launch",
+            body=iter(chunks),
+            headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        connection.close()
+    check_error(response.status, answer, 413)
+    assert len(moto_client.describe_instances()["Reservations"]) == before
 
 
 #: Requests whose answers must not depend on the adapter.

@@ -9,7 +9,15 @@ import logging
 import pytest
 
 from tests.faulty_ec2 import FaultControl, serve
-from tests.support import GOOD_AMI, MISSING_AMI, assert_error_body, make_app, serve_in_thread
+from tests.standins import Faults, RecordingProxy
+from tests.support import (
+    GOOD_AMI,
+    MISSING_AMI,
+    assert_error_body,
+    libcloud_ec2_settings,
+    make_app,
+    serve_in_thread,
+)
 
 LAUNCH = {"ami": GOOD_AMI, "instance_type": "t3.large", "placement": "us-east-1a"}
 OUT = {"instance_type": "t3.large"}
@@ -291,3 +299,53 @@ def refusing_app():
             "launchprov.ec2.max_attempts": "1",
         }
     )
+
+
+#: The calls of each EC2 adapter's pre-flight, one per check.
+PREFLIGHT_CALLS = {
+    "ec2": [
+        "DescribeImages",
+        "DescribeKeyPairs",
+        "DescribeSecurityGroups",
+        "DescribeSubnets",
+        "DescribeInstanceTypeOfferings",
+        "RunInstances",  # the dry run
+    ],
+    "libcloud-ec2": [
+        "DescribeImages",
+        "DescribeSubnets",
+        "DescribeAvailabilityZones",
+        "DescribeInstanceTypeOfferings",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("adapter", "action"),
+    [(adapter, action) for adapter, actions in PREFLIGHT_CALLS.items() for action in actions],
+)
+def test_a_transport_failure_of_any_one_preflight_check_is_a_408_not_a_failed_check(
+    moto_server_ec2, moto_server_endpoint, adapter, action
+):
+    faults = Faults(drop_reply=lambda recorded: recorded.action == action)
+    proxy = RecordingProxy(moto_server_endpoint, faults)
+    settings = {
+        "ec2": {"launchprov.ec2.endpoint_url": proxy.url, "launchprov.ec2.max_attempts": "1"},
+        "libcloud-ec2": libcloud_ec2_settings(proxy.url),
+    }[adapter]
+    subnet = moto_server_ec2.describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}]
+    )["Subnets"][0]["SubnetId"]
+    body = {**LAUNCH, "instance_type": "t2.micro", "subnet_id": subnet}
+    try:
+        response = preflight(make_app(**settings), body)
+    finally:
+        proxy.close()
+    # The check could not be made: the provider failed, which no check answers.
+    body = assert_error_body(response, 408)
+    assert body["provider"]["code"] == "EndpointUnreachable", body
+    assert [recorded.action for recorded in faults.dropped] == [action]
+    launched = [
+        run for run in proxy.actions("RunInstances") if run.params.get("DryRun") != ["true"]
+    ]
+    assert launched == []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+import webtest
 
 from tests.support import GOOD_AMI, assert_error_body, make_app
 
@@ -36,16 +38,30 @@ def test_one_byte_more_is_a_413(small_bodies):
     assert_error_body(response, 413)
 
 
-def test_one_byte_more_without_a_content_length_is_a_413_too(small_bodies):
-    body = body_of_size(LIMIT + 1)
-    response = small_bodies.request(
+def streamed(app, body: bytes):
+    """PUT /v1/launch with a body of no Content-Length, read to its end: what a server that
+    passes a chunked body on as it comes (``wsgi.input_terminated``) hands the app."""
+    request = webtest.TestRequest.blank(
         "/v1/launch",
         method="PUT",
-        body=body,
-        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
-        expect_errors=True,
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
     )
-    assert_error_body(response, 413)
+    request.environ.pop("CONTENT_LENGTH", None)
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    request.environ["wsgi.input_terminated"] = True
+    assert request.content_length is None
+    return app.do_request(request, status="*", expect_errors=True)
+
+
+def test_one_byte_more_without_a_content_length_is_a_413_too(small_bodies, moto_ec2):
+    launched = len(moto_ec2.describe_instances()["Reservations"])
+    assert_error_body(streamed(small_bodies, body_of_size(LIMIT + 1)), 413)
+    assert len(moto_ec2.describe_instances()["Reservations"]) == launched  # nothing launched
+    # ... and one of the limit is read whole, and launches.
+    response = streamed(small_bodies, body_of_size(LIMIT))
+    assert response.status_int == 200, response.text
+    assert len(moto_ec2.describe_instances()["Reservations"]) == launched + 1
 
 
 @pytest.mark.parametrize("ebs_optimized", [True, False])

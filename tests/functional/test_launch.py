@@ -8,7 +8,17 @@ import json
 import boto3
 import pytest
 
-from tests.support import GOOD_AMI, MISSING_AMI, assert_error_body, detail_names, seed_account
+from launchprov.launching import CLIENT_TOKEN_TAG
+from tests.standins import Faults, RecordingProxy
+from tests.support import (
+    GOOD_AMI,
+    MISSING_AMI,
+    assert_error_body,
+    detail_names,
+    libcloud_ec2_settings,
+    make_app,
+    seed_account,
+)
 
 JSON = "application/json"
 
@@ -211,3 +221,68 @@ def test_the_dummy_driver_refuses_what_it_cannot_honour(request, name, value):
     )
     assert detail_names(body) == [name]
     assert "dummy" in body["details"][0]["description"]
+
+
+# -- a client-token retry that lists its tags and groups in another order ---------------------
+
+
+def is_token_lookup(recorded) -> bool:
+    return any(
+        name.startswith("Filter.") and values == [f"tag:{CLIENT_TOKEN_TAG}"]
+        for name, values in recorded.params.items()
+    )
+
+
+@pytest.mark.parametrize("adapter", ["ec2", "libcloud-ec2"])
+@pytest.mark.parametrize("tags_visible", [True, False], ids=["by-tags", "by-client-token"])
+def test_a_retry_naming_tags_and_groups_in_another_order_gets_the_first_launch(
+    moto_server_ec2, moto_server_endpoint, adapter, tags_visible
+):
+    """Tags are a map and security groups a set: a retry that lists them in another order is
+    the same launch. Found by the tag lookup (``by-tags``), or, when the first launch's tags
+    are not visible yet, by EC2's ClientToken rule (``by-client-token``: the proxy keeps it as
+    EC2 does, refusing the same token with other parameters), which needs the same request."""
+    moto_server_ec2.create_security_group(GroupName="web", Description="web")
+    runs = []
+
+    def first_run_instances(recorded) -> bool:
+        """The first launch reaches EC2, and its answer is lost."""
+        if recorded.action == "RunInstances":
+            runs.append(recorded)
+        return recorded.action == "RunInstances" and len(runs) == 1
+
+    faults = Faults(
+        drop_reply=first_run_instances,
+        hide=lambda recorded: not tags_visible and is_token_lookup(recorded),
+    )
+    proxy = RecordingProxy(moto_server_endpoint, faults)
+    settings = {
+        "ec2": {"launchprov.ec2.endpoint_url": proxy.url, "launchprov.ec2.max_attempts": "1"},
+        "libcloud-ec2": libcloud_ec2_settings(proxy.url),
+    }[adapter]
+    app = make_app(**settings)
+    body = {
+        "ami": GOOD_AMI,
+        "instance_type": "t2.micro",
+        "tags": {"role": "web", "team": "infra", "cost": "ci"},
+        "security_groups": ["SSH", "web"],
+        "client_token": f"reordered-{adapter}",
+    }
+    retry = {
+        **body,
+        "tags": {"team": "infra", "cost": "ci", "role": "web"},
+        "security_groups": ["web", "SSH"],
+    }
+    try:
+        first = put_json(app, body)
+        again = put_json(app, retry)
+    finally:
+        proxy.close()
+    assert assert_error_body(first, 408)["provider"]["outcome"] == "unknown"
+    assert again.status_int == 200, again.text
+    # Where it lands: one launch at the cloud, whose instance the retry answered.
+    reply = moto_server_ec2.describe_instances(
+        Filters=[{"Name": f"tag:{CLIENT_TOKEN_TAG}", "Values": [body["client_token"]]}]
+    )
+    launched = [i["InstanceId"] for r in reply["Reservations"] for i in r["Instances"]]
+    assert again.json == launched

@@ -409,3 +409,61 @@ def test_a_failed_batch_is_retried_one_by_one_and_each_failure_named(cloud, monk
     assert outcome == {ids[0]: "terminated", ids[1]: "failed", ids[2]: "terminated"}
     assert {"id": ids[1], "region": REGION} in summary["failures"]
     assert cloud.state(ids[1]) == "running"
+
+
+#: moto keeps an instance's state where its DescribeInstances filter reads it.
+MOTO_STATES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48}
+MOTO_STATES |= {"stopping": 64, "stopped": 80}
+
+
+def put_in_state(cloud: Cloud, instance_id: str, state: str) -> None:
+    """Put an instance in ``state`` at the provider, as time (or an operator) would."""
+    if cloud.backend.ec2 is not None:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ec2.models import ec2_backends
+
+        backend = ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
+        moto_state = backend.get_instance(instance_id)._state
+        moto_state.name, moto_state.code = state, MOTO_STATES[state]
+    else:
+        from libcloud.compute.types import NodeState
+
+        node_states = {"pending": NodeState.PENDING, "stopping": NodeState.STOPPING}
+        node_states |= {"stopped": NodeState.STOPPED, "terminated": NodeState.TERMINATED}
+        node_states |= {"running": NodeState.RUNNING}
+        cloud.node(instance_id).state = node_states[state]
+    assert cloud.provider.describe(instance_id, REGION).state == state
+
+
+def test_the_reaper_terminates_expired_instances_in_every_live_state_and_no_other(
+    cloud, monkeypatch
+):
+    live = ["pending", "running", "stopping", "stopped"]
+    # The libcloud drivers but EC2's have no shutting-down: a node is running or terminated.
+    gone = ["shutting-down", "terminated"] if cloud.backend.ec2 is not None else ["terminated"]
+    past = stamp(datetime.now(UTC) - timedelta(minutes=5))
+    count = len(live) + len(gone)
+    ids = cloud.launch(expires_in=3600, min_count=count, max_count=count).json
+    states = dict(zip(ids, live + gone, strict=True))
+    for instance_id, state in states.items():
+        cloud.expire(instance_id, past)
+        put_in_state(cloud, instance_id, state)
+
+    provider = cloud.provider
+    asked: list[str] = []
+    real_terminate_many = provider.terminate_many
+
+    def terminate_many(instance_ids, region):
+        asked.extend(instance_ids)
+        return real_terminate_many(instance_ids, region)
+
+    monkeypatch.setattr(provider, "terminate_many", terminate_many)
+    records = []
+    summary = reap(provider, [REGION], False, records.append)
+    reaped = {record["id"]: state for record in records if (state := states.get(record["id"]))}
+    assert sorted(reaped.values()) == sorted(live), reaped
+    assert sorted(states[instance_id] for instance_id in asked) == sorted(live)
+    assert summary["terminated"] == len(live) and summary["failed"] == 0
+    for instance_id, state in states.items():
+        if state in live:  # where it lands: the provider is terminating it
+            assert cloud.state(instance_id) in ("shutting-down", "terminated"), state

@@ -27,6 +27,7 @@ from typing import Any
 import boto3
 import moto.settings
 import pytest
+import requests
 
 from launchprov.launching import idempotency_key
 from launchprov.providers.interface import LaunchRequest
@@ -727,3 +728,29 @@ def test_the_capacity_fallback_is_verified_only_where_a_capacity_error_is_inject
         assert (shown.kind == SUPPORTED) == injected, (driver, shown)
         if injected:
             assert isinstance(VERIFIED[driver]["fallback"], CapacityFallback), driver
+
+
+@pytest.mark.parametrize(
+    "lookup", ["list_images", "ex_get_image", "get_image", "list_sizes", "list_locations"]
+)
+def test_a_transport_failure_of_a_preflight_lookup_is_a_408_not_a_failed_check(
+    cloud, lookup, monkeypatch
+):
+    if cloud.name in ("ec2", "dummy"):
+        pytest.skip(f"the {cloud.name} driver has no catalog lookups (EC2: test_capacity)")
+    driver_class = PROFILES[cloud.name].driver_class()
+    if not hasattr(driver_class, lookup):
+        pytest.skip(f"the {cloud.name} driver has no {lookup}")
+    refused = []
+
+    def refuse(self, *args, **kwargs):
+        refused.append(lookup)
+        raise requests.exceptions.ConnectionError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(driver_class, lookup, refuse)
+    response = cloud.app.post_json("/v1/launch/preflight", launch_body(cloud), status="*")
+    if not refused:  # the launch needs no such lookup: the pre-flight passes without it
+        assert response.json["would_launch"] is True, response.json
+        return
+    body = assert_error_body(response, 408)
+    assert body["provider"]["code"] == "EndpointUnreachable", body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import pytest
 from pyramid import testing
@@ -65,3 +66,47 @@ def test_permits_only_a_known_caller():
     stranger = Request()
     stranger.identity = policy._caller(stranger)
     assert not policy.permits(stranger, None, "call")
+
+
+# -- constant time ----------------------------------------------------------------------------
+
+CALLERS = {digest(f"{TOKEN}-{name}"): name for name in ("ci", "deployer", "ops")}
+
+
+@pytest.fixture
+def comparisons(monkeypatch):
+    """Every hmac.compare_digest call, recorded, then made."""
+    made: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def compare_digest(a, b):
+        made.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", compare_digest)
+    return made
+
+
+@pytest.mark.parametrize(
+    "presented",
+    [f"{TOKEN}-ci", f"{TOKEN}-ops", f"{TOKEN}-nobody"],
+    ids=["first-known", "last-known", "unknown"],
+)
+def test_every_token_check_compares_in_constant_time_with_every_digest(comparisons, presented):
+    policy = BearerTokenSecurityPolicy(CALLERS, enabled=True)
+    found = caller(policy, f"Bearer {presented}")
+    assert found == CALLERS.get(digest(presented))
+    # Each known digest, compared with the presented token's: none skipped after a match, and
+    # no other comparison decides (an == would leak how many leading characters match).
+    presented_digest = digest(presented).encode()
+    assert sorted(comparisons) == sorted((presented_digest, known.encode()) for known in CALLERS)
+
+
+def test_a_token_differing_in_any_one_position_is_refused():
+    policy = BearerTokenSecurityPolicy({digest(TOKEN): "deployer"}, enabled=True)
+    for position, character in enumerate(TOKEN):
+        other = "A" if character != "A" else "B"
+        changed = TOKEN[:position] + other + TOKEN[position + 1 :]
+        assert caller(policy, f"Bearer {changed}") is None, position
+    assert caller(policy, f"Bearer {TOKEN[:-1]}") is None
+    assert caller(policy, f"Bearer {TOKEN}") == "deployer"

@@ -6,6 +6,7 @@ requests share a call is decided by the test, not by timing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -147,3 +148,110 @@ def test_zero_idle_turns_batching_off():
         }
     )
     assert on == BatchSettings(idle=0.010, max_wait=0.100, max_ids=5)
+
+
+# -- the window, on a clock the test moves ----------------------------------------------------
+
+
+class SteppedClock:
+    """The batcher's clock, moved only by the test; it counts the readings of the thread that
+    opened the batch (the leader), so that the test knows when the leader has looked at the
+    time it was set to and decided whether to close."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.leader: int | None = None
+        self.leader_readings = 0
+        self.read = threading.Condition()
+
+    def __call__(self) -> float:
+        with self.read:
+            if self.leader is None:
+                self.leader = threading.get_ident()
+            if threading.get_ident() == self.leader:
+                self.leader_readings += 1
+                self.read.notify_all()
+            return self.now
+
+    def move_to(self, now: float) -> None:
+        """Set the time, and return once the leader has read it (and closed or not)."""
+        with self.read:
+            self.now = now
+            seen = self.leader_readings
+            # The leader reads the clock at least every ``idle`` seconds while it waits.
+            assert self.read.wait_for(lambda: self.leader_readings > seen, DEADLINE), now
+
+
+#: The window, in the seconds of the stepped clock (the leader also waits these, in real
+#: seconds, before it reads the clock again: short).
+IDLE = 0.05
+MAX_WAIT = 0.12
+
+
+@contextlib.contextmanager
+def window():
+    """(batcher, its calls, its clock, a thread pool); whatever the test found, every batch
+    is closed at the end (the clock jumps far ahead), so that no leader is left waiting."""
+    execute = Recorder()
+    clock = SteppedClock()
+    settings = BatchSettings(idle=IDLE, max_wait=MAX_WAIT, max_ids=500)
+    batcher = Batcher("describe", execute, settings, clock=clock)
+    with ThreadPoolExecutor(4) as pool:
+        try:
+            yield batcher, execute, clock, pool
+        finally:
+            with clock.read:
+                clock.now = float("inf")
+
+
+def joined(pool, batcher, clock, item_id: str, requests: int):
+    """Submit ``item_id`` at the clock's time; return once it is in the open batch of
+    ``requests`` requests (or has opened a new one: then its thread is the leader)."""
+    if requests == 1:
+        with clock.read:
+            clock.leader = None
+    future = pool.submit(batcher.submit, "r", item_id)
+    wait_for(lambda: open_requests(batcher, "r") == requests, f"{item_id} joined")
+    return future
+
+
+def test_the_idle_window_slides_while_requests_keep_arriving():
+    with window() as (batcher, execute, clock, pool):
+        first = joined(pool, batcher, clock, "i-1", 1)
+        clock.move_to(0.04)
+        second = joined(pool, batcher, clock, "i-2", 2)
+        # Past the first request's idle window, within the second's: still open.
+        clock.move_to(0.08)
+        third = joined(pool, batcher, clock, "i-3", 3)
+        clock.move_to(0.11)  # within the third's window (0.08 + 0.05)
+        assert execute.calls == []
+        clock.move_to(0.08 + IDLE)  # idle after the last one joined: closed, one call
+        assert [f.result(DEADLINE) for f in (first, second, third)] == ["r/i-1", "r/i-2", "r/i-3"]
+    assert execute.calls == [("r", ["i-1", "i-2", "i-3"])]
+
+
+def test_max_wait_closes_a_batch_that_requests_keep_open():
+    with window() as (batcher, execute, clock, pool):
+        futures = [joined(pool, batcher, clock, "i-1", 1)]
+        for n, now in enumerate((0.04, 0.08), start=2):
+            clock.move_to(now)
+            futures.append(joined(pool, batcher, clock, f"i-{n}", n))
+        clock.move_to(0.11)
+        assert execute.calls == []
+        clock.move_to(MAX_WAIT)  # the idle window runs to 0.13, but the batch is 0.12 old
+        assert [f.result(DEADLINE) for f in futures] == ["r/i-1", "r/i-2", "r/i-3"]
+        # Who comes now opens the next batch.
+        late = joined(pool, batcher, clock, "i-4", 1)
+        clock.move_to(MAX_WAIT + IDLE)
+        assert late.result(DEADLINE) == "r/i-4"
+    assert execute.calls == [("r", ["i-1", "i-2", "i-3"]), ("r", ["i-4"])]
+
+
+def test_a_lone_request_waits_exactly_the_idle_window():
+    with window() as (batcher, execute, clock, pool):
+        alone = joined(pool, batcher, clock, "i-1", 1)
+        clock.move_to(IDLE - 0.001)
+        assert execute.calls == [] and not alone.done()
+        clock.move_to(IDLE)
+        assert alone.result(DEADLINE) == "r/i-1"
+    assert execute.calls == [("r", ["i-1"])]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from launchprov.capacity import (
     ALTERNATIVE_TAG,
@@ -140,3 +142,49 @@ def test_without_a_fallback_the_request_is_sent_and_its_capacity_error_remembere
     assert not isinstance(raised.value, CapacityExhausted) and len(provider.launched) == 1
     assert capacity.memory.out(plain.offering)[1] == "InsufficientHostCapacity"
     assert events == []
+
+
+# -- the time-to-live, as a property -----------------------------------------------------------
+
+OFFERING = ("t3.large", "us-east-1a")
+OTHER = ("m5.large", "us-east-1a")
+
+
+@given(
+    start=st.floats(0, 1e6),
+    ttl=st.floats(0.001, 86400),
+    epsilon=st.floats(1e-6, 1),
+    remembered_again=st.booleans(),
+)
+def test_an_offering_is_remembered_until_exactly_its_time_to_live(
+    start, ttl, epsilon, remembered_again
+):
+    clock = Clock()
+    clock.now = start
+    memory = OfferingMemory(ttl, clock)
+    memory.remember(OFFERING, "InsufficientInstanceCapacity")
+    until = start + ttl
+    before = until - epsilon
+    assume(start <= before < until)
+
+    clock.now = before
+    out = memory.out(OFFERING)
+    assert out is not None and out[1] == "InsufficientInstanceCapacity"
+    assert out[0] > 0  # seconds it stays out
+    if remembered_again:  # another offering remembered meanwhile forgets nothing still out
+        memory.remember(OTHER, "Unsupported")
+        assert memory.out(OFFERING) is not None
+
+    clock.now = until
+    assert memory.out(OFFERING) is None
+    # ... and a launch with a fallback asks for it again.
+    capacity = Capacity(memory, lambda provider, outcome: None)
+    request = launch_request(
+        ami="ami-760aaa0f",
+        instance_type="t3.large",
+        placement="us-east-1a",
+        fallback=(Alternative(instance_type="m5.large"),),
+    )
+    provider = ScriptedProvider(["i-1"])
+    assert capacity.launch(provider, request) == (["i-1"], 0)
+    assert provider.launched == [OFFERING]

@@ -6,6 +6,7 @@ against a real service process (tests/e2e/test_client_e2e.py).
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import subprocess
@@ -37,6 +38,7 @@ from launchprov.client import (
     parse_retry_after,
 )
 from launchprov.settings import CLIENT_ENV_VARS
+from tests.support import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -344,6 +346,90 @@ def test_preflight_posts_the_launch_body():
         "instance_type": "t2.micro",
         "max_count": 2,
     }
+
+
+# --- Gateway errors, counted on the wire -----------------------------------------------------
+
+
+class Gateway:
+    """A stand-in gateway on 127.0.0.1 that answers every request with ``status`` (an HTML
+    page, as a load balancer does) and records each one it receives."""
+
+    def __init__(self, status: int):
+        self.status = status
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        gateway = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                gateway.requests.append((self.command, self.path, dict(self.headers.items())))
+                page = f"<html><body>{status}</body></html>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            do_GET = do_PUT = do_POST = do_DELETE = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        serve_in_thread(self.server)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(params=[502, 504])
+def gateway(request):
+    gateway = Gateway(request.param)
+    yield gateway
+    gateway.close()
+
+
+def wire_client(gateway: Gateway) -> Client:
+    client = Client(gateway.url, retries=2)
+    client._sleep = lambda seconds: None  # the back-off is tested above
+    return client
+
+
+def test_a_reboot_after_a_gateway_error_is_sent_exactly_once(gateway):
+    with wire_client(gateway) as client, pytest.raises(LaunchprovError) as caught:
+        client.reboot("i-1")
+    assert caught.value.status == gateway.status
+    # The gateway may have passed it on: a second reboot would reboot the instance again.
+    assert [(method, path) for method, path, _ in gateway.requests] == [
+        ("POST", "/v1/instances/i-1/reboot")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "method"),
+    [
+        (lambda client: client.describe("i-1"), "GET"),
+        (lambda client: client.stop("i-1"), "POST"),
+        (lambda client: client.terminate("i-1"), "DELETE"),
+        (lambda client: client.launch("ami-760aaa0f", "t2.micro", client_token="tok-1"), "PUT"),
+        (lambda client: client.launch("ami-760aaa0f", "t2.micro"), "PUT"),
+    ],
+    ids=["describe", "stop", "terminate", "launch-with-token", "launch"],
+)
+def test_an_idempotent_call_after_a_gateway_error_is_sent_again(gateway, call, method):
+    with wire_client(gateway) as client, pytest.raises(LaunchprovError):
+        call(client)
+    assert [seen[0] for seen in gateway.requests] == [method] * 3  # once, and two retries
+    if method == "PUT":
+        # What makes a launch idempotent: every attempt carries the same Idempotency-Key.
+        keys = {headers.get("Idempotency-Key") for _, _, headers in gateway.requests}
+        assert len(keys) == 1 and None not in keys
 
 
 # --- Waiting --------------------------------------------------------------------------------

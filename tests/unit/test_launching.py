@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from launchprov import launching
+from launchprov.params import Params
+from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID
 from launchprov.providers.interface import (
+    Alternative,
     IdempotencyConflict,
     Instance,
     InstancePage,
     LaunchRequest,
 )
+from launchprov.schemas import Validators
 from tests.support import launch_request
 
 FULL = launch_request(
@@ -133,3 +140,136 @@ def test_a_retry_with_other_parameters_is_a_conflict():
     with pytest.raises(IdempotencyConflict, match="token-1"):
         launching.launch(provider, dataclasses.replace(FULL, user_data="other"), "deployer", "r2")
     assert len(provider.launched) == 1
+
+
+# -- the fingerprint, as a property: what means the same launch has the same digest -----------
+
+VALIDATORS = Validators(
+    {
+        "key_name": "scalacity_dev1",
+        "security_groups": ("SSH",),
+        "placement": "us-east-1b",
+        "metadata_tokens": "required",
+    },
+    SimpleNamespace(image_id_pattern=IMAGE_ID, instance_id_pattern=INSTANCE_ID),
+)
+
+names = st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
+hex8 = st.text("0123456789abcdef", min_size=8, max_size=8)
+subnet_ids = hex8.map(lambda digits: f"subnet-{digits}")
+alternatives = st.fixed_dictionaries(
+    {},
+    optional={
+        "instance_type": st.sampled_from(["t2.micro", "m5.large", "c5.xlarge"]),
+        "placement": st.sampled_from(["us-east-1a", "us-east-1c", "us-east-1d"]),
+        "subnet_id": subnet_ids,
+    },
+).filter(bool)
+launch_bodies = st.fixed_dictionaries(
+    {"ami": st.just("ami-760aaa0f"), "instance_type": st.just("t2.micro")},
+    optional={
+        "tags": st.dictionaries(names, names, max_size=6),
+        "security_groups": st.lists(names, min_size=1, max_size=6, unique=True),
+        "fallback": st.lists(alternatives, min_size=1, max_size=4),
+        "min_count": st.just(1),  # given or left out: the same launch
+        "metadata_tokens": st.just("required"),
+        "expires_in": st.integers(1, 3600),
+    },
+)
+
+
+def fingerprint_of(body: dict) -> str:
+    return launching.fingerprint(VALIDATORS.launch(Params("body", False, body)))
+
+
+def reordered(body: dict, data) -> dict:
+    """The body with its tags, its security groups and the keys of each fallback alternative
+    in another order (the alternatives themselves keep theirs: they are tried in order)."""
+    body = dict(body)
+    if "tags" in body:
+        body["tags"] = dict(data.draw(st.permutations(list(body["tags"].items()))))
+    if "security_groups" in body:
+        body["security_groups"] = data.draw(st.permutations(body["security_groups"]))
+    if "fallback" in body:
+        body["fallback"] = [
+            dict(data.draw(st.permutations(list(alternative.items()))))
+            for alternative in body["fallback"]
+        ]
+    return body
+
+
+@given(body=launch_bodies, data=st.data())
+def test_the_same_launch_in_any_order_has_the_same_fingerprint(body, data):
+    assert fingerprint_of(reordered(body, data)) == fingerprint_of(body)
+
+
+#: For each fingerprinted field, valid values a caller may give (the schema's rules).
+FIELD_VALUES = {
+    "ami": hex8.map(lambda digits: f"ami-{digits}"),
+    "instance_type": st.sampled_from(["t2.micro", "t3.large", "m5.large"]),
+    "min_count": st.integers(1, 3),
+    "max_count": st.integers(3, 5),
+    "key_name": names,
+    "security_groups": st.lists(names, min_size=1, max_size=4).map(tuple),
+    "user_data": st.none() | st.text(max_size=20),
+    "placement": st.sampled_from(["us-east-1a", "us-east-1b", "us-east-1c"]),
+    "placement_group": st.none() | names,
+    "instance_initiated_shutdown_behavior": st.sampled_from(["stop", "terminate"]),
+    "ebs_optimized": st.booleans(),
+    "tags": st.dictionaries(names, names, max_size=4),
+    "subnet_id": st.none() | subnet_ids,
+    "iam_instance_profile": st.none() | names,
+    "root_volume_size": st.none() | st.integers(1, 100),
+    "root_volume_type": st.none() | st.sampled_from(["gp3", "io2"]),
+    "metadata_tokens": st.sampled_from(["required", "optional"]),
+    "spot": st.booleans(),
+    "fallback": st.lists(
+        alternatives.map(lambda alternative: Alternative(**alternative)), max_size=3
+    ).map(tuple),
+    "expires_in": st.none() | st.integers(1, 3600),
+}
+
+
+def meaning(name: str, value):
+    """What a field's value means for the launch: a set of groups is the same in any order."""
+    return sorted(value) if name == "security_groups" else value
+
+
+def test_every_fingerprinted_field_has_values_to_draw():
+    assert set(FIELD_VALUES) == set(launching.FINGERPRINTED)
+
+
+def replaced(items: tuple, index: int, item) -> tuple:
+    return (*items[:index], item, *items[index + 1 :])
+
+
+def edits(name: str, value) -> st.SearchStrategy:
+    """Changes of ``value``, small ones included, the kind a fingerprint that reads only part
+    of a field misses: one tag's value, one group, one alternative, alternatives swapped."""
+    options = [FIELD_VALUES[name]]  # any other value
+    if isinstance(value, dict) and value:
+        one_value = st.tuples(st.sampled_from(sorted(value)), names)
+        options.append(one_value.map(lambda edit: {**value, edit[0]: edit[1]}))
+    if isinstance(value, tuple) and value:
+        item = (
+            alternatives.map(lambda fields: Alternative(**fields)) if name == "fallback" else names
+        )
+        one_item = st.tuples(st.integers(0, len(value) - 1), item)
+        options.append(one_item.map(lambda edit: replaced(value, *edit)))
+        if name == "fallback":  # tried in order: another order is another launch
+            options.append(st.permutations(value).map(tuple))
+    return st.one_of(options)
+
+
+@given(
+    base=st.fixed_dictionaries(FIELD_VALUES),
+    name=st.sampled_from(sorted(FIELD_VALUES)),
+    data=st.data(),
+)
+def test_any_change_of_a_fingerprinted_field_changes_the_fingerprint(base, name, data):
+    value = data.draw(
+        edits(name, base[name]).filter(lambda v: meaning(name, v) != meaning(name, base[name]))
+    )
+    request = launch_request(**base)
+    changed = dataclasses.replace(request, **{name: value})
+    assert launching.fingerprint(changed) != launching.fingerprint(request)
