@@ -175,6 +175,21 @@ def test_expires_in_is_part_of_a_client_tokens_launch(cloud):
     assert_error_body(cloud.launch(status=409, client_token=token), 409)
 
 
+def test_a_client_token_lease_is_never_longer_than_the_policy_allows(request):
+    cloud = Cloud(request, "ec2", **{"launchprov.policy.max_expires_in": "60"})
+    token = f"lease-{uuid.uuid4().hex[:8]}"
+    before = datetime.now(UTC).replace(microsecond=0)
+    ids = cloud.launch(expires_in=60, client_token=token, min_count=2, max_count=2).json
+    after = datetime.now(UTC)
+    stamps = {cloud.tags(instance_id)[EXPIRES_AT_TAG] for instance_id in ids}
+    assert len(stamps) == 1
+    (lease,) = stamps
+    assert before + timedelta(seconds=59) <= parse(lease) <= after + timedelta(seconds=60)
+    # A retry answers the first launch, whose lease stays counted from the first attempt.
+    assert cloud.launch(expires_in=60, client_token=token, min_count=2, max_count=2).json == ids
+    assert {cloud.tags(instance_id)[EXPIRES_AT_TAG] for instance_id in ids} == {lease}
+
+
 # -- changing a lease -------------------------------------------------------------------------
 
 
