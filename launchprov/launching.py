@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -109,27 +110,36 @@ def launch_id(caller: str, client_token: str) -> str:
 
 
 def traced(
-    request: LaunchRequest, caller: str, request_id: str, now: datetime | None = None
+    request: LaunchRequest,
+    caller: str,
+    request_id: str,
+    now: datetime | None = None,
+    sign: Callable[[dict[str, str]], dict[str, str]] | None = None,
 ) -> LaunchRequest:
     """The request with launchprov's own tags added (the lease's end computed once, from
-    ``now``, default: now, for every instance of the launch); with a client token, the
-    provider's idempotency token in its place, and nothing but the lease's end that differs
-    from one attempt to the next."""
+    ``now``, default: now, for every instance of the launch), signed by ``sign``
+    (:func:`launchprov.signing.signer`) if given; with a client token, the provider's
+    idempotency token in its place, and nothing but the lease's end that differs from one
+    attempt to the next."""
     system_tags = {CALLER_TAG: caller, REQUEST_ID_TAG: request_id}
     if request.expires_in is not None:
         # Exactly expires_in from this attempt, with a client token too: a retry answered by
         # the lookup keeps the first attempt's lease (see the module's docstring).
         system_tags[EXPIRES_AT_TAG] = expiry_after(request.expires_in, now)
     if request.client_token is None:
-        return dataclasses.replace(request, system_tags=system_tags)
+        return dataclasses.replace(request, system_tags=_signed(system_tags, sign))
     system_tags[REQUEST_ID_TAG] = launch_id(caller, request.client_token)
     system_tags[CLIENT_TOKEN_TAG] = request.client_token
     system_tags[REQUEST_HASH_TAG] = fingerprint(request)
     return dataclasses.replace(
         request,
-        system_tags=system_tags,
+        system_tags=_signed(system_tags, sign),
         client_token=idempotency_key(caller, request.client_token),
     )
+
+
+def _signed(system_tags: dict[str, str], sign) -> dict[str, str]:
+    return system_tags if sign is None else sign(system_tags)
 
 
 def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
@@ -191,14 +201,15 @@ def launched(
     request_id: str,
     capacity=None,
     now: datetime | None = None,
+    sign=None,
 ) -> Launched:
     """:func:`launch`, saying which alternative launched.
 
     ``capacity`` (a :class:`launchprov.capacity.Capacity`) tries the request's fallback
     alternatives; without it, the request is launched as it is. A lease is counted from
-    ``now`` (default: now).
+    ``now`` (default: now); ``sign`` signs the tags (:func:`traced`).
     """
-    request = traced(request, caller, request_id, now)
+    request = traced(request, caller, request_id, now, sign)
     if request.client_token is not None:
         log.info(
             "client-token launch %s (tag %s)",
