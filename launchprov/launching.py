@@ -18,6 +18,15 @@ so every attempt of a client-token launch sends exactly the same request:
 * the ClientToken sent is :func:`idempotency_key`, a digest of the caller and the token, so
   that two callers' tokens never meet at EC2 (EC2 scopes a ClientToken to the account, and
   would answer one caller with the other's instances).
+
+A lease is the one exception. Its end (:data:`EXPIRES_AT_TAG`) is counted from the attempt that
+launches, exactly: ``expires_in`` seconds, never more, so that a policy's ``max_expires_in``
+holds and a one-second lease is reaped by the next reaper run. (It used to be rounded up to ten
+minutes so that every attempt sent the same tag: a 60-second lease was answered with one 278 s
+away.) A retry is answered by the tag lookup with the first attempt's instances, and so with the
+first attempt's lease, untouched. Only a retry whose lookup cannot see them yet reaches EC2 with
+another end: EC2 refuses it (IdempotentParameterMismatch), and the launch looks once more before
+answering the 409 (:func:`launched`); the caller's next retry, a few seconds later, finds them.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -79,20 +89,10 @@ def _plain(value):
     return list(value)
 
 
-#: A client-token launch's lease ends on the next multiple of this many seconds after
-#: expires_in: its attempts must send EC2 the same tags, and a retry a few seconds later then
-#: computes the same end (unless the two straddle a mark: then EC2 refuses the retry with
-#: IdempotentParameterMismatch, a 409, and the caller's next retry finds the first launch by
-#: its tags). The lease is at most this much longer than asked.
-CLIENT_TOKEN_LEASE_QUANTUM = 600
-
-
-def expiry_after(expires_in: int, now: datetime | None = None, quantum: int = 1) -> str:
-    """The tag value of a lease of ``expires_in`` seconds from ``now`` (default: now), rounded
-    up to a multiple of ``quantum`` seconds since the epoch."""
+def expiry_after(expires_in: int, now: datetime | None = None) -> str:
+    """The tag value of a lease of ``expires_in`` seconds from ``now`` (default: now)."""
     moment = (now or datetime.now(UTC)) + timedelta(seconds=expires_in)
-    seconds = -(-int(moment.timestamp()) // quantum) * quantum
-    return datetime.fromtimestamp(seconds, UTC).strftime(EXPIRY_FORMAT)
+    return moment.strftime(EXPIRY_FORMAT)
 
 
 def _unordered(values):
@@ -122,20 +122,26 @@ def launch_id(caller: str, client_token: str) -> str:
     return f"ct-{idempotency_key(caller, client_token)}"
 
 
-def traced(request: LaunchRequest, caller: str, request_id: str) -> LaunchRequest:
-    """The request with launchprov's own tags added (the lease's end computed once, now, for
-    every instance of the launch); with a client token, the provider's idempotency token in its
-    place, and nothing that differs from one attempt to the next."""
+def traced(
+    request: LaunchRequest,
+    caller: str,
+    request_id: str,
+    now: datetime | None = None,
+    sign: Callable[[dict[str, str]], dict[str, str]] | None = None,
+) -> LaunchRequest:
+    """The request with launchprov's own tags added (the lease's end computed once, from
+    ``now``, default: now, for every instance of the launch), signed by ``sign``
+    (:func:`launchprov.signing.signer`) if given; with a client token, the provider's
+    idempotency token in its place, and nothing but the lease's end that differs from one
+    attempt to the next."""
     system_tags = {CALLER_TAG: caller, REQUEST_ID_TAG: request_id}
-    if request.client_token is None:
-        if request.expires_in is not None:
-            system_tags[EXPIRES_AT_TAG] = expiry_after(request.expires_in)
-        return dataclasses.replace(request, system_tags=system_tags)
-    system_tags[REQUEST_ID_TAG] = launch_id(caller, request.client_token)
     if request.expires_in is not None:
-        system_tags[EXPIRES_AT_TAG] = expiry_after(
-            request.expires_in, quantum=CLIENT_TOKEN_LEASE_QUANTUM
-        )
+        # Exactly expires_in from this attempt, with a client token too: a retry answered by
+        # the lookup keeps the first attempt's lease (see the module's docstring).
+        system_tags[EXPIRES_AT_TAG] = expiry_after(request.expires_in, now)
+    if request.client_token is None:
+        return dataclasses.replace(request, system_tags=_signed(system_tags, sign))
+    system_tags[REQUEST_ID_TAG] = launch_id(caller, request.client_token)
     system_tags[CLIENT_TOKEN_TAG] = request.client_token
     system_tags[REQUEST_HASH_TAG] = fingerprint(request)
     return dataclasses.replace(
@@ -146,9 +152,13 @@ def traced(request: LaunchRequest, caller: str, request_id: str) -> LaunchReques
         security_groups=(
             None if request.security_groups is None else tuple(sorted(request.security_groups))
         ),
-        system_tags=system_tags,
+        system_tags=_signed(system_tags, sign),
         client_token=idempotency_key(caller, request.client_token),
     )
+
+
+def _signed(system_tags: dict[str, str], sign) -> dict[str, str]:
+    return system_tags if sign is None else sign(system_tags)
 
 
 def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
@@ -204,14 +214,21 @@ def launch(provider, request: LaunchRequest, caller: str, request_id: str) -> li
 
 
 def launched(
-    provider, request: LaunchRequest, caller: str, request_id: str, capacity=None
+    provider,
+    request: LaunchRequest,
+    caller: str,
+    request_id: str,
+    capacity=None,
+    now: datetime | None = None,
+    sign=None,
 ) -> Launched:
     """:func:`launch`, saying which alternative launched.
 
     ``capacity`` (a :class:`launchprov.capacity.Capacity`) tries the request's fallback
-    alternatives; without it, the request is launched as it is.
+    alternatives; without it, the request is launched as it is. A lease is counted from
+    ``now`` (default: now); ``sign`` signs the tags (:func:`traced`).
     """
-    request = traced(request, caller, request_id)
+    request = traced(request, caller, request_id, now, sign)
     if request.client_token is not None:
         log.info(
             "client-token launch %s (tag %s)",
@@ -221,9 +238,26 @@ def launched(
         earlier = earlier_launch(provider, request)
         if earlier is not None:
             return Launched(earlier)
-    if capacity is None:
-        return Launched(answer_order(provider.launch(request)))
-    ids, alternative = capacity.launch(provider, request)
+    try:
+        if capacity is None:
+            return Launched(answer_order(provider.launch(request)))
+        ids, alternative = capacity.launch(provider, request)
+    except IdempotencyConflict as conflict:
+        if request.client_token is None:
+            raise
+        # The provider knows the token but the lookup did not see its instances: an earlier
+        # attempt whose tags were not visible yet (or whose lease ends elsewhen), or a launch
+        # with other parameters. Look again; what is visible now answers, like any retry.
+        earlier = earlier_launch(provider, request)
+        if earlier is not None:
+            return Launched(earlier)
+        raise IdempotencyConflict(
+            conflict.provider,
+            f"{conflict.message}: client_token "
+            f"{request.system_tags[CLIENT_TOKEN_TAG]!r} was used by a launch that cannot be "
+            "seen yet, or with other parameters: retry in a few seconds with the same "
+            "parameters, or use a new token for a new launch",
+        ) from None
     return Launched(answer_order(ids), alternative)
 
 

@@ -5,7 +5,7 @@ import re
 # A region is ``us-east-1``, ``us-gov-west-1``, ``cn-north-1``, ``us-isob-east-1``. A zone is the
 # region plus a letter (``us-east-1b``) or plus a local-zone / wavelength suffix
 # (``us-west-2-lax-1a``, ``us-east-1-wl1-bos-wlz-1``).
-REGION_PATTERN = r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d+"
+REGION_PATTERN = r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]+"  # [0-9]: \d takes any digit
 ZONE_PATTERN = rf"(?P<region>{REGION_PATTERN})(?:[a-z]|(?:-[a-z0-9]+)+)"
 _ZONE = re.compile(rf"\A{ZONE_PATTERN}\Z")
 

@@ -64,7 +64,8 @@ MAX_USER_DATA_BYTES = 16384
 SUBNET_ID = re.compile(r"\Asubnet-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 #: An IAM instance profile: its name (IAM's characters), or its ARN.
 INSTANCE_PROFILE = re.compile(
-    r"\A(?:[\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512})\Z"
+    r"\A(?:[\w+=,.@-]{1,128}|arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512})\Z",
+    re.ASCII,  # \w and \d as JSON Schema reads them: IAM's names are ASCII
 )
 #: EC2's bounds on an EBS volume's size, in GiB.
 MAX_VOLUME_SIZE = 16384
@@ -72,7 +73,11 @@ MAX_ALTERNATIVES = 10
 #: The longest lease: a year (365 days), in seconds.
 MAX_EXPIRES_IN = 31_536_000
 
-_INTEGER_TEXT = re.compile(r"\A[+-]?\d{1,10}\Z")
+#: An integer in text: ASCII digits only (``\d`` would take "٢", Arabic-Indic two, as 2).
+_INTEGER_TEXT = re.compile(r"\A[+-]?[0-9]{1,10}\Z")
+#: What text input may carry around a number or a boolean: ASCII white space, no other
+#: (``str.strip`` would also drop U+2028 and the C0 separators).
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 _BOOLEAN_TEXT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -229,7 +234,7 @@ class StrictInteger(_StrictType):
         return {"type": "integer"}
 
     def from_text(self, node, values):
-        value = self.single_text(node, values).strip()
+        value = self.single_text(node, values).strip(_ASCII_SPACE)
         if not _INTEGER_TEXT.match(value):
             raise colander.Invalid(node, f"expected an integer, got {value!r}")
         return int(value)
@@ -250,7 +255,7 @@ class StrictBoolean(_StrictType):
         return {"type": "boolean"}
 
     def from_text(self, node, values):
-        value = self.single_text(node, values).strip().lower()
+        value = self.single_text(node, values).strip(_ASCII_SPACE).lower()
         if value not in _BOOLEAN_TEXT:
             raise colander.Invalid(node, "expected one of true, false, 1, 0, yes, no")
         return _BOOLEAN_TEXT[value]
@@ -275,7 +280,9 @@ class StringList(_StrictType):
         return {"type": "array", "items": item, "minItems": 1, "maxItems": self.max_items}
 
     def from_text(self, node, values):
-        items = [item.strip() for value in values for item in value.split(",")]
+        # Spaces only: str.strip would also drop U+2028, U+0085 and the C0 separators, which
+        # an identifier refuses.
+        items = [item.strip(" ") for value in values for item in value.split(",")]
         return self.from_json(node, items)
 
     def from_json(self, node, value):
@@ -319,13 +326,13 @@ class AlternativeList(_StrictType):
                     "type": "string",
                     "minLength": 1,
                     "maxLength": MAX_STRING,
-                    "pattern": NO_NUL,
+                    "pattern": VISIBLE,
                 },
                 "placement": {
                     "type": "string",
                     "minLength": 1,
                     "maxLength": MAX_STRING,
-                    "pattern": NO_NUL,
+                    "pattern": VISIBLE,
                     "description": "An availability zone of the request's region (EC2), or "
                     "the cloud's location name.",
                 },
@@ -385,6 +392,7 @@ class AlternativeList(_StrictType):
                 raise colander.Invalid(
                     node, f"{where}: {name}: expected a string, got {json_type(value)}"
                 )
+            _check_identifier(node, value, f"{where}: {name}: ")
             if not valid(value):
                 raise colander.Invalid(node, f"{where}: {name}: {rule}")
         return Alternative(**item)
@@ -433,7 +441,7 @@ class TagMap(_StrictType):
             "additionalProperties": {
                 "type": "string",
                 "maxLength": MAX_TAG_VALUE,
-                "pattern": NO_NUL,
+                "pattern": VISIBLE,
             },
         }
 
@@ -475,6 +483,7 @@ class TagMap(_StrictType):
                         node, f"tag {key!r}: values have at most {MAX_TAG_VALUE} characters"
                     )
                 _check_text(node, item)
+                _check_identifier(node, item, f"tag {key!r}: value: ")
             _check_text(node, key)
             _check_identifier(node, key, f"tag key {key!r}: ")
         return dict(tags)

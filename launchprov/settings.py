@@ -124,6 +124,20 @@ def optional_one_of(*choices: str) -> Callable[[str], str | None]:
     return parse
 
 
+#: The shortest tag-signing key: 16 characters (``openssl rand -hex 32`` makes one of 64).
+MIN_SIGNING_KEY = 16
+
+
+def optional_signing_key(value: str) -> str | None:
+    """Empty for None (no key), or a secret of at least 16 characters."""
+    value = value.strip()
+    if value and len(value) < MIN_SIGNING_KEY:
+        raise ValueError(
+            f"expected at least {MIN_SIGNING_KEY} characters (openssl rand -hex 32 makes a key)"
+        )
+    return value or None
+
+
 def non_negative_int(value: str) -> int:
     number = int(value.strip())
     if number < 0:
@@ -330,6 +344,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Which instances a caller may stop, start, reboot, terminate and change the expiry of: "
         "'own', 'launchprov' or 'all', no wider than launchprov.policy.see. An instance the "
         "caller may see but not act on is a 403.",
+    ),
+    Setting(
+        "launchprov.tag_signing_key",
+        "",
+        optional_signing_key,
+        "A secret (at least 16 characters; openssl rand -hex 32) with which every launch signs "
+        "its launchprov tags (launchprov:signature, an HMAC-SHA256): launchprov-reap "
+        "terminates only instances whose signature holds, and refuses to run without a key "
+        "unless given --trust-unsigned. The service and the reaper need the same key. Empty: "
+        "launches are not signed.",
+        secret=True,
     ),
     Setting(
         "launchprov.retry_after",

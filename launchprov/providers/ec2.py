@@ -39,6 +39,7 @@ from launchprov.providers.ec2_common import (
     INSTANCE_ID,
     ONE_INSTANCE_CODES,
     SEED_DEFAULTS,
+    TERMINATING_STATES,
     classified,
     default_zone,
     is_retryable,
@@ -627,8 +628,12 @@ class EC2Provider:
     def reboot(self, instance_id: str, region: str) -> Instance:
         return self._act(instance_id, region, "reboot", "reboot_instances")
 
-    def terminate_many(self, instance_ids: list[str], region: str) -> None:
-        self._call(region, "terminate_instances", InstanceIds=list(instance_ids))
+    def terminate_many(self, instance_ids: list[str], region: str) -> dict[str, bool]:
+        reply = self._call(region, "terminate_instances", InstanceIds=list(instance_ids))
+        return {
+            item["InstanceId"]: item.get("PreviousState", {}).get("Name") not in TERMINATING_STATES
+            for item in reply.get("TerminatingInstances", [])
+        }
 
     def tag(self, instance_id: str, region: str, tags: dict[str, str]) -> None:
         pairs = [{"Key": key, "Value": value} for key, value in tags.items()]

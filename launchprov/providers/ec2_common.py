@@ -85,6 +85,9 @@ NOT_FOUND_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Ma
 
 #: EC2's answer to a ClientToken used before with other parameters.
 IDEMPOTENCY_CONFLICT_CODES = frozenset({"IdempotentParameterMismatch"})
+#: The states of an instance whose termination has begun already: a TerminateInstances that
+#: finds it in one of them (its PreviousState) did not terminate it.
+TERMINATING_STATES = frozenset({"shutting-down", "terminated"})
 
 #: EC2 error codes meaning "the instance's state forbids this".
 INVALID_STATE_CODES = frozenset({"IncorrectInstanceState", "IncorrectState"})

@@ -423,7 +423,10 @@ class IProvider(Interface):
     def terminate_many(instance_ids, region):
         """Terminate up to 1000 instances of one region in one call (the reaper's batches).
 
-        Instances already terminated are no error. Raises :class:`InstanceNotFound` or
+        Returns a dict: id -> True when this call began the instance's termination, False when
+        it was shutting down or terminated already (another reaper's work: EC2's answer says so
+        in each instance's previous state); an id the provider does not answer for is left
+        out. Instances already terminated are no error. Raises :class:`InstanceNotFound` or
         :class:`ProviderError` when the call fails as a whole.
         """
 

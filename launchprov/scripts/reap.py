@@ -2,13 +2,19 @@
 
 Reads the same .ini and environment as the service (its ``[app:main]`` settings, its logging
 sections). In every ``--region`` (default: the region of ``launchprov.defaults.placement``) it
-lists the live instances that carry both ``launchprov:caller`` -- never anything launchprov did
-not launch -- and a ``launchprov:expires-at`` in the past, and terminates them, up to 1000 ids
-a call. Prints one JSON line per instance, then a summary line. Exit status: 0 when every
-termination succeeded, 1 when some failed (each is named), 2 on a configuration error.
+lists the live instances that carry both ``launchprov:caller`` and a ``launchprov:expires-at``
+in the past, and terminates those whose launchprov tags are signed with
+``launchprov.tag_signing_key`` (:mod:`launchprov.signing`) -- never an instance launchprov did
+not launch, whatever tags someone wrote on it -- up to 1000 ids a call. Without a key it refuses
+to run, unless ``--trust-unsigned`` says to take ``launchprov:caller`` alone as the proof (what
+it did before signatures). Prints one JSON line per instance, then a summary line. Exit status: 0
+when every termination succeeded, 1 when some failed (each is named), 2 on a configuration
+error.
 
 Several reapers may run at once (cron on several hosts, a CronJob): terminating an instance
-twice is not an error, and one already gone counts as done.
+twice is not an error, and each reports only what its own call terminated (EC2 answers each
+instance's previous state): an instance another reaper was first to terminate is
+``already-terminated``, not counted twice.
 """
 
 from __future__ import annotations
@@ -22,16 +28,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from launchprov import leases
+from launchprov import leases, signing
 from launchprov.launching import CALLER_TAG
 from launchprov.logs import install_record_factory, use_json_lines
 from launchprov.placement import REGION_PATTERN, region_or_name
 from launchprov.providers import create_provider
 from launchprov.providers.interface import InstanceNotFound, ProviderError
-from launchprov.settings import ConfigurationError, launch_defaults, load
+from launchprov.settings import ConfigurationError, env_var, launch_defaults, load
 
 log = logging.getLogger("launchprov.reap")
 
+SIGNING_KEY = "launchprov.tag_signing_key"
 #: EC2 takes at most this many ids in one TerminateInstances.
 BATCH = 1000
 
@@ -60,12 +67,21 @@ def reap(
     dry_run: bool,
     emit: Callable[[dict[str, Any]], None],
     now: datetime | None = None,
+    signing_key: str | None = None,
+    trust_unsigned: bool = False,
 ) -> dict[str, Any]:
-    """Terminate (or, dry, only list) every expired instance of ``regions``; ``emit`` one
-    record per instance (and per region that could not be listed). Returns the summary."""
+    """Terminate (or, dry, only list) every expired instance of ``regions`` whose tags are
+    signed with ``signing_key`` (every one, signed or not, with ``trust_unsigned``); ``emit``
+    one record per instance (and per region that could not be listed). Returns the summary."""
     now = now or datetime.now(UTC)
     summary = {"summary": True, "dry_run": dry_run, "regions": regions, "expired": 0}
-    summary.update(terminated=0, failed=0, failures=[])
+    summary.update(terminated=0, already_terminated=0, unsigned=0, failed=0, failures=[])
+
+    def trusted(instance) -> bool:
+        if trust_unsigned:
+            return True
+        return signing_key is not None and signing.is_signed(instance.tags, signing_key)
+
     for region in regions:
         try:
             expired = leases.expired_instances(provider, region, now)
@@ -77,24 +93,33 @@ def reap(
             emit(failure)
             continue
         summary["expired"] += len(expired)
-        for start in range(0, len(expired), BATCH):
-            batch = expired[start : start + BATCH]
+        reapable = []
+        for instance in expired:
+            if trusted(instance):
+                reapable.append(instance)
+                continue
+            log.warning(
+                "not reaping instance %s: its launchprov tags carry no valid %s",
+                instance.id,
+                signing.SIGNATURE_TAG,
+            )
+            summary["unsigned"] += 1
+            emit(_record(instance, region, "skipped-unsigned"))
+        for start in range(0, len(reapable), BATCH):
+            batch = reapable[start : start + BATCH]
             outcomes = {}
             if not dry_run:
                 outcomes = terminate(provider, [instance.id for instance in batch], region)
             for instance in batch:
-                record = {
-                    "id": instance.id,
-                    "region": region,
-                    "caller": instance.tags.get(CALLER_TAG),
-                    "expires_at": leases.expires_at_text(instance),
-                    "action": "would-terminate" if dry_run else "terminated",
-                }
-                error = outcomes.get(instance.id)
-                if error is not None:
-                    record.update(action="failed", error=error)
+                record = _record(instance, region, "would-terminate" if dry_run else "terminated")
+                outcome = outcomes.get(instance.id)
+                if isinstance(outcome, str):
+                    record.update(action="failed", error=outcome)
                     summary["failed"] += 1
                     summary["failures"].append({"id": instance.id, "region": region})
+                elif outcome is False:  # another reaper's call began it: not counted twice
+                    record.update(action="already-terminated")
+                    summary["already_terminated"] += 1
                 elif not dry_run:
                     summary["terminated"] += 1
                     log.info(
@@ -107,24 +132,37 @@ def reap(
     return summary
 
 
-def terminate(provider, instance_ids: list[str], region: str) -> dict[str, str | None]:
+def _record(instance, region: str, action: str) -> dict[str, Any]:
+    return {
+        "id": instance.id,
+        "region": region,
+        "caller": instance.tags.get(CALLER_TAG),
+        "expires_at": leases.expires_at_text(instance),
+        "action": action,
+    }
+
+
+def terminate(provider, instance_ids: list[str], region: str) -> dict[str, bool | str]:
     """Terminate ``instance_ids`` in one call; when that call fails, one by one, so that each
-    failure is named. Returns id -> None (done) or the error."""
+    failure is named. Returns id -> True (this call began its termination), False (it had begun
+    already: another reaper's work, or the instance is gone) or the error."""
     try:
-        provider.terminate_many(instance_ids, region)
-        return dict.fromkeys(instance_ids)
+        began = provider.terminate_many(instance_ids, region)
+        if began is None:  # a provider that does not say: each counts as this call's
+            return dict.fromkeys(instance_ids, True)
+        return {instance_id: began.get(instance_id, False) for instance_id in instance_ids}
     except (ProviderError, InstanceNotFound) as exc:
         # One bad id fails a whole TerminateInstances: find out which, one at a time.
         log.warning(
             "terminating %d instances at once failed (%s): one by one", len(instance_ids), exc
         )
-    outcomes: dict[str, str | None] = {}
+    outcomes: dict[str, bool | str] = {}
     for instance_id in instance_ids:
         try:
             provider.terminate(instance_id, region)
-            outcomes[instance_id] = None
+            outcomes[instance_id] = True
         except InstanceNotFound:
-            outcomes[instance_id] = None  # gone already: another reaper was quicker
+            outcomes[instance_id] = False  # gone already: another reaper was quicker
         except ProviderError as exc:
             log.error("cannot terminate %s: %s", instance_id, exc)
             outcomes[instance_id] = str(exc)
@@ -143,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="list what would be terminated; terminate nothing"
     )
+    parser.add_argument(
+        "--trust-unsigned",
+        action="store_true",
+        help="terminate expired instances that carry launchprov:caller without a valid "
+        "launchprov:signature too (instances launched before launchprov.tag_signing_key was "
+        "set); an instance someone else tagged so is terminated as well",
+    )
     args = parser.parse_args(argv)  # a usage error exits 2, as a configuration error does
 
     def emit(record: dict[str, Any]) -> None:
@@ -153,13 +198,22 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise ConfigurationError(f"--region {bad[0]!r}: expected a region such as us-east-1")
         settings = configure(args.config)
+        key = settings[SIGNING_KEY]
+        if key is None and not args.trust_unsigned:
+            raise ConfigurationError(
+                f"{SIGNING_KEY} ({env_var(SIGNING_KEY)}) is not set: the reaper terminates only "
+                "instances whose launchprov tags are signed with the service's key; set it as "
+                "the service has it, or pass --trust-unsigned"
+            )
         provider = create_provider(settings)
         placement = launch_defaults(settings, getattr(provider, "cloud_defaults", None))
         regions = args.region or [region_or_name(placement["placement"])]
     except ConfigurationError as exc:
         print(f"launchprov-reap: configuration error: {exc}", file=sys.stderr)
         return 2
-    summary = reap(provider, list(dict.fromkeys(regions)), args.dry_run, emit)
+    summary = reap(
+        provider, list(dict.fromkeys(regions)), args.dry_run, emit, None, key, args.trust_unsigned
+    )
     emit(summary)
     return 1 if summary["failed"] else 0
 

@@ -10,6 +10,7 @@ from launchprov.capacity import alternatives
 from launchprov.params import read_params
 from launchprov.providers.interface import LaunchRequest, ProviderError
 from launchprov.schemas import IDEMPOTENCY_KEY
+from launchprov.signing import signer
 
 
 def launch_request(request) -> LaunchRequest:
@@ -35,6 +36,8 @@ def launch(request):
             request.identity,
             request.request_id,
             request.capacity,
+            None,  # now
+            signer(request.registry.launchprov_settings["launchprov.tag_signing_key"]),
         )
     except ProviderError as exc:
         raise launching.honest(exc, launching_request, request.request_id) from exc
@@ -43,7 +46,10 @@ def launch(request):
 
 
 def preflight(request):
-    traced = launching.traced(launch_request(request), request.identity, request.request_id)
+    key = request.registry.launchprov_settings["launchprov.tag_signing_key"]
+    traced = launching.traced(
+        launch_request(request), request.identity, request.request_id, sign=signer(key)
+    )
     # The request itself, as its first attempt would be sent (its fallback checked by policy).
     checks = request.provider.preflight(alternatives(traced)[0])
     return {

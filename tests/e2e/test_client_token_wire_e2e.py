@@ -15,6 +15,8 @@ RunInstances, and get the first launch's instances.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from launchprov import launching
@@ -116,3 +118,61 @@ def test_a_retry_sends_the_same_run_instances_and_gets_the_first_launch(
     # Where it lands: one launch at the cloud, and the retry answered its instances.
     assert set(ids) == launched_with(moto_client, token)
     assert len(ids) == 2
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_a_leased_retry_that_ec2_refuses_looks_again_and_gets_the_first_launch(
+    adapter, moto_process, moto_client
+):
+    """A lease's end is the one thing a retry sends otherwise (exact, never rounded up past
+    max_expires_in): EC2 refuses that RunInstances, and the retry looks again."""
+    lookups = []
+
+    def first_lookup_of_the_retry(recorded: Recorded) -> bool:
+        if is_token_lookup(recorded):
+            lookups.append(recorded)
+            return len(lookups) == 2  # the first attempt's look, then the retry's first
+        return False
+
+    runs = []
+
+    def first_run_instances(recorded: Recorded) -> bool:
+        if recorded.action == "RunInstances":
+            runs.append(recorded)
+        return len(runs) == 1 and runs[0] is recorded
+
+    faults = Faults(drop_reply=first_run_instances, hide=first_lookup_of_the_retry)
+    proxy = RecordingProxy(moto_process, faults)
+    token = f"leased-{adapter}"
+    body = {"ami": GOOD_AMI, "instance_type": "t2.micro", "expires_in": 60, "client_token": token}
+    settings = ADAPTERS[adapter](proxy.url, **ONE_ATTEMPT[adapter])
+    settings["launchprov.policy.max_expires_in"] = "60"
+    try:
+        with running(settings, CREDENTIALS_ENV) as service:
+            first = service.request("PUT", "/v1/launch", body)
+            # The lease's end is to the second: the retry must come in a later second for its
+            # RunInstances to differ (the condition under test is time passing: polled).
+            started = int(time.time())
+            while int(time.time()) == started:
+                time.sleep(0.01)
+            again = service.request("PUT", "/v1/launch", body)
+    finally:
+        proxy.close()
+
+    assert first[0] == 408, first[2]
+    status, _, ids = again
+    assert status == 200, ids
+    # At the wire: the retry's RunInstances was refused (another lease end), and a second
+    # lookup found the first launch.
+    assert len(proxy.actions("RunInstances")) == 2
+    assert len(lookups) == 3
+    assert set(ids) == launched_with(moto_client, token) and len(ids) == 1
+    reply = moto_client.describe_instances(InstanceIds=ids)
+    tags = {t["Key"]: t["Value"] for t in reply["Reservations"][0]["Instances"][0]["Tags"]}
+    first_params = proxy.meaning(proxy.actions("RunInstances")[0])
+    sent = {
+        first_params[name][0]: first_params[name.replace(".Key", ".Value")][0]
+        for name in first_params
+        if name.startswith("TagSpecification.1.Tag.") and name.endswith(".Key")
+    }
+    assert tags[launching.EXPIRES_AT_TAG] == sent[launching.EXPIRES_AT_TAG]  # the first's lease

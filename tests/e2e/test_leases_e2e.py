@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from launchprov.launching import EXPIRES_AT_TAG
+from launchprov.launching import CALLER_TAG, EXPIRES_AT_TAG
 from launchprov.leases import stamp
 from tests.e2e.conftest import ADAPTERS, BIN, CREDENTIALS_ENV, HangingEndpoint, running
 from tests.support import GOOD_AMI
@@ -25,6 +25,8 @@ REAP = str(BIN / "launchprov-reap")
 LAUNCH = {"ami": GOOD_AMI, "instance_type": "t2.micro"}
 #: Bounds against a hung test, not timings under test.
 RUN_BOUND = 120
+#: The service signs its launches with it; the reaper reads it from the same .ini.
+SIGNED = {"launchprov.tag_signing_key": "e2e-test-key-0123456789"}
 
 
 def reaper(ini: Path, *args: str, env=None) -> subprocess.Popen:
@@ -64,7 +66,7 @@ def wait_until_expired(service, instance_id: str, deadline: float = 30.0) -> Non
 
 @pytest.mark.parametrize("adapter", list(ADAPTERS))
 def test_the_reaper_terminates_what_expired_and_nothing_else(adapter, moto_process, moto_client):
-    with running(ADAPTERS[adapter](moto_process), CREDENTIALS_ENV) as service:
+    with running({**ADAPTERS[adapter](moto_process), **SIGNED}, CREDENTIALS_ENV) as service:
         status, _, (short,) = service.launch({**LAUNCH, "expires_in": 1})
         assert status == 200
         _, _, (long,) = service.launch({**LAUNCH, "expires_in": 3600})
@@ -79,7 +81,23 @@ def test_the_reaper_terminates_what_expired_and_nothing_else(adapter, moto_proce
                 {"ResourceType": "instance", "Tags": [{"Key": EXPIRES_AT_TAG, "Value": past}]}
             ],
         )["Instances"][0]["InstanceId"]
-        keep = [long, unleased, outsider]
+        # Made outside launchprov, with launchprov's caller tag and a past lease: not signed.
+        forged = moto_client.run_instances(
+            ImageId=GOOD_AMI,
+            InstanceType="t2.micro",
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [
+                        {"Key": EXPIRES_AT_TAG, "Value": past},
+                        {"Key": CALLER_TAG, "Value": "anonymous"},
+                    ],
+                }
+            ],
+        )["Instances"][0]["InstanceId"]
+        keep = [long, unleased, outsider, forged]
         _, _, shown = service.request("GET", f"/v1/instances/{short}")
         assert shown["expires_at"] is not None
 
@@ -91,20 +109,28 @@ def test_the_reaper_terminates_what_expired_and_nothing_else(adapter, moto_proce
         assert dry["action"] == "would-terminate" and dry["caller"] == "anonymous"
         assert dry["region"] == "us-east-1" and dry["expires_at"] == shown["expires_at"]
         assert lines[-1]["summary"] is True and lines[-1]["dry_run"] is True
-        assert not {line.get("id") for line in lines} & set(keep)
+        (skipped,) = [line for line in lines if line.get("id") == forged]
+        assert skipped["action"] == "skipped-unsigned"
+        assert not {
+            line.get("id") for line in lines if line.get("action") != "skipped-unsigned"
+        } & set(keep)
         assert ec2_state(moto_client, short) == "running", "a dry run terminated"
 
-        # Two reapers at once, as cron on two hosts would: both succeed.
+        # Two reapers at once, as cron on two hosts would: both succeed, and one of them
+        # terminated the instance (the other may list it too: it says already-terminated).
         first, second = reaper(service.ini), reaper(service.ini, "--region", "us-east-1")
         results = [finish(first), finish(second)]
         for code, lines, err in results:
             assert code == 0, err
             assert lines[-1]["summary"] is True and lines[-1]["failed"] == 0
-            assert not {line.get("id") for line in lines} & set(keep)
+            acted = {line.get("id") for line in lines if line.get("action") != "skipped-unsigned"}
+            assert not acted & set(keep)
             for line in lines[:-1]:
                 assert set(line) == {"id", "region", "caller", "expires_at", "action"}
         reaped = [line for _, lines, _ in results for line in lines if line.get("id") == short]
-        assert reaped and {line["action"] for line in reaped} == {"terminated"}
+        assert [line["action"] for line in reaped].count("terminated") == 1, reaped
+        assert {line["action"] for line in reaped} <= {"terminated", "already-terminated"}
+        assert sum(lines[-1]["terminated"] for _, lines, _ in results) == 1
         assert ec2_state(moto_client, short) in ("shutting-down", "terminated")
         for instance_id in keep:
             assert ec2_state(moto_client, instance_id) == "running", instance_id
@@ -133,6 +159,7 @@ def test_a_hanging_provider_is_exit_1_within_the_time_outs(tmp_path):
             "launchprov.ec2.connect_timeout": "1",
             "launchprov.ec2.read_timeout": "1",
             "launchprov.ec2.max_attempts": "1",
+            **SIGNED,
         }
         lines = ["[app:main]", "use = egg:launchprov"]
         lines += [f"{key} = {value}" for key, value in settings.items()]

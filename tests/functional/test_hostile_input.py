@@ -182,6 +182,45 @@ def test_the_generator_reaches_the_provider_too(recording_app):
     assert response.status_int == 200 and calls == ["launch"]
 
 
+# -- what cannot be seen, and digits of other scripts, are refused before any call ------------
+
+
+def test_a_fallback_instance_type_with_an_invisible_character_never_reaches_the_provider():
+    app = make_app(
+        **{
+            "launchprov.provider": f"{__name__}:RecordingProvider",
+            "launchprov.policy.instance_types": "t2.* t3.*",  # t3.micro\u202e matches t3.*
+        }
+    )
+    body = {
+        "ami": "x",
+        "instance_type": "t2.micro",
+        "fallback": [{"instance_type": "t3.micro\u202e"}],
+    }
+    response = app.put("/v1/launch", json.dumps(body), content_type="application/json", status=400)
+    error = assert_error_body(response, 400)
+    assert [item["name"] for item in error["details"]] == ["fallback"]
+    assert "U+202E" in error["details"][0]["description"]
+    assert RecordingProvider.calls.made == []
+
+
+def test_digits_of_other_scripts_are_no_numbers_in_a_form_or_a_query(recording_app):
+    # min_count=\u0662 is Arabic-Indic two: int() reads it as 2, and it launched two.
+    response = recording_app.put(
+        "/v1/launch",
+        "ami=x&instance_type=y&min_count=%D9%A2&max_count=2",
+        content_type="application/x-www-form-urlencoded",
+        status=400,
+    )
+    error = assert_error_body(response, 400)
+    assert [(item["location"], item["name"]) for item in error["details"]] == [
+        ("body", "min_count")
+    ]
+    response = recording_app.get("/v1/instances?limit=%D9%A2", status=400)
+    assert [item["name"] for item in assert_error_body(response, 400)["details"]] == ["limit"]
+    assert RecordingProvider.calls.made == []
+
+
 # -- secrets never reach the logs -------------------------------------------------------------
 
 TOKEN = "tok-SECRET-7f3a9c0b1d2e"

@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from launchprov import leases, signing
 from launchprov.auth import digest
-from launchprov.launching import CALLER_TAG, EXPIRES_AT_TAG
+from launchprov.launching import CALLER_TAG, EXPIRES_AT_TAG, REQUEST_ID_TAG
 from launchprov.leases import stamp
 from launchprov.providers.interface import IProvider, ProviderError
 from launchprov.scripts.reap import reap
+from launchprov.signing import SIGNATURE_TAG
 from tests.functional.conftest import BACKENDS
 from tests.support import (
     GOOD_AMI,
@@ -26,12 +28,15 @@ from tests.support import (
 )
 
 LAUNCH = {"ami": GOOD_AMI, "instance_type": "t2.micro"}
+#: The deployment's tag-signing key: every Cloud's app signs with it, and the reaper checks it.
+KEY = "functional-test-key-0123456789"
 
 
 class Cloud:
     """One backend's app, the provider behind it, and what the provider itself keeps."""
 
     def __init__(self, request, backend_name: str, **settings):
+        settings = {"launchprov.tag_signing_key": KEY, **settings}
         self.backend = BACKENDS[backend_name](request, **settings)
         self.app = self.backend.app
 
@@ -173,6 +178,21 @@ def test_expires_in_is_part_of_a_client_tokens_launch(cloud):
     body = assert_error_body(cloud.launch(status=409, expires_in=601, client_token=token), 409)
     assert detail_names(body) == ["client_token"]
     assert_error_body(cloud.launch(status=409, client_token=token), 409)
+
+
+def test_a_client_token_lease_is_never_longer_than_the_policy_allows(request):
+    cloud = Cloud(request, "ec2", **{"launchprov.policy.max_expires_in": "60"})
+    token = f"lease-{uuid.uuid4().hex[:8]}"
+    before = datetime.now(UTC).replace(microsecond=0)
+    ids = cloud.launch(expires_in=60, client_token=token, min_count=2, max_count=2).json
+    after = datetime.now(UTC)
+    stamps = {cloud.tags(instance_id)[EXPIRES_AT_TAG] for instance_id in ids}
+    assert len(stamps) == 1
+    (lease,) = stamps
+    assert before + timedelta(seconds=59) <= parse(lease) <= after + timedelta(seconds=60)
+    # A retry answers the first launch, whose lease stays counted from the first attempt.
+    assert cloud.launch(expires_in=60, client_token=token, min_count=2, max_count=2).json == ids
+    assert {cloud.tags(instance_id)[EXPIRES_AT_TAG] for instance_id in ids} == {lease}
 
 
 # -- changing a lease -------------------------------------------------------------------------
@@ -362,14 +382,14 @@ def test_the_reaper_terminates_only_expired_instances_launchprov_launched(cloud)
     keep = [leased, unleased, outsider]
 
     records = []
-    summary = reap(cloud.provider, [REGION], True, records.append)
+    summary = reap(cloud.provider, [REGION], True, records.append, signing_key=KEY)
     mine = [record for record in records if record["id"] in expired]
     assert {record["action"] for record in mine} == {"would-terminate"}
     assert all(cloud.state(i) == "running" for i in expired + keep), "a dry run terminated"
     assert summary["failed"] == 0
 
     records = []
-    summary = reap(cloud.provider, [REGION], False, records.append)
+    summary = reap(cloud.provider, [REGION], False, records.append, signing_key=KEY)
     mine = {record["id"]: record for record in records if record["id"] in expired}
     assert set(mine) == set(expired)
     for record in mine.values():
@@ -381,7 +401,7 @@ def test_the_reaper_terminates_only_expired_instances_launchprov_launched(cloud)
     assert summary["failed"] == 0 and summary["terminated"] >= 2
 
     records = []
-    reap(cloud.provider, [REGION], False, records.append)
+    reap(cloud.provider, [REGION], False, records.append, signing_key=KEY)
     assert not {record["id"] for record in records} & set(expired), "reaped twice"
 
 
@@ -404,7 +424,7 @@ def test_a_failed_batch_is_retried_one_by_one_and_each_failure_named(cloud, monk
     monkeypatch.setattr(provider, "terminate_many", refuse_batch)
     monkeypatch.setattr(provider, "terminate", refuse_one)
     records = []
-    summary = reap(provider, [REGION], False, records.append)
+    summary = reap(provider, [REGION], False, records.append, signing_key=KEY)
     outcome = {record["id"]: record["action"] for record in records if record["id"] in ids}
     assert outcome == {ids[0]: "terminated", ids[1]: "failed", ids[2]: "terminated"}
     assert {"id": ids[1], "region": REGION} in summary["failures"]
@@ -459,7 +479,7 @@ def test_the_reaper_terminates_expired_instances_in_every_live_state_and_no_othe
 
     monkeypatch.setattr(provider, "terminate_many", terminate_many)
     records = []
-    summary = reap(provider, [REGION], False, records.append)
+    summary = reap(provider, [REGION], False, records.append, signing_key=KEY)
     reaped = {record["id"]: state for record in records if (state := states.get(record["id"]))}
     assert sorted(reaped.values()) == sorted(live), reaped
     assert sorted(states[instance_id] for instance_id in asked) == sorted(live)
@@ -467,3 +487,67 @@ def test_the_reaper_terminates_expired_instances_in_every_live_state_and_no_othe
     for instance_id, state in states.items():
         if state in live:  # where it lands: the provider is terminating it
             assert cloud.state(instance_id) in ("shutting-down", "terminated"), state
+
+
+def test_the_reaper_never_terminates_what_someone_else_tagged_as_launchprovs(cloud):
+    run = uuid.uuid4().hex[:8]
+    past = stamp(datetime.now(UTC) - timedelta(minutes=5))
+    (signed,) = cloud.launch(expires_in=3600, tags={"run": run}).json
+    cloud.expire(signed, past)
+    tags = cloud.tags(signed)
+    assert tags[SIGNATURE_TAG] == signing.signature(tags, KEY)
+    # Made outside launchprov with launchprov's tags: the caller, a past lease, the signed
+    # instance's request id and a signature made with another key.
+    forged = cloud.foreign(
+        **{
+            CALLER_TAG: "anonymous",
+            EXPIRES_AT_TAG: past,
+            REQUEST_ID_TAG: tags[REQUEST_ID_TAG] + "x",
+            SIGNATURE_TAG: signing.signature(tags, "another-key-0123456789"),
+            "run": run,
+        }
+    )
+    bare = cloud.foreign(**{CALLER_TAG: "anonymous", EXPIRES_AT_TAG: past, "run": run})
+
+    records = []
+    summary = reap(cloud.provider, [REGION], False, records.append, signing_key=KEY)
+    actions = {record["id"]: record["action"] for record in records if "id" in record}
+    assert actions[signed] == "terminated"
+    assert actions[forged] == actions[bare] == "skipped-unsigned"
+    assert cloud.state(signed) in ("shutting-down", "terminated")
+    assert cloud.state(forged) == cloud.state(bare) == "running"
+    assert summary["unsigned"] >= 2 and summary["failed"] == 0
+
+    # Without a key nothing is trusted; --trust-unsigned takes launchprov:caller alone.
+    records = []
+    reap(cloud.provider, [REGION], True, records.append)
+    assert {r["id"]: r["action"] for r in records if "id" in r}[bare] == "skipped-unsigned"
+    records = []
+    reap(cloud.provider, [REGION], False, records.append, trust_unsigned=True)
+    assert {r["id"]: r["action"] for r in records if "id" in r}[bare] == "terminated"
+    assert cloud.state(bare) in ("shutting-down", "terminated")
+
+
+def test_two_reapers_at_once_report_each_termination_once(cloud, monkeypatch):
+    past = stamp(datetime.now(UTC) - timedelta(minutes=5))
+    ids = cloud.launch(expires_in=3600, min_count=3, max_count=3).json
+    for instance_id in ids:
+        cloud.expire(instance_id, past)
+    # Both list before either terminates: the second works from the same listing.
+    listing = leases.expired_instances(cloud.provider, REGION, datetime.now(UTC))
+    assert set(ids) <= {instance.id for instance in listing}
+    monkeypatch.setattr(leases, "expired_instances", lambda provider, region, now: listing)
+
+    first, second = [], []
+    summary = reap(cloud.provider, [REGION], False, first.append, signing_key=KEY)
+    assert {r["id"]: r["action"] for r in first if r.get("id") in ids} == dict.fromkeys(
+        ids, "terminated"
+    )
+    assert summary["terminated"] >= 3
+    summary = reap(cloud.provider, [REGION], False, second.append, signing_key=KEY)
+    assert {r["id"]: r["action"] for r in second if r.get("id") in ids} == dict.fromkeys(
+        ids, "already-terminated"
+    )
+    assert summary["terminated"] == 0 and summary["failed"] == 0
+    assert summary["already_terminated"] == len(listing)
+    assert all(cloud.state(i) in ("shutting-down", "terminated") for i in ids)

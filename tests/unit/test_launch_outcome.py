@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -185,17 +184,3 @@ def test_waitress_queue_depth_is_a_metric_and_a_debug_line(caplog):
     count_waitress_queue_depth(lambda depth: None)  # a later app replaces the filter
     waitress_queue.warning("Task queue depth is %d", 5)
     assert seen == [3]
-
-
-def test_a_client_token_launchs_lease_is_the_same_on_every_attempt():
-    first = datetime(2026, 12, 1, 22, 0, 5, tzinfo=UTC)
-    retry = first + timedelta(seconds=25)
-    quantum = launching.CLIENT_TOKEN_LEASE_QUANTUM
-    assert launching.expiry_after(600, first, quantum) == "2026-12-01T22:20:00Z"
-    assert launching.expiry_after(600, retry, quantum) == "2026-12-01T22:20:00Z"
-    assert launching.expiry_after(600, first) == "2026-12-01T22:10:05Z"  # no token: exact
-    request = launch_request(
-        ami=GOOD_AMI, instance_type="t2.micro", client_token="lease-1", expires_in=3600
-    )
-    tags = launching.traced(request, "web", "request-a").system_tags
-    assert tags[launching.EXPIRES_AT_TAG].endswith("0:00Z")

@@ -273,3 +273,62 @@ def test_any_change_of_a_fingerprinted_field_changes_the_fingerprint(base, name,
     request = launch_request(**base)
     changed = dataclasses.replace(request, **{name: value})
     assert launching.fingerprint(changed) != launching.fingerprint(request)
+
+
+# -- a client-token launch's lease ------------------------------------------------------------
+
+LEASED = dataclasses.replace(FULL, expires_in=60)
+
+
+def test_a_client_token_lease_ends_exactly_expires_in_after_its_attempt():
+    # Rounded up to ten minutes before, so that attempts matched: 22:20:00 here, 16 min away.
+    first = datetime(2026, 12, 1, 22, 3, 5, 900000, tzinfo=UTC)
+    tags = launching.traced(LEASED, "deployer", "req-1", now=first).system_tags
+    assert tags[launching.EXPIRES_AT_TAG] == "2026-12-01T22:04:05Z"
+    untokened = dataclasses.replace(LEASED, client_token=None)
+    tags = launching.traced(untokened, "deployer", "req-1", now=first).system_tags
+    assert tags[launching.EXPIRES_AT_TAG] == "2026-12-01T22:04:05Z"
+
+
+class MismatchingProvider(RememberingProvider):
+    """EC2's ClientToken rule: a second RunInstances with the token answers the first launch
+    if its parameters are the same, and IdempotentParameterMismatch otherwise. Its listing
+    cannot see the first launch at the first look (DescribeInstances is eventually
+    consistent)."""
+
+    def __init__(self):
+        super().__init__(["i-0a", "i-0b"], ["i-0b", "i-0a"])
+        self.hidden_looks = 2  # the first attempt's own look, and the retry's first look
+
+    def launch(self, request):
+        if self.launched and request != self.launched[0]:
+            raise IdempotencyConflict(self.name, "IdempotentParameterMismatch")
+        if self.launched:
+            return list(self.launch_order)
+        return super().launch(request)
+
+    def list_instances(self, query):
+        if self.hidden_looks:
+            self.hidden_looks -= 1
+            return InstancePage([], None)
+        return super().list_instances(query)
+
+
+def test_a_retry_that_cannot_see_the_first_launch_gets_it_and_its_lease():
+    provider = MismatchingProvider()
+    first = launching.launch(provider, LEASED, "deployer", "req-1")
+    lease = provider.tags[launching.EXPIRES_AT_TAG]
+    later = datetime.now(UTC).replace(year=2030)  # another end: EC2 refuses the retry
+    retry = launching.launched(provider, LEASED, "deployer", "req-2", now=later).ids
+    assert retry == first
+    assert len(provider.launched) == 1
+    assert provider.tags[launching.EXPIRES_AT_TAG] == lease
+
+
+def test_a_retry_that_still_cannot_see_the_first_launch_is_told_to_retry():
+    provider = MismatchingProvider()
+    launching.launch(provider, LEASED, "deployer", "req-1")
+    provider.hidden_looks = 2
+    later = datetime.now(UTC).replace(year=2030)
+    with pytest.raises(IdempotencyConflict, match="retry in a few seconds"):
+        launching.launched(provider, LEASED, "deployer", "req-2", now=later)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -347,3 +348,200 @@ def test_the_document_pattern_and_the_check_agree():
             assert not pattern.match(f"a{chr(code)}b")
             assert schemas._INVISIBLE.search(chr(code))
     assert pattern.match("t2.micro") and pattern.match("clé é")
+
+
+# -- every string of every schema, nested ones too, refuses what cannot be seen ---------------
+
+#: One character of each category an identifier refuses: Cc (BEL, a C0 separator, NEL),
+#: Cf (right-to-left override, zero-width space), Zl, Zp.
+INVISIBLE = ("\x07", "\x1f", "\x85", "\u202e", "\u200b", "\u2028", "\u2029")
+#: A valid value of every string-holding parameter of every schema: a new one must be added here.
+VALID = {
+    "launch": {
+        **REQUIRED,
+        "key_name": "ops",
+        "security_groups": ["SSH", "web"],
+        "user_data": "#!/bin/sh\n",
+        "placement": "us-east-1b",
+        "placement_group": "cluster",
+        "instance_initiated_shutdown_behavior": "stop",
+        "tags": {"role": "web"},
+        "client_token": "token-1",
+        "subnet_id": "subnet-12345678",
+        "iam_instance_profile": "web",
+        "root_volume_type": "gp3",
+        "metadata_tokens": "optional",
+        "fallback": [
+            {"instance_type": "t3.micro", "placement": "us-east-1c", "subnet_id": "subnet-87654321"}
+        ],
+    },
+    "query": {
+        "id": ["i-12345678"],
+        "state": ["running"],
+        "tags": {"role": "web"},
+        "next": "token",
+        "region": "us-east-1",
+    },
+    "expiry": {"expires_in": 60, "region": "us-east-1"},
+    "target": {"region": "us-east-1"},
+}
+#: The free text parameters: what they hold is never an identifier (a script).
+FREE_TEXT = {("launch", "user_data")}
+KEY, VALUE = "<key>", "<value>"
+
+
+def bound_schemas(validators) -> dict:
+    return {
+        "launch": validators.launch_schemas[False],
+        "query": validators.query_schema,
+        "expiry": validators.expiry_schemas[False],
+        "target": validators.target_schema,
+    }
+
+
+def string_places(document: dict, path: tuple = ()):
+    """Every place of a JSON Schema that holds a string: property, item, key or value."""
+    if document.get("type") == "string":
+        yield path
+    if document.get("type") == "array":
+        yield from string_places(document["items"], (*path, 0))
+    if document.get("type") == "object":
+        for name, inner in document.get("properties", {}).items():
+            yield from string_places(inner, (*path, name))
+        if "propertyNames" in document:
+            yield (*path, KEY)
+        if isinstance(document.get("additionalProperties"), dict):
+            yield from string_places(document["additionalProperties"], (*path, VALUE))
+
+
+def every_string_place():
+    validators = LaunchValidator(SEED_DEFAULTS, IMAGE_ID).validators
+    for schema_name, schema in bound_schemas(validators).items():
+        for child in schema.children:
+            for path in string_places(child.typ.json_schema(), (child.name,)):
+                yield schema_name, path
+
+
+STRING_PLACES = sorted(set(every_string_place()), key=str)
+
+
+def test_the_walk_finds_the_nested_places():
+    places = set(STRING_PLACES)
+    assert ("launch", ("fallback", 0, "instance_type")) in places
+    assert ("launch", ("tags", KEY)) in places and ("launch", ("tags", VALUE)) in places
+    assert ("query", ("id", 0)) in places and ("expiry", ("region",)) in places
+
+
+def with_char(values: dict, path: tuple, char: str) -> dict:
+    """A deep copy of ``values`` with ``char`` appended to the string at ``path``."""
+    values = json.loads(json.dumps(values))
+    *outer, last = path
+    holder = values
+    for step in outer:
+        holder = holder[step]
+    if last == KEY:
+        holder.update({f"{key}{char}": holder.pop(key) for key in list(holder)})
+    elif last == VALUE:
+        holder.update({key: f"{value}{char}" for key, value in holder.items()})
+    else:
+        holder[last] = f"{holder[last]}{char}"
+    return values
+
+
+def as_text(values: dict) -> dict[str, list[str]]:
+    """``values`` as a form body or a query string gives them."""
+    text: dict[str, list[str]] = {}
+    for name, value in values.items():
+        if name == "tags":
+            text.update({f"tag:{key}": [item] for key, item in value.items()})
+        elif name == "fallback":
+            text[name] = [json.dumps(value)]
+        else:
+            text[name] = list(value) if isinstance(value, list) else [str(value)]
+    return text
+
+
+def validate(validators, schema_name: str, params: Params):
+    if schema_name == "launch":
+        return validators.launch(params)
+    if schema_name == "query":
+        return validators.instance_listing(params)
+    if schema_name == "expiry":
+        return validators.expiry("i-12345678", params)
+    return validators.instance_target("i-12345678", params)
+
+
+@pytest.mark.parametrize(
+    ("schema_name", "path"),
+    STRING_PLACES,
+    ids=[f"{name}:{'.'.join(map(str, path))}" for name, path in STRING_PLACES],
+)
+def test_every_string_refuses_control_format_and_separator_characters(schema_name, path):
+    validators = LaunchValidator(SEED_DEFAULTS, IMAGE_ID).validators
+    base = VALID[schema_name]
+    assert path[0] in base, f"teach VALID a value of {schema_name} {path[0]}"
+    forms = {"querystring": True} if schema_name in ("query", "target") else {}
+    forms = forms or {"body": False, "body ": True}
+    for location, textual in forms.items():
+        values = base if not textual else as_text(base)
+        validate(validators, schema_name, Params(location.strip(), textual, values))  # valid
+    if (schema_name, path[0]) in FREE_TEXT:
+        return
+    for char in INVISIBLE:
+        bad = with_char(base, path, char)
+        for location, textual in forms.items():
+            params = Params(location.strip(), textual, as_text(bad) if textual else bad)
+            with pytest.raises(InvalidParameters) as raised:
+                validate(validators, schema_name, params)
+            named = {item["name"]: item["description"] for item in raised.value.details}
+            assert list(named) == [path[0]], (char, location, named)
+            assert "control or format characters" in named[path[0]], (char, named)
+            assert f"U+{ord(char):04X}" in named[path[0]]
+
+
+@pytest.mark.parametrize("char", INVISIBLE)
+def test_an_instance_id_in_the_path_refuses_them_too(char):
+    for pattern in (INSTANCE_ID, None):  # EC2's ids, and a provider's of no fixed format
+        validators = LaunchValidator(SEED_DEFAULTS, IMAGE_ID, pattern).validators
+        with pytest.raises(InvalidParameters) as raised:
+            validators.instance_target(f"i-12345678{char}", Params("querystring", True, {}))
+        assert [(item["location"], item["name"]) for item in raised.value.details] == [
+            ("path", "id")
+        ]
+
+
+# -- integers and regions in text: ASCII digits only -----------------------------------------
+
+#: Two in Arabic-Indic, Devanagari, fullwidth and mathematical bold digits: each is \d to Python.
+OTHER_TWOS = ("\u0662", "\u0968", "\uff12", "\U0001d7d0")
+
+
+@pytest.mark.parametrize("two", OTHER_TWOS)
+def test_form_and_query_integers_take_ascii_digits_only(validator, two):
+    assert problems(validator, text_params(**REQUIRED, min_count=two, max_count="2")) == {
+        "min_count": f"expected an integer, got {two!r}"
+    }
+    validators = validator.validators
+    for location, call in (
+        ("querystring", lambda p: validators.instance_listing(p)),
+        ("body", lambda p: validators.expiry("i-12345678", p)),
+    ):
+        name = "limit" if location == "querystring" else "expires_in"
+        with pytest.raises(InvalidParameters) as raised:
+            call(Params(location, True, {name: [f"1{two}"]}))
+        assert [item["name"] for item in raised.value.details] == [name]
+    assert (
+        validator.validate(text_params(**REQUIRED, min_count=" 2 ", max_count="2")).min_count == 2
+    )
+
+
+@pytest.mark.parametrize("two", OTHER_TWOS)
+def test_a_region_takes_ascii_digits_only(validator, two):
+    with pytest.raises(InvalidParameters) as raised:
+        validator.validators.instance_listing(
+            Params("querystring", True, {"region": [f"us-east-{two}"]})
+        )
+    assert [item["name"] for item in raised.value.details] == ["region"]
+    assert problems(validator, json_params(**REQUIRED, placement=f"us-east-{two}b")) == {
+        "placement": "expected an availability-zone name such as us-east-1b"
+    }

@@ -302,6 +302,16 @@ def terminate_many(driver: NodeDriver, ids: list[str]) -> dict[str, bool]:
     }
 
 
+def terminations(reply) -> dict[str, bool]:
+    """id -> whether the TerminateInstances of ``reply`` began its termination (its previous
+    state was not shutting-down or terminated)."""
+    return {
+        findtext(item, "instanceId", NAMESPACE): findtext(item, "previousState/name", NAMESPACE)
+        not in ec2_common.TERMINATING_STATES
+        for item in findall(reply, "instancesSet/item", NAMESPACE)
+    }
+
+
 def act(driver: NodeDriver, action: str, instance_id: str) -> None:
     """Send the EC2 call of ``action`` on one instance."""
     call = EC2_CALLS[action]

@@ -29,6 +29,7 @@ from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.ec2_common import (
     IMAGE_ID,
     INSTANCE_ID,
+    TERMINATING_STATES,
     default_zone,
     split_security_groups,
 )
@@ -638,14 +639,18 @@ class LibcloudProvider:
 
     # -- tags and batches (leases, the reaper) -------------------------------------------------
 
-    def terminate_many(self, instance_ids: list[str], region: str) -> None:
+    def terminate_many(self, instance_ids: list[str], region: str) -> dict[str, bool]:
         if self.is_ec2:
             params = {"Action": "TerminateInstances"}
             params.update({f"InstanceId.{n}": i for n, i in enumerate(instance_ids, start=1)})
-            ec2.request(self._ec2_driver(region), params)
-            return
+            return ec2.terminations(ec2.request(self._ec2_driver(region), params))
+        began = {}
         for instance_id in instance_ids:
-            self.terminate(instance_id, region)
+            node = self._node(instance_id)
+            began[instance_id] = self._instance(node).state not in TERMINATING_STATES
+            if began[instance_id]:
+                self._perform(self._node_method("terminate"), "terminate", node)
+        return began
 
     def tag(self, instance_id: str, region: str, tags: dict[str, str]) -> None:
         self._retag(instance_id, region, "CreateTags", tags)
