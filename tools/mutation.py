@@ -69,7 +69,8 @@ class Row:
     timed_out: int
     not_covered: int
     equivalent: int
-    other: int
+    #: Not run yet (an interrupted run), or an odd result (suspicious, segfault).
+    not_checked: int
 
     @property
     def score(self) -> float:
@@ -127,7 +128,7 @@ def read_results(modules: list[str]) -> tuple[list[Row], dict[str, list[tuple[st
                 counts["survived" if code in SURVIVED else "not_covered"] += 1
                 left.append((name, diff))
             else:
-                counts["other"] += 1  # not checked yet, suspicious, segfault
+                counts["not_checked"] += 1
         rows.append(
             Row(
                 module,
@@ -137,7 +138,7 @@ def read_results(modules: list[str]) -> tuple[list[Row], dict[str, list[tuple[st
                 counts["timed_out"],
                 counts["not_covered"],
                 counts["equivalent"],
-                counts["other"],
+                counts["not_checked"],
             )
         )
         survivors[module] = left
@@ -158,6 +159,7 @@ def write_docs(rows: list[Row]) -> None:
         "timed out",
         "not covered",
         "equivalent",
+        "not checked",
         "score",
     )
     lines = [
@@ -184,7 +186,8 @@ def write_docs(rows: list[Row]) -> None:
             row.timed_out,
             row.not_covered,
             row.equivalent,
-            f"{row.score:.1f}%",
+            row.not_checked,
+            f"{row.score:.1f}%" + (" (incomplete)" if row.not_checked else ""),
         )
         lines.append("   * - " + "\n     - ".join(str(c) for c in cells))
     lines += ["", "Survivors counted as equivalent (no behaviour can tell them apart):", ""]
