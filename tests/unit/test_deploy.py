@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from paste.deploy.loadwsgi import SERVER, loadcontext
 
 from launchprov.routes import ROUTES
 from launchprov.settings import SETTINGS
@@ -26,6 +27,14 @@ def production() -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(ROOT / "production.ini")
     return parser
+
+
+def production_port(**pserve_vars: str) -> int:
+    """waitress's port as pserve reads [server:main] (``pserve production.ini http_port=6544``)."""
+    context = loadcontext(
+        SERVER, f"config:{ROOT / 'production.ini'}", global_conf={"here": str(ROOT), **pserve_vars}
+    )
+    return int(context.config()["port"])
 
 
 def seconds(value: str) -> float:
@@ -114,7 +123,7 @@ def test_kubernetes_probes_the_health_routes_on_the_waitress_port():
     deployment, service = yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text())
     assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    port = int(production()["server:main"]["listen"].rsplit(":", 1)[1])
+    port = production_port()
     assert container["ports"][0]["containerPort"] == port
     assert container["livenessProbe"]["httpGet"]["path"] == ROUTES["healthz"].pattern
     # Not /readyz: a Service cannot fail open when the shared cloud makes every pod unready.
