@@ -489,3 +489,38 @@ def test_production_ini_on_another_port_than_haproxys_is_caught(tmp_path):
         (ROOT / "production.ini").read_text().replace("http_port = 6543", "http_port = 8080")
     )
     assert any("8080" in found for found in deploy_problems(DEPLOY, ini))
+
+
+def systemd_verify(units: Path) -> list[str]:
+    """What `systemd-analyze verify` finds wrong in the units of ``units`` (the service as its
+    instance on 6543), but the executables this machine lacks (/opt/launchprov/venv)."""
+    shutil.copy(units / "launchprov@.service", units / "launchprov@6543.service")
+    names = ["launchprov@6543.service", "launchprov-reap.service", "launchprov-reap.timer"]
+    result = subprocess.run(
+        [shutil.which("systemd-analyze"), "verify", "--man=no", *(f"./{n}" for n in names)],
+        cwd=units,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    return [
+        line for line in lines if line and not re.search(r"Command \S+ is not executable", line)
+    ]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [None, ("launchprov-reap.timer", "OnCalendar=*:0/5", "OnCalendar=every five minutes")],
+    ids=["as-written", "bad-calendar"],
+)
+def test_systemd_accepts_the_units(broken, tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("needs systemd-analyze (Debian package systemd)")
+    units = tmp_path / "units"
+    shutil.copytree(DEPLOY, units)
+    if broken:
+        name, text, replacement = broken
+        (units / name).write_text((units / name).read_text().replace(text, replacement))
+    problems = systemd_verify(units)
+    assert bool(problems) == bool(broken), problems
