@@ -5,6 +5,7 @@ the service."""
 from __future__ import annotations
 
 import configparser
+import json
 from pathlib import Path
 
 import plaster
@@ -102,6 +103,25 @@ def test_the_seeds_defaults_written_out_launch_as_the_empty_settings_do_on_ec2()
     assert written["launchprov.provider"] == "ec2"
     assert launch_defaults(written, SEED_DEFAULTS) == launch_defaults(emptied, SEED_DEFAULTS)
     assert launch_defaults(written) == launch_defaults(emptied, SEED_DEFAULTS)
+
+
+def test_the_service_made_with_the_seeds_defaults_written_out_is_the_one_made_without(
+    monkeypatch, tmp_path
+):
+    """The apps made from production.ini and from a copy with those lines empty publish the
+    same launch defaults (the OpenAPI document shows each parameter's)."""
+    monkeypatch.setenv("LAUNCHPROV_AUTH_TOKENS", TOKENS)
+    emptied = tmp_path / "production.ini"
+    text = PRODUCTION.read_text()
+    for key, value in SEED_WRITTEN_OUT.items():
+        text = text.replace(f"{key} = {value}\n", f"{key} =\n")
+    emptied.write_text(text)
+    documents = [
+        plaster.get_loader(str(path), protocols=["wsgi"]).get_wsgi_app().registry.launchprov_openapi
+        for path in (PRODUCTION, emptied)
+    ]
+    assert "scalacity_dev1" in json.dumps(documents[0])
+    assert documents[0] == documents[1]
 
 
 @pytest.fixture
