@@ -1,5 +1,6 @@
-"""deploy/: the HAProxy configuration, the systemd unit and the Kubernetes manifest agree with
-production.ini and with the routes they probe."""
+"""deploy/: the HAProxy configuration, the systemd units, the environment file and the Kubernetes
+manifests agree with each other (names, ports, paths, users), with production.ini, with the
+settings and with the routes they probe; a broken copy shows each mismatch is caught."""
 
 from __future__ import annotations
 
@@ -197,13 +198,6 @@ def haproxy_ports(text: str) -> set[int]:
         int(re.search(r":(\d+)\}?\"?$", server).group(1))
         for server in backend_servers(text, "launchprov")
     }
-
-
-def containers(document: dict) -> list[dict]:
-    spec = document["spec"]
-    template = spec["jobTemplate"]["spec"]["template"] if document["kind"] == "CronJob" else spec
-    template = template.get("template", template)
-    return template["spec"]["containers"]
 
 
 def pod_spec(document: dict) -> dict:
