@@ -324,6 +324,12 @@ def deploy_problems(deploy: Path, ini: Path) -> list[str]:
                         problems.append(f"the Redis Service {host} is not defined")
                     elif int(port) not in [p["port"] for p in redis["spec"]["ports"]]:
                         problems.append(f"Service {host} has no port {port}")
+            for port in container.get("ports", []):
+                if port["containerPort"] != default_port:
+                    problems.append(
+                        f"{document['metadata']['name']} listens on {port['containerPort']}, "
+                        f"production.ini on {default_port}"
+                    )
             mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
             if str(Path(ini_path).parent) not in mounts or container["command"][1] != ini_path:
                 problems.append(
@@ -449,6 +455,12 @@ BROKEN = {
         "name: LAUNCHPROV_RATELIMIT_STORAGE_URI",
         "name: LAUNCHPROV_REDIS_URL",
         "LAUNCHPROV_REDIS_URL is not",
+    ),
+    "k8s-port": (
+        "kubernetes.yaml",
+        "{name: http, containerPort: 6543}",
+        "{name: http, containerPort: 8080}",
+        "listens on 8080",
     ),
     "k8s-ini": (
         "kubernetes.yaml",
