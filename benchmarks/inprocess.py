@@ -81,9 +81,17 @@ def production_settings(**overrides: str) -> dict[str, str]:
     ini = configparser.RawConfigParser()
     ini.optionxform = str
     ini.read(REPO / "production.ini")
-    settings = {key: value for key, value in ini.items("app:main") if key != "use"}
+    settings = {
+        key: value
+        for key, value in ini.items("app:main")
+        if key != "use" and key not in ini.defaults()
+    }
     settings.update(
         {"launchprov.provider": STUB, "launchprov.ec2.endpoint_url": "http://127.0.0.1:9"}
+    )
+    # Unlimited, as before production.ini had its rate limits: the harness is one caller.
+    settings.update(
+        dict.fromkeys(("launchprov.ratelimit.default", "launchprov.ratelimit.launch.default"), "")
     )
     settings.update(overrides)
     return settings

@@ -227,12 +227,17 @@ def service_ini(
     ini = configparser.RawConfigParser()  # raw: %(asctime)s stays for the logging config
     ini.optionxform = str  # keys as written
     ini.read(REPO / "production.ini")
+    # Unlimited, as before production.ini had its rate limits: the harness is one caller.
+    for key in ("launchprov.ratelimit.default", "launchprov.ratelimit.launch.default"):
+        ini.set("app:main", key, "")
     app = app or {}
     if fresh_app:
         ini.remove_section("app:main")
         ini.add_section("app:main")
     for key, value in app.items():
         ini.set("app:main", key, value)
+    for key in ("host", "get port"):  # production.ini's port is pserve's http_port
+        ini.remove_option("server:main", key)
     ini.set("server:main", "listen", f"127.0.0.1:{port}")
     ini.set("server:main", "threads", str(threads))
     for section, values in (sections or {}).items():

@@ -29,9 +29,9 @@ Blocks run from a scratch directory holding the repository's ``.ini`` files and 
 ``.venv``, so ``.venv/bin/...`` and ``pserve development.ini`` work as in a fresh clone. The
 ports ``6543`` (launchprov), ``6544`` (a second launchprov) and ``5000`` (a moto server) are
 replaced, in the blocks and in the ``.ini`` files, with free ports, and ``listen = 0.0.0.0``
-with loopback: developers and other tests use those ports at the same time. ``LAUNCHPROV_URL``,
-which the command line reads, points at the sandbox's port; curl draws no progress meter, as in
-a terminal.
+(``host = 0.0.0.0``) with loopback: developers and other tests use those ports at the same
+time. ``LAUNCHPROV_URL``, which the command line reads, points at the sandbox's port; curl
+draws no progress meter, as in a terminal.
 
 Commands up to a blank line make a step. What a step prints (stdout and stderr, as a terminal
 shows them) is checked when the README says it: comment lines right after the step's last
@@ -230,7 +230,8 @@ class Checkout:
         (self.path / ".curlrc").write_text("no-progress-meter\n")
         for name in INI_FILES:
             text = substitute((ROOT / name).read_text(), self.ports)
-            (self.path / name).write_text(text.replace("listen = 0.0.0.0:", "listen = 127.0.0.1:"))
+            text = text.replace("listen = 0.0.0.0:", "listen = 127.0.0.1:")
+            (self.path / name).write_text(text.replace("host = 0.0.0.0", "host = 127.0.0.1"))
 
     @staticmethod
     def environment() -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""deploy/: the HAProxy configuration, the systemd unit and the Kubernetes manifest agree with
-production.ini and with the routes they probe."""
+"""deploy/: the HAProxy configuration, the systemd units, the environment file and the Kubernetes
+manifests agree with each other (names, ports, paths, users), with production.ini, with the
+settings and with the routes they probe; a broken copy shows each mismatch is caught."""
 
 from __future__ import annotations
 
@@ -13,9 +14,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from paste.deploy.loadwsgi import SERVER, loadcontext
 
 from launchprov.routes import ROUTES
-from launchprov.settings import SETTINGS
+from launchprov.settings import (
+    CALLER_POLICY,
+    CALLER_RATE_LIMIT,
+    ENV_PREFIX,
+    SETTINGS,
+    ConfigurationError,
+    load,
+)
+from tests.haproxy import haproxy_env
 from tests.support import ERROR_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +36,14 @@ def production() -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(ROOT / "production.ini")
     return parser
+
+
+def production_port(**pserve_vars: str) -> int:
+    """waitress's port as pserve reads [server:main] (``pserve production.ini http_port=6544``)."""
+    context = loadcontext(
+        SERVER, f"config:{ROOT / 'production.ini'}", global_conf={"here": str(ROOT), **pserve_vars}
+    )
+    return int(context.config()["port"])
 
 
 def seconds(value: str) -> float:
@@ -111,10 +129,10 @@ def test_haproxy_accepts_the_configuration(tmp_path):
 
 
 def test_kubernetes_probes_the_health_routes_on_the_waitress_port():
-    deployment, service = yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text())
+    deployment, service, *_ = yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text())
     assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    port = int(production()["server:main"]["listen"].rsplit(":", 1)[1])
+    port = production_port()
     assert container["ports"][0]["containerPort"] == port
     assert container["livenessProbe"]["httpGet"]["path"] == ROUTES["healthz"].pattern
     # Not /readyz: a Service cannot fail open when the shared cloud makes every pod unready.
@@ -126,11 +144,389 @@ def test_kubernetes_probes_the_health_routes_on_the_waitress_port():
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     variables = {item["name"] for item in container["env"]}
     assert variables <= {setting.env_var for setting in SETTINGS}
+    assert container["envFrom"] == [{"secretRef": {"name": "launchprov"}}]
 
 
-def test_the_systemd_unit_serves_production_ini():
-    unit = configparser.ConfigParser(interpolation=None, strict=False)
-    unit.read_string((DEPLOY / "launchprov.service").read_text())
-    assert unit["Service"]["ExecStart"].endswith("pserve /etc/launchprov/production.ini")
+def test_the_systemd_unit_serves_production_ini_on_the_port_of_its_instance_name():
+    unit = unit_file(DEPLOY / "launchprov@.service")
+    assert unit["Service"]["ExecStart"].endswith(
+        "pserve /etc/launchprov/production.ini http_port=%i"
+    )
     assert unit["Service"]["Restart"] == "on-failure"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+# -- The deploy files agree with each other: one set of names, ports, paths and users ----------
+
+#: The variables HAProxy itself reads from its environment (deploy/haproxy.cfg's ${NAME-...}),
+#: as tests/haproxy.py sets them: HAProxy's, never launchprov's.
+HAPROXY_VARS = {
+    name
+    for name in haproxy_env(80, "stats.sock", ["a", "b", "c"], "2s")
+    if name.startswith(ENV_PREFIX)
+}
+LAUNCHPROV_VAR = re.compile(r"\bLAUNCHPROV_[A-Z0-9_]+\b")
+#: A setting's key, not a file name (deploy/launchprov.env, ./launchprov.env).
+LAUNCHPROV_KEY = re.compile(r"(?<![\w/.@-])(launchprov\.(?:[a-z0-9_]+\.)*[a-z0-9_]+)\b(\.\*)?")
+KUBECTL_CREATE = re.compile(r"kubectl create (?:secret generic|configmap) ([\w-]+)")
+SYSTEMD_UNITS = ("launchprov@.service", "launchprov-reap.service", "launchprov-reap.timer")
+
+
+def unit_file(path: Path) -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str  # systemd's keys are case-sensitive
+    unit.read_string(path.read_text())
+    return unit
+
+
+def environment_file(path: Path) -> dict[str, str]:
+    """The variables of an environment file, as a shell (and systemd) reads them."""
+    script = f"set -a; . {path}; set +a; env -0"
+    output = subprocess.run(
+        ["bash", "-c", script], env={}, capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        name: value
+        for name, _, value in (item.partition("=") for item in output.split("\0") if item)
+        if name.startswith(ENV_PREFIX)
+    }
+
+
+def haproxy_ports(text: str) -> set[int]:
+    """The ports of backend launchprov's servers (their production default, "${VAR-host:port}")."""
+    return {
+        int(re.search(r":(\d+)\}?\"?$", server).group(1))
+        for server in backend_servers(text, "launchprov")
+    }
+
+
+def pod_spec(document: dict) -> dict:
+    spec = document["spec"]
+    if document["kind"] == "CronJob":
+        return spec["jobTemplate"]["spec"]["template"]["spec"]
+    return spec["template"]["spec"]
+
+
+def deploy_problems(deploy: Path, ini: Path) -> list[str]:
+    """Every way the deploy files disagree with each other, with production.ini or with the
+    settings; empty when they agree."""
+    problems: list[str] = []
+    known_vars = {setting.env_var for setting in SETTINGS}
+    known_keys = {setting.key for setting in SETTINGS}
+    files = sorted(path for path in deploy.iterdir() if path.is_file())
+
+    # Every deploy/ file named in a deploy file exists; every launchprov.* key and LAUNCHPROV_*
+    # variable named is a setting's (HAProxy's own variables aside).
+    for path in files:
+        text = path.read_text()
+        for named in set(re.findall(r"\bdeploy/([\w@.-]+[\w])", text)):
+            if not (deploy / named).exists():
+                problems.append(f"{path.name} names deploy/{named}, which does not exist")
+        for variable in set(LAUNCHPROV_VAR.findall(text)) - known_vars - HAPROXY_VARS:
+            problems.append(f"{path.name}: {variable} is not a setting's variable")
+        for key, wildcard in set(LAUNCHPROV_KEY.findall(text)):
+            if wildcard and any(known.startswith(f"{key}.") for known in known_keys):
+                continue  # launchprov.ec2.*: a group of settings
+            if key in known_keys or CALLER_POLICY.match(key) or CALLER_RATE_LIMIT.match(key):
+                continue
+            problems.append(f"{path.name}: {key} is not a setting")
+
+    # The environment file: the one place of the secrets; it loads as settings do.
+    environ = environment_file(deploy / "launchprov.env")
+    for variable in sorted(set(environ) - known_vars):
+        problems.append(f"launchprov.env: {variable} is not a setting's variable")
+    if not problems:
+        try:
+            load({}, environ)
+        except ConfigurationError as exc:
+            problems.append(f"launchprov.env does not load: {exc}")
+
+    # systemd: the service and the reaper share an installation, an .ini, the environment
+    # file and a user; the timer starts the reaper; the service's port is its instance name.
+    units = {name: unit_file(deploy / name) for name in SYSTEMD_UNITS if (deploy / name).exists()}
+    for name in SYSTEMD_UNITS:
+        if name not in units:
+            problems.append(f"deploy/{name} is missing")
+    service, reaper = units.get("launchprov@.service"), units.get("launchprov-reap.service")
+    if service and reaper:
+        serve = service["Service"]["ExecStart"].split()
+        reap = reaper["Service"]["ExecStart"].split()
+        if Path(serve[0]).name != "pserve" or Path(reap[0]).name != "launchprov-reap":
+            problems.append("the units run something other than pserve and launchprov-reap")
+        if Path(serve[0]).parent != Path(reap[0]).parent:
+            problems.append(f"the units run from different installations: {serve[0]}, {reap[0]}")
+        if serve[1] != reap[1]:
+            problems.append(f"the units read different .ini files: {serve[1]}, {reap[1]}")
+        if "http_port=%i" not in serve[2:]:
+            problems.append("launchprov@.service does not take its port from its instance name")
+        for key in ("User", "Group", "DynamicUser", "EnvironmentFile"):
+            if service["Service"].get(key) != reaper["Service"].get(key):
+                problems.append(f"the units' {key} differ")
+        environment_path = service["Service"].get("EnvironmentFile", "")
+        if f"deploy/launchprov.env {environment_path}" not in service_text(deploy):
+            problems.append(
+                f"launchprov@.service does not install deploy/launchprov.env as {environment_path}"
+            )
+    timer = units.get("launchprov-reap.timer")
+    if timer and timer["Timer"].get("Unit", "launchprov-reap.service") != "launchprov-reap.service":
+        problems.append(f"the timer starts {timer['Timer']['Unit']}, not launchprov-reap.service")
+
+    # Ports: the instances enabled, HAProxy's backends and production.ini's default agree.
+    haproxy = haproxy_ports((deploy / "haproxy.cfg").read_text())
+    enabled = {int(port) for port in re.findall(r"\blaunchprov@(\d+)\b", service_text(deploy))}
+    if enabled != haproxy:
+        problems.append(
+            f"instances enabled on ports {sorted(enabled)}, HAProxy balances {sorted(haproxy)}"
+        )
+    context = loadcontext(SERVER, f"config:{ini}", global_conf={"here": str(ini.parent)})
+    default_port = int(context.config()["port"])
+    if default_port not in haproxy:
+        problems.append(
+            f"production.ini's port {default_port} is not among HAProxy's {sorted(haproxy)}"
+        )
+
+    # Kubernetes: every name referenced is defined (here, or by the kubectl commands above
+    # them), one image, the .ini where the commands read it, the Redis where the URI says.
+    text = (deploy / "kubernetes.yaml").read_text()
+    documents = list(yaml.safe_load_all(text))
+    defined = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+    created = set(KUBECTL_CREATE.findall(text))
+    ini_path = (service["Service"]["ExecStart"].split()[1]) if service else ""
+    images = set()
+    for document in documents:
+        if document["kind"] not in ("Deployment", "CronJob"):
+            continue
+        spec = pod_spec(document)
+        volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+        for volume in volumes.values():
+            if "configMap" in volume and volume["configMap"]["name"] not in created:
+                problems.append(f"ConfigMap {volume['configMap']['name']} is never created")
+        for container in spec["containers"]:
+            if not container["image"].startswith("redis:"):
+                images.add(container["image"])
+            else:
+                continue
+            for source in container.get("envFrom", []):
+                if source["secretRef"]["name"] not in created:
+                    problems.append(f"Secret {source['secretRef']['name']} is never created")
+            for item in container.get("env", []):
+                if item["name"] not in known_vars:
+                    problems.append(
+                        f"{document['metadata']['name']}: {item['name']} is not a setting's "
+                        "variable"
+                    )
+                secret = item.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+                if secret and secret not in created:
+                    problems.append(f"Secret {secret} is never created")
+                for host, port in re.findall(r"redis://([\w-]+):(\d+)", item.get("value", "")):
+                    redis = defined.get(("Service", host))
+                    if redis is None:
+                        problems.append(f"the Redis Service {host} is not defined")
+                    elif int(port) not in [p["port"] for p in redis["spec"]["ports"]]:
+                        problems.append(f"Service {host} has no port {port}")
+            for port in container.get("ports", []):
+                if port["containerPort"] != default_port:
+                    problems.append(
+                        f"{document['metadata']['name']} listens on {port['containerPort']}, "
+                        f"production.ini on {default_port}"
+                    )
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            if str(Path(ini_path).parent) not in mounts or container["command"][1] != ini_path:
+                problems.append(
+                    f"{document['metadata']['name']} does not read {ini_path} from its ConfigMap"
+                )
+    if len(images) != 1:
+        problems.append(f"the launchprov containers use several images: {sorted(images)}")
+    for (kind, name), document in defined.items():
+        if kind != "Service":
+            continue
+        selected = [
+            d
+            for d in documents
+            if d["kind"] == "Deployment"
+            and d["spec"]["selector"]["matchLabels"] == document["spec"]["selector"]
+        ]
+        if not selected:
+            problems.append(f"Service {name} selects no Deployment")
+            continue
+        (pod,) = pod_spec(selected[0])["containers"]
+        named_ports = {p["name"]: p["containerPort"] for p in pod["ports"]}
+        for port in document["spec"]["ports"]:
+            if port["targetPort"] not in named_ports:
+                problems.append(
+                    f"Service {name} targets {port['targetPort']}, which the pods do not name"
+                )
+    return problems
+
+
+def service_text(deploy: Path) -> str:
+    path = deploy / "launchprov@.service"
+    return path.read_text() if path.exists() else ""
+
+
+def test_the_deploy_files_agree():
+    assert deploy_problems(DEPLOY, ROOT / "production.ini") == []
+
+
+#: Each mismatch the issue found, made again in a copy: (file, text, replacement, problem).
+BROKEN = {
+    "haproxy-port": ("haproxy.cfg", "127.0.0.1:6545}", "127.0.0.1:6546}", "HAProxy balances"),
+    "missing-unit": (
+        "haproxy.cfg",
+        "deploy/launchprov@.service",
+        "deploy/launchprov-web.service",
+        "does not exist",
+    ),
+    "fixed-port": ("launchprov@.service", " http_port=%i", "", "instance name"),
+    "reaper-venv": (
+        "launchprov-reap.service",
+        "/opt/launchprov/venv/",
+        "/srv/launchprov/.venv/",
+        "different installations",
+    ),
+    "reaper-user": (
+        "launchprov-reap.service",
+        "DynamicUser=yes",
+        "User=launchprov",
+        "DynamicUser differ",
+    ),
+    "reaper-env": (
+        "launchprov-reap.service",
+        "EnvironmentFile=/etc/launchprov/environment\n",
+        "",
+        "EnvironmentFile differ",
+    ),
+    "reaper-ini": (
+        "launchprov-reap.service",
+        "/etc/launchprov/production.ini",
+        "/srv/launchprov/production.ini",
+        "different .ini",
+    ),
+    "timer-unit": (
+        "launchprov-reap.timer",
+        "Unit=launchprov-reap.service",
+        "Unit=launchprov-reaper.service",
+        "the timer starts",
+    ),
+    "env-unknown": (
+        "launchprov.env",
+        "LAUNCHPROV_RATELIMIT_STORAGE_URI=",
+        "LAUNCHPROV_RATELIMIT_STORE_URI=",
+        "LAUNCHPROV_RATELIMIT_STORE_URI is not",
+    ),
+    "env-bad-tokens": (
+        "launchprov.env",
+        "0000000000000000000000000000000000000000000000000000000000000000\n",
+        "0000, ",
+        "does not load",
+    ),
+    "k8s-image": (
+        "kubernetes.yaml",
+        "image: registry.example.internal/launchprov:1.0.0\n              # One",
+        "image: launchprov:latest\n              # One",
+        "several images",
+    ),
+    "k8s-configmap": (
+        "kubernetes.yaml",
+        "configMap: {name: launchprov-config}\n---\n# The rate",
+        "configMap: {name: launchprov-conf}\n---\n# The rate",
+        "launchprov-conf is never created",
+    ),
+    "k8s-secret": (
+        "kubernetes.yaml",
+        "- secretRef: {name: launchprov}\n              volumeMounts",
+        "- secretRef: {name: launchprov-env}\n              volumeMounts",
+        "launchprov-env is never created",
+    ),
+    "k8s-redis": (
+        "kubernetes.yaml",
+        "redis://launchprov-redis:6379/0",
+        "redis://redis:6379/0",
+        "redis is not defined",
+    ),
+    "k8s-redis-port": (
+        "kubernetes.yaml",
+        "port: 6379, targetPort",
+        "port: 6380, targetPort",
+        "has no port 6379",
+    ),
+    "k8s-variable": (
+        "kubernetes.yaml",
+        "name: LAUNCHPROV_RATELIMIT_STORAGE_URI",
+        "name: LAUNCHPROV_REDIS_URL",
+        "LAUNCHPROV_REDIS_URL is not",
+    ),
+    "k8s-port": (
+        "kubernetes.yaml",
+        "{name: http, containerPort: 6543}",
+        "{name: http, containerPort: 8080}",
+        "listens on 8080",
+    ),
+    "k8s-ini": (
+        "kubernetes.yaml",
+        '["launchprov-reap", "/etc/launchprov/production.ini"',
+        '["launchprov-reap", "/srv/launchprov/production.ini"',
+        "launchprov-reap does not read",
+    ),
+    "unknown-key": (
+        "launchprov@.service",
+        "# deploy/haproxy.cfg balances",
+        "# launchprov.ec2.timeout, deploy/haproxy.cfg balances",
+        "launchprov.ec2.timeout is not a setting",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=str)
+def test_a_broken_copy_of_the_deploy_files_is_caught(case, tmp_path):
+    name, text, replacement, problem = BROKEN[case]
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    original = (copy / name).read_text()
+    assert text in original, f"{case}: the text to break is not in {name}"
+    (copy / name).write_text(original.replace(text, replacement))
+    problems = deploy_problems(copy, ROOT / "production.ini")
+    assert any(problem in found for found in problems), problems
+
+
+def test_production_ini_on_another_port_than_haproxys_is_caught(tmp_path):
+    ini = tmp_path / "production.ini"
+    ini.write_text(
+        (ROOT / "production.ini").read_text().replace("http_port = 6543", "http_port = 8080")
+    )
+    assert any("8080" in found for found in deploy_problems(DEPLOY, ini))
+
+
+def systemd_verify(units: Path) -> list[str]:
+    """What `systemd-analyze verify` finds wrong in the units of ``units`` (the service as its
+    instance on 6543), but the executables this machine lacks (/opt/launchprov/venv)."""
+    shutil.copy(units / "launchprov@.service", units / "launchprov@6543.service")
+    names = ["launchprov@6543.service", "launchprov-reap.service", "launchprov-reap.timer"]
+    result = subprocess.run(
+        [shutil.which("systemd-analyze"), "verify", "--man=no", *(f"./{n}" for n in names)],
+        cwd=units,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    return [
+        line for line in lines if line and not re.search(r"Command \S+ is not executable", line)
+    ]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [None, ("launchprov-reap.timer", "OnCalendar=*:0/5", "OnCalendar=every five minutes")],
+    ids=["as-written", "bad-calendar"],
+)
+def test_systemd_accepts_the_units(broken, tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("needs systemd-analyze (Debian package systemd)")
+    units = tmp_path / "units"
+    shutil.copytree(DEPLOY, units)
+    if broken:
+        name, text, replacement = broken
+        (units / name).write_text((units / name).read_text().replace(text, replacement))
+    problems = systemd_verify(units)
+    assert bool(problems) == bool(broken), problems
