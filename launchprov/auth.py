@@ -17,6 +17,9 @@ from pyramid.security import Allowed, Denied
 ANONYMOUS = "anonymous"
 #: What every protected view requires: a known caller.
 CALL = "call"
+#: Why a request without a caller is refused (the 401's message), by whether it sent an
+#: Authorization header.
+REFUSAL = {False: "a bearer token is required", True: "a valid bearer token is required"}
 
 _BEARER = re.compile(r"\ABearer +([A-Za-z0-9._~+/-]+=*)\Z", re.IGNORECASE)
 
@@ -55,8 +58,9 @@ class BearerTokenSecurityPolicy:
         return request.identity
 
     def permits(self, request, context, permission):
+        """Denied, saying why (the 401's message), for a request without a known caller."""
         if request.identity is None:
-            return Denied("no valid bearer token")
+            return Denied(REFUSAL["Authorization" in request.headers])
         return Allowed(f"caller {request.identity}")
 
     def remember(self, request, userid, **kw):

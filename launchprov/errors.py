@@ -163,9 +163,10 @@ def _capacity_exhausted(exc: CapacityExhausted, request) -> Answer:
 
 
 def _unauthenticated(exc: HTTPForbidden, request) -> Answer:
-    """Pyramid denies a request only when it has no caller: the security policy's one rule."""
+    """Pyramid denies a request only when it has no caller: the security policy's one rule,
+    whose Denied says why."""
     given = "Authorization" in request.headers
-    message = "a valid bearer token is required" if given else "a bearer token is required"
+    message = str(exc.result) if exc.result is not None else exc.detail or exc.title
     challenge = 'Bearer error="invalid_token"' if given else "Bearer"
     details = [detail("header", "Authorization", message)]
     return Answer(401, message, details, {"WWW-Authenticate": challenge})

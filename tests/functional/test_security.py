@@ -74,7 +74,15 @@ def test_authentication_is_on_unless_turned_off():
 def test_no_valid_token_is_a_401_with_a_challenge(secured, headers):
     response = put(secured, LAUNCH, **headers)
     body = assert_error_body(response, 401)
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    # RFC 6750: a request without credentials gets the bare challenge; a token that is not
+    # valid, the invalid_token error. The message says which one the caller has to fix.
+    if headers:
+        assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+        assert body["message"] == "a valid bearer token is required"
+    else:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert body["message"] == "a bearer token is required"
+    assert body["details"][0]["description"] == body["message"]
     assert detail_names(body) == ["Authorization"]
     assert provider_calls(secured) == 0
 
