@@ -151,6 +151,11 @@ def write_docs(rows: list[Row]) -> None:
     for row in rows:
         data[row.module] = asdict(row)
     DATA.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
+    TABLE.write_text(table(data))
+
+
+def table(data: dict[str, dict]) -> str:
+    """The docs' table (reStructuredText) of docs/mutation.json's rows."""
     header = (
         "module",
         "mutants",
@@ -167,8 +172,7 @@ def write_docs(rows: list[Row]) -> None:
         "",
     ]
     if not data:
-        TABLE.write_text("\n".join([*lines, "No module measured yet: run ``make mutate``.", ""]))
-        return
+        return "\n".join([*lines, "No module measured yet: run ``make mutate``.", ""])
     lines += [
         ".. list-table::",
         "   :header-rows: 1",
@@ -190,13 +194,18 @@ def write_docs(rows: list[Row]) -> None:
             f"{row.score:.1f}%" + (" (incomplete)" if row.not_checked else ""),
         )
         lines.append("   * - " + "\n     - ".join(str(c) for c in cells))
+    for module in core_modules():
+        if module not in data:
+            lines.append(
+                "   * - " + "\n     - ".join([f"``{module}``", *["--"] * 7, "not measured yet"])
+            )
     lines += ["", "Survivors counted as equivalent (no behaviour can tell them apart):", ""]
     if equivalents:
         for name, entry in sorted(equivalents.items()):
             lines.append(f"- ``{name}``: {entry['reason']}")
     else:
         lines.append("- none")
-    TABLE.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def run_mutmut(modules: list[str]) -> int:
