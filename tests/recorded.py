@@ -94,6 +94,14 @@ class RecordedCloud:
     #: that node only).
     node_names: dict[str, str] = dataclasses.field(default_factory=dict)
 
+    def app_settings(self) -> dict[str, str]:
+        """The settings of an app on this recording (with :meth:`patch` applied first)."""
+        return {
+            "launchprov.provider": "libcloud",
+            "launchprov.libcloud.driver": self.driver,
+            **self.settings,
+        }
+
 
 # -- the wire ---------------------------------------------------------------------------------
 

@@ -33,13 +33,7 @@ def _cloud(name: str, monkeypatch):
     recorded = RECORDED[name]
     recorded.patch(monkeypatch)
     seen = wire(monkeypatch, name)
-    app = make_app(
-        **{
-            "launchprov.provider": "libcloud",
-            "launchprov.libcloud.driver": recorded.driver,
-            **recorded.settings,
-        }
-    )
+    app = make_app(**recorded.app_settings())
     return app, seen
 
 

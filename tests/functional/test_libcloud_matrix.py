@@ -159,13 +159,7 @@ def _recorded_cloud(name: str, patch: pytest.MonkeyPatch, traffic: Traffic) -> C
     recorded = RECORDED[name]
     recorded.patch(patch)
     errors = wire(patch, name)
-    app = make_app(
-        **{
-            "launchprov.provider": "libcloud",
-            "launchprov.libcloud.driver": recorded.driver,
-            **recorded.settings,
-        }
-    )
+    app = make_app(**recorded.app_settings())
     return Cloud(
         name,
         app,

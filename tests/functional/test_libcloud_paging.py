@@ -20,13 +20,7 @@ def recorded_app(name: str, monkeypatch):
     """The app on a recorded cloud's replies."""
     recorded = RECORDED[name]
     recorded.patch(monkeypatch)
-    return make_app(
-        **{
-            "launchprov.provider": "libcloud",
-            "launchprov.libcloud.driver": recorded.driver,
-            **recorded.settings,
-        }
-    )
+    return make_app(**recorded.app_settings())
 
 
 def pages(app, limit: int, between=lambda served: None) -> list[list[str]]:
