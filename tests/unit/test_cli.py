@@ -207,6 +207,16 @@ def test_preflight_sends_the_launch_parameters_and_prints_the_checks(recorded):
     assert lines[3] == ["dry_run", "yes", "DryRunOperation", "-"]
 
 
+@pytest.mark.parametrize("from_environment", [False, True])
+def test_a_url_without_a_scheme_reaches_the_service_over_http(recorded, from_environment):
+    stand_in = recorded(WOULD_LAUNCH)
+    address = stand_in.url.removeprefix("http://")  # 127.0.0.1:PORT, as a person types it
+    url, env = ([], {"LAUNCHPROV_URL": address}) if from_environment else (["--url", address], {})
+    result = CliRunner().invoke(main, ["preflight", *url, *LAUNCH[1:]], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert stand_in.bodies == [{"ami": GOOD_AMI, "instance_type": "t2.micro"}]
+
+
 def test_a_launch_that_would_fail_exits_1_with_the_failed_check(recorded):
     stand_in = recorded(WOULD_NOT_LAUNCH)
     result = CliRunner().invoke(main, ["preflight", "--url", stand_in.url, *LAUNCH[1:], "--json"])
