@@ -106,13 +106,17 @@ class Output:
             name = error.provider.get("name", "provider")
             self.err.print(f"  provider {name} code: {error.code} ({retry})", markup=False)
         if error.client_token and (error.status is None or error.status in UNKNOWN_OUTCOME):
-            self.err.print(f"  client token (retry with it): {error.client_token}", markup=False)
+            # Never suggest a retry the provider said will not help.
+            refused = isinstance(error, ProviderFailed) and not error.retryable
+            note = "" if refused else f" ({SAFE_RETRY})"
+            self.err.print(f"  client token: {error.client_token}{note}", markup=False)
         if error.request_id:
             self.err.print(f"  request id: {error.request_id}", markup=False)
 
 
 #: Failures after which a launch may have happened: worth retrying with the same client token.
 UNKNOWN_OUTCOME = frozenset({408, 500, 502, 503, 504})
+SAFE_RETRY = "a retry with this same token is safe: it never launches twice"
 
 
 def _cell(value: Any) -> Text:

@@ -316,11 +316,20 @@ def backoff_delay(
 Filter = str | int | bool | Iterable[str]
 
 
+def with_scheme(url: str) -> str:
+    """``url`` without its trailing ``/``, and with ``http://`` in front when it names no
+    scheme: ``localhost:6543`` is ``http://localhost:6543`` (httpx would read ``localhost`` as
+    the scheme)."""
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
+
+
 class Client:
     """A launchprov service: launch, look at and act on instances.
 
     ``base_url`` defaults to ``$LAUNCHPROV_URL`` (else :data:`DEFAULT_URL`), ``token`` to
-    ``$LAUNCHPROV_TOKEN`` (else no ``Authorization`` header). ``timeout`` is httpx's (seconds,
+    ``$LAUNCHPROV_TOKEN`` (else no ``Authorization`` header); a URL without a scheme
+    (``localhost:6543``) is taken as ``http://``. ``timeout`` is httpx's (seconds,
     or an ``httpx.Timeout``). ``retries`` is how many times a failed request is sent again
     when :func:`should_retry` says it may; the waits follow :func:`backoff_delay` with
     ``backoff`` and ``max_backoff``, and a ``Retry-After`` longer than ``max_backoff`` is not
@@ -344,7 +353,7 @@ class Client:
     ):
         if retries < 0:
             raise ValueError("retries must be 0 or more")
-        self.base_url = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+        self.base_url = with_scheme(base_url or os.environ.get(URL_ENV) or DEFAULT_URL)
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         self.retries = retries
         self.backoff = backoff

@@ -187,8 +187,15 @@ def token_lines(value: str) -> dict[str, str]:
         words = line.split()
         if not words:
             continue
+        if "," in line:  # neither a caller name nor a digest holds one: a list on one line
+            raise ValueError(
+                f"line {number}: tokens are one per line, '<caller-name> <sha256 hex digest>' "
+                "each, not separated by commas"
+            )
         if len(words) != 2:
-            raise ValueError(f"line {number}: expected '<caller-name> <sha256 hex digest>'")
+            raise ValueError(
+                f"line {number}: expected '<caller-name> <sha256 hex digest>', one per line"
+            )
         caller, digest = words[0], words[1].lower()
         if not CALLER_NAME.match(caller):
             raise ValueError(f"line {number}: caller names are 1-64 letters, digits, _ or -")

@@ -40,6 +40,7 @@ from launchprov.providers.ec2_common import (
     ONE_INSTANCE_CODES,
     SEED_DEFAULTS,
     TERMINATING_STATES,
+    as_written,
     classified,
     default_zone,
     is_retryable,
@@ -389,7 +390,11 @@ class EC2Provider:
     def launch(self, request: LaunchRequest) -> list[str]:
         root = self.root_device(request.region, request.ami) if root_volume(request) else None
         params = run_instances_params(request, *(root or (None, None)))
-        reply = self._call(request.region, "run_instances", **params)
+        try:
+            reply = self._call(request.region, "run_instances", **params)
+        except ProviderError as exc:
+            as_written(exc, request)
+            raise
         return [instance["InstanceId"] for instance in reply["Instances"]]
 
     def root_device(self, region: str, ami: str) -> tuple[str, int | None]:
@@ -424,7 +429,7 @@ class EC2Provider:
             except ProviderError as exc:
                 if exc.code in ProviderError.TRANSPORT_CODES:
                     raise
-                checks.append(Check(name, False, exc.code, exc.message))
+                checks.append(Check(name, False, exc.code, as_written(exc, request).message))
                 return None
 
         root = ("/dev/xvda", None)  # for the dry run when the image is unknown (it fails anyway)
@@ -471,9 +476,8 @@ class EC2Provider:
             if exc.code in ProviderError.TRANSPORT_CODES:
                 raise
             ok = exc.code == "DryRunOperation"
-            checks.append(
-                Check("dry_run", ok, None if ok else exc.code, None if ok else exc.message)
-            )
+            message = None if ok else as_written(exc, request).message
+            checks.append(Check("dry_run", ok, None if ok else exc.code, message))
         return checks
 
     def _security_group_checks(self, region: str, groups) -> list[Check]:

@@ -17,6 +17,7 @@ from launchprov.providers.interface import (
     InstanceQuery,
     InvalidState,
     LaunchRequest,
+    ProviderError,
 )
 from launchprov.settings import ConfigurationError
 
@@ -176,6 +177,25 @@ def root_volume(request: LaunchRequest, image_size: int | None = None) -> dict:
 def launch_tags(request: LaunchRequest) -> dict[str, str]:
     """The tags a launch applies: the caller's and launchprov's own (which win a clash)."""
     return {**request.tags, **request.system_tags}
+
+
+#: Error codes whose message names one value of the launch: the request's field, and EC2's own
+#: wording naming it as the caller wrote it. moto names an unknown key pair as a Python set
+#: (``The keypair '{'me'}' does not exist.``).
+NAMED_AS_WRITTEN: Mapping[str, tuple[str, str]] = {
+    "InvalidKeyPair.NotFound": ("key_name", "The key pair '{}' does not exist"),
+}
+
+
+def as_written(error: ProviderError, request: LaunchRequest) -> ProviderError:
+    """``error``, its message naming the request's value as the caller wrote it where
+    :data:`NAMED_AS_WRITTEN` says how (else unchanged)."""
+    field, message = NAMED_AS_WRITTEN.get(error.code, (None, ""))
+    value = getattr(request, field) if field is not None else None
+    if value:
+        error.message = message.format(value)
+        error.args = (f"{error.provider}: {error.code}: {error.message}",)
+    return error
 
 
 def classified(

@@ -236,7 +236,7 @@ def test_api_errors_print_the_services_message_and_exit_1(cli, moto_client, run)
         result.stderr
     )
     assert "provider ec2 code: InvalidAMIID.NotFound (a retry will not help)" in result.stderr
-    assert "client token (retry with it):" in result.stderr
+    assert "client token: " in result.stderr and "retry with" not in result.stderr
 
     result = cli("launch", "--ami", MISSING_AMI, "--instance-type", "t2.micro", *tag, "--json")
     assert result.exit_code == 1

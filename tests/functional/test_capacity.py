@@ -267,6 +267,7 @@ def test_preflight_names_every_failed_check(faulty, moto_server_ec2):
         False,
         "InvalidKeyPair.NotFound",
     )
+    assert checks["key_pair"]["message"] == "The key pair 'nobody' does not exist"
     assert checks["security_group:SSH"]["ok"] is True
     assert checks["security_group:no-such-group"]["code"] == "InvalidGroup.NotFound"
     assert checks["subnet"]["code"] == "InvalidSubnetID.NotFound"

@@ -190,6 +190,7 @@ def test_an_unknown_key_pair_is_a_408(ec2_backed):
     body = {"ami": GOOD_AMI, "instance_type": "t2.micro", "key_name": "nobody"}
     error = assert_error_body(put_json(ec2_backed.app, body), 408)
     assert error["provider"]["code"] == "InvalidKeyPair.NotFound"
+    assert error["provider"]["message"] == "The key pair 'nobody' does not exist"
 
 
 def test_a_malformed_ami_never_reaches_ec2(ec2_backed):

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from launchprov.auth import digest
-from launchprov.cli import main
+from launchprov.cli import Output, main
+from launchprov.client import ConnectionFailed, ProviderFailed
 from tests.support import GOOD_AMI, free_port, serve_in_thread
 
 LAUNCH = ("launch", "--ami", GOOD_AMI, "--instance-type", "t2.micro")
@@ -206,6 +207,16 @@ def test_preflight_sends_the_launch_parameters_and_prints_the_checks(recorded):
     assert lines[3] == ["dry_run", "yes", "DryRunOperation", "-"]
 
 
+@pytest.mark.parametrize("from_environment", [False, True])
+def test_a_url_without_a_scheme_reaches_the_service_over_http(recorded, from_environment):
+    stand_in = recorded(WOULD_LAUNCH)
+    address = stand_in.url.removeprefix("http://")  # 127.0.0.1:PORT, as a person types it
+    url, env = ([], {"LAUNCHPROV_URL": address}) if from_environment else (["--url", address], {})
+    result = CliRunner().invoke(main, ["preflight", *url, *LAUNCH[1:]], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert stand_in.bodies == [{"ami": GOOD_AMI, "instance_type": "t2.micro"}]
+
+
 def test_a_launch_that_would_fail_exits_1_with_the_failed_check(recorded):
     stand_in = recorded(WOULD_NOT_LAUNCH)
     result = CliRunner().invoke(main, ["preflight", "--url", stand_in.url, *LAUNCH[1:], "--json"])
@@ -240,3 +251,42 @@ def test_param_values_are_json_where_they_parse(recorded, param, expected):
     assert result.exit_code == 0, result.stderr
     name = param.partition("=")[0]
     assert stand_in.bodies[0][name] == expected
+
+
+def provider_failure(retryable: bool, outcome: str) -> ProviderFailed:
+    provider = {"name": "ec2", "code": "X", "retryable": retryable, "outcome": outcome}
+    error = ProviderFailed(408, {"error": "Request Timeout", "message": "m", "provider": provider})
+    error.client_token = "tok-1"
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            provider_failure(False, "none"),
+            ["  provider ec2 code: X (a retry will not help)", "  client token: tok-1"],
+        ),
+        (
+            provider_failure(True, "unknown"),
+            [
+                "  provider ec2 code: X (a retry can help)",
+                "  client token: tok-1 (a retry with this same token is safe: it never launches"
+                " twice)",
+            ],
+        ),
+    ],
+)
+def test_a_408_never_suggests_a_retry_that_will_not_help(capsys, error, expected):
+    Output(as_json=False).error(error)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[1:] == expected
+
+
+def test_no_answer_to_a_launch_says_the_retry_with_its_token_is_safe(capsys):
+    error = ConnectionFailed(None, {"message": "no answer from http://x: ReadTimeout"})
+    error.client_token = "tok-2"
+    Output(as_json=False).error(error)
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "  client token: tok-2 (a retry with this same token is safe: it never launches twice)"
+    ]

@@ -304,6 +304,22 @@ def test_base_url_and_token_come_from_the_environment(monkeypatch):
     assert "Authorization" not in explicit.requests[0].headers
 
 
+def test_a_url_without_a_scheme_is_http(monkeypatch):
+    explicit = Recorder(reply(200, {"id": "i-1"}))
+    Client("localhost:6543/", transport=httpx.MockTransport(explicit)).describe("i-1")
+    assert str(explicit.requests[0].url) == "http://localhost:6543/v1/instances/i-1"
+    monkeypatch.setenv("LAUNCHPROV_URL", "from-env.test:7000")
+    from_env = Recorder(reply(200, {"id": "i-1"}))
+    client = Client(transport=httpx.MockTransport(from_env))
+    client.describe("i-1")
+    assert client.base_url == "http://from-env.test:7000"
+    assert str(from_env.requests[0].url) == "http://from-env.test:7000/v1/instances/i-1"
+    # A scheme the caller gave is kept.
+    secure = Recorder(reply(200, {"id": "i-1"}))
+    Client("https://given.test", transport=httpx.MockTransport(secure)).describe("i-1")
+    assert str(secure.requests[0].url) == "https://given.test/v1/instances/i-1"
+
+
 def test_the_service_ignores_the_clients_variables():
     assert {client_module.URL_ENV, client_module.TOKEN_ENV} == CLIENT_ENV_VARS
 

@@ -167,6 +167,23 @@ def test_an_error_reply_becomes_a_provider_error():
     assert raised.value.retryable is True
 
 
+def test_an_unknown_key_pair_is_named_as_the_caller_wrote_it():
+    """moto names it as a Python set (``'{'ops'}'``): the message says ``'ops'``, as EC2 does,
+    for the launch and for the pre-flight's key pair check."""
+    provider = make_provider()
+    moto_message = "The keypair '{'ops'}' does not exist."
+    with Stubber(provider.client("us-west-2")) as stubber:
+        stubber.add_client_error(
+            "run_instances",
+            service_error_code="InvalidKeyPair.NotFound",
+            service_message=moto_message,
+        )
+        with pytest.raises(ProviderError) as raised:
+            provider.launch(FULL)
+    assert raised.value.message == "The key pair 'ops' does not exist"
+    assert str(raised.value) == "ec2: InvalidKeyPair.NotFound: The key pair 'ops' does not exist"
+
+
 def client_error(code: str, status: int) -> ClientError:
     reply = {
         "Error": {"Code": code, "Message": "m"},

@@ -145,6 +145,36 @@ def test_a_token_pasted_for_its_digest_is_named_but_never_shown(from_environment
     assert "\n" not in message
 
 
+DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"ci {DIGEST_A}, web {DIGEST_B}",
+        f"ci {DIGEST_A},web {DIGEST_B}",
+        f"ci {DIGEST_A},",
+        f"ci,{DIGEST_A}",
+    ],
+)
+@pytest.mark.parametrize("from_environment", [False, True])
+def test_comma_separated_tokens_are_refused_saying_one_per_line(value, from_environment):
+    raw, environ = ({}, {"LAUNCHPROV_AUTH_TOKENS": value})
+    if not from_environment:
+        raw, environ = {"launchprov.auth.tokens": value}, {}
+    with pytest.raises(ConfigurationError) as caught:
+        load(raw, environ=environ)
+    message = str(caught.value)
+    assert "launchprov.auth.tokens" in message and "one per line" in message
+    assert "not separated by commas" in message
+    assert "\n" not in message and DIGEST_A not in message
+
+
+def test_tokens_one_per_line_are_read():
+    digests = load({"launchprov.auth.tokens": f"ci {DIGEST_A}\nweb {DIGEST_B}"}, environ={})
+    assert digests["launchprov.auth.tokens"] == {DIGEST_A: "ci", DIGEST_B: "web"}
+
+
 def test_a_secrets_parse_error_does_not_repeat_the_value():
     with pytest.raises(ConfigurationError) as caught:
         load({"launchprov.ratelimit.storage_uri": "mongodb://user:hunter2@db"}, environ={})

@@ -30,6 +30,7 @@ from launchprov.providers.ec2_common import (
     IMAGE_ID,
     INSTANCE_ID,
     TERMINATING_STATES,
+    as_written,
     default_zone,
     split_security_groups,
 )
@@ -306,7 +307,7 @@ class LibcloudProvider:
             # No name: no Name tag (TolerantEC2NodeDriver), as the boto3 adapter.
             created = driver.create_node(name=request.tags.get("Name"), **arguments)
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise _launch_failure(exc) from exc
+            raise as_written(_launch_failure(exc), request) from exc
         launched = node_ids(created)
         if len(launched) < request.min_count:
             # Instances may be running that the reply did not list: no blind retry.
