@@ -187,9 +187,12 @@ NAMED_AS_WRITTEN: Mapping[str, tuple[str, str]] = {
 }
 
 
-def as_written(error: ProviderError, request: LaunchRequest) -> ProviderError:
+def as_written(error: Exception, request: LaunchRequest) -> Exception:
     """``error``, its message naming the request's value as the caller wrote it where
-    :data:`NAMED_AS_WRITTEN` says how (else unchanged)."""
+    :data:`NAMED_AS_WRITTEN` says how (else unchanged: any other error, an IdempotencyConflict
+    too)."""
+    if not isinstance(error, ProviderError):
+        return error
     field, message = NAMED_AS_WRITTEN.get(error.code, (None, ""))
     value = getattr(request, field) if field is not None else None
     if value:
