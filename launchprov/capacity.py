@@ -22,7 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from launchprov.providers.interface import CAPACITY_CODES, LaunchRequest, ProviderError
+from launchprov.providers.interface import (
+    CAPACITY_CODES,
+    LaunchRequest,
+    ProviderError,
+    UnsupportedParameters,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +104,19 @@ class CapacityExhausted(ProviderError):
         instance_type, where = attempt.offering
         how = "answered" if attempt.called else "known out, not asked:"
         return f"{instance_type} in {where}: {how} {attempt.code}"
+
+
+def refuse_untried_fallback(provider, request: LaunchRequest) -> None:
+    """UnsupportedParameters naming ``fallback`` when the provider cannot tell a capacity
+    failure apart: its alternatives would never be tried, and the caller must know."""
+    if request.fallback and not provider.reports_capacity:
+        raise UnsupportedParameters(
+            provider.name,
+            {
+                "fallback": "this backend's driver has no known out-of-capacity error, so no "
+                "alternative would ever be tried; leave fallback out"
+            },
+        )
 
 
 def alternative_token(client_token: str, index: int) -> str:

@@ -170,6 +170,7 @@ class MeteredProvider:
         self.image_id_pattern = provider.image_id_pattern
         self.instance_id_pattern = provider.instance_id_pattern
         self.can_tag = provider.can_tag
+        self.reports_capacity = provider.reports_capacity
         self.placement_is_zone = getattr(provider, "placement_is_zone", True)
         # Adapters that batch calls (launchprov.providers.batching) report each batch.
         for batcher in getattr(provider, "batchers", ()):

@@ -214,6 +214,7 @@ class StubProvider:
     image_id_pattern = None
     instance_id_pattern = None
     can_tag = True
+    reports_capacity = True
 
     @classmethod
     def from_settings(cls, settings):

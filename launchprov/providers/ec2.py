@@ -264,6 +264,7 @@ class EC2Provider:
     image_id_pattern = IMAGE_ID
     instance_id_pattern = INSTANCE_ID
     can_tag = True
+    reports_capacity = True  # InsufficientInstanceCapacity and its kin
     #: The defaults of launches on EC2 where launchprov.defaults.* leaves them unset.
     cloud_defaults = SEED_DEFAULTS
 

@@ -364,6 +364,11 @@ class IProvider(Interface):
         "Whether the provider keeps tags on instances: launchprov's records (caller, client "
         "token, lease) live in them. Without tags there are no leases."
     )
+    reports_capacity = Attribute(
+        "Whether the provider tells an out-of-capacity failure apart from others (a "
+        "ProviderError whose code is in CAPACITY_CODES): only then can a launch's fallback "
+        "be tried, so without it a fallback is refused by name."
+    )
 
     def launch(request):
         """Launch instances for a :class:`LaunchRequest`; return their ids as a list of str.

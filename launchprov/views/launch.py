@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from launchprov import launching
-from launchprov.capacity import alternatives
+from launchprov.capacity import alternatives, refuse_untried_fallback
 from launchprov.params import read_params
 from launchprov.providers.interface import LaunchRequest, ProviderError
 from launchprov.schemas import IDEMPOTENCY_KEY
@@ -19,6 +19,7 @@ def launch_request(request) -> LaunchRequest:
     request.params_location = params.location
     launch_request = request.validators.launch(params, request.headers.get(IDEMPOTENCY_KEY))
     request.registry.launchprov_policy.check(request.identity, launch_request)
+    refuse_untried_fallback(request.provider, launch_request)
     return launch_request
 
 

@@ -30,6 +30,7 @@ class Blocking:
 
     name = "blocking"
     can_tag = True
+    reports_capacity = True
     image_id_pattern = None
     instance_id_pattern = None
 

@@ -16,11 +16,10 @@ effect lands, never at the arguments launchprov hands the driver:
 * :class:`NotVerified`: no test proves the cell. The docs' driver matrix shows it "not verified",
   never as supported.
 
-Refusals and 501s follow from the profiles (a parameter a profile does not map, an action its
-driver has no method for): :func:`verification` derives them. A cell is flipped to verified by
-giving it a check here; the matrix's tests then run that check, and fail until it holds (the
-capacity fallback of Vultr or Linode is ``CapacityFallback()`` once tests.recorded has that
-cloud's capacity error reply in CAPACITY_FAULTS).
+Refusals and 501s follow from the profiles (a parameter a profile does not map, a fallback on
+a cloud whose capacity error no profile rule knows, an action its driver has no method for):
+:func:`verification` derives them. A cell is flipped to verified by giving it a check here; the
+matrix's tests then run that check, and fail until it holds.
 """
 
 from __future__ import annotations
@@ -113,9 +112,6 @@ CREATE: dict[str, tuple[str, str]] = {
 
 #: EC2's launch call, as libcloud's EC2 driver sends it.
 _RUN_INSTANCES = ("GET", "Action=RunInstances")
-
-#: The capacity fallback on a cloud whose capacity error the matrix cannot give.
-_NO_CAPACITY_ERROR = NotVerified("no capacity error of this cloud is recorded")
 
 #: What every driver that creates one node per create request proves the same way.
 _COUNTS = {
@@ -250,7 +246,6 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "key_name": OnTheWire("json:sshkey_id"),
         "user_data": OnTheWire("json:user_data", "base64"),
         "placement": OnTheWire("json:region"),
-        "fallback": _NO_CAPACITY_ERROR,
         **_actions(
             terminate="DELETE /instances/{id}$",
             reboot="POST /instances/{id}/reboot$",
@@ -265,7 +260,6 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "key_name": OnTheWire("json:authorized_keys"),
         "user_data": OnTheWire("json:metadata.user_data", "base64"),
         "placement": OnTheWire("json:region"),
-        "fallback": _NO_CAPACITY_ERROR,
         **_actions(
             terminate="DELETE /linode/instances/{id}$",
             reboot="POST /linode/instances/{id}/reboot$",
@@ -300,7 +294,6 @@ VERIFIED: dict[str, dict[str, Check]] = {
         "tags": AtProvider("extra.tags"),
         "client_token": AtProvider("extra.tags"),
         "expires_in": AtProvider("extra.tags"),
-        "fallback": NotVerified("the dummy driver has no capacity error"),
         "terminate": AtProvider("state"),
         "reboot": AtProvider("state"),
     },
@@ -324,7 +317,9 @@ def verification(driver: str, cell: str) -> Check:
     if cell in ACTION_METHODS:
         if profile.calls != "ec2" and not profile.supports(cell):
             return Answer(501, cell)
-    elif cell not in profile.parameters and cell not in ABOVE_THE_ADAPTER:
+    elif cell not in profile.parameters and (
+        cell not in ABOVE_THE_ADAPTER or not profile.reports_capacity
+    ):
         return Answer(400, cell)
     return checks.get(cell, NotVerified("no check in the conformance table"))
 

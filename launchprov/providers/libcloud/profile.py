@@ -260,6 +260,12 @@ class Profile:
     #: seed's on EC2). A parameter with none is not sent: the cloud's own default applies.
     cloud_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def reports_capacity(self) -> bool:
+        """Whether an out-of-capacity reply of this cloud is known (EC2's own codes, or a
+        :data:`CAPACITY` rule): only then can a launch's fallback be tried."""
+        return self.calls == "ec2" or any(rule.meaning == CAPACITY for rule in self.errors)
+
     def action_method(self, action: str) -> str:
         return self.actions.get(action, ACTION_METHODS[action])
 

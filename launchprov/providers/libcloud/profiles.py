@@ -564,7 +564,8 @@ def profile_of(driver_name: str) -> Profile:
 #: What the adapter itself does with a parameter it maps to no create_node argument.
 BY_THE_ADAPTER = "(the adapter)"
 
-#: Parameters no driver sees: launchprov turns them into launches of their own, on every driver.
+#: Parameters no driver sees: launchprov turns them into launches of their own, on every driver
+#: whose capacity error is known (Profile.reports_capacity); elsewhere they are refused by name.
 ABOVE_THE_ADAPTER = {"fallback": "(launchprov: each alternative is a launch)"}
 
 
@@ -577,7 +578,7 @@ def parameter_matrix(parameters) -> dict[str, dict[str, str | None]]:
     return {
         name: {
             parameter: (
-                ABOVE_THE_ADAPTER[parameter]
+                (ABOVE_THE_ADAPTER[parameter] if profile.reports_capacity else None)
                 if parameter in ABOVE_THE_ADAPTER
                 else None
                 if parameter not in profile.parameters

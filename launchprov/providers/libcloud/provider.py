@@ -120,6 +120,8 @@ class LibcloudProvider:
         self.parameters = profile.parameters
         #: Whether the profile holds leases: tags at launch that launchprov reads back.
         self.can_tag = "expires_in" in profile.parameters
+        #: Whether a capacity error of this cloud is known: without one, no fallback is tried.
+        self.reports_capacity = profile.reports_capacity
         self.catalog = Catalog(profile.name, catalog_ttl, profile=profile)
         # Every driver built reads a node status its table does not name as unknown.
         self._build_driver = lambda where: tolerate_unnamed_states(build_driver(where), profile)
