@@ -185,6 +185,16 @@ def _http_exception(exc: HTTPException, request) -> Answer:
     return Answer(exc.code, str(message), headers=headers)
 
 
+def _not_found(exc: InstanceNotFound, request) -> Answer:
+    """404; where ids live in a region (EC2), it names the region looked in and how to look in
+    another -- the same words for an unknown id and for one the caller may not see."""
+    message = exc.message
+    region = getattr(request, "target_region", None)
+    if region and request.provider.placement_is_zone:
+        message += f" in region {region}; one launched in another region is found with ?region="
+    return Answer(404, message, [detail("path", "id", "no such instance")])
+
+
 def _unexpected(exc: Exception, request) -> Answer:
     log.exception("unexpected error answering %s %s", request.method, request.path)
     return Answer(500, "unexpected error; it has been logged")
@@ -198,9 +208,7 @@ ERRORS: dict[type[BaseException], Callable[[Any, Any], Answer]] = {
     ProviderError: _provider_failure,
     ProviderBusy: _provider_busy,
     CapacityExhausted: _capacity_exhausted,
-    InstanceNotFound: lambda exc, request: Answer(
-        404, exc.message, [detail("path", "id", "no such instance")]
-    ),
+    InstanceNotFound: _not_found,
     InvalidState: lambda exc, request: Answer(
         409, exc.message, [detail("path", "id", exc.message)]
     ),

@@ -198,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise ConfigurationError(f"--region {bad[0]!r}: expected a region such as us-east-1")
         settings = configure(args.config)
+        if settings["launchprov.ec2.sandbox"]:
+            raise ConfigurationError(
+                "launchprov.ec2.sandbox = true: the sandbox's cloud lives inside each service "
+                "process, so a reaper would reap an empty cloud of its own; run it with the .ini "
+                "of a deployment whose cloud is shared (EC2, a moto server, a Libcloud cloud)"
+            )
         key = settings[SIGNING_KEY]
         if key is None and not args.trust_unsigned:
             raise ConfigurationError(

@@ -40,7 +40,11 @@ def instance_json(instance: Instance) -> dict[str, Any]:
 
 
 def _target(request) -> tuple[str, str]:
-    return request.validators.instance_target(request.matchdict["id"], read_query(request))
+    instance_id, region = request.validators.instance_target(
+        request.matchdict["id"], read_query(request)
+    )
+    request.target_region = region  # a 404 names the region it looked in
+    return instance_id, region
 
 
 def describe(request):

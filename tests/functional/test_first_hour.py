@@ -151,3 +151,37 @@ def test_an_empty_json_body_is_missing_parameters_in_the_body(app):
     body = assert_error_body(response, 400)
     assert {item["location"] for item in body["details"]} == {"body"}
     assert set(detail_names(body)) == {"ami", "instance_type"}
+
+
+# -- a 404 for an id that lives in another region ------------------------------------------------
+
+
+def test_a_404_names_the_region_it_looked_in_and_how_to_look_in_another(moto_ec2):
+    app = make_app()
+    (instance_id,) = app.put_json("/v1/launch", LAUNCH, status=200).json  # in us-east-1
+    assert app.get(f"/v1/instances/{instance_id}", status=200).json["id"] == instance_id
+    response = app.get(f"/v1/instances/{instance_id}?region=us-west-2", status=404)
+    body = assert_error_body(response, 404)
+    assert f"no instance {instance_id} in region us-west-2;" in body["message"]
+    assert "?region=" in body["message"]
+    assert detail_names(body) == ["id"]
+
+
+def test_a_404_of_a_cloud_without_regions_says_nothing_of_them():
+    app = make_app(
+        **{"launchprov.provider": f"{__name__}:Missing", "launchprov.defaults.placement": "lon1"}
+    )
+    body = assert_error_body(app.get("/v1/instances/x-1", status=404), 404)
+    assert "region" not in body["message"], body
+
+
+class Missing(StubProvider):
+    """Knows no instance; its placements are locations, not zones (no regions)."""
+
+    name = "missing"
+    placement_is_zone = False
+
+    def describe(self, instance_id, region):
+        from launchprov.providers.interface import InstanceNotFound
+
+        raise InstanceNotFound(self.name, instance_id)
