@@ -96,6 +96,17 @@ def test_a_failed_launch_marks_its_spans_with_the_clouds_error(moto_ec2, spans):
     assert request.attributes["launchprov.request_id"] == body["request_id"]
 
 
+def test_an_answer_no_route_gives_has_a_span_too(moto_ec2, spans):
+    """launchprov's own 400 for a bad X-Request-ID, made before routing."""
+    response = make_app(**TRACED).get(
+        "/healthz", headers={"X-Request-ID": "has space", "traceparent": TRACEPARENT}, status=400
+    )
+    (request,) = spans.get_finished_spans()
+    assert request.name == "GET" and hex_id(request.parent.span_id, 16) == CALLER_SPAN
+    assert request.attributes["http.response.status_code"] == 400
+    assert request.attributes["launchprov.request_id"] == response.headers["X-Request-ID"]
+
+
 @pytest.mark.parametrize("name", ["libcloud-ec2", "libcloud-dummy"])
 def test_each_libcloud_call_is_a_span_of_the_provider_interface(name, request, spans):
     backend = BACKENDS[name](request, **TRACED)
