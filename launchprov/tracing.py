@@ -207,7 +207,6 @@ class TracedProvider:
         # What the other wrappers and the schemas read beyond the interface.
         self.placement_is_zone = getattr(provider, "placement_is_zone", True)
         self.batchers = getattr(provider, "batchers", ())
-        self.cloud_defaults = getattr(provider, "cloud_defaults", None)
 
 
 for _operation in OPERATIONS:
