@@ -27,9 +27,24 @@ client_requires = [
     "rich>=13.0",
 ]
 
+#: Tracing with OpenTelemetry (launchprov.tracing = true): the SDK, and boto3's calls as spans.
+#: The request and provider-call spans are launchprov's own (launchprov/tracing.py).
+tracing_requires = [
+    "opentelemetry-api>=1.30",
+    "opentelemetry-sdk>=1.30",
+    "opentelemetry-instrumentation-botocore>=0.51b0",
+]
+
+#: The OTLP exporter (OTEL_TRACES_EXPORTER=otlp, over HTTP): to send the traces to a collector.
+tracing_otlp_requires = [
+    *tracing_requires,
+    "opentelemetry-exporter-otlp-proto-http>=1.30",
+]
+
 tests_require = [
     *sandbox_requires,
     *client_requires,
+    *tracing_requires,
     "aiopenapi3>=0.8",
     "hypothesis>=6.100",
     "moto[server]>=5.0",
@@ -82,6 +97,8 @@ setup(
     extras_require={
         "sandbox": sandbox_requires,
         "client": client_requires,
+        "tracing": tracing_requires,
+        "tracing-otlp": tracing_otlp_requires,
         "testing": tests_require,
         "docs": docs_require,
         "bench": bench_require,

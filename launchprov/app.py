@@ -63,7 +63,12 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
     threads = bulkhead.server_threads(global_config)
     slots = bulkhead.concurrency(launchprov_settings["launchprov.provider_concurrency"], threads)
     adapter = create_provider(launchprov_settings)
-    metered = MeteredProvider(adapter, metrics)
+    # Tracing off: the adapter itself, and no OpenTelemetry module loaded.
+    called, tracer = adapter, None
+    if launchprov_settings["launchprov.tracing"]:
+        called = tracing_module().instrument(adapter)
+        tracer = called.tracer
+    metered = MeteredProvider(called, metrics)
     provider = GuardedProvider(
         metered,
         Bulkhead(slots, launchprov_settings["launchprov.provider_queue_timeout"]),
@@ -102,6 +107,9 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         config.set_request_factory(type("LaunchprovRequest", (Request,), attributes))
         config.include(".rendering")
         config.include(".tweens")
+        if tracer is not None:
+            config.registry.launchprov_tracer = tracer
+            config.include(".tracing")
         config.include(".ratelimit")
         config.include(".routes")
         config.include(".errors")
@@ -113,6 +121,19 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         threads if threads is not None else "unknown",
     )
     return config.make_wsgi_app()
+
+
+def tracing_module():
+    """launchprov.tracing, imported only when tracing is on: OpenTelemetry is an extra, and a
+    process that does not trace loads none of it."""
+    try:
+        from launchprov import tracing
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"launchprov.tracing = true needs OpenTelemetry ({exc}): pip install "
+            "'launchprov[tracing]' (and 'launchprov[tracing-otlp]' for the otlp exporter)"
+        ) from None
+    return tracing
 
 
 def main(global_config, **settings):

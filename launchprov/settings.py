@@ -617,6 +617,16 @@ SETTINGS += (
         positive_int,
         "Largest number of instance ids in one batched provider call.",
     ),
+    Setting(
+        "launchprov.tracing",
+        "false",
+        boolean,
+        "Trace requests with OpenTelemetry (needs launchprov[tracing]): a span per request, "
+        "per provider call and per boto3 call, children of the caller's W3C traceparent. The "
+        "exporter, its endpoint, the sampler and the service name come from the standard "
+        "OTEL_* variables (OTEL_TRACES_EXPORTER: otlp, the default, needs "
+        "launchprov[tracing-otlp]; console; none). false: no OpenTelemetry module is loaded.",
+    ),
 )
 
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}

@@ -10,6 +10,8 @@ import logging
 import time
 import uuid
 
+from pyramid.tweens import EXCVIEW
+
 from launchprov.bulkhead import one_deadline_per_request
 from launchprov.errors import error_response
 from launchprov.exceptions import detail
@@ -79,4 +81,6 @@ def observe_factory(handler, registry):
 
 
 def includeme(config):
-    config.add_tween("launchprov.tweens.observe_factory")
+    # Above the exception views, said rather than left to the implicit order: another tween
+    # placed relative to this one (launchprov.tracing's) could otherwise put them above it.
+    config.add_tween("launchprov.tweens.observe_factory", over=EXCVIEW)

@@ -59,9 +59,10 @@ _default_amis_only()
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch):
-    """No test sees the machine's LAUNCHPROV_* or AWS_* variables, or a real AWS account."""
+    """No test sees the machine's LAUNCHPROV_*, AWS_* or OTEL_* variables, or a real AWS
+    account."""
     for name in list(os.environ):
-        if name.startswith(("LAUNCHPROV_", "AWS_")):
+        if name.startswith(("LAUNCHPROV_", "AWS_", "OTEL_")):
             monkeypatch.delenv(name)
     for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)

@@ -52,8 +52,13 @@ def pserve(ini_lines: list[str], env: dict[str, str]) -> subprocess.CompletedPro
             {},
             ("launchprov.retry_after", "LAUNCHPROV_RETRY_AFTER"),
         ),
+        (
+            ["launchprov.auth.enabled = false", "launchprov.tracing = true"],
+            {"OTEL_TRACES_EXPORTER": "zipkin"},
+            ("launchprov.tracing", "OTEL_TRACES_EXPORTER", "zipkin"),
+        ),
     ],
-    ids=["token-in-ini", "token-in-env", "no-token", "bad-number"],
+    ids=["token-in-ini", "token-in-env", "no-token", "bad-number", "tracing-exporter"],
 )
 def test_a_configuration_error_is_one_short_line_and_a_failure(lines, env, names):
     result = pserve(lines, env)

@@ -64,3 +64,32 @@ def backend(request) -> Backend:
 def ec2_backed(request) -> Backend:
     """Only the adapters with an EC2 behind them: what EC2 keeps can be described."""
     return BACKENDS[request.param](request)
+
+
+@pytest.fixture(scope="session")
+def span_exporter():
+    """The SDK's in-memory exporter on the process's tracer provider, which an app with
+    launchprov.tracing = true uses as it is (as under opentelemetry-instrument). Set once: the
+    global tracer provider cannot be replaced."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+    exporter = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def spans(span_exporter):
+    """The exporter, empty at the start of the test; boto3 no longer traced after it (a traced
+    app instruments botocore for the whole process)."""
+    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+
+    span_exporter.clear()
+    yield span_exporter
+    BotocoreInstrumentor().uninstrument()
+    span_exporter.clear()

@@ -4,7 +4,9 @@ settings and with the routes they probe; a broken copy shows each mismatch is ca
 
 from __future__ import annotations
 
+import ast
 import configparser
+import fnmatch
 import json
 import re
 import shutil
@@ -356,6 +358,123 @@ def deploy_problems(deploy: Path, ini: Path) -> list[str]:
                 problems.append(
                     f"Service {name} targets {port['targetPort']}, which the pods do not name"
                 )
+    # The image: the Deployment's command, the unit's installation and .ini, the port.
+    serve = service["Service"]["ExecStart"].split() if service else []
+    deployment = defined.get(("Deployment", "launchprov"))
+    problems += image_problems(
+        deploy,
+        serve,
+        pod_spec(deployment)["containers"][0] if deployment else {},
+        default_port,
+        images,
+    )
+    return problems
+
+
+def dockerfile(path: Path) -> list[tuple[str, str]]:
+    """A Dockerfile's instructions, (INSTRUCTION, its arguments), as Docker reads them:
+    continuation lines joined, comment lines left out."""
+    instructions, current = [], []
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        current.append(stripped.removesuffix("\\").strip())
+        if not stripped.endswith("\\"):
+            word, _, arguments = " ".join(current).partition(" ")
+            instructions.append((word.upper(), arguments.strip()))
+            current = []
+    return instructions
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether a .dockerignore's ``patterns`` leave ``path`` out of the build context (the
+    last pattern that matches decides; ``!`` lets a path back in)."""
+    left_out = False
+    for pattern in patterns:
+        allow = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").rstrip("/")
+        parts = Path(path).parts
+        if any(fnmatch.fnmatch("/".join(parts[:n]), pattern) for n in range(1, len(parts) + 1)):
+            left_out = not allow
+    return left_out
+
+
+def setup_extras() -> set[str]:
+    """The extras of setup.py's extras_require."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "extras_require":
+            return {key.value for key in node.value.keys}
+    return set()
+
+
+def image_problems(
+    deploy: Path, serve: list[str], container: dict, port: int, images: set[str]
+) -> list[str]:
+    """How deploy/Dockerfile disagrees with the unit (``serve``: its ExecStart), the
+    Deployment's ``container``, production.ini's ``port`` and setup.py."""
+    path = deploy / "Dockerfile"
+    if not path.exists():
+        return ["deploy/Dockerfile is missing"]
+    problems = []
+    instructions = dockerfile(path)
+    last_from = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
+    build, runtime = instructions[:last_from], instructions[last_from + 1 :]
+    final = {word: arguments for word, arguments in runtime}  # the last of each one counts
+
+    command = json.loads(final.get("CMD", "[]"))
+    if command != container.get("command"):
+        problems.append(f"the image's CMD {command} is not the Deployment's command")
+    if serve and command[1:] != serve[1:2]:
+        problems.append(f"the image serves {command[1:]}, the unit {serve[1]}")
+    path_entries = re.search(r"\bPATH=(\S+)", final.get("ENV", ""))
+    installed = path_entries.group(1).split(":")[0] if path_entries else ""
+    if serve and installed != str(Path(serve[0]).parent):
+        problems.append(
+            f"the image and the unit run from different installations: {installed}, {serve[0]}"
+        )
+    user = final.get("USER", "root")
+    if not re.fullmatch(r"[1-9]\d*(:\d+)?", user):
+        problems.append(
+            f"the image's USER {user} is not a numeric non-root user (runAsNonRoot needs one)"
+        )
+    if final.get("EXPOSE") != str(port):
+        problems.append(f"the image exposes {final.get('EXPOSE')}, production.ini serves {port}")
+    probe = re.search(r"http://[\w.]+:(\d+)(/[\w/]*)", final.get("HEALTHCHECK", ""))
+    if not probe or (int(probe.group(1)), probe.group(2)) != (port, ROUTES["healthz"].pattern):
+        problems.append(
+            f"the image's HEALTHCHECK does not ask {ROUTES['healthz'].pattern} on port {port}"
+        )
+    copies = [arguments.split() for word, arguments in runtime if word == "COPY"]
+    if serve and ["production.ini", serve[1]] not in copies:
+        problems.append(f"the image does not hold production.ini at {serve[1]}")
+    tags = set(re.findall(r"docker build .* -t (\S+)", path.read_text()))
+    if tags != images:
+        problems.append(f"the image is built as {sorted(tags)}, the manifests run {sorted(images)}")
+
+    # Everything the image names exists: the extras, the files it copies (in the build context
+    # that Dockerfile.dockerignore leaves), what setup.py reads to build the wheels.
+    text = " ".join(arguments for _, arguments in instructions)
+    for extras in re.findall(r"launchprov\[([\w,-]+)\]", text):
+        for extra in set(extras.split(",")) - setup_extras():
+            problems.append(f"the image installs launchprov[{extra}]: {extra} is not an extra")
+    ignore = deploy / "Dockerfile.dockerignore"
+    lines = ignore.read_text().splitlines() if ignore.exists() else []
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    sources = [
+        source
+        for word, arguments in instructions
+        if word == "COPY" and "--from" not in arguments
+        for source in arguments.split()[:-1]
+    ]
+    for source in sources:
+        if not (ROOT / source).exists() or ignored(source, patterns):
+            problems.append(f"the image copies {source}, which is not in the build context")
+    read = re.findall(r"open\(\"([^\"]+)\"", (ROOT / "setup.py").read_text())
+    built_from = {s for word, a in build if word == "COPY" for s in a.split()[:-1]}
+    for name in sorted(set(read) - built_from):
+        problems.append(f"setup.py reads {name}, which the wheels' stage does not copy")
     return problems
 
 
@@ -473,6 +592,63 @@ BROKEN = {
         "# deploy/haproxy.cfg balances",
         "# launchprov.ec2.timeout, deploy/haproxy.cfg balances",
         "launchprov.ec2.timeout is not a setting",
+    ),
+    "image-command": (
+        "Dockerfile",
+        'CMD ["pserve", "/etc/launchprov/production.ini"]',
+        'CMD ["pserve", "/srv/launchprov/production.ini"]',
+        "not the Deployment's command",
+    ),
+    "k8s-command": (
+        "kubernetes.yaml",
+        'command: ["pserve", "/etc/launchprov/production.ini"]',
+        'command: ["/usr/local/bin/pserve", "/etc/launchprov/production.ini"]',
+        "not the Deployment's command",
+    ),
+    "image-venv": (
+        "Dockerfile",
+        "PATH=/opt/launchprov/venv/bin:$PATH",
+        "PATH=/srv/launchprov/.venv/bin:$PATH",
+        "different installations",
+    ),
+    "image-user": ("Dockerfile", "USER 10001:10001", "USER launchprov", "not a numeric"),
+    "image-root": ("Dockerfile", "USER 10001:10001\n", "", "USER root is not"),
+    "image-port": ("Dockerfile", "EXPOSE 6543", "EXPOSE 8080", "exposes 8080"),
+    "image-healthcheck": (
+        "Dockerfile",
+        "127.0.0.1:6543/healthz",
+        "127.0.0.1:6543/readyz",
+        "HEALTHCHECK does not ask",
+    ),
+    "image-ini": (
+        "Dockerfile",
+        "COPY production.ini /etc/launchprov/production.ini",
+        "COPY production.ini /etc/launchprov/launchprov.ini",
+        "does not hold production.ini",
+    ),
+    "image-tag": (
+        "Dockerfile",
+        "-t registry.example.internal/launchprov:1.0.0 .",
+        "-t launchprov:1.0.0 .",
+        "the manifests run",
+    ),
+    "image-extra": (
+        "Dockerfile",
+        '"launchprov[tracing-otlp]"',
+        '"launchprov[otlp]"',
+        "otlp is not an extra",
+    ),
+    "image-context": (
+        "Dockerfile.dockerignore",
+        "!production.ini\n",
+        "",
+        "production.ini, which is not in the build context",
+    ),
+    "image-readme": (
+        "Dockerfile",
+        "COPY setup.py README.md ./",
+        "COPY setup.py ./",
+        "setup.py reads README.md",
     ),
 }
 
