@@ -75,11 +75,14 @@ def test_an_action_answered_after_the_deadline_is_unknown_and_safe_to_send_again
 
     faults = Faults(hold_reply=first_call)
     proxy = RecordingProxy(moto_server_endpoint, faults)
-    app = make_app(
-        **settings_of(adapter, proxy.url, **{"launchprov.request_deadline": "1"})
-    )
+    # The launch is not what is timed: it has the default deadline, the action two seconds.
+    [instance_id] = put(
+        make_app(**settings_of(adapter, moto_server_endpoint)),
+        {"ami": GOOD_AMI, "instance_type": "t2.micro"},
+        200,
+    ).json
+    app = make_app(**settings_of(adapter, proxy.url, **{"launchprov.request_deadline": "2"}))
     try:
-        [instance_id] = put(app, {"ami": GOOD_AMI, "instance_type": "t2.micro"}, 200).json
         first = app.request(f"/v1/instances/{instance_id}{path}", method=method, status="*")
         again = app.request(f"/v1/instances/{instance_id}{path}", method=method, status="*")
     finally:

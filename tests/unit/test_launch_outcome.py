@@ -163,7 +163,12 @@ def test_a_launch_without_token_is_tagged_with_its_request_id():
         launching.CALLER_TAG: "web",
         launching.REQUEST_ID_TAG: "request-a",
     }
-    assert traced.client_token is None
+    # A provider token of this attempt alone, for the SDK's own retries: another for the
+    # next request, even one that repeats the request id (a caller's retry launches anew).
+    again = launching.traced(LAUNCH, "web", "request-a")
+    assert traced.client_token and again.client_token
+    assert traced.client_token != again.client_token
+    assert len(traced.client_token) <= 64  # EC2's limit of a ClientToken
 
 
 # -- waitress's queue-depth warnings ----------------------------------------------------------
