@@ -19,6 +19,13 @@ so every attempt of a client-token launch sends exactly the same request:
   that two callers' tokens never meet at EC2 (EC2 scopes a ClientToken to the account, and
   would answer one caller with the other's instances).
 
+A launch without a client token is sent with a provider token too, one of its request alone
+(:func:`attempt_token`): the SDK's own retries of a send (botocore's, after a dropped
+connection) are then answered by EC2 with the first send's instances, and a caller's new request
+is still a new launch. An endpoint that ignores the token (moto) launches again on such a
+retry: a client-token lookup that then finds more than ``max_count`` instances answers the
+first ones and tags the rest :data:`DUPLICATE_OF_TAG` (:func:`split_duplicates`).
+
 A lease is the one exception. Its end (:data:`EXPIRES_AT_TAG`) is counted from the attempt that
 launches, exactly: ``expires_in`` seconds, never more, so that a policy's ``max_expires_in``
 holds and a one-second lease is reaped by the next reaper run. (It used to be rounded up to ten
@@ -261,7 +268,9 @@ def mark_duplicates(provider, region: str, first: str, duplicates: list[Instance
         try:
             provider.tag(instance.id, region, {DUPLICATE_OF_TAG: first})
         except (ProviderError, ActionNotSupported, InstanceNotFound) as exc:
-            log.warning("could not tag duplicate %s %s=%s: %s", instance.id, DUPLICATE_OF_TAG, first, exc)
+            log.warning(
+                "could not tag duplicate %s %s=%s: %s", instance.id, DUPLICATE_OF_TAG, first, exc
+            )
 
 
 def answer_order(ids) -> list[str]:

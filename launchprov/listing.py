@@ -38,4 +38,6 @@ def list_instances(
         tag_keys += [DUPLICATE_OF_TAG] if duplicate else []
         scope["duplicate"] = duplicate
     query = dataclasses.replace(query, tag_keys=tuple(dict.fromkeys(tag_keys)))
-    return filtered(provider, query, lambda instance: all(keep(instance) for keep in keeps), **scope)
+    return filtered(
+        provider, query, lambda instance: all(keep(instance) for keep in keeps), **scope
+    )

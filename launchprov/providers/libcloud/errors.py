@@ -327,9 +327,7 @@ def launch_error(exc: Exception | None, profile: Profile | None = None) -> Provi
     return error
 
 
-def change_error(
-    exc: Exception | None, profile: Profile | None, operation: str
-) -> ProviderError:
+def change_error(exc: Exception | None, profile: Profile | None, operation: str) -> ProviderError:
     """The ProviderError of a failed call that changes an instance (``operation``: terminate,
     stop, start, reboot, tag, untag), saying whether it may have been carried out: as
     :func:`launch_outcome` says of a create_node."""
