@@ -643,7 +643,7 @@ class LibcloudProvider:
         if self.is_ec2:
             params = {"Action": "TerminateInstances"}
             params.update({f"InstanceId.{n}": i for n, i in enumerate(instance_ids, start=1)})
-            reply = ec2.request(self._ec2_driver(region), params, changes="terminate_many")
+            reply = ec2.request(self._ec2_driver(region), params, changes="terminate")
             return ec2.terminations(reply)
         began = {}
         for instance_id in instance_ids:
