@@ -395,17 +395,22 @@ class GuardedProvider:
             ) from None
 
 
+#: What sending an action again does, said in the message of its 408 (``unknown``).
+_AGAIN = {
+    "terminate": "safe: an instance terminated already is answered as it is",
+    "stop": "safe: an instance stopped already is answered as it is",
+    "start": "safe: EC2 accepts the start of a running instance",
+    "reboot": "a reboot done already is not seen: a second one reboots again",
+}
+
+
 def _change_state(operation: str) -> str:
     """What the message of a 408 adds for an operation that changes something: it may be
     carried out, and sending it again is safe (an adapter makes no call for an action that is
     done already)."""
     if operation not in CHANGING_OPERATIONS:
         return ""
-    again = (
-        "a reboot done already is not seen: a second one reboots again"
-        if operation == "reboot"
-        else "safe: one done already is answered as it is"
-    )
+    again = _AGAIN.get(operation, "safe: the same change again changes nothing more")
     return (
         f"; the {operation} may have reached the provider and be carried out: look at the "
         f"instance, or send the same {operation} again ({again})"

@@ -120,11 +120,13 @@ STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "termina
 ACTIONS = ("terminate", "stop", "start", "reboot")
 
 #: The states in which an action is done already: a repeated action (a retry after a 408 whose
-#: outcome was unknown) finds its instance there and answers it without a call.
+#: outcome was unknown) finds its instance there and answers it without a call. A start is
+#: sent again to a running instance (EC2 accepts it, and the recorded clouds' drivers send it),
+#: a reboot always.
 DONE_STATES = {
     "terminate": frozenset({"terminated"}),
     "stop": frozenset({"stopped"}),
-    "start": frozenset({"running"}),
+    "start": frozenset(),
     "reboot": frozenset(),
 }
 
@@ -433,8 +435,8 @@ class IProvider(Interface):
         """Terminate an instance; return the :class:`Instance` as it is after the call.
 
         Terminating an instance that is already terminated succeeds without a call (so does
-        stopping a stopped one, starting a running one: :data:`DONE_STATES`), so a retry after
-        an ``unknown`` outcome is safe. Raises :class:`InstanceNotFound` or
+        stopping a stopped one: :data:`DONE_STATES`), so a retry after an ``unknown`` outcome is
+        safe. Raises :class:`InstanceNotFound` or
         :class:`ProviderError`.
         """
 

@@ -7,7 +7,7 @@ except for a profile marked ``shared`` (the dummy holds its cloud in the driver 
 ``terminate``, ``stop``, ``start`` and ``reboot`` describe the instance first, refuse what its
 state forbids (:func:`~launchprov.providers.interface.ensure_allowed`, before any call: moto
 would start a terminated instance), make one call, and describe it again. An action whose
-instance is done already (terminated, stopped, running) makes no call.
+instance is done already (terminated, stopped) makes no call.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def node_ids(created) -> list[str]:
 def needs_call(instance: Instance, action: str) -> bool:
     """Whether ``action`` must reach the provider; InvalidState when the state forbids it.
 
-    An action whose instance is in its done state already (terminated, stopped, running:
+    An action whose instance is in its done state already (terminated, stopped:
     :data:`~launchprov.providers.interface.DONE_STATES`) needs no call: a retry is safe.
     """
     return interface_needs_call(NAME, instance, action)
