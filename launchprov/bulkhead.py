@@ -43,6 +43,7 @@ from zope.interface import implementer
 
 from launchprov.providers import deadline
 from launchprov.providers.interface import (
+    CHANGING_OPERATIONS,
     OUTCOME_NONE,
     OUTCOME_PARTIAL,
     OUTCOME_UNKNOWN,
@@ -228,8 +229,9 @@ class Bulkhead:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-#: The provider operations that may change something: at the deadline their outcome is
-#: unknown (launch) or not known to be done (the others).
+#: The provider operation whose instances are counted as they come (``partial`` at the deadline).
+#: The others that change something (CHANGING_OPERATIONS) are ``unknown`` at the deadline: the
+#: call may have reached the provider and be carried out after the 408.
 _LAUNCHING = frozenset({"launch"})
 
 
@@ -276,8 +278,10 @@ class GuardedProvider:
         """``function(*args)`` in one provider slot, answered by the deadline.
 
         Raises :class:`ProviderBusy` when no slot became free in time, and a ProviderError
-        ``Timeout`` when the deadline passed first (``outcome`` unknown for a launch: it may
-        have started instances). Whatever ``function`` raises is raised here.
+        ``Timeout`` when the deadline passed first (``outcome`` unknown for an operation that
+        changes something: a launch may have started instances, a terminate, stop, start,
+        reboot or tag change may be carried out; ``none`` for one that only reads). Whatever
+        ``function`` raises is raised here.
         """
         if _in_slot.get():
             return function(*args)
@@ -314,16 +318,20 @@ class GuardedProvider:
                 _log_late(operation, self.name, contextvars.copy_context(), answered)
             )
             self._on_deadline(operation)
+            if launching:
+                outcome = OUTCOME_PARTIAL if answered else OUTCOME_UNKNOWN
+            else:
+                outcome = OUTCOME_UNKNOWN if operation in CHANGING_OPERATIONS else OUTCOME_NONE
             raise ProviderError(
                 self.name,
                 ProviderError.TIMEOUT,
                 f"no answer from the {self.name} provider within launchprov.request_deadline "
-                f"= {self.request_deadline:g} s" + _launch_state(launching, answered),
+                f"= {self.request_deadline:g} s"
+                + (_launch_state(answered) if launching else _change_state(operation)),
                 retryable=True,
-                outcome=(OUTCOME_PARTIAL if answered else OUTCOME_UNKNOWN)
-                if launching
-                else OUTCOME_NONE,
+                outcome=outcome,
                 instances=answered,
+                operation=None if launching or outcome == OUTCOME_NONE else operation,
             ) from None
 
     def _deadline(self) -> float:
@@ -387,10 +395,30 @@ class GuardedProvider:
             ) from None
 
 
-def _launch_state(launching: bool, answered: tuple[str, ...]) -> str:
-    """What the message of a launch's 408 adds: what it created, what it may still start."""
-    if not launching:
+#: What sending an action again does, said in the message of its 408 (``unknown``).
+_AGAIN = {
+    "terminate": "safe: an instance terminated already is answered as it is",
+    "stop": "safe: an instance stopped already is answered as it is",
+    "start": "safe: EC2 accepts the start of a running instance",
+    "reboot": "a reboot done already is not seen: a second one reboots again",
+}
+
+
+def _change_state(operation: str) -> str:
+    """What the message of a 408 adds for an operation that changes something: it may be
+    carried out, and sending it again is safe (an adapter makes no call for an action that is
+    done already)."""
+    if operation not in CHANGING_OPERATIONS:
         return ""
+    again = _AGAIN.get(operation, "safe: the same change again changes nothing more")
+    return (
+        f"; the {operation} may have reached the provider and be carried out: look at the "
+        f"instance, or send the same {operation} again ({again})"
+    )
+
+
+def _launch_state(answered: tuple[str, ...]) -> str:
+    """What the message of a launch's 408 adds: what it created, what it may still start."""
     if not answered:
         return "; the launch may still start instances"
     return (

@@ -131,7 +131,9 @@ def _provider_failure(exc: ProviderError, request) -> Answer:
             retry_after = max(retry_after, math.ceil(exc.retry_after))
         headers["Retry-After"] = str(retry_after)
     message = f"the {exc.provider} provider failed: {exc.code}"
-    if exc.outcome == OUTCOME_UNKNOWN:
+    if exc.outcome == OUTCOME_UNKNOWN and exc.operation is not None:
+        message += f"; the {exc.operation} may have been carried out (see provider.message)"
+    elif exc.outcome == OUTCOME_UNKNOWN:
         message += "; the launch may have started instances (see provider.message)"
     elif exc.outcome == OUTCOME_PARTIAL:
         message += (

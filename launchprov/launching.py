@@ -19,6 +19,13 @@ so every attempt of a client-token launch sends exactly the same request:
   that two callers' tokens never meet at EC2 (EC2 scopes a ClientToken to the account, and
   would answer one caller with the other's instances).
 
+A launch without a client token is sent with a provider token too, one of its request alone
+(:func:`attempt_token`): the SDK's own retries of a send (botocore's, after a dropped
+connection) are then answered by EC2 with the first send's instances, and a caller's new request
+is still a new launch. An endpoint that ignores the token (moto) launches again on such a
+retry: a client-token lookup that then finds more than ``max_count`` instances answers the
+first ones and tags the rest :data:`DUPLICATE_OF_TAG` (:func:`split_duplicates`).
+
 A lease is the one exception. Its end (:data:`EXPIRES_AT_TAG`) is counted from the attempt that
 launches, exactly: ``expires_in`` seconds, never more, so that a policy's ``max_expires_in``
 holds and a one-second lease is reaped by the next reaper run. (It used to be rounded up to ten
@@ -35,6 +42,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -43,7 +51,10 @@ from launchprov.placement import is_zone
 from launchprov.providers.interface import (
     BEYOND_SEED,
     OUTCOMES_LAUNCHED,
+    ActionNotSupported,
     IdempotencyConflict,
+    Instance,
+    InstanceNotFound,
     InstanceQuery,
     LaunchRequest,
     ProviderError,
@@ -59,6 +70,10 @@ REQUEST_HASH_TAG = "launchprov:request-hash"
 EXPIRES_AT_TAG = "launchprov:expires-at"
 #: RFC 3339 in UTC, to the second: how EXPIRES_AT_TAG holds a time.
 EXPIRY_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: On an instance that a client-token lookup found beyond the launch's ``max_count`` (an
+#: endpoint that ignores ClientToken launched again on an SDK retry): the id of the first
+#: instance the launch answers. The ``duplicate`` filter of GET /v1/instances finds them.
+DUPLICATE_OF_TAG = "launchprov:duplicate-of"
 
 #: The fields of a LaunchRequest that do not make two launches different launches: the token
 #: itself, launchprov's own tags (they hold the fingerprint) and which fields the caller spelt
@@ -117,6 +132,18 @@ def idempotency_key(caller: str, client_token: str) -> str:
     return hashlib.sha256(f"{caller}\0{client_token}".encode()).hexdigest()[:32]
 
 
+def attempt_token(request_id: str) -> str:
+    """The provider's idempotency token of a launch without a client token: 32 hex digits
+    derived from the request's id and a nonce of its own.
+
+    It lets the SDK retry its own sends safely (EC2 answers a RunInstances repeated with its
+    ClientToken with the first one's instances instead of launching again); it never makes the
+    caller's retries idempotent: a caller who sends no token gets a new launch for every
+    request, even one that repeats its X-Request-ID (hence the nonce)."""
+    nonce = uuid.uuid4().hex
+    return hashlib.sha256(f"attempt\0{request_id}\0{nonce}".encode()).hexdigest()[:32]
+
+
 def launch_id(caller: str, client_token: str) -> str:
     """The ``launchprov:request-id`` tag of a client-token launch: the same on every retry."""
     return f"ct-{idempotency_key(caller, client_token)}"
@@ -133,14 +160,22 @@ def traced(
     ``now``, default: now, for every instance of the launch), signed by ``sign``
     (:func:`launchprov.signing.signer`) if given; with a client token, the provider's
     idempotency token in its place, and nothing but the lease's end that differs from one
-    attempt to the next."""
+    attempt to the next; without one, a token of this attempt alone (:func:`attempt_token`),
+    so that the provider's idempotency token is always sent.
+
+    Whether the caller gave a token is known after this by the :data:`CLIENT_TOKEN_TAG` of
+    ``system_tags``, not by ``client_token``."""
     system_tags = {CALLER_TAG: caller, REQUEST_ID_TAG: request_id}
     if request.expires_in is not None:
         # Exactly expires_in from this attempt, with a client token too: a retry answered by
         # the lookup keeps the first attempt's lease (see the module's docstring).
         system_tags[EXPIRES_AT_TAG] = expiry_after(request.expires_in, now)
     if request.client_token is None:
-        return dataclasses.replace(request, system_tags=_signed(system_tags, sign))
+        return dataclasses.replace(
+            request,
+            system_tags=_signed(system_tags, sign),
+            client_token=attempt_token(request_id),
+        )
     system_tags[REQUEST_ID_TAG] = launch_id(caller, request.client_token)
     system_tags[CLIENT_TOKEN_TAG] = request.client_token
     system_tags[REQUEST_HASH_TAG] = fingerprint(request)
@@ -192,7 +227,50 @@ def earlier_launch(provider, request: LaunchRequest) -> list[str] | None:
             f"client_token {client_token!r} was used for a launch with other "
             "parameters; use a new token for a new launch",
         )
-    return answer_order(instance.id for instance in instances)
+    kept, duplicates = split_duplicates(instances, request.max_count)
+    if duplicates:
+        mark_duplicates(provider, request.region, kept[0].id, duplicates)
+    return answer_order(instance.id for instance in kept)
+
+
+def launch_order(instance: Instance) -> tuple:
+    """The order in which a launch's instances came: by launch time (unknown last), then id."""
+    launched_at = instance.launch_time
+    return (launched_at is None, launched_at or 0, len(instance.id), instance.id)
+
+
+def split_duplicates(instances, max_count: int) -> tuple[list[Instance], list[Instance]]:
+    """(the first ``max_count`` of a launch's instances by :func:`launch_order`, the others).
+
+    A lookup finds more than the launch asked for only when a launch was sent twice and the
+    provider did not keep its ClientToken promise (moto; an EC2-compatible endpoint that
+    ignores it): the instances of the repeated sends are duplicates."""
+    ordered = sorted(instances, key=launch_order)
+    return ordered[:max_count], ordered[max_count:]
+
+
+def mark_duplicates(provider, region: str, first: str, duplicates: list[Instance]) -> None:
+    """Log ``duplicates`` (one WARNING line with their ids) and tag them :data:`DUPLICATE_OF_TAG`
+    ``first``, the first instance the launch answers. A tag that cannot be set is logged, never
+    raised: the launch's answer does not depend on it."""
+    log.warning(
+        "client-token launch %s found %d duplicate instance(s) beyond max_count: %s "
+        "(tagged %s=%s; list them with duplicate=true)",
+        duplicates[0].tags.get(REQUEST_ID_TAG, "-"),
+        len(duplicates),
+        ", ".join(instance.id for instance in duplicates),
+        DUPLICATE_OF_TAG,
+        first,
+    )
+    for instance in duplicates:
+        if instance.tags.get(DUPLICATE_OF_TAG) == first:
+            continue  # tagged by an earlier retry
+        try:
+            provider.tag(instance.id, region, {DUPLICATE_OF_TAG: first})
+        except (ProviderError, ActionNotSupported, InstanceNotFound) as exc:
+            log.warning(
+                "could not tag duplicate %s %s=%s: %s", instance.id, DUPLICATE_OF_TAG, first, exc
+            )
 
 
 def answer_order(ids) -> list[str]:
@@ -229,7 +307,7 @@ def launched(
     ``now`` (default: now); ``sign`` signs the tags (:func:`traced`).
     """
     request = traced(request, caller, request_id, now, sign)
-    if request.client_token is not None:
+    if CLIENT_TOKEN_TAG in request.system_tags:  # the caller gave a client token
         log.info(
             "client-token launch %s (tag %s)",
             request.system_tags[REQUEST_ID_TAG],
@@ -243,7 +321,7 @@ def launched(
             return Launched(answer_order(provider.launch(request)))
         ids, alternative = capacity.launch(provider, request)
     except IdempotencyConflict as conflict:
-        if request.client_token is None:
+        if CLIENT_TOKEN_TAG not in request.system_tags:
             raise
         # The provider knows the token but the lookup did not see its instances: an earlier
         # attempt whose tags were not visible yet (or whose lease ends elsewhen), or a launch

@@ -77,17 +77,6 @@ def filtered(
     return InstancePage(found, next_token)
 
 
-def list_by_expiry(provider, query: InstanceQuery, expired: bool) -> InstancePage:
-    """A page of ``query`` with the ``expired`` filter: only the instances whose lease has run
-    out (``True``; the provider filters on the tag's presence) or the others (``False``)."""
-    now = datetime.now(UTC)
-    if expired:
-        if EXPIRES_AT_TAG not in query.tag_keys:
-            query = dataclasses.replace(query, tag_keys=(*query.tag_keys, EXPIRES_AT_TAG))
-        return filtered(provider, query, lambda instance: is_expired(instance, now), expired=True)
-    return filtered(provider, query, lambda instance: not is_expired(instance, now), expired=False)
-
-
 def expired_instances(provider, region: str, now: datetime) -> list[Instance]:
     """Every live instance of ``region`` that launchprov launched and whose lease ended by
     ``now``: what a reaper terminates. An instance without ``launchprov:caller`` is never

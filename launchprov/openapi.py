@@ -241,12 +241,15 @@ PROVIDER_FAILURE = {
         "retryable": {"type": "boolean"},
         "outcome": {
             "enum": ["none", "unknown", "partial"],
-            "description": "Whether the failed call may have launched instances: none (it "
-            "cannot have), unknown (a launch timed out or lost its connection after it was "
-            "sent), or partial (a launch of one create call per instance stopped at the "
-            "request deadline: the instances it created are named in details, each kept and "
-            "tagged; one create sent before the deadline may still add one). Unknown and "
-            "partial are retryable only with a client_token.",
+            "description": "Whether the failed call may have changed something at the "
+            "provider: none (it cannot have: it only reads, the provider refused it, or it "
+            "never reached the provider), unknown (it timed out or lost its connection after "
+            "it was sent: a launch may have started instances, a terminate, stop, start or "
+            "reboot may have happened, and sending the same action again is safe), or partial "
+            "(a launch of one create call per instance stopped at the request deadline: the "
+            "instances it created are named in details, each kept and tagged; one create sent "
+            "before the deadline may still add one). An unknown or partial launch is "
+            "retryable only with a client_token.",
         },
     },
     "required": ["name", "code", "message", "retryable", "outcome"],
@@ -521,6 +524,7 @@ def _listing_parameters(validators: Validators) -> dict[str, Any]:
         "(launchprov.policy.see: own, launchprov or all). "
         "Filters combine with AND; the values of one filter with OR. "
         f"Tags filter as {TAG_PREFIX}KEY=VALUE parameters (for example {TAG_PREFIX}role=web). "
+        "expired and duplicate are applied by launchprov as each page is read. "
         "next is the token of the previous page.",
     }
 

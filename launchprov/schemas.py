@@ -20,7 +20,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import colander
 
@@ -743,7 +743,19 @@ class InstanceQuerySchema(colander.MappingSchema):
     )
     next = colander.SchemaNode(StrictString(), missing=None, validator=colander.Length(1, 4096))
     region = _region_node.clone()
-    expired = colander.SchemaNode(StrictBoolean(), missing=None)
+    expired = colander.SchemaNode(
+        StrictBoolean(),
+        missing=None,
+        description="true: only the instances whose lease has ended; false: the others "
+        "(leases that run, and no lease).",
+    )
+    duplicate = colander.SchemaNode(
+        StrictBoolean(),
+        missing=None,
+        description="true: only the duplicates a client-token retry found beyond its "
+        "max_count (tagged launchprov:duplicate-of with the id of the launch's first "
+        "instance); false: the others.",
+    )
 
 
 class ExpirySchema(colander.MappingSchema):
@@ -808,6 +820,15 @@ def _without(schema: colander.SchemaNode, names) -> colander.SchemaNode:
     return copy
 
 
+class Listing(NamedTuple):
+    """What GET /v1/instances asks: the provider's query, and the filters launchprov applies
+    itself (None: not given)."""
+
+    query: InstanceQuery
+    expired: bool | None
+    duplicate: bool | None
+
+
 class Validators:
     """Every schema, bound once at startup for this deployment's defaults and provider."""
 
@@ -865,8 +886,9 @@ class Validators:
     def instance_query(self, params: Params) -> InstanceQuery:
         return self.instance_listing(params)[0]
 
-    def instance_listing(self, params: Params) -> tuple[InstanceQuery, bool | None]:
-        """The query of GET /v1/instances, and its ``expired`` filter (None: not given)."""
+    def instance_listing(self, params: Params) -> Listing:
+        """The query of GET /v1/instances, and its ``expired`` and ``duplicate`` filters
+        (None: not given)."""
         values, _ = deserialize(self.query_schema, params)
         query = InstanceQuery(
             region=values["region"],
@@ -876,7 +898,7 @@ class Validators:
             limit=values["limit"],
             page_token=values["next"],
         )
-        return query, values["expired"]
+        return Listing(query, values["expired"], values["duplicate"])
 
     def expiry(self, instance_id: str, params: Params) -> tuple[str, str, int]:
         """(instance id, region, expires_in) of PUT /v1/instances/{id}/expiry."""

@@ -143,7 +143,16 @@ class Faults:
     hide: Callable[[Recorded], bool] = lambda recorded: False
     #: Answer EC2's error reply (HTTP status, code) instead of forwarding; None: forward.
     refuse: Callable[[Recorded], tuple[int, str] | None] = lambda recorded: None
+    #: Forward the request (it is carried out), then hold its answer until ``released`` is set
+    #: (at most :data:`HOLD_LIMIT` seconds): a cloud that answers after the deadline.
+    hold_reply: Callable[[Recorded], bool] = lambda recorded: False
+    released: threading.Event = field(default_factory=threading.Event)
     dropped: list[Recorded] = field(default_factory=list)
+    held: list[Recorded] = field(default_factory=list)
+
+
+#: The longest a held answer waits for its release (a test that forgets to release ends).
+HOLD_LIMIT = 30.0
 
 
 #: What an empty DescribeInstances reply looks like.
@@ -226,6 +235,9 @@ class RecordingProxy:
         if recorded.action == "RunInstances" and token is not None and status == 200:
             with self._lock:
                 self._replies[token] = (self.meaning(recorded), status, reply, content_type)
+        if self.faults.hold_reply(recorded):
+            self.faults.held.append(recorded)
+            self.faults.released.wait(HOLD_LIMIT)
         if self.faults.drop_reply(recorded):
             self.faults.dropped.append(recorded)
             handler.close_connection = True
@@ -251,13 +263,15 @@ class RecordingProxy:
 
     @staticmethod
     def _answer(handler, status: int, body: bytes, content_type: str):
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type or "text/xml")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+        with contextlib.suppress(OSError):  # the client may have given up (a held answer)
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type or "text/xml")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
 
     def close(self):
+        self.faults.released.set()
         self.server.shutdown()
         self.server.server_close()
 

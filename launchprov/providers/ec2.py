@@ -62,7 +62,7 @@ from launchprov.providers.interface import (
     IProvider,
     LaunchRequest,
     ProviderError,
-    ensure_allowed,
+    needs_call,
 )
 from launchprov.settings import ConfigurationError
 
@@ -200,11 +200,12 @@ def to_instance(raw: dict[str, Any]) -> Instance:
     )
 
 
-#: Failures known to have launched nothing: an error reply (EC2 refused), no connection made
-#: (refused, unreachable, connect time-out, TLS), no credentials. Any other failure of a
-#: RunInstances -- no reply in time, a connection dropped after sending, a reply that could
-#: not be read, no new attempt after the deadline (an earlier one may have reached EC2) --
-#: may have launched instances.
+#: Failures known to have changed nothing: an error reply (EC2 refused), no connection made
+#: (refused, unreachable, connect time-out, TLS), no credentials. Any other failure of a call
+#: that changes something -- no reply in time, a connection dropped after sending, a reply that
+#: could not be read, no new attempt after the deadline (an earlier one may have reached EC2)
+#: -- may have been carried out: a RunInstances may have launched instances, a
+#: TerminateInstances terminated them.
 _NOTHING_LAUNCHED = (
     ClientError,
     BotocoreConnectionError,
@@ -214,8 +215,22 @@ _NOTHING_LAUNCHED = (
 )
 
 
+#: The EC2 calls that change something, by the IProvider operation they serve: their failure
+#: may leave them carried out (``outcome`` unknown). Every other call only reads.
+CHANGING_CALLS = {
+    "run_instances": "launch",
+    "terminate_instances": "terminate",
+    "stop_instances": "stop",
+    "start_instances": "start",
+    "reboot_instances": "reboot",
+    "create_tags": "tag",
+    "delete_tags": "untag",
+}
+
+
 def launch_outcome(exc: Exception) -> str:
-    """Whether a failed RunInstances may have launched instances (ProviderError.outcome)."""
+    """Whether a failed call that changes something (a RunInstances, a TerminateInstances...)
+    may have been carried out (ProviderError.outcome)."""
     if isinstance(exc, _NOTHING_LAUNCHED):
         return OUTCOME_NONE
     return OUTCOME_UNKNOWN
@@ -362,8 +377,10 @@ class EC2Provider:
     @staticmethod
     def _error(operation: str, exc: Exception) -> ProviderError:
         error = provider_error(exc)
-        if operation == "run_instances":
+        if operation in CHANGING_CALLS:
             error.outcome = launch_outcome(exc)
+            if error.outcome != OUTCOME_NONE and CHANGING_CALLS[operation] != "launch":
+                error.operation = CHANGING_CALLS[operation]
         return error
 
     def ping(self, timeout: float) -> None:
@@ -554,7 +571,7 @@ class EC2Provider:
                 return {}
             raise provider_error(exc) from exc
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc) from exc
+            raise self._error("terminate_instances", exc) from exc
         return {item["InstanceId"]: True for item in reply.get("TerminatingInstances", [])}
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
@@ -609,13 +626,15 @@ class EC2Provider:
         return InstancePage(instances, token)
 
     def _act(self, instance_id: str, region: str, action: str, operation: str) -> Instance:
-        ensure_allowed(NAME, self.describe(instance_id, region), action)
+        instance = self.describe(instance_id, region)
+        if not needs_call(NAME, instance, action):
+            return instance  # done already: a retry after an unknown outcome, say
         self._call(region, operation, instance_id, InstanceIds=[instance_id])
         return self.describe(instance_id, region)
 
     def terminate(self, instance_id: str, region: str) -> Instance:
         instance = self.describe(instance_id, region)
-        if instance.state == "terminated":
+        if not needs_call(NAME, instance, "terminate"):
             return instance
         batched = self._terminate_batcher.enabled and self._terminate_batcher.submit(
             region, instance_id

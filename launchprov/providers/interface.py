@@ -119,6 +119,17 @@ STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "termina
 #: The actions of POST /v1/instances/{id}/{action} (and terminate, DELETE).
 ACTIONS = ("terminate", "stop", "start", "reboot")
 
+#: The states in which an action is done already: a repeated action (a retry after a 408 whose
+#: outcome was unknown) finds its instance there and answers it without a call. A start is
+#: sent again to a running instance (EC2 accepts it, and the recorded clouds' drivers send it),
+#: a reboot always.
+DONE_STATES = {
+    "terminate": frozenset({"terminated"}),
+    "stop": frozenset({"stopped"}),
+    "start": frozenset(),
+    "reboot": frozenset(),
+}
+
 
 #: The states an action cannot start from: EC2's rules, applied by every adapter before it acts,
 #: so that every provider answers alike (moto, for one, would start a terminated instance).
@@ -188,12 +199,14 @@ class InstancePage:
     next_token: str | None
 
 
-#: ``ProviderError.outcome`` says whether the failed call may have launched instances.
-#: ``none``: it cannot have (it was no launch, the provider refused it, or it never reached the
-#: provider).
+#: ``ProviderError.outcome`` says whether the failed call may have changed something at the
+#: provider: launched instances, or carried out an action (terminate, stop, start, reboot, a
+#: tag change). ``none``: it cannot have (it changes nothing, the provider refused it, or it
+#: never reached the provider).
 OUTCOME_NONE = "none"
-#: ``unknown``: a launch that may have started instances: a time-out or a connection dropped
-#: after the request was sent, a reply that could not be read, the request deadline.
+#: ``unknown``: a call that may have been carried out: a time-out or a connection dropped after
+#: the request was sent, a reply that could not be read, the request deadline. A launch may have
+#: started instances; an action may have happened (``ProviderError.operation`` names it).
 OUTCOME_UNKNOWN = "unknown"
 #: ``partial``: a launch that one create call per instance could not finish by the request
 #: deadline. The instances of ``ProviderError.instances`` were created and are kept, tagged as
@@ -202,6 +215,11 @@ OUTCOME_UNKNOWN = "unknown"
 OUTCOME_PARTIAL = "partial"
 #: The outcomes that may have left instances behind.
 OUTCOMES_LAUNCHED = frozenset({OUTCOME_UNKNOWN, OUTCOME_PARTIAL})
+#: The operations of :class:`IProvider` that change something at the provider: failed after
+#: their request may have reached it, their outcome is ``unknown``, not ``none``.
+CHANGING_OPERATIONS = frozenset(
+    {"launch", "terminate", "stop", "start", "reboot", "terminate_many", "tag", "untag"}
+)
 
 
 class ProviderError(Exception):
@@ -237,6 +255,7 @@ class ProviderError(Exception):
         outcome: str = OUTCOME_NONE,
         retry_after: float | None = None,
         instances: tuple[str, ...] = (),
+        operation: str | None = None,
     ):
         super().__init__(f"{provider}: {code}: {message}")
         self.provider = provider
@@ -248,6 +267,9 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         #: The ids of the instances the failed launch is known to have created (``partial``).
         self.instances = tuple(instances)
+        #: The operation whose ``outcome`` is ``unknown`` when it is not a launch (``stop``,
+        #: ``terminate``, ...); None for a launch, or an outcome that is ``none``.
+        self.operation = operation
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -317,6 +339,16 @@ class InvalidState(Exception):
         self.instance_id = instance_id
         self.action = action
         self.message = message
+
+
+def needs_call(provider: str, instance: Instance, action: str) -> bool:
+    """Whether ``action`` must reach the provider: not when ``instance`` is in its
+    :data:`DONE_STATES` already (a retry finds it done); :class:`InvalidState` when its state
+    forbids the action."""
+    if instance.state in DONE_STATES[action]:
+        return False
+    ensure_allowed(provider, instance, action)
+    return True
 
 
 def ensure_allowed(provider: str, instance: Instance, action: str) -> None:
@@ -407,8 +439,10 @@ class IProvider(Interface):
     def terminate(instance_id, region):
         """Terminate an instance; return the :class:`Instance` as it is after the call.
 
-        Terminating an instance that is already terminated succeeds. Raises
-        :class:`InstanceNotFound` or :class:`ProviderError`.
+        Terminating an instance that is already terminated succeeds without a call (so does
+        stopping a stopped one: :data:`DONE_STATES`), so a retry after an ``unknown`` outcome is
+        safe. Raises :class:`InstanceNotFound` or
+        :class:`ProviderError`.
         """
 
     def stop(instance_id, region):

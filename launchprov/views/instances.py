@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from launchprov import leases
+from launchprov import leases, listing
 from launchprov.params import read_params, read_query
 from launchprov.providers.interface import Instance, InstancePage
 
@@ -56,14 +56,12 @@ def describe(request):
 
 
 def list_instances(request):
-    query, expired = request.validators.instance_listing(read_query(request))
+    query, expired, duplicate = request.validators.instance_listing(read_query(request))
     visible = request.ownership.visible(request.identity, query)
     if visible is None:
         page = InstancePage([], None)
-    elif expired is None:
-        page = request.provider.list_instances(visible)
     else:
-        page = leases.list_by_expiry(request.provider, visible, expired)
+        page = listing.list_instances(request.provider, visible, expired, duplicate)
     return {"instances": [instance_json(item) for item in page.instances], "next": page.next_token}
 
 

@@ -86,6 +86,33 @@ def test_other_calls_never_claim_a_launch(name):
     assert (caught.value.code, caught.value.outcome) == (ProviderError.TIMEOUT, "none")
 
 
+CHANGES = {
+    "terminate_many": lambda provider: provider.terminate_many(["i-12345678"], "us-east-1"),
+    "tag": lambda provider: provider.tag("i-12345678", "us-east-1", {"k": "v"}),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+@pytest.mark.parametrize("name", ADAPTERS)
+@pytest.mark.parametrize("standin", [SlowEndpoint, DroppingEndpoint])
+def test_a_change_sent_and_not_answered_may_have_happened(name, change, standin):
+    endpoint = standin()
+    try:
+        with pytest.raises(ProviderError) as caught:
+            CHANGES[change](adapter(name, endpoint.url))
+    finally:
+        endpoint.close()
+    assert (caught.value.outcome, caught.value.operation) == ("unknown", change.split("_")[0])
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_a_change_that_reached_no_endpoint_did_not_happen(name):
+    with pytest.raises(ProviderError) as caught:
+        CHANGES["tag"](adapter(name, f"http://127.0.0.1:{free_port()}"))
+    assert (caught.value.code, caught.value.outcome) == (ProviderError.UNREACHABLE, "none")
+    assert caught.value.operation is None
+
+
 def test_botocore_starts_no_attempt_after_the_deadline():
     endpoint = SlowEndpoint(hold=30)
     settings = {
@@ -163,7 +190,12 @@ def test_a_launch_without_token_is_tagged_with_its_request_id():
         launching.CALLER_TAG: "web",
         launching.REQUEST_ID_TAG: "request-a",
     }
-    assert traced.client_token is None
+    # A provider token of this attempt alone, for the SDK's own retries: another for the
+    # next request, even one that repeats the request id (a caller's retry launches anew).
+    again = launching.traced(LAUNCH, "web", "request-a")
+    assert traced.client_token and again.client_token
+    assert traced.client_token != again.client_token
+    assert len(traced.client_token) <= 64  # EC2's limit of a ClientToken
 
 
 # -- waitress's queue-depth warnings ----------------------------------------------------------

@@ -332,3 +332,18 @@ def test_a_retry_that_still_cannot_see_the_first_launch_is_told_to_retry():
     later = datetime.now(UTC).replace(year=2030)
     with pytest.raises(IdempotencyConflict, match="retry in a few seconds"):
         launching.launched(provider, LEASED, "deployer", "req-2", now=later)
+
+
+def test_duplicates_are_the_instances_beyond_max_count_by_launch_time_then_id():
+    at = [datetime(2026, 12, 7, 23, 0, second, tzinfo=UTC) for second in range(3)]
+    instances = [
+        Instance("i-00000001", "running", launch_time=at[2]),  # the smallest id, the last
+        Instance("i-00000003", "running", launch_time=at[0]),
+        Instance("i-00000002", "running", launch_time=at[0]),  # same moment: the id decides
+        Instance("i-00000004", "running", launch_time=None),  # unknown: after the known
+        Instance("i-00000005", "running", launch_time=at[1]),
+    ]
+    kept, duplicates = launching.split_duplicates(instances, 2)
+    assert [i.id for i in kept] == ["i-00000002", "i-00000003"]
+    assert [i.id for i in duplicates] == ["i-00000005", "i-00000001", "i-00000004"]
+    assert launching.split_duplicates(instances, 5)[1] == []

@@ -37,7 +37,12 @@ from launchprov.providers.interface import (
     UnsupportedParameters,
 )
 from launchprov.providers.libcloud.drivers import EC2ErrorReply
-from launchprov.providers.libcloud.errors import ACTION_REFUSED, NAME, provider_error
+from launchprov.providers.libcloud.errors import (
+    ACTION_REFUSED,
+    NAME,
+    change_error,
+    provider_error,
+)
 from launchprov.providers.libcloud.instances import ec2_instance
 from launchprov.providers.libcloud.profile import (
     LEASE,
@@ -230,12 +235,14 @@ def request(
     params: dict[str, str],
     instance_id: str | None = None,
     action: str | None = None,
+    changes: str | None = None,
 ):
     """Send one EC2 API call; return the parsed reply.
 
     An error code with a meaning of its own (no such instance, a state that forbids
     ``action``, a client token reused) raises that exception; any other failure a
-    ProviderError.
+    ProviderError. ``changes`` names the operation of a call that changes something
+    (``terminate``, ``tag``...): its failure says whether it may have been carried out.
     """
     try:
         return driver.connection.request(driver.path, params=params).object
@@ -243,7 +250,7 @@ def request(
         meaning = ec2_common.classified(NAME, exc.error_code, exc.message, instance_id, action)
         raise (meaning or provider_error(exc)) from exc
     except Exception as exc:  # anything the SDK raises is a provider failure
-        raise provider_error(exc) from exc
+        raise (change_error(exc, None, changes) if changes else provider_error(exc)) from exc
 
 
 def instances(
@@ -295,7 +302,7 @@ def terminate_many(driver: NodeDriver, ids: list[str]) -> dict[str, bool]:
             return {}
         raise provider_error(exc) from exc
     except Exception as exc:  # anything the SDK raises is a provider failure
-        raise provider_error(exc) from exc
+        raise change_error(exc, None, "terminate") from exc
     return {
         findtext(item, "instanceId", NAMESPACE): True
         for item in findall(reply, "instancesSet/item", NAMESPACE)
@@ -315,7 +322,8 @@ def terminations(reply) -> dict[str, bool]:
 def act(driver: NodeDriver, action: str, instance_id: str) -> None:
     """Send the EC2 call of ``action`` on one instance."""
     call = EC2_CALLS[action]
-    reply = request(driver, {"Action": call, "InstanceId.1": instance_id}, instance_id, action)
+    params = {"Action": call, "InstanceId.1": instance_id}
+    reply = request(driver, params, instance_id, action, changes=action)
     # An HTTP 200 reply is EC2 accepting the call (an error reply raised EC2ErrorReply), with
     # or without <return>true</return>: moto's RebootInstances reply has none, and libcloud's
     # reboot_node reads that as a failure. Only an explicit <return>false</return> refuses.

@@ -327,6 +327,17 @@ def launch_error(exc: Exception | None, profile: Profile | None = None) -> Provi
     return error
 
 
+def change_error(exc: Exception | None, profile: Profile | None, operation: str) -> ProviderError:
+    """The ProviderError of a failed call that changes an instance (``operation``: terminate,
+    stop, start, reboot, tag, untag), saying whether it may have been carried out: as
+    :func:`launch_outcome` says of a create_node."""
+    error = provider_error(exc, profile)
+    error.outcome = launch_outcome(exc, profile)
+    if error.outcome != OUTCOME_NONE:
+        error.operation = operation
+    return error
+
+
 def not_in_catalog(kind: str, wanted: str, driver_name: str) -> ProviderError:
     """The ProviderError of an image, size or location the driver's catalog does not know."""
     return ProviderError(

@@ -6,8 +6,8 @@ except for a profile marked ``shared`` (the dummy holds its cloud in the driver 
 
 ``terminate``, ``stop``, ``start`` and ``reboot`` describe the instance first, refuse what its
 state forbids (:func:`~launchprov.providers.interface.ensure_allowed`, before any call: moto
-would start a terminated instance), make one call, and describe it again. Terminating a
-terminated instance makes no call.
+would start a terminated instance), make one call, and describe it again. An action whose
+instance is done already (terminated, stopped) makes no call.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from launchprov.providers.interface import (
     LaunchRequest,
     ProviderError,
     UnsupportedParameters,
-    ensure_allowed,
 )
+from launchprov.providers.interface import needs_call as interface_needs_call
 from launchprov.providers.libcloud import construction, ec2, generic
 from launchprov.providers.libcloud.catalog import Catalog
 from launchprov.providers.libcloud.drivers import as_list
@@ -58,6 +58,7 @@ from launchprov.providers.libcloud.errors import (
     CATALOG_CODES,
     NAME,
     PARTIAL_LAUNCH,
+    change_error,
     launch_error,
     provider_error,
 )
@@ -81,12 +82,10 @@ def node_ids(created) -> list[str]:
 def needs_call(instance: Instance, action: str) -> bool:
     """Whether ``action`` must reach the provider; InvalidState when the state forbids it.
 
-    Terminating a terminated instance needs no call: it is done.
+    An action whose instance is in its done state already (terminated, stopped:
+    :data:`~launchprov.providers.interface.DONE_STATES`) needs no call: a retry is safe.
     """
-    if action == "terminate" and instance.state == "terminated":
-        return False
-    ensure_allowed(NAME, instance, action)
-    return True
+    return interface_needs_call(NAME, instance, action)
 
 
 @implementer(IProvider)
@@ -631,7 +630,7 @@ class LibcloudProvider:
         except NotImplementedError:  # implemented, but not for this node
             raise self._unsupported(action) from None
         except Exception as exc:  # anything the SDK raises is a provider failure
-            raise provider_error(exc, self.profile) from exc
+            raise change_error(exc, self.profile, action) from exc
         if done is False:  # the drivers say no more than that
             raise ProviderError(
                 NAME,
@@ -646,7 +645,8 @@ class LibcloudProvider:
         if self.is_ec2:
             params = {"Action": "TerminateInstances"}
             params.update({f"InstanceId.{n}": i for n, i in enumerate(instance_ids, start=1)})
-            return ec2.terminations(ec2.request(self._ec2_driver(region), params))
+            reply = ec2.request(self._ec2_driver(region), params, changes="terminate")
+            return ec2.terminations(reply)
         began = {}
         for instance_id in instance_ids:
             node = self._node(instance_id)
@@ -670,7 +670,8 @@ class LibcloudProvider:
                 params[f"Tag.{number}.Key"] = key
                 if value is not None:
                     params[f"Tag.{number}.Value"] = value
-            ec2.request(self._ec2_driver(region), params, instance_id)
+            operation = "tag" if call == "CreateTags" else "untag"
+            ec2.request(self._ec2_driver(region), params, instance_id, changes=operation)
             return
         if not (self.can_tag and self.profile.shared):
             raise ActionNotSupported(
