@@ -104,7 +104,9 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         scrapers = launchprov_settings["launchprov.metrics.tokens"]
         config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled, scrapers))
         config.set_default_permission(CALL)
-        config.registry.launchprov_openapi = build_document(validators, provider.name, auth_enabled)
+        config.registry.launchprov_openapi = build_document(
+            validators, provider.name, auth_enabled, metrics_token=bool(scrapers)
+        )
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request: plain class
         # attributes (add_request_method would build a new class for every request).

@@ -175,6 +175,8 @@ def test_metrics_tokens_open_the_metrics_and_nothing_else(moto_ec2):
         page.text
     )
     assert app.get("/healthz", status=200) and app.get("/readyz", status=200)
+    scrape = app.get("/v1/openapi.json").json["paths"]["/metrics"]["get"]
+    assert scrape["security"] == [{"bearer": []}] and "401" in scrape["responses"]
 
 
 #: The caller label of "web" under each launchprov.metrics.caller_labels.
