@@ -7,6 +7,7 @@ how much time passed, so no test waits for the period."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -100,3 +101,17 @@ def test_readiness_turns_503_when_the_cloud_stops_answering(app, cloud, clock):
     # Seen failing: the next probes are 503 at once, without another call.
     assert_error_body(app.get("/readyz", status="*"), 503)
     assert cloud.pings == 2
+
+
+def test_a_readiness_call_that_answers_late_makes_the_process_ready(app, cloud, clock):
+    """The call that timed out goes on; when the cloud answers it, the process is ready again
+    at once, without another call (a cold start's first call, a cloud that recovers)."""
+    cloud.down.set()
+    assert_error_body(app.get("/readyz", status="*"), 503)
+    cloud.release.set()
+    deadline = time.monotonic() + PATIENCE  # the fake clock stands still: within the period
+    pace = threading.Event()  # never set: the poll's pace
+    while app.get("/readyz", status="*").status_int != 200:
+        assert time.monotonic() < deadline, "the late answer never made the process ready"
+        pace.wait(0.01)
+    assert cloud.pings == 1
