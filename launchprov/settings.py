@@ -433,8 +433,8 @@ SETTINGS: tuple[Setting, ...] = (
         "succeeded, or /readyz's own call) before it makes its one cheap call again: one call "
         "per period at most, however many probes, and one probe at a time makes it (the "
         "others get the last answer at once). A cloud that stops answering turns /readyz 503 "
-        "within readiness_cache + readiness_timeout. 0: a call for every probe not already "
-        "waiting for one.",
+        "within readiness_cache + readiness_timeout. 0: a call for every probe that finds "
+        "none in progress.",
     ),
     Setting(
         "launchprov.provider_concurrency",
