@@ -21,12 +21,13 @@ from launchprov.auth import CALL, BearerTokenSecurityPolicy
 from launchprov.bulkhead import Bulkhead, GuardedProvider
 from launchprov.capacity import Capacity, OfferingMemory
 from launchprov.logs import count_waitress_queue_depth, install_record_factory, use_json_lines
-from launchprov.metrics import MeteredProvider, Metrics
+from launchprov.metrics import MeteredProvider, Metrics, caller_digest
 from launchprov.openapi import build_document
 from launchprov.ownership import Ownership
 from launchprov.policy import Policy
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
+from launchprov.readiness import Readiness
 from launchprov.schemas import Validators
 from launchprov.settings import ConfigurationError, env_var, launch_defaults, load
 
@@ -58,7 +59,11 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         )
     if launchprov_settings["launchprov.log_format"] == "json":
         use_json_lines()
-    metrics = Metrics()
+    caller_labels = launchprov_settings["launchprov.metrics.caller_labels"]
+    metrics = Metrics(caller_labels)
+    if caller_labels == "hash":
+        for caller in sorted(set(tokens.values())):
+            log.info("caller %s is %s in the metrics' caller labels", caller, caller_digest(caller))
     count_waitress_queue_depth(metrics.waitress_queue_depth_seen)
     threads = bulkhead.server_threads(global_config)
     slots = bulkhead.concurrency(launchprov_settings["launchprov.provider_concurrency"], threads)
@@ -79,6 +84,14 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         ).inc(),
     )
     metrics.watch(provider.bulkhead)
+    # /readyz's view of the cloud, renewed by every provider call that succeeds.
+    readiness = Readiness(
+        provider.ping,
+        launchprov_settings["launchprov.readiness_cache"],
+        launchprov_settings["launchprov.readiness_timeout"],
+        provider.name,
+    )
+    metered.on_answer = readiness.answered
     # The deployment's defaults, else the cloud's own (the seed's on EC2, none elsewhere).
     defaults = launch_defaults(launchprov_settings, getattr(adapter, "cloud_defaults", None))
     validators = Validators(defaults, provider)
@@ -92,9 +105,13 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
         config.registry.launchprov_policy = policy
-        config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled))
+        config.registry.launchprov_readiness = readiness
+        scrapers = launchprov_settings["launchprov.metrics.tokens"]
+        config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled, scrapers))
         config.set_default_permission(CALL)
-        config.registry.launchprov_openapi = build_document(validators, provider.name, auth_enabled)
+        config.registry.launchprov_openapi = build_document(
+            validators, provider.name, auth_enabled, metrics_token=bool(scrapers)
+        )
         config.registry.registerUtility(provider, IProvider)
         # Views reach the provider and the bound schemas through the request: plain class
         # attributes (add_request_method would build a new class for every request).

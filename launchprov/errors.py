@@ -23,6 +23,7 @@ from pyramid.httpexceptions import (
 )
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from launchprov.auth import TooManyFailures
 from launchprov.bulkhead import ProviderBusy
 from launchprov.capacity import CapacityExhausted
 from launchprov.exceptions import APIError, detail
@@ -229,6 +230,12 @@ ERRORS: dict[type[BaseException], Callable[[Any, Any], Answer]] = {
         409, exc.message, [detail("body", "client_token", exc.message)]
     ),
     HTTPForbidden: _unauthenticated,
+    TooManyFailures: lambda exc, request: Answer(
+        429,
+        exc.message,
+        [detail("header", "Authorization", f"at most {exc.limit} from one client address")],
+        {"Retry-After": str(exc.retry_after)},
+    ),
     HTTPException: _http_exception,
     Exception: _unexpected,
 }

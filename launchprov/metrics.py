@@ -7,7 +7,9 @@ metrics are thread-safe, so every waitress thread records into the same ones.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from zope.interface import implementer
@@ -20,9 +22,18 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 500)
 
 
+def caller_digest(caller: str) -> str:
+    """A caller's ``hash`` label: the first 8 hex digits of the SHA-256 of its name. Stable
+    across processes and restarts; a pseudonym, not a secret (a guessed name can be checked)."""
+    return hashlib.sha256(caller.encode("utf-8")).hexdigest()[:8]
+
+
 class Metrics:
-    def __init__(self):
+    def __init__(self, caller_labels: str = "name"):
         self.registry = CollectorRegistry()
+        self.caller_labels = caller_labels
+        # "drop": the metrics by caller have no caller label at all.
+        by_caller = [] if caller_labels == "drop" else ["caller"]
         self.http_requests = Counter(
             "launchprov_http_requests",
             "HTTP requests answered, by route, method and status.",
@@ -106,7 +117,7 @@ class Metrics:
             "launchprov_foreign_actions",
             "Actions on instances the caller did not launch (granted by launchprov.policy."
             "act_on), by caller and action.",
-            ["caller", "action"],
+            [*by_caller, "action"],
             registry=self.registry,
         )
         self.instances_launched = Counter(
@@ -119,7 +130,13 @@ class Metrics:
             "launchprov_ratelimit_refused",
             "Requests answered 429, by caller and by the limit they exceeded (requests or "
             "launches).",
-            ["caller", "scope"],
+            [*by_caller, "scope"],
+            registry=self.registry,
+        )
+        self.auth_refused = Counter(
+            "launchprov_auth_refused",
+            "Requests answered 429 because their client address failed to authenticate more "
+            "often than launchprov.auth.failure_limit allows (a correct token included).",
             registry=self.registry,
         )
         self.ratelimit_storage_errors = Counter(
@@ -142,6 +159,15 @@ class Metrics:
             ["provider", "operation"],
             registry=self.registry,
         )
+
+    def caller(self, caller: str) -> tuple[str, ...]:
+        """The caller label's value of the metrics by caller, as launchprov.metrics.caller_labels
+        says: ``(name,)``, ``(digest,)``, or none at all."""
+        if self.caller_labels == "name":
+            return (caller,)
+        if self.caller_labels == "hash":
+            return (caller_digest(caller),)
+        return ()
 
     def observe_batch(self, provider: str, operation: str, size: int) -> None:
         """Record one batched provider call that answered ``size`` requests."""
@@ -172,6 +198,8 @@ class MeteredProvider:
         self.can_tag = provider.can_tag
         self.reports_capacity = provider.reports_capacity
         self.placement_is_zone = getattr(provider, "placement_is_zone", True)
+        #: Called after each call that succeeded: the cloud answered (launchprov.readiness).
+        self.on_answer: Callable[[], None] = lambda: None
         # Adapters that batch calls (launchprov.providers.batching) report each batch.
         for batcher in getattr(provider, "batchers", ()):
             batcher.observers.append(functools.partial(metrics.observe_batch, self.name))
@@ -180,7 +208,7 @@ class MeteredProvider:
         start = time.perf_counter()
         outcome = "ok"
         try:
-            return getattr(self.provider, operation)(*args)
+            result = getattr(self.provider, operation)(*args)
         except Exception as exc:
             outcome = type(exc).__name__
             raise
@@ -189,6 +217,8 @@ class MeteredProvider:
             self.metrics.provider_duration.labels(self.name, operation).observe(
                 time.perf_counter() - start
             )
+        self.on_answer()
+        return result
 
     def launch(self, request):
         ids = self._call("launch", request)

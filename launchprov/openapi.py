@@ -294,8 +294,9 @@ _WHY = {
     "other parameters, or (a lease) the instance was not launched through launchprov.",
     413: "The body is larger than launchprov.max_body_size.",
     415: "The body is neither JSON nor a form.",
-    429: "The caller exceeded one of its rate limits (launchprov.ratelimit.*); no provider call "
-    "was made. Retry-After says when to retry.",
+    429: "The caller exceeded one of its rate limits (launchprov.ratelimit.*), or its client "
+    "address failed to authenticate too often (launchprov.auth.failure_limit: refused whatever "
+    "the token); no provider call was made. Retry-After says when to retry.",
     501: "The provider cannot perform this action at all.",
     503: "Every provider slot of the process stayed taken for "
     "launchprov.provider_queue_timeout: nothing was sent to the provider; retry after "
@@ -702,10 +703,14 @@ def build_paths(validators: Validators) -> dict[str, Any]:
 
 
 def build_document(
-    validators: Validators, provider_name: str, auth_enabled: bool = True
+    validators: Validators,
+    provider_name: str,
+    auth_enabled: bool = True,
+    metrics_token: bool = False,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route, for this deployment's provider, defaults and
-    authentication (with it off, no operation requires a token and none answers 401)."""
+    authentication (with it off, no operation requires a token and none answers 401; with
+    ``metrics_token``, GET /metrics requires one of launchprov.metrics.tokens)."""
     paths = build_paths(validators)
     document = {
         "openapi": OPENAPI_VERSION,
@@ -738,15 +743,23 @@ def build_document(
                     "type": "http",
                     "scheme": "bearer",
                     "description": "One token per calling service (launchprov-token CALLER). "
-                    "Not required when the deployment sets launchprov.auth.enabled = false.",
+                    "Not required when the deployment sets launchprov.auth.enabled = false. "
+                    "GET /metrics takes a scraper's token of launchprov.metrics.tokens instead, "
+                    "when the deployment sets them.",
                 }
             },
         },
     }
     if not auth_enabled:
-        del document["security"], document["components"]["securitySchemes"]
+        del document["security"]
         for operations in paths.values():
             for operation in operations.values():
                 operation["responses"].pop("401", None)
                 operation.pop("security", None)
+    if metrics_token:
+        scrape = paths[ROUTES["metrics"].pattern]["get"]
+        scrape["security"] = [{"bearer": []}]
+        scrape["responses"]["401"] = _responses({})["401"]
+    elif not auth_enabled:
+        del document["components"]["securitySchemes"]
     return document

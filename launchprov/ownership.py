@@ -119,7 +119,7 @@ class Ownership:
             extra={"owner": owner, "action": action, "instance": instance.id},
         )
         if self.metrics is not None:
-            self.metrics.foreign_actions.labels(caller, action).inc()
+            self.metrics.foreign_actions.labels(*self.metrics.caller(caller), action).inc()
 
     def visible(self, caller: str, query: InstanceQuery) -> InstanceQuery | None:
         """``query`` narrowed to what ``caller`` may see, as filters the provider applies; None

@@ -47,6 +47,8 @@ STORAGE_RETRY_INTERVAL = 1.0
 REDIS_TIMEOUT = 0.25
 
 REQUESTS, LAUNCHES = "requests", "launches"
+#: The counters of failed authentications, by client address (launchprov.auth.failure_limit).
+AUTH_FAILURES = "auth-failures"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +88,13 @@ class RateLimits:
         storage_uri: str = "memory://",
         metrics=None,
         clock: Callable[[], float] = time.monotonic,
+        auth_failures: tuple[RateLimitItem, ...] = (),
     ):
         #: caller (or "default") -> its limits; an explicit empty tuple exempts a caller.
         self.limits = limits
         self.launch_limits = launch_limits
+        #: Failed authentications allowed per client address.
+        self.auth_failures = auth_failures
         self.storage_uri = storage_uri
         self.metrics = metrics
         self._clock = clock
@@ -117,7 +122,13 @@ class RateLimits:
                 launch_limits[name.removeprefix("launch.")] = value
             else:
                 limits[name] = value
-        return cls(limits, launch_limits, settings["launchprov.ratelimit.storage_uri"], metrics)
+        return cls(
+            limits,
+            launch_limits,
+            settings["launchprov.ratelimit.storage_uri"],
+            metrics,
+            auth_failures=settings.get("launchprov.auth.failure_limit", ()),
+        )
 
     @property
     def configured(self) -> bool:
@@ -150,7 +161,9 @@ class RateLimits:
                 if not self.limiter.hit(item, scope, caller):
                     stats = self.limiter.get_window_stats(item, scope, caller)
                     if self.metrics is not None:
-                        self.metrics.ratelimit_refused.labels(caller, scope).inc()
+                        self.metrics.ratelimit_refused.labels(
+                            *self.metrics.caller(caller), scope
+                        ).inc()
                     return Verdict(False, scope, item, 0, stats.reset_time - time.time())
                 stats = self.limiter.get_window_stats(item, scope, caller)
                 if closest is None or stats.remaining < closest[2].remaining:
@@ -160,6 +173,28 @@ class RateLimits:
             return None
         scope, item, stats = closest
         return Verdict(True, scope, item, stats.remaining, stats.reset_time - time.time())
+
+    def authentication(self, address: str, failed: bool) -> Verdict | None:
+        """A refusing Verdict when client ``address`` is past launchprov.auth.failure_limit;
+        ``failed``: this request failed to authenticate, and is counted (else only looked at).
+        None when it may go on, when no limit is set, or while the storage is unreachable
+        (failing open, as the request limits do)."""
+        if not self.auth_failures or self._failing_open():
+            return None
+        try:
+            for item in self.auth_failures:
+                if failed:
+                    allowed = self.limiter.hit(item, AUTH_FAILURES, address)
+                else:
+                    allowed = self.limiter.test(item, AUTH_FAILURES, address)
+                if not allowed:
+                    stats = self.limiter.get_window_stats(item, AUTH_FAILURES, address)
+                    if self.metrics is not None:
+                        self.metrics.auth_refused.inc()
+                    return Verdict(False, AUTH_FAILURES, item, 0, stats.reset_time - time.time())
+        except StorageError as exc:
+            self._storage_failed(exc)
+        return None
 
     def _failing_open(self) -> bool:
         with self._lock:
@@ -198,7 +233,7 @@ class RateLimits:
 
     def readiness(self) -> dict[str, Any]:
         """What /readyz says about the limits."""
-        if not self.configured:
+        if not self.configured and not self.auth_failures:
             return {"enabled": False}
         if self.storage_reachable():
             return {"enabled": True, "storage": "ok"}

@@ -183,7 +183,7 @@ ROUTES: dict[str, Route] = {
             Operation(
                 "GET",
                 "readiness",
-                "Readiness: one cheap provider call",
+                "Readiness: whether the provider answers (at most one call per period)",
                 answer="ready",
                 statuses=(503,),
                 open=True,

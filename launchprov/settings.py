@@ -81,6 +81,13 @@ def positive_float(value: str) -> float:
     return number
 
 
+def non_negative_float(value: str) -> float:
+    number = float(value.strip())
+    if not number >= 0:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return number
+
+
 def word_list(value: str) -> tuple[str, ...]:
     """Words separated by white space, commas or new lines."""
     return tuple(word for word in value.replace(",", " ").split() if word)
@@ -261,6 +268,36 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "launchprov.auth.failure_limit",
+        "",
+        rate_limits,
+        "Failed authentications (a request whose bearer token is not valid) allowed from one "
+        "client address, in the notation of the limits library (10/minute). Past it, every "
+        "request from that address that needs a token is answered 429 with Retry-After, a "
+        "valid token included, until the window lets one more through; counted in "
+        "launchprov.ratelimit.storage_uri (shared through Redis). The client address is "
+        "REMOTE_ADDR: behind a proxy, have waitress take it from X-Forwarded-For "
+        "(trusted_proxy). Empty: no limit.",
+    ),
+    Setting(
+        "launchprov.metrics.tokens",
+        "",
+        token_lines,
+        "Lines of '<name> <sha256 hex digest of the token>' (launchprov-token NAME prints "
+        "one), like launchprov.auth.tokens: when set, GET /metrics needs one of these tokens "
+        "(401 without); they open /metrics only, no other route. Empty: /metrics is open to "
+        "every caller.",
+        secret=True,
+    ),
+    Setting(
+        "launchprov.metrics.caller_labels",
+        "name",
+        one_of("name", "hash", "drop"),
+        "What the caller label of the metrics by caller holds: name (the caller's name), "
+        "hash (the first 8 hex digits of the SHA-256 of the name, logged at startup for each "
+        "caller) or drop (no caller label).",
+    ),
+    Setting(
         "launchprov.policy.max_count",
         "",
         optional_positive_int,
@@ -387,6 +424,17 @@ SETTINGS: tuple[Setting, ...] = (
         "2",
         positive_float,
         "Seconds that GET /readyz waits for its one cheap provider call.",
+    ),
+    Setting(
+        "launchprov.readiness_cache",
+        "5",
+        non_negative_float,
+        "Seconds GET /readyz answers from what the provider last did (a provider call that "
+        "succeeded, or /readyz's own call) before it makes its one cheap call again: one call "
+        "per period at most, however many probes, and one probe at a time makes it (the "
+        "others get the last answer at once). A cloud that stops answering turns /readyz 503 "
+        "within readiness_cache + readiness_timeout. 0: a call for every probe that finds "
+        "none in progress.",
     ),
     Setting(
         "launchprov.provider_concurrency",

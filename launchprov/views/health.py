@@ -1,4 +1,5 @@
-"""The index, liveness, readiness, metrics and the OpenAPI document: open to every caller."""
+"""The index, liveness, readiness, metrics and the OpenAPI document: open to every caller
+(/metrics needs a token of launchprov.metrics.tokens when that is set)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from launchprov.auth import READ_METRICS
 from launchprov.errors import error_response
 from launchprov.exceptions import detail
-from launchprov.providers.interface import ProviderError
 
 
 def index(request):
@@ -29,17 +30,17 @@ def healthz(request):
 
 
 def readyz(request):
-    """The provider answers one cheap call within launchprov.readiness_timeout.
+    """The provider answers: what it last did, renewed by one cheap call within
+    launchprov.readiness_timeout at most every launchprov.readiness_cache seconds
+    (launchprov.readiness), so that probes cost the cloud nothing more.
 
     The state of the provider slots is reported either way (readiness takes no slot, and waits
     for none). An unreachable rate-limit storage is reported but keeps the process ready: the
     limits fail open, and a load balancer must not take every process out because Redis is down.
     """
-    timeout = request.registry.launchprov_settings["launchprov.readiness_timeout"]
     slots = request.provider.bulkhead.state()
-    try:
-        request.provider.ping(timeout)
-    except ProviderError as exc:
+    exc = request.registry.launchprov_readiness.check()
+    if exc is not None:
         message = f"the {exc.provider} provider cannot be reached: {exc.code}: {exc.message}"
         details = [
             detail("provider", exc.provider, exc.code),
@@ -77,7 +78,12 @@ def includeme(config):
     config.add_view(index, route_name="index", renderer="json", **open_to_all)
     config.add_view(healthz, route_name="healthz", renderer="json", **open_to_all)
     config.add_view(readyz, route_name="readyz", renderer="json", **open_to_all)
-    config.add_view(metrics, route_name="metrics", **open_to_all)
+    # A scraper's token, when the deployment gives /metrics tokens of its own.
+    scraped_with_token = config.registry.launchprov_settings["launchprov.metrics.tokens"]
+    metrics_permission = READ_METRICS if scraped_with_token else NO_PERMISSION_REQUIRED
+    config.add_view(
+        metrics, route_name="metrics", request_method="GET", permission=metrics_permission
+    )
     config.add_view(openapi, route_name="openapi", renderer="json", **open_to_all)
 
 

@@ -10,6 +10,7 @@ tests skip, naming the package. Every wait polls with a deadline.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
 import shutil
@@ -41,6 +42,21 @@ TOKENS = f"ops {digest(OPS_TOKEN)}\nlimited {digest(LIMITED_TOKEN)}"
 LIMITED_PER_MINUTE = 10
 
 CREDENTIALS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def production(section: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """Those keys of a section of production.ini, as written there."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(Path(__file__).resolve().parents[2] / "production.ini")
+    return {key: parser[section][key] for key in keys}
+
+
+#: production.ini's waitress options for the client address: X-Forwarded-For from HAProxy.
+CLIENT_ADDRESS = production(
+    "server:main", ("trusted_proxy", "trusted_proxy_headers", "clear_untrusted_proxy_headers")
+)
+#: production.ini's limit of failed authentications per client address.
+FAILURE_LIMIT = production("app:main", ("launchprov.auth.failure_limit",))
 
 
 def needs(package: str, binary: str) -> str:
@@ -197,10 +213,11 @@ def cluster() -> Iterator[Cluster]:
             "launchprov.auth.tokens": TOKENS.replace("\n", "\n    "),
             "launchprov.ratelimit.limited": f"{LIMITED_PER_MINUTE}/minute",
             "launchprov.ratelimit.storage_uri": redis.uri,
+            **FAILURE_LIMIT,
         }
         services = []
         for _ in range(3):
-            service = Service(settings, CREDENTIALS_ENV)
+            service = Service(settings, CREDENTIALS_ENV, server=CLIENT_ADDRESS)
             stack.callback(service.close)
             services.append(service)
         haproxy = HAProxy([f"127.0.0.1:{service.port}" for service in services])

@@ -6,6 +6,7 @@ process). The ones before them leave the cluster as they found it.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import re
 import threading
@@ -15,7 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.cluster.conftest import DEADLINE, LIMITED_PER_MINUTE, LIMITED_TOKEN, Cluster
+from tests.cluster.conftest import (
+    DEADLINE,
+    FAILURE_LIMIT,
+    LIMITED_PER_MINUTE,
+    LIMITED_TOKEN,
+    OPS_TOKEN,
+    Cluster,
+)
 from tests.support import ERROR_KEYS, GOOD_AMI
 
 pytestmark = pytest.mark.cluster
@@ -147,6 +155,38 @@ def test_haproxys_own_answers_are_launchprovs_json_error_body(cluster: Cluster):
                 cluster.haproxy.command(f"enable server {backend}/{name}")
     for backend in ("launchprov", "launchprov_alive"):
         cluster.haproxy.wait_for(EVERYONE_UP, backend=backend, exact=True)
+
+
+def call_from(cluster: Cluster, address: str, token: str, headers=None):
+    """GET /v1/instances through HAProxy from the loopback ``address``: (status, headers)."""
+    port = int(cluster.url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=60, source_address=(address, 0)
+    )
+    try:
+        connection.request(
+            "GET", "/v1/instances", headers={"Authorization": f"Bearer {token}", **(headers or {})}
+        )
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.headers
+    finally:
+        connection.close()
+
+
+def test_a_guessing_address_is_refused_by_every_process_and_no_other_address(cluster):
+    """production.ini's limit of failed authentications, counted in Redis by the client address
+    that waitress takes from HAProxy's X-Forwarded-For: the guesser is refused by whichever
+    process it reaches, its valid token too, and a caller from another address is not."""
+    failures = int(FAILURE_LIMIT["launchprov.auth.failure_limit"].split("/")[0])
+    guesses = [call_from(cluster, "127.0.0.2", f"guess-{n}") for n in range(failures)]
+    assert [status for status, _ in guesses] == [401] * failures
+    assert len({headers["X-Served-By"] for _, headers in guesses}) > 1, "one process took all"
+    status, headers = call_from(cluster, "127.0.0.2", OPS_TOKEN)
+    assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60
+    # The guesser cannot pass for another address: HAProxy appends the one it saw.
+    assert call_from(cluster, "127.0.0.2", OPS_TOKEN, {"X-Forwarded-For": "127.0.0.3"})[0] == 429
+    assert call_from(cluster, "127.0.0.3", OPS_TOKEN)[0] == 200
 
 
 def test_redis_stopped_requests_are_still_served(cluster):

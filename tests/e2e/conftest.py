@@ -137,15 +137,22 @@ class Service:
     """A launchprov process under waitress, started by pserve from a generated .ini."""
 
     def __init__(
-        self, settings: dict[str, str], env: dict[str, str] | None = None, threads: int = 4
+        self,
+        settings: dict[str, str],
+        env: dict[str, str] | None = None,
+        threads: int = 4,
+        server: dict[str, str] | None = None,
     ):
+        """``server``: more waitress options for its [server:main]."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         lines = ["[app:main]", "use = egg:launchprov"]
         settings = {"launchprov.auth.enabled": "false", **settings}
         lines += [f"{key} = {value}" for key, value in settings.items()]
         lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}"]
-        lines += [f"threads = {threads}", "", LOGGING]
+        lines += [f"threads = {threads}"]
+        lines += [f"{key} = {value}" for key, value in (server or {}).items()]
+        lines += ["", LOGGING]
         self._dir = tempfile.TemporaryDirectory()
         self.ini = Path(self._dir.name, "service.ini")
         self.ini.write_text("\n".join(lines) + "\n")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from launchprov.app import create_app
 from launchprov.auth import digest
 from launchprov.scripts import token as token_script
 from launchprov.settings import ConfigurationError
+from tests.redis_server import running_redis
 from tests.support import GOOD_AMI, assert_error_body, detail_names, free_port, make_app
 
 WEB_TOKEN = "web-token-0123456789"
@@ -31,6 +34,17 @@ def put(app, body, status="*", **headers):
         headers=headers,
         status=status,
     )
+
+
+def samples(app, name: str, **headers) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample of ``name`` on /metrics."""
+    text = app.get("/metrics", headers=headers, status=200).text
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
 
 
 def provider_calls(app) -> float:
@@ -139,6 +153,94 @@ def test_the_token_command_prints_a_token_and_its_line(capsys, moto_ec2):
 def test_the_token_command_refuses_a_bad_name(capsys):
     with pytest.raises(SystemExit):
         token_script.main(["no spaces"])
+
+
+# -- /metrics and token guessing ----------------------------------------------------------------
+
+SCRAPER_TOKEN = "scraper-token-0123456789"
+METRICS_TOKENS = f"prometheus {digest(SCRAPER_TOKEN)}"
+
+
+def test_metrics_tokens_open_the_metrics_and_nothing_else(moto_ec2):
+    app = make_app(**AUTH, **{"launchprov.metrics.tokens": METRICS_TOKENS})
+    refused = app.get("/metrics", status="*")
+    body = assert_error_body(refused, 401)
+    assert refused.headers["WWW-Authenticate"] == "Bearer"
+    assert "launchprov.metrics.tokens" in body["message"]
+    # A caller's token is not a scraper's, nor a scraper's a caller's.
+    assert_error_body(app.get("/metrics", headers=bearer(WEB_TOKEN), status="*"), 401)
+    assert_error_body(app.get("/v1/instances", headers=bearer(SCRAPER_TOKEN), status="*"), 401)
+    page = app.get("/metrics", headers=bearer(SCRAPER_TOKEN), status=200)
+    assert 'launchprov_http_requests_total{method="GET",route="metrics",status="401"} 2.0' in (
+        page.text
+    )
+    assert app.get("/healthz", status=200) and app.get("/readyz", status=200)
+    scrape = app.get("/v1/openapi.json").json["paths"]["/metrics"]["get"]
+    assert scrape["security"] == [{"bearer": []}] and "401" in scrape["responses"]
+
+
+#: The caller label of "web" under each launchprov.metrics.caller_labels.
+WEB_LABELS = {
+    "name": {"caller": "web"},
+    "hash": {"caller": hashlib.sha256(b"web").hexdigest()[:8]},
+    "drop": {},
+}
+
+
+@pytest.mark.parametrize("labels", list(WEB_LABELS))
+def test_caller_labels_name_hash_or_drop_the_caller(moto_ec2, labels):
+    app = make_app(
+        **AUTH,
+        **{"launchprov.metrics.caller_labels": labels, "launchprov.ratelimit.web": "1/minute"},
+    )
+    app.get("/v1/instances", headers=bearer(WEB_TOKEN), status=200)
+    app.get("/v1/instances", headers=bearer(WEB_TOKEN), status=429)
+    refused = samples(app, "launchprov_ratelimit_refused_total")
+    assert refused == [({**WEB_LABELS[labels], "scope": "requests"}, 1.0)]
+    if labels != "name":
+        assert 'caller="web"' not in app.get("/metrics").text
+
+
+#: Requests from two client addresses (REMOTE_ADDR, as waitress gives it).
+GUESSER = {"REMOTE_ADDR": "10.0.0.7"}
+NEIGHBOUR = {"REMOTE_ADDR": "10.0.0.8"}
+
+
+def guess(app, token: str, address: dict[str, str]):
+    return app.get("/v1/instances", headers=bearer(token), extra_environ=address, status="*")
+
+
+def test_too_many_failed_authentications_from_one_address_are_a_429(moto_ec2):
+    app = make_app(**AUTH, **{"launchprov.auth.failure_limit": "3/minute"})
+    for number in range(3):
+        assert_error_body(guess(app, f"guess-{number}", GUESSER), 401)
+    refused = guess(app, "guess-3", GUESSER)
+    body = assert_error_body(refused, 429)
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "too many failed authentications from 10.0.0.7" in body["message"]
+    assert detail_names(body) == ["Authorization"]
+    # The right token from that address too: a 200 would tell a guesser which guess was right.
+    assert_error_body(guess(app, WEB_TOKEN, GUESSER), 429)
+    # Another address is not held back by it.
+    assert_error_body(guess(app, "guess-4", NEIGHBOUR), 401)
+    assert guess(app, WEB_TOKEN, NEIGHBOUR).status_int == 200
+    assert samples(app, "launchprov_auth_refused_total") == [({}, 2.0)]
+    assert provider_calls(app) == 1  # the neighbour's listing only
+
+
+def test_failed_authentications_are_counted_in_the_shared_storage(moto_ec2):
+    with running_redis() as redis:
+        settings = {
+            **AUTH,
+            "launchprov.auth.failure_limit": "2/minute",
+            "launchprov.ratelimit.storage_uri": redis.uri,
+        }
+        one, other = make_app(**settings), make_app(**settings)  # two processes
+        assert_error_body(guess(one, "guess-0", GUESSER), 401)
+        assert_error_body(guess(other, "guess-1", GUESSER), 401)
+        assert_error_body(guess(one, "guess-2", GUESSER), 429)
+        assert_error_body(guess(other, WEB_TOKEN, GUESSER), 429)
+        assert guess(other, WEB_TOKEN, NEIGHBOUR).status_int == 200
 
 
 # -- policy -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pyramid import testing
 from pyramid.httpexceptions import HTTPForbidden, HTTPMethodNotAllowed, HTTPNotFound
 
 from launchprov import errors
+from launchprov.auth import TooManyFailures
 from launchprov.bulkhead import ProviderBusy
 from launchprov.capacity import Attempt, CapacityExhausted
 from launchprov.exceptions import APIError, BodyTooLarge, InvalidParameters, detail
@@ -49,6 +50,7 @@ SAMPLES = [
     (IdempotencyConflict("ec2", "other parameters"), 409),
     (ProviderBusy("ec2", 12, "the ec2 provider is busy"), 503),
     (HTTPForbidden(), 401),
+    (TooManyFailures("10.0.0.7", "10 failures per 60 s", 42), 429),
     (HTTPNotFound(), 404),
     (HTTPMethodNotAllowed(headers={"Allow": "GET"}), 405),
     (RuntimeError("boom"), 500),

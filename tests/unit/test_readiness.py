@@ -1,0 +1,120 @@
+"""/readyz's view of the cloud: one readiness call per period at most, one caller at a time,
+renewed by the calls that succeed, and a cloud that stops answering seen within the period and
+the time-out. A fake clock says how much time passed; events say when a call is in progress."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from launchprov.providers.interface import ProviderError
+from launchprov.readiness import Readiness
+
+PERIOD = 5.0
+TIMEOUT = 2.0
+PATIENCE = 10.0
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Cloud:
+    """The readiness call: counts calls; answers, fails, or holds until released."""
+
+    def __init__(self):
+        self.calls = 0
+        self.error: ProviderError | None = None
+        self.hold: threading.Event | None = None
+        self.started = threading.Event()
+
+    def ping(self, timeout: float) -> None:
+        self.calls += 1
+        self.started.set()
+        if self.hold is not None:
+            assert self.hold.wait(PATIENCE)
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def cloud():
+    return Cloud()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def readiness(cloud, clock):
+    return Readiness(cloud.ping, PERIOD, TIMEOUT, "ec2", clock)
+
+
+def test_many_probes_make_one_call_per_period(readiness, cloud, clock):
+    start = clock.now
+    for number in range(100):  # 100 probes spread over one period
+        clock.now = start + number * PERIOD / 100
+        assert readiness.check() is None
+    assert cloud.calls == 1
+    clock.now = start + PERIOD
+    assert readiness.check() is None  # the period has passed: the next probe asks again
+    assert cloud.calls == 2
+
+
+def test_a_call_that_succeeded_renews_the_view_without_a_readiness_call(readiness, cloud, clock):
+    readiness.check()
+    for _ in range(10):
+        clock.now += PERIOD - 1
+        readiness.answered()  # a caller's describe, launch, listing...
+        assert readiness.check() is None
+    assert cloud.calls == 1
+
+
+def test_a_cloud_that_stops_answering_is_seen_after_the_period(readiness, cloud, clock):
+    assert readiness.check() is None
+    cloud.error = ProviderError("ec2", ProviderError.TIMEOUT, "no answer", retryable=True)
+    clock.now += PERIOD - 0.1
+    assert readiness.check() is None  # still within the period: what was seen
+    clock.now += 0.1
+    assert readiness.check() is cloud.error
+    # And it stays seen failing, without a call per probe, until the cloud answers again.
+    assert readiness.check() is cloud.error
+    assert cloud.calls == 2
+    readiness.answered()
+    assert readiness.check() is None
+
+
+def test_probes_while_one_asks_get_the_last_answer_at_once(readiness, cloud, clock):
+    readiness.check()
+    clock.now += PERIOD
+    cloud.hold, cloud.started = threading.Event(), threading.Event()
+    cloud.error = ProviderError("ec2", "AuthFailure", "no", retryable=False)
+    with ThreadPoolExecutor(1) as pool:
+        asking = pool.submit(readiness.check)
+        assert cloud.started.wait(PATIENCE)
+        # The cloud holds the one call: other probes are answered from what was seen.
+        assert [readiness.check() for _ in range(20)] == [None] * 20
+        cloud.hold.set()
+        assert asking.result(PATIENCE) is cloud.error
+    assert cloud.calls == 2
+    assert readiness.check() is cloud.error
+
+
+def test_the_first_probes_wait_for_the_first_call(readiness, cloud):
+    cloud.hold = threading.Event()
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(readiness.check)
+        assert cloud.started.wait(PATIENCE)
+        others = [pool.submit(readiness.check) for _ in range(3)]
+        cloud.hold.set()
+        assert first.result(PATIENCE) is None
+        assert [other.result(PATIENCE) for other in others] == [None] * 3
+    assert cloud.calls == 1
