@@ -28,6 +28,7 @@ from launchprov.policy import Policy
 from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
 from launchprov.schemas import Validators
+from launchprov.serving import Drain
 from launchprov.settings import ConfigurationError, env_var, launch_defaults, load
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,12 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_metrics = metrics
         config.registry.launchprov_policy = policy
+        # SIGTERM under egg:launchprov#waitress (launchprov.serving): /healthz and /readyz say
+        # so while the process drains; the requests in progress get the request deadline.
+        config.registry.launchprov_drain = Drain(
+            launchprov_settings["launchprov.drain_delay"],
+            launchprov_settings["launchprov.request_deadline"],
+        )
         config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled))
         config.set_default_permission(CALL)
         config.registry.launchprov_openapi = build_document(validators, provider.name, auth_enabled)

@@ -138,6 +138,13 @@ def optional_signing_key(value: str) -> str | None:
     return value or None
 
 
+def non_negative_float(value: str) -> float:
+    number = float(value.strip())
+    if not number >= 0:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return number
+
+
 def non_negative_int(value: str) -> int:
     number = int(value.strip())
     if number < 0:
@@ -415,6 +422,16 @@ SETTINGS: tuple[Setting, ...] = (
         "request's provider calls). When it runs out the answer is a 408 Timeout. Keep it "
         "below the "
         "load balancer's idle time-out, or the balancer cuts the connection first.",
+    ),
+    Setting(
+        "launchprov.drain_delay",
+        "5",
+        non_negative_float,
+        "Seconds a process served by egg:launchprov#waitress keeps accepting after SIGTERM "
+        "while /healthz and /readyz answer 503 draining, so that the load balancer's health "
+        "checks take it out before it stops accepting (deploy/haproxy.cfg: two failed checks "
+        "2 s apart). Then it closes its listening socket, finishes the requests in progress "
+        "(for at most launchprov.request_deadline) and exits. 0: stop accepting at once.",
     ),
     Setting(
         "launchprov.defaults.key_name",

@@ -24,17 +24,35 @@ def index(request):
 
 
 def healthz(request):
-    """The process answers: no provider call."""
+    """The process answers: no provider call. 503 while it drains (SIGTERM)."""
+    if request.registry.launchprov_drain.draining:
+        return draining(request)
     return {"status": "ok"}
 
 
+def draining(request):
+    """503 for the load balancer's health checks while the process drains (launchprov.serving):
+    every request is still served, until the process stops accepting."""
+    delay = request.registry.launchprov_drain.delay
+    return error_response(
+        request,
+        503,
+        "draining: the process is stopping (SIGTERM); it serves what it is sent for "
+        f"{delay:g} s after the signal, then accepts no new connection",
+        [detail("process", "state", "draining")],
+    )
+
+
 def readyz(request):
-    """The provider answers one cheap call within launchprov.readiness_timeout.
+    """The provider answers one cheap call within launchprov.readiness_timeout (and the process
+    is not draining: see :func:`healthz`).
 
     The state of the provider slots is reported either way (readiness takes no slot, and waits
     for none). An unreachable rate-limit storage is reported but keeps the process ready: the
     limits fail open, and a load balancer must not take every process out because Redis is down.
     """
+    if request.registry.launchprov_drain.draining:
+        return draining(request)
     timeout = request.registry.launchprov_settings["launchprov.readiness_timeout"]
     slots = request.provider.bulkhead.state()
     try:
