@@ -2,8 +2,9 @@
 production.ini serves it) instead of dropping what it holds.
 
 A waitress process in front of a fault-injecting EC2 endpoint that holds every RunInstances
-LAUNCH_HELD s, over a moto server. A launch is in progress when the process gets SIGTERM: its probes say
-``draining`` while it still serves, then it stops accepting, answers the launch, and exits 0.
+LAUNCH_HELD s, over a moto server. A launch is in progress when the process gets SIGTERM: its
+probes say ``draining`` while it still serves, then it stops accepting, answers the launch,
+and exits 0.
 """
 
 from __future__ import annotations
