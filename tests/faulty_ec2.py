@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -169,9 +170,16 @@ def make_handler(upstream: str, state: FaultState):
     return Handler
 
 
+class FaultyServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A caller that went away mid-call (a launchprov process killed by a test): not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def serve(upstream: str, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """A server (not yet serving: call ``serve_forever``) forwarding to ``upstream``."""
-    server = ThreadingHTTPServer((host, port), make_handler(upstream, FaultState()))
+    server = FaultyServer((host, port), make_handler(upstream, FaultState()))
     server.daemon_threads = True
     return server
 
