@@ -154,6 +154,15 @@ def test_sigterm_drains_before_the_balancer_or_systemd_gives_up():
     stop_after = float(unit["Service"]["TimeoutStopSec"])
     assert unit["Service"]["KillSignal"] == "SIGTERM"
     assert stop_after > drain_delay + float(app["launchprov.request_deadline"])
+    # Kubernetes: SIGTERM comes after the pre-stop pause, and the drain fits in what is left.
+    (deployment,) = (
+        document
+        for document in yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text())
+        if document["kind"] == "Deployment" and document["metadata"]["name"] == "launchprov"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    pause = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pause + drain_delay
 
 
 def test_haproxy_accepts_the_configuration(tmp_path):
