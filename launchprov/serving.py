@@ -31,7 +31,7 @@ from typing import Any
 import waitress
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Shutdown:
     def __init__(self, server, drain: Drain):
         self.server, self.drain = server, drain
         # One listening socket: the server is its dispatcher; several: a MultiSocketServer.
-        self.map = server.map if hasattr(server, "map") else server._map
+        self.map = server.map if isinstance(server, MultiSocketServer) else server._map
         self.accepting = True
         self.announced = False
 
