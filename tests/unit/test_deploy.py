@@ -16,6 +16,7 @@ import pytest
 import yaml
 from paste.deploy.loadwsgi import SERVER, loadcontext
 
+from launchprov.bulkhead import server_threads
 from launchprov.routes import ROUTES
 from launchprov.settings import (
     CALLER_POLICY,
@@ -163,6 +164,12 @@ def test_sigterm_drains_before_the_balancer_or_systemd_gives_up():
     pod = deployment["spec"]["template"]["spec"]
     pause = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["terminationGracePeriodSeconds"] > pause + drain_delay
+
+
+def test_the_provider_slots_follow_the_threads_of_the_draining_runner():
+    """egg:launchprov#waitress is waitress: its threads are read to size the provider slots."""
+    threads = int(production()["server:main"]["threads"])
+    assert server_threads({"__file__": str(ROOT / "production.ini")}) == threads
 
 
 def test_haproxy_accepts_the_configuration(tmp_path):
