@@ -107,6 +107,10 @@ setup(
         "paste.app_factory": [
             "main = launchprov:main",
         ],
+        # pserve's server: waitress, drained on SIGTERM (use = egg:launchprov#waitress).
+        "paste.server_runner": [
+            "waitress = launchprov.serving:serve",
+        ],
         "console_scripts": [
             "launchprov = launchprov.cli:main",
             "launchprov-token = launchprov.scripts.token:main",

@@ -234,6 +234,8 @@ def service_ini(
     if fresh_app:
         ini.remove_section("app:main")
         ini.add_section("app:main")
+    if not fresh_app:  # stopped at once: no balancer to take it out first
+        ini.set("app:main", "launchprov.drain_delay", "0")
     for key, value in app.items():
         ini.set("app:main", key, value)
     for key in ("host", "get port"):  # production.ini's port is pserve's http_port

@@ -29,6 +29,7 @@ from launchprov.providers import create_provider
 from launchprov.providers.interface import IProvider
 from launchprov.readiness import Readiness
 from launchprov.schemas import Validators
+from launchprov.serving import Drain
 from launchprov.settings import ConfigurationError, env_var, launch_defaults, load
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,12 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         config.registry.launchprov_metrics = metrics
         config.registry.launchprov_policy = policy
         config.registry.launchprov_readiness = readiness
+        # SIGTERM under egg:launchprov#waitress (launchprov.serving): /healthz and /readyz say
+        # so while the process drains; the requests in progress get the request deadline.
+        config.registry.launchprov_drain = Drain(
+            launchprov_settings["launchprov.drain_delay"],
+            launchprov_settings["launchprov.request_deadline"],
+        )
         scrapers = launchprov_settings["launchprov.metrics.tokens"]
         config.set_security_policy(BearerTokenSecurityPolicy(tokens, auth_enabled, scrapers))
         config.set_default_permission(CALL)

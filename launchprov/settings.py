@@ -465,6 +465,16 @@ SETTINGS: tuple[Setting, ...] = (
         "load balancer's idle time-out, or the balancer cuts the connection first.",
     ),
     Setting(
+        "launchprov.drain_delay",
+        "5",
+        non_negative_float,
+        "Seconds a process served by egg:launchprov#waitress keeps accepting after SIGTERM "
+        "while /healthz and /readyz answer 503 draining, so that the load balancer's health "
+        "checks take it out before it stops accepting (deploy/haproxy.cfg: two failed checks "
+        "2 s apart). Then it closes its listening socket, finishes the requests in progress "
+        "(for at most launchprov.request_deadline) and exits. 0: stop accepting at once.",
+    ),
+    Setting(
         "launchprov.defaults.key_name",
         "",
         optional_text,

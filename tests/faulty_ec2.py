@@ -13,7 +13,9 @@ Run it as a process (``python -m tests.faulty_ec2 --upstream URL --port N``) or 
   "code": ..., "status": ...}]}``: refuse the launches matching a rule (every field given
   must match; code defaults to InsufficientInstanceCapacity, status to EC2's 500); a rule
   ``{"every_call": true, "code": ..., "status": ...}`` refuses every call instead, dry runs
-  and readiness checks included (an outage, or credentials EC2 no longer accepts); forgets
+  and readiness checks included (an outage, or credentials EC2 no longer accepts); a rule
+  ``{"action": "RunInstances", "delay": 1.5}`` (any of the fields above, or an action) holds
+  the matching calls that many seconds and then passes them through (a slow cloud); forgets
   the calls recorded so far;
 * ``GET /_faults/calls``: every call received, in order: ``{"action", "instance_type",
   "zone", "subnet_id", "dry_run", "faulted"}``.
@@ -24,7 +26,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import sys
 import threading
+import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +59,8 @@ class FaultState:
 def matches(rule: dict[str, str], call: dict) -> bool:
     if rule.get("every_call"):
         return True
+    if rule.get("action"):
+        return call["action"] == rule["action"] and not call["dry_run"]
     if call["action"] != "RunInstances" or call["dry_run"]:
         return False
     fields = ("instance_type", "zone", "subnet_id")
@@ -119,9 +125,14 @@ def make_handler(upstream: str, state: FaultState):
             }
             with state.lock:
                 rule = next((rule for rule in state.rules if matches(rule, call)), None)
+            delay = float(rule.get("delay", 0)) if rule is not None else 0
+            if delay:
+                rule = None  # slow, not refused
             call["faulted"] = rule is not None
             with state.lock:
                 state.calls.append(call)
+            if delay:
+                time.sleep(delay)  # the slow cloud itself, not a test waiting
             if rule is not None:
                 code = rule.get("code", "InsufficientInstanceCapacity")
                 message = MESSAGES.get(code, code).format(
@@ -159,9 +170,16 @@ def make_handler(upstream: str, state: FaultState):
     return Handler
 
 
+class FaultyServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A caller that went away mid-call (a launchprov process killed by a test): not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def serve(upstream: str, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """A server (not yet serving: call ``serve_forever``) forwarding to ``upstream``."""
-    server = ThreadingHTTPServer((host, port), make_handler(upstream, FaultState()))
+    server = FaultyServer((host, port), make_handler(upstream, FaultState()))
     server.daemon_threads = True
     return server
 
@@ -201,6 +219,12 @@ class FaultControl:
     def refuse(self, *rules: dict[str, str]) -> None:
         """Refuse the launches matching ``rules`` from now on; forget the calls so far."""
         self._send("PUT", "/_faults", {"rules": list(rules)})
+
+    def slow_down(self, **seconds: float) -> None:
+        """Hold every call of each action (``RunInstances=1.5``) that many seconds, then pass it
+        on; forget the calls so far. ``refuse()`` ends it."""
+        rules = [{"action": action, "delay": delay} for action, delay in seconds.items()]
+        self._send("PUT", "/_faults", {"rules": rules})
 
     def calls(self, action: str | None = "RunInstances", dry_run: bool = False) -> list[dict]:
         """The calls received (of ``action``; dry runs only when asked)."""

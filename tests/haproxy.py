@@ -40,13 +40,18 @@ def command(stats_socket: str, line: str) -> str:
     return b"".join(chunks).decode()
 
 
-def server_statuses(stats_socket: str, backend: str = "launchprov") -> dict[str, str]:
-    """Server name -> status (UP, DOWN, MAINT, ...) of a backend, from `show stat`."""
+def server_stats(stats_socket: str, backend: str = "launchprov") -> dict[str, dict[str, str]]:
+    """Server name -> its `show stat` row (status, scur: sessions in progress, ...)."""
     lines = command(stats_socket, "show stat").splitlines()
     header = lines[0].lstrip("# ").split(",")
     rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
     return {
-        row["svname"]: row["status"]
+        row["svname"]: row
         for row in rows
         if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")
     }
+
+
+def server_statuses(stats_socket: str, backend: str = "launchprov") -> dict[str, str]:
+    """Server name -> status (UP, DOWN, MAINT, ...) of a backend, from `show stat`."""
+    return {name: row["status"] for name, row in server_stats(stats_socket, backend).items()}

@@ -25,19 +25,37 @@ def index(request):
 
 
 def healthz(request):
-    """The process answers: no provider call."""
+    """The process answers: no provider call. 503 while it drains (SIGTERM)."""
+    if request.registry.launchprov_drain.draining:
+        return draining(request)
     return {"status": "ok"}
 
 
+def draining(request):
+    """503 for the load balancer's health checks while the process drains (launchprov.serving):
+    every request is still served, until the process stops accepting."""
+    delay = request.registry.launchprov_drain.delay
+    return error_response(
+        request,
+        503,
+        "draining: the process is stopping (SIGTERM); it serves what it is sent for "
+        f"{delay:g} s after the signal, then accepts no new connection",
+        [detail("process", "state", "draining")],
+    )
+
+
 def readyz(request):
-    """The provider answers: what it last did, renewed by one cheap call within
-    launchprov.readiness_timeout at most every launchprov.readiness_cache seconds
-    (launchprov.readiness), so that probes cost the cloud nothing more.
+    """The provider answers (and the process is not draining: see :func:`healthz`): what it
+    last did, renewed by one cheap call within launchprov.readiness_timeout at most every
+    launchprov.readiness_cache seconds (launchprov.readiness), so that probes cost the cloud
+    nothing more.
 
     The state of the provider slots is reported either way (readiness takes no slot, and waits
     for none). An unreachable rate-limit storage is reported but keeps the process ready: the
     limits fail open, and a load balancer must not take every process out because Redis is down.
     """
+    if request.registry.launchprov_drain.draining:
+        return draining(request)
     slots = request.provider.bulkhead.state()
     exc = request.registry.launchprov_readiness.check()
     if exc is not None:

@@ -34,6 +34,7 @@ from tests.support import ec2_client, free_port, seed_account, serve_in_thread
 DEADLINE = 30.0
 #: Health checks in the cluster test: every 200 ms, two failures take a process out.
 CHECK_INTERVAL = "200ms"
+DRAIN_DELAY = "1"
 
 OPS_TOKEN = "ops-token-0123456789"
 LIMITED_TOKEN = "limited-token-9876543210"
@@ -190,6 +191,13 @@ class Cluster:
     ) -> Answer:
         return call(self.url, method, path, token, body, headers)
 
+    def restart(self, name: str) -> None:
+        """Start process ``name`` (app1, ...) again on its port, once it has exited, and wait
+        until HAProxy sends it requests again."""
+        service = self.services[int(name.removeprefix("app")) - 1]
+        service.start()
+        self.haproxy.wait_for({name: "UP"}, exact=True)
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
@@ -214,6 +222,8 @@ def cluster() -> Iterator[Cluster]:
             "launchprov.ratelimit.limited": f"{LIMITED_PER_MINUTE}/minute",
             "launchprov.ratelimit.storage_uri": redis.uri,
             **FAILURE_LIMIT,
+            # SIGTERM: failing checks for 1 s is enough for HAProxy's (2 failures, 200 ms apart).
+            "launchprov.drain_delay": DRAIN_DELAY,
         }
         services = []
         for _ in range(3):

@@ -134,7 +134,11 @@ format = %(levelname)s [%(name)s][%(request_id)s][%(caller)s] %(message)s
 
 
 class Service:
-    """A launchprov process under waitress, started by pserve from a generated .ini."""
+    """A launchprov process under waitress, started by pserve from a generated .ini.
+
+    It is served as production.ini serves it (``egg:launchprov#waitress``, which drains on
+    SIGTERM), with no drain delay unless ``settings`` give one: closing it takes no longer.
+    """
 
     def __init__(
         self,
@@ -147,25 +151,30 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         lines = ["[app:main]", "use = egg:launchprov"]
-        settings = {"launchprov.auth.enabled": "false", **settings}
+        settings = {"launchprov.auth.enabled": "false", "launchprov.drain_delay": "0", **settings}
         lines += [f"{key} = {value}" for key, value in settings.items()]
-        lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}"]
-        lines += [f"threads = {threads}"]
+        lines += ["", "[server:main]", "use = egg:launchprov#waitress"]
+        lines += [f"listen = 127.0.0.1:{self.port}", f"threads = {threads}"]
         lines += [f"{key} = {value}" for key, value in (server or {}).items()]
         lines += ["", LOGGING]
         self._dir = tempfile.TemporaryDirectory()
         self.ini = Path(self._dir.name, "service.ini")
         self.ini.write_text("\n".join(lines) + "\n")
+        self._env = dict(os.environ, **(env or {}))
+        self._output: list[str] = []
+        self.start()
+
+    def start(self) -> None:
+        """Start pserve on the .ini (again, once the process before has exited: same port)."""
         self.process = subprocess.Popen(
             [str(BIN / "pserve"), str(self.ini)],
-            env=dict(os.environ, **(env or {})),
+            env=self._env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        self._output: list[str] = []
         # Read all the service prints from the start: a full pipe would block the service.
-        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader = threading.Thread(target=self._read_output, args=(self.process,), daemon=True)
         self._reader.start()
         try:
             wait_until(lambda: accepts_connections(self.port), "launchprov", self.process)
@@ -174,8 +183,8 @@ class Service:
             self._reader.join(timeout=5)
             raise RuntimeError(f"{exc}\n{self.output}") from None
 
-    def _read_output(self):
-        for line in self.process.stdout:
+    def _read_output(self, process: subprocess.Popen):
+        for line in process.stdout:
             self._output.append(line)
 
     @property

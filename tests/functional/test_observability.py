@@ -172,3 +172,17 @@ def test_not_ready_when_the_provider_cannot_be_reached():
     )
     body = assert_error_body(app.get("/readyz", status="*"), 503)
     assert "EndpointUnreachable" in body["message"]
+
+
+def test_a_draining_process_fails_both_probes_and_serves_the_rest(app):
+    """After SIGTERM (launchprov.serving starts the drain) the load balancer's checks fail at
+    once, without a provider call, while every other request is still served."""
+    app.app.registry.launchprov_drain.begin()
+    for path in ("/healthz", "/readyz"):
+        body = assert_error_body(app.get(path, status="*"), 503)
+        assert body["details"] == [
+            {"location": "process", "name": "state", "description": "draining"}
+        ]
+        assert body["message"].startswith("draining: the process is stopping (SIGTERM)")
+    assert not any(name == "launchprov_provider_calls_total" for name, _ in samples(app))
+    launch(app)

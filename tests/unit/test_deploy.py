@@ -18,6 +18,7 @@ import pytest
 import yaml
 from paste.deploy.loadwsgi import SERVER, loadcontext
 
+from launchprov.bulkhead import server_threads
 from launchprov.routes import ROUTES
 from launchprov.settings import (
     CALLER_POLICY,
@@ -86,8 +87,11 @@ def test_haproxy_checks_readiness_and_sends_as_many_requests_as_waitress_has_thr
     assert ROUTES["readyz"].pattern == "/readyz"
     threads = production()["server:main"]["threads"]
     assert re.search(rf"default-server .*\bmaxconn {threads}\b", text)
-    # Only failed connections are retried: a launch that reached a process is never re-sent.
-    assert re.search(r"^\s*retry-on conn-failure$", text, re.MULTILINE)
+    # A failed connection is retried for every method, an empty answer for GET and HEAD only:
+    # a launch that reached a process is never re-sent.
+    assert re.search(r"^\s*retry-on conn-failure empty-response$", text, re.MULTILINE)
+    assert re.search(r"^\s*http-request disable-l7-retry unless METH_GET$", text, re.MULTILINE)
+    assert re.search(r"^\s*option redispatch 1$", text, re.MULTILINE)
 
 
 def backend_servers(text: str, backend: str) -> list[str]:
@@ -117,6 +121,57 @@ def test_haproxys_own_answers_are_the_json_error_body():
         assert body["details"] == []
         if status == "408":
             assert set(body["provider"]) == {"name", "code", "message", "retryable", "outcome"}
+
+
+def test_haproxys_own_answers_carry_the_request_id_kept_from_before_the_request_left():
+    """A 502 or 504 comes after the request went to a process, when req.hdr() reads nothing:
+    the id is the one the frontend kept in txn.request_id, in the body and the header."""
+    text = (DEPLOY / "haproxy.cfg").read_text()
+    frontend = re.search(r"^frontend launchprov\n(.*?)(?=^\S|\Z)", text, re.MULTILINE | re.DOTALL)
+    rules = frontend.group(1)
+    made = rules.index("http-request set-header X-Request-ID %[unique-id] unless")
+    kept = rules.index("http-request set-var(txn.request_id) req.fhdr(X-Request-ID)")
+    assert made < kept < rules.index("default_backend")
+    assert re.search(r"^\s*unique-id-format %\[uuid\(\)\]$", rules, re.MULTILINE)
+    for status in ("502", "503", "504"):
+        (line,) = re.findall(rf"^\s*http-error status {status} .*$", text, re.MULTILINE)
+        assert 'hdr X-Request-ID "%[var(txn.request_id)]"' in line, status
+        assert '"request_id":"%[var(txn.request_id),json(utf8s)]"' in line, status
+        assert "req.hdr" not in line, status
+
+
+def test_sigterm_drains_before_the_balancer_or_systemd_gives_up():
+    """production.ini serves with the runner that drains on SIGTERM; its delay outlasts
+    HAProxy's two failed checks, and systemd waits for the delay and the longest request."""
+    ini = production()
+    assert ini["server:main"]["use"] == "egg:launchprov#waitress"
+    app = ini["app:main"]
+    drain_delay = float(app["launchprov.drain_delay"])
+    text = (DEPLOY / "haproxy.cfg").read_text()
+    # Both backends check alike.
+    ((interval, fall),) = set(
+        re.findall(r"default-server check inter \S+-(\w+)}\" fall (\d+)", text)
+    )
+    assert drain_delay > seconds(interval) * int(fall)
+    unit = unit_file(DEPLOY / "launchprov@.service")
+    stop_after = float(unit["Service"]["TimeoutStopSec"])
+    assert unit["Service"]["KillSignal"] == "SIGTERM"
+    assert stop_after > drain_delay + float(app["launchprov.request_deadline"])
+    # Kubernetes: SIGTERM comes after the pre-stop pause, and the drain fits in what is left.
+    (deployment,) = (
+        document
+        for document in yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text())
+        if document["kind"] == "Deployment" and document["metadata"]["name"] == "launchprov"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    pause = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pause + drain_delay
+
+
+def test_the_provider_slots_follow_the_threads_of_the_draining_runner():
+    """egg:launchprov#waitress is waitress: its threads are read to size the provider slots."""
+    threads = int(production()["server:main"]["threads"])
+    assert server_threads({"__file__": str(ROOT / "production.ini")}) == threads
 
 
 def test_haproxy_accepts_the_configuration(tmp_path):

@@ -1,0 +1,159 @@
+"""``use = egg:launchprov#waitress``: waitress, stopped on SIGTERM without losing an answer.
+
+waitress alone dies on SIGTERM (Python's default action): the requests in progress get no
+answer (HAProxy answers them 502), and even its Ctrl-C handling stops the loop that writes the
+answers the worker threads hand it (Pylons/waitress#198, #269). A rolling restart would lose
+answers, launches among them. This server runner starts waitress as ``waitress.serve`` does,
+with the same ``[server:main]`` options, and on SIGTERM drains the process:
+
+1. for ``launchprov.drain_delay`` seconds it still serves every request, while /healthz and
+   /readyz answer 503 ``draining``: the load balancer's health checks take the process out,
+   so nothing new is sent to it;
+2. it closes its listening sockets (accepting what already waits in the backlog first): a
+   connection from a balancer that has not noticed yet is refused, which HAProxy retries on
+   another process whatever the method, as nothing reached this one;
+3. it finishes the requests in progress and writes their answers, closing each connection
+   once it is idle, for at most ``launchprov.request_deadline`` seconds (by when every request
+   that calls the provider has its answer);
+4. it exits with status 0.
+
+SIGINT (Ctrl-C) stops at once, as waitress does.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import signal
+import time
+from typing import Any
+
+import waitress
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, MultiSocketServer
+
+log = logging.getLogger(__name__)
+
+
+class Drain:
+    """The process's shutdown, shared by the server runner (which starts it on SIGTERM) and the
+    health views (which answer 503 while it runs).
+
+    ``delay``: seconds between the signal and closing the listening sockets; ``timeout``:
+    seconds after that within which the requests in progress must end.
+    """
+
+    def __init__(self, delay: float, timeout: float):
+        self.delay, self.timeout = delay, timeout
+        #: time.monotonic() at SIGTERM; None while serving. Set by a signal handler: a plain
+        #: assignment (no lock, no logging) is all a handler may safely do.
+        self.since: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.since is not None
+
+    def begin(self, *_signal_args: Any) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+
+def drain_of(app) -> Drain:
+    """The app's Drain (launchprov's app registers one, from its settings); another WSGI app
+    (the benchmarks' reference apps) is drained with no delay and the default deadline."""
+    drain = getattr(getattr(app, "registry", None), "launchprov_drain", None)
+    return drain if isinstance(drain, Drain) else Drain(delay=0, timeout=25)
+
+
+def serve(app, global_conf=None, **options) -> int:
+    """The ``paste.server_runner``: waitress with ``options`` (the [server:main] keys), until
+    SIGTERM has drained it (see the module) or SIGINT stopped it."""
+    logging.basicConfig()  # as waitress.serve: idempotent once pserve has set logging up
+    server = waitress.create_server(app, **options)
+    drain = drain_of(app)
+    signal.signal(signal.SIGTERM, drain.begin)
+    server.print_listen("Serving on http://{}:{}")
+    Shutdown(server, drain).run()
+    return 0
+
+
+class Shutdown:
+    """waitress's main loop, one poll at a time, checking the drain between polls."""
+
+    def __init__(self, server, drain: Drain):
+        self.server, self.drain = server, drain
+        # One listening socket: the server is its dispatcher; several: a MultiSocketServer.
+        self.map = server.map if isinstance(server, MultiSocketServer) else server._map
+        self.accepting = True
+        self.announced = False
+
+    def dispatchers(self, kind) -> list:
+        return [
+            dispatcher for dispatcher in list(self.map.values()) if isinstance(dispatcher, kind)
+        ]
+
+    def run(self) -> None:
+        adj = self.server.adj
+        try:
+            while not self.finished():
+                # A signal interrupts the poll; at the latest the poll ends after
+                # asyncore_loop_timeout (1 s), and a finished task wakes it through the trigger.
+                wasyncore.loop(
+                    timeout=adj.asyncore_loop_timeout,
+                    map=self.map,
+                    use_poll=adj.asyncore_use_poll,
+                    count=1,
+                )
+        except (SystemExit, KeyboardInterrupt):
+            pass
+        finally:
+            self.server.task_dispatcher.shutdown()
+            wasyncore.close_all(self.map)
+
+    def finished(self) -> bool:
+        if self.drain.since is None:
+            return False
+        if not self.announced:
+            self.announced = True
+            log.warning(
+                "SIGTERM: draining; /healthz and /readyz answer 503 for %g s, then no new "
+                "connection is accepted and the requests in progress are finished",
+                self.drain.delay,
+            )
+        elapsed = time.monotonic() - self.drain.since
+        if elapsed < self.drain.delay:
+            return False
+        if self.accepting:
+            self.stop_accepting()
+        busy = []
+        for channel in self.dispatchers(HTTPChannel):
+            if channel.requests or channel.request is not None or channel.total_outbufs_len:
+                busy.append(channel)
+            else:
+                channel.will_close = True  # idle: closed by the loop's next poll
+        if not busy:
+            log.warning("drained: every request in progress was answered; stopping")
+            return True
+        if elapsed >= self.drain.delay + self.drain.timeout:
+            log.warning(
+                "stopping with %d connection(s) still busy after %g s of draining",
+                len(busy),
+                elapsed,
+            )
+            return True
+        return False
+
+    def stop_accepting(self) -> None:
+        for listener in self.dispatchers(BaseWSGIServer):
+            # What the kernel accepted already is served rather than reset by the close (at
+            # most a backlog's worth: accept() failing for want of descriptors stays readable).
+            for _ in range(listener.adj.backlog):
+                if not select.select([listener.socket], [], [], 0)[0]:
+                    break
+                listener.handle_accept()
+            # The dispatcher's own close() would close its trigger too, which the worker
+            # threads still pull to hand their answers to this loop.
+            wasyncore.dispatcher.close(listener)
+        self.accepting = False
+        log.warning("no longer accepting connections; finishing the requests in progress")
