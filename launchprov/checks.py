@@ -150,7 +150,8 @@ def warn_failures(results: list[Result]) -> None:
     for result in failed:
         log.warning("startup check failed: %s: %s", result.check, result.why)
     if not failed:
-        log.info("startup checks: %d ok", sum(result.status == OK for result in results))
+        ok = sum(result.status == OK for result in results)
+        log.info("startup checks: %d ok, %d skipped", ok, len(results) - ok)
 
 
 def check_in_background(run_checks: Callable[[], list[Result]]) -> threading.Thread:

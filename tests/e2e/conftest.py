@@ -133,6 +133,17 @@ format = %(levelname)s [%(name)s][%(request_id)s][%(caller)s] %(message)s
 """
 
 
+def service_ini(settings: dict[str, str], port: int, threads: int = 4) -> str:
+    """The .ini of a service on 127.0.0.1:``port`` with ``settings`` (authentication off unless
+    they say otherwise) and :data:`LOGGING`."""
+    lines = ["[app:main]", "use = egg:launchprov"]
+    settings = {"launchprov.auth.enabled": "false", **settings}
+    lines += [f"{key} = {value}" for key, value in settings.items()]
+    lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{port}"]
+    lines += [f"threads = {threads}", "", LOGGING]
+    return "\n".join(lines) + "\n"
+
+
 class Service:
     """A launchprov process under waitress, started by pserve from a generated .ini."""
 
@@ -141,14 +152,9 @@ class Service:
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        lines = ["[app:main]", "use = egg:launchprov"]
-        settings = {"launchprov.auth.enabled": "false", **settings}
-        lines += [f"{key} = {value}" for key, value in settings.items()]
-        lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{self.port}"]
-        lines += [f"threads = {threads}", "", LOGGING]
         self._dir = tempfile.TemporaryDirectory()
         self.ini = Path(self._dir.name, "service.ini")
-        self.ini.write_text("\n".join(lines) + "\n")
+        self.ini.write_text(service_ini(settings, self.port, threads))
         self.process = subprocess.Popen(
             [str(BIN / "pserve"), str(self.ini)],
             env=dict(os.environ, **(env or {})),
