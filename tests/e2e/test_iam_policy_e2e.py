@@ -136,17 +136,17 @@ def instance_ids(call: Recorded) -> list[str]:
 
 
 def context(call: Recorded, permission: str, tags_of: Callable[[str], dict[str, str]]):
-    """The condition keys of ``permission`` on ``call``, one dict per instance it names (one
-    for a launch): what IAM would evaluate."""
+    """(the instance, the condition keys) of ``permission`` on ``call``, for each instance it
+    names (a launch: one): what IAM would evaluate."""
     implied = permission != f"{service_of(call)}:{call.action}"
     keys = {f"aws:RequestTag/{key}": value for key, value in request_tags(call).items()}
     if call.action == "RunInstances":
-        return [{**keys, "ec2:CreateAction": "RunInstances" if implied else None}]
+        return [("a launch", {**keys, "ec2:CreateAction": "RunInstances" if implied else None})]
     keys["aws:TagKeys"] = list(request_tags(call)) or [
         values[0] for key, values in call.params.items() if re.fullmatch(r"Tag\.\d+\.Key", key)
     ]
     return [
-        {**keys, **{f"aws:ResourceTag/{key}": value for key, value in tags_of(id_).items()}}
+        (id_, {**keys, **{f"aws:ResourceTag/{key}": value for key, value in tags_of(id_).items()}})
         for id_ in instance_ids(call)
     ]
 
@@ -179,7 +179,7 @@ def on_instances(statement: dict) -> bool:
 
 def refused(policy: Path, permissions: dict, tags_of) -> list[str]:
     """The calls on instances that no statement of ``policy`` allows once its conditions are
-    evaluated: '<permission> <action> <instance or launch>' each."""
+    evaluated, each named: the permission, the call, its instance and the tags it gives."""
     found = []
     for permission, calls in permissions.items():
         granting = [
@@ -190,9 +190,10 @@ def refused(policy: Path, permissions: dict, tags_of) -> list[str]:
         if not granting:
             continue  # not on instances (Describe*, iam:PassRole): the Action lists decide
         for call in calls:
-            for keys in context(call, permission, tags_of):
+            for target, keys in context(call, permission, tags_of):
                 if not any(holds(s.get("Condition", {}), keys) for s in granting):
-                    found.append(f"{permission} ({call.action}) with {keys}")
+                    tags = sorted(request_tags(call))
+                    found.append(f"{permission} by {call.action} on {target}, tags {tags}")
     return found
 
 
