@@ -113,14 +113,19 @@ def _asked(provider, request: LaunchRequest, images: list[str], timeout: float) 
     for number, image in enumerate(images):
         try:
             checks = provider.preflight(dataclasses.replace(request, ami=image))
-        except Exception as exc:  # a refused parameter, an unreachable cloud: the row says
+        except ProviderError as exc:  # an unreachable cloud
+            results.append(Result(f"image {image}", FAILED, f"{exc.code}: {exc.message}"))
+            continue
+        except Exception as exc:  # a default the driver refuses: the row says which
             results.append(Result(f"image {image}", FAILED, f"{type(exc).__name__}: {exc}"))
             continue
         for check in checks:
             if check.name == "image":
                 results.append(Result.of(dataclasses.replace(check, name=f"image {image}")))
-            elif number == 0:
-                results.append(Result.of(check))
+            elif number == 0:  # what a launch with the defaults looks up besides the image
+                results.append(
+                    Result.of(dataclasses.replace(check, name=f"pre-flight {check.name}"))
+                )
     return results
 
 

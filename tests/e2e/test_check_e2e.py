@@ -11,9 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BIN, CREDENTIALS_ENV, ec2_settings, running, service_ini
+from tests.e2e.conftest import (
+    BIN,
+    CREDENTIALS_ENV,
+    ec2_settings,
+    libcloud_settings,
+    running,
+    service_ini,
+)
 from tests.redis_server import running_redis
-from tests.support import DEFAULT_GROUP, DEFAULT_KEY, DEFAULT_PLACEMENT, GOOD_AMI, free_port
+from tests.support import (
+    DEFAULT_GROUP,
+    DEFAULT_KEY,
+    DEFAULT_PLACEMENT,
+    GOOD_AMI,
+    MISSING_AMI,
+    free_port,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -144,3 +158,19 @@ def test_a_service_whose_checks_pass_says_so_without_a_warning(moto_process):
         (line,) = logged(service, "startup checks:")
         assert line.endswith("startup checks: 5 ok, 1 skipped"), line
         assert "WARNING" not in service.output, service.output
+
+
+def test_with_libcloud_the_driver_is_asked_and_a_missing_image_named(tmp_path, moto_process):
+    settings = libcloud_settings(
+        moto_process, **{"launchprov.policy.amis": f"{GOOD_AMI} {MISSING_AMI}"}
+    )
+    code, rows, out, err = check(tmp_path, settings)
+    assert code == 1, out + err
+    assert rows["credentials"] == ("ok", "the libcloud provider answered"), out
+    assert rows[f"image {GOOD_AMI}"] == ("ok", ""), out
+    assert rows[f"image {MISSING_AMI}"] == (
+        "failed",
+        f"InvalidAMIID.NotFound: The image id '[{MISSING_AMI}]' does not exist",
+    ), out
+    failed = [name for name, (status, _) in rows.items() if status == "failed"]
+    assert failed == [f"image {MISSING_AMI}"], out
