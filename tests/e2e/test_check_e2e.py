@@ -120,6 +120,31 @@ def test_a_missing_key_pair_fails_naming_it(tmp_path, moto_process):
     assert failed == ["key pair nobody-s-key"], out
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "row", "why"),
+    [
+        (
+            "launchprov.defaults.placement",
+            "us-east-1z",
+            "zone us-east-1z",
+            "InvalidZone: us-east-1z is not a zone of us-east-1",
+        ),
+        (
+            "launchprov.defaults.security_groups",
+            "SSH nobody-s-group",
+            "security group nobody-s-group",
+            "InvalidGroup.NotFound: The security group 'nobody-s-group' does not exist",
+        ),
+    ],
+    ids=["zone", "security-group"],
+)
+def test_a_missing_default_fails_naming_it(tmp_path, moto_process, setting, value, row, why):
+    code, rows, out, err = check(tmp_path, ec2_settings(moto_process, **{setting: value}))
+    assert code == 1, out + err
+    assert rows[row] == ("failed", why), out
+    assert [name for name, (status, _) in rows.items() if status == "failed"] == [row], out
+
+
 def test_a_settings_error_is_one_line_naming_it_and_exit_2(tmp_path, moto_process):
     settings = ec2_settings(moto_process, **{"launchprov.retry_after": "soon"})
     code, _, out, err = check(tmp_path, settings)
