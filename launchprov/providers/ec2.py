@@ -222,6 +222,16 @@ def launch_outcome(exc: Exception) -> str:
     return OUTCOME_UNKNOWN
 
 
+def probe_config(timeout: float) -> Config:
+    """botocore's configuration of a probe: one attempt, connected and answered within
+    ``timeout`` seconds."""
+    return Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+    )
+
+
 def stop_after_deadline(**kwargs) -> None:
     """botocore's before-send hook: no new attempt once the request's deadline has passed.
 
@@ -391,12 +401,9 @@ class EC2Provider:
     def _probe(self, timeout: float) -> EC2Provider:
         """An adapter on the same session and endpoint whose calls make one attempt within
         ``timeout`` seconds, whatever the launch settings say: for the configuration checks."""
-        config = Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"total_max_attempts": 1, "mode": "standard"},
+        return type(self)(
+            probe_config(timeout), self._endpoint_url, self._session, self._default_region
         )
-        return type(self)(config, self._endpoint_url, self._session, self._default_region)
 
     def caller_identity(self, timeout: float) -> str:
         """The ARN the credentials stand for (STS GetCallerIdentity, which needs no permission).
@@ -410,7 +417,7 @@ class EC2Provider:
             "sts",
             region_name=self._default_region,
             endpoint_url=None if own_endpoint else self._endpoint_url,
-            config=self._probe(timeout)._config,
+            config=probe_config(timeout),
         )
         try:
             return client.get_caller_identity()["Arn"]
