@@ -110,6 +110,8 @@ def _asked(provider, request: LaunchRequest, images: list[str], timeout: float) 
         results = [Result("credentials", OK, f"the {provider.name} provider answered")]
     except ProviderError as exc:
         results = [Result("credentials", FAILED, f"{exc.code}: {exc.message}")]
+    except Exception as exc:  # a third-party adapter's own failure: the row says what
+        results = [Result("credentials", FAILED, f"{type(exc).__name__}: {exc}")]
     for number, image in enumerate(images):
         try:
             checks = provider.preflight(dataclasses.replace(request, ami=image))
