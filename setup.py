@@ -115,6 +115,7 @@ setup(
             "launchprov = launchprov.cli:main",
             "launchprov-token = launchprov.scripts.token:main",
             "launchprov-reap = launchprov.scripts.reap:main",
+            "launchprov-check = launchprov.scripts.check:main",
         ],
     },
 )

@@ -8,6 +8,7 @@ instead of a traceback.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import Any
 from pyramid.config import Configurator
 from pyramid.request import Request
 
-from launchprov import bulkhead
+from launchprov import bulkhead, checks
 from launchprov.auth import CALL, BearerTokenSecurityPolicy
 from launchprov.bulkhead import Bulkhead, GuardedProvider
 from launchprov.capacity import Capacity, OfferingMemory
@@ -38,13 +39,21 @@ log = logging.getLogger(__name__)
 EXIT_CONFIGURATION = 78
 
 
-def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | None = None):
+def create_app(
+    settings: Mapping[str, Any],
+    global_config: Mapping[str, Any] | None = None,
+    startup_checks: bool | None = None,
+):
     """The WSGI app for ``settings`` (the .ini's ``[app:main]`` values).
 
     Every ``launchprov.*`` setting is parsed and the provider is built here, so that a bad
     setting raises ConfigurationError naming its key instead of failing a request later.
     ``global_config`` (PasteDeploy's) names the .ini, whose waitress threads size the
-    provider slots.
+    provider slots. The configuration checks (:mod:`launchprov.checks`) run in the background
+    when ``launchprov.startup_checks`` says so (``startup_checks`` overrides it:
+    launchprov-check runs them itself), never for the in-process sandbox; the app's
+    ``registry.launchprov_configuration_checks(timeout, ami=None, instance_type=None)`` runs
+    them on demand.
     """
     settings = dict(settings)
     install_record_factory()
@@ -102,8 +111,10 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         OfferingMemory(launchprov_settings["launchprov.capacity.unavailable_ttl"]),
         lambda name, outcome: metrics.capacity_fallbacks.labels(name, outcome).inc(),
     )
+    run_checks = functools.partial(checks.run, adapter, launchprov_settings, defaults)
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
+        config.registry.launchprov_configuration_checks = run_checks
         config.registry.launchprov_metrics = metrics
         config.registry.launchprov_policy = policy
         config.registry.launchprov_readiness = readiness
@@ -144,6 +155,11 @@ def create_app(settings: Mapping[str, Any], global_config: Mapping[str, Any] | N
         slots,
         threads if threads is not None else "unknown",
     )
+    if startup_checks is None:
+        startup_checks = launchprov_settings["launchprov.startup_checks"]
+    if startup_checks and not launchprov_settings["launchprov.ec2.sandbox"]:
+        timeout = launchprov_settings["launchprov.readiness_timeout"]
+        checks.check_in_background(lambda: run_checks(timeout))
     return config.make_wsgi_app()
 
 

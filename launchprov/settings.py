@@ -437,6 +437,17 @@ SETTINGS: tuple[Setting, ...] = (
         "none in progress.",
     ),
     Setting(
+        "launchprov.startup_checks",
+        "true",
+        boolean,
+        "At startup, check the configuration against the cloud without launching (what "
+        "launchprov-check CONFIG.ini prints: the credentials, the default zone, key pair and "
+        "security groups, the images of launchprov.policy.amis, a dry-run launch, the "
+        "rate-limit Redis), in the background, each call within launchprov.readiness_timeout; "
+        "each failed check is logged as one WARNING line and the service starts anyway. Never "
+        "for the in-process sandbox.",
+    ),
+    Setting(
         "launchprov.provider_concurrency",
         "",
         optional_positive_int,

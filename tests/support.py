@@ -169,11 +169,18 @@ QUICK_BATCHES = {"launchprov.batch.idle_ms": "1"}
 PATIENT_PROBES = {"launchprov.readiness_timeout": "30"}
 
 
+#: The in-process apps do not check their cloud at startup: the checks' calls, in a thread of
+#: their own, would mix with the calls a test counts or replays. The e2e processes check, and
+#: the tests of the checks turn them on.
+NO_STARTUP_CHECKS = {"launchprov.startup_checks": "false"}
+
+
 def make_app(**settings) -> webtest.TestApp:
     """The app as PasteDeploy makes it (launchprov.main builds it with create_app), from
-    .ini-style settings (authentication off, a 1 ms batch window and a patient readiness probe
-    unless the settings say otherwise)."""
-    return webtest.TestApp(create_app({**NO_AUTH, **QUICK_BATCHES, **PATIENT_PROBES, **settings}))
+    .ini-style settings (authentication off, a 1 ms batch window, a patient readiness probe and
+    no startup checks unless the settings say otherwise)."""
+    defaults = {**NO_AUTH, **QUICK_BATCHES, **PATIENT_PROBES, **NO_STARTUP_CHECKS}
+    return webtest.TestApp(create_app({**defaults, **settings}))
 
 
 ERROR_KEYS = {"status", "error", "message", "details", "request_id"}

@@ -7,6 +7,7 @@ lock and every waitress thread shares them; a client costs hundreds of milliseco
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from datetime import UTC
 from typing import Any
@@ -236,6 +237,16 @@ def launch_outcome(exc: Exception) -> str:
     return OUTCOME_UNKNOWN
 
 
+def probe_config(timeout: float) -> Config:
+    """botocore's configuration of a probe: one attempt, connected and answered within
+    ``timeout`` seconds."""
+    return Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+    )
+
+
 def stop_after_deadline(**kwargs) -> None:
     """botocore's before-send hook: no new attempt once the request's deadline has passed.
 
@@ -404,6 +415,112 @@ class EC2Provider:
             client.describe_availability_zones()
         except Exception as exc:  # anything the SDK raises is a provider failure
             raise provider_error(exc) from exc
+
+    def _probe(self, timeout: float) -> EC2Provider:
+        """An adapter on the same session and endpoint whose calls make one attempt within
+        ``timeout`` seconds, whatever the launch settings say: for the configuration checks."""
+        return type(self)(
+            probe_config(timeout), self._endpoint_url, self._session, self._default_region
+        )
+
+    def caller_identity(self, timeout: float) -> str:
+        """The ARN the credentials stand for (STS GetCallerIdentity, which needs no permission).
+
+        STS is asked where botocore's own settings say (``AWS_ENDPOINT_URL_STS``,
+        ``AWS_ENDPOINT_URL``), else at ``launchprov.ec2.endpoint_url`` when it is set (moto,
+        LocalStack), else at AWS.
+        """
+        own_endpoint = "AWS_ENDPOINT_URL_STS" in os.environ or "AWS_ENDPOINT_URL" in os.environ
+        client = self._session.client(
+            "sts",
+            region_name=self._default_region,
+            endpoint_url=None if own_endpoint else self._endpoint_url,
+            config=probe_config(timeout),
+        )
+        try:
+            return client.get_caller_identity()["Arn"]
+        except Exception as exc:  # anything the SDK raises is a provider failure
+            raise provider_error(exc) from exc
+
+    def configuration_checks(
+        self, request: LaunchRequest, images: list[str], timeout: float
+    ) -> list[Check]:
+        """What launches with the deployment's defaults need, asked without launching: the
+        credentials, the region and zone of ``request.placement``, its key pair and security
+        groups, every image of ``images`` and, when there is one, a RunInstances with DryRun of
+        ``request`` (its ``ami`` the first image). One attempt per call, within ``timeout``."""
+        probe = self._probe(timeout)
+        checks: list[Check] = []
+
+        def failed(name: str, exc: ProviderError) -> Check:
+            return Check(name, False, exc.code, exc.message)
+
+        try:
+            checks.append(Check("credentials", True, None, probe.caller_identity(timeout)))
+        except ProviderError as exc:
+            checks.append(failed("credentials", exc))
+        region, zone = request.region, request.zone
+        try:
+            reply = probe._call(region, "describe_availability_zones")
+        except ProviderError as exc:
+            checks.append(failed(f"region {region}", exc))
+        else:
+            zones = {item["ZoneName"]: item.get("State") for item in reply["AvailabilityZones"]}
+            if zones:
+                checks.append(Check(f"region {region}", True, None, f"{len(zones)} zones"))
+            else:
+                message = f"no availability zones: {region} is not a region of this endpoint"
+                checks.append(Check(f"region {region}", False, "InvalidRegion", message))
+            if zone is not None and zones.get(zone) == "available":
+                checks.append(Check(f"zone {zone}", True))
+            elif zone is not None and zones:
+                state = zones.get(zone)
+                message = f"{zone} is {state}" if state else f"{zone} is not a zone of {region}"
+                checks.append(Check(f"zone {zone}", False, "InvalidZone", message))
+        if request.key_name is not None:
+            name = f"key pair {request.key_name}"
+            try:
+                probe._call(region, "describe_key_pairs", KeyNames=[request.key_name])
+                checks.append(Check(name, True))
+            except ProviderError as exc:
+                checks.append(failed(name, as_written(exc, request)))
+        try:
+            for check in probe._security_group_checks(region, request.security_groups or ()):
+                name = check.name.replace("security_group:", "security group ")
+                checks.append(dataclasses.replace(check, name=name))
+        except ProviderError as exc:
+            checks.append(failed("security groups", exc))
+        if images:
+            try:
+                reply = probe._call(
+                    region, "describe_images", Filters=[{"Name": "image-id", "Values": images}]
+                )
+            except ProviderError as exc:
+                checks += [failed(f"image {image}", exc) for image in images]
+            else:
+                found = {image["ImageId"] for image in reply["Images"]}
+                for image in images:
+                    message = f"The image id '[{image}]' does not exist in {region}"
+                    known = image in found
+                    code = None if known else "InvalidAMIID.NotFound"
+                    checks.append(Check(f"image {image}", known, code, None if known else message))
+            checks.append(probe._dry_run(request))
+        return checks
+
+    def _dry_run(self, request: LaunchRequest) -> Check:
+        """RunInstances with DryRun: EC2 answers DryRunOperation when the call would have
+        succeeded (permissions included), else the error the launch would get."""
+        name = f"dry-run launch {request.ami} {request.instance_type}"
+        root = self.root_device(request.region, request.ami) if root_volume(request) else None
+        params = run_instances_params(request, *(root or (None, None)))
+        params.pop("ClientToken", None)  # a dry run is not the launch the token names
+        try:
+            self._call(request.region, "run_instances", DryRun=True, **params)
+        except ProviderError as exc:
+            if exc.code == "DryRunOperation":
+                return Check(name, True)
+            return Check(name, False, exc.code, as_written(exc, request).message)
+        return Check(name, False, "DryRunIgnored", "the endpoint launched: it ignores DryRun")
 
     def launch(self, request: LaunchRequest) -> list[str]:
         root = self.root_device(request.region, request.ami) if root_volume(request) else None

@@ -133,6 +133,22 @@ format = %(levelname)s [%(name)s][%(request_id)s][%(caller)s] %(message)s
 """
 
 
+def service_ini(
+    settings: dict[str, str], port: int, threads: int = 4, server: dict[str, str] | None = None
+) -> str:
+    """The .ini of a service on 127.0.0.1:``port`` with ``settings`` (authentication off and no
+    drain delay unless they say otherwise), ``server``'s more waitress options, and
+    :data:`LOGGING`. It is served as production.ini serves it (``egg:launchprov#waitress``)."""
+    lines = ["[app:main]", "use = egg:launchprov"]
+    settings = {"launchprov.auth.enabled": "false", "launchprov.drain_delay": "0", **settings}
+    lines += [f"{key} = {value}" for key, value in settings.items()]
+    lines += ["", "[server:main]", "use = egg:launchprov#waitress"]
+    lines += [f"listen = 127.0.0.1:{port}", f"threads = {threads}"]
+    lines += [f"{key} = {value}" for key, value in (server or {}).items()]
+    lines += ["", LOGGING]
+    return "\n".join(lines) + "\n"
+
+
 class Service:
     """A launchprov process under waitress, started by pserve from a generated .ini.
 
@@ -150,16 +166,9 @@ class Service:
         """``server``: more waitress options for its [server:main]."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        lines = ["[app:main]", "use = egg:launchprov"]
-        settings = {"launchprov.auth.enabled": "false", "launchprov.drain_delay": "0", **settings}
-        lines += [f"{key} = {value}" for key, value in settings.items()]
-        lines += ["", "[server:main]", "use = egg:launchprov#waitress"]
-        lines += [f"listen = 127.0.0.1:{self.port}", f"threads = {threads}"]
-        lines += [f"{key} = {value}" for key, value in (server or {}).items()]
-        lines += ["", LOGGING]
         self._dir = tempfile.TemporaryDirectory()
         self.ini = Path(self._dir.name, "service.ini")
-        self.ini.write_text("\n".join(lines) + "\n")
+        self.ini.write_text(service_ini(settings, self.port, threads, server))
         self._env = dict(os.environ, **(env or {}))
         self._output: list[str] = []
         self.start()

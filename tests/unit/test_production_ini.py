@@ -52,6 +52,8 @@ SEED_WRITTEN_OUT = {
 
 #: Lines of "<caller> <digest>": what LAUNCHPROV_AUTH_TOKENS holds in a deployment.
 TOKENS = "deployer " + "ab" * 32
+#: production.ini checks its cloud (AWS) at startup: not from a unit test.
+NO_STARTUP_CHECKS = ("LAUNCHPROV_STARTUP_CHECKS", "false")
 
 
 def app_settings(path: Path = PRODUCTION) -> dict[str, str]:
@@ -111,6 +113,7 @@ def test_the_service_made_with_the_seeds_defaults_written_out_is_the_one_made_wi
     """The apps made from production.ini and from a copy with those lines empty publish the
     same launch defaults (the OpenAPI document shows each parameter's)."""
     monkeypatch.setenv("LAUNCHPROV_AUTH_TOKENS", TOKENS)
+    monkeypatch.setenv(*NO_STARTUP_CHECKS)
     emptied = tmp_path / "production.ini"
     text = PRODUCTION.read_text()
     for key, value in SEED_WRITTEN_OUT.items():
@@ -127,6 +130,7 @@ def test_the_service_made_with_the_seeds_defaults_written_out_is_the_one_made_wi
 @pytest.fixture
 def production_app(monkeypatch):
     monkeypatch.setenv("LAUNCHPROV_AUTH_TOKENS", TOKENS)
+    monkeypatch.setenv(*NO_STARTUP_CHECKS)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     loader = plaster.get_loader(str(PRODUCTION), protocols=["wsgi"])
@@ -140,9 +144,11 @@ def test_production_ini_makes_the_service_with_its_settings(production_app):
     assert values["launchprov.defaults.key_name"] == "scalacity_dev1"
     assert values["launchprov.ratelimit.launch.default"]
     # The rest of the launchprov.* keys as written, parsed as the service parses them.
+    overridden = {"launchprov.auth.tokens", "launchprov.startup_checks"}  # by the fixture
     for key, value in app_settings().items():
-        if key in BY_KEY and key != "launchprov.auth.tokens":
+        if key in BY_KEY and key not in overridden:
             assert values[key] == BY_KEY[key].parse(value), key
+    assert app_settings()["launchprov.startup_checks"] == "true"
     assert production_app.get("/healthz").status_int == 200
     assert production_app.get("/v1/instances", expect_errors=True).status_int == 401
 
