@@ -115,6 +115,7 @@ def create_app(
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_configuration_checks = run_checks
+        config.registry.launchprov_startup_checks = startup_found = checks.StartupChecks()
         config.registry.launchprov_metrics = metrics
         config.registry.launchprov_policy = policy
         config.registry.launchprov_readiness = readiness
@@ -159,7 +160,7 @@ def create_app(
         startup_checks = launchprov_settings["launchprov.startup_checks"]
     if startup_checks and not launchprov_settings["launchprov.ec2.sandbox"]:
         timeout = launchprov_settings["launchprov.readiness_timeout"]
-        checks.check_in_background(lambda: run_checks(timeout))
+        checks.check_in_background(lambda: run_checks(timeout), startup_found)
     return config.make_wsgi_app()
 
 

@@ -612,8 +612,31 @@ ANSWERS: dict[str, dict[str, Any]] = {
                         "required": ["limit", "in_use", "waiting", "saturated_for"],
                     },
                     "ratelimit": RATELIMIT_READINESS,
+                    "startup_checks": {
+                        "type": "object",
+                        "description": "What launchprov-check's checks found at startup "
+                        "(launchprov.startup_checks): off, running, ok, failed (each failure "
+                        "named) or broken (they could not run). The process stays ready.",
+                        "properties": {
+                            "state": {
+                                "enum": ["off", "running", "ok", "failed", "broken"],
+                            },
+                            "failed": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "check": {"type": "string"},
+                                        "why": {"type": "string"},
+                                    },
+                                    "required": ["check", "why"],
+                                },
+                            },
+                        },
+                        "required": ["state", "failed"],
+                    },
                 },
-                "required": ["status", "provider", "slots"],
+                "required": ["status", "provider", "slots", "startup_checks"],
             }
         ),
     },

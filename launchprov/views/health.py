@@ -73,6 +73,9 @@ def readyz(request):
         "provider": request.provider.name,
         "slots": slots.as_json(),
         "ratelimit": ratelimit,
+        # launchprov.startup_checks: what launchprov-check's checks found at startup (each
+        # failure named; the process stays ready: the cloud may come back, or need a fix).
+        "startup_checks": request.registry.launchprov_startup_checks.as_json(),
     }
 
 
