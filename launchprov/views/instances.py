@@ -7,9 +7,11 @@ narrowed to what the caller may see by filters the provider applies.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from launchprov import leases
+from launchprov.page_tokens import PageTokens
 from launchprov.params import read_params, read_query
 from launchprov.providers.interface import Instance, InstancePage
 
@@ -53,6 +55,9 @@ def describe(request):
 
 def list_instances(request):
     query, expired = request.validators.instance_listing(read_query(request))
+    key = request.registry.launchprov_settings["launchprov.tag_signing_key"]
+    tokens = PageTokens(key, request.identity, query, expired=expired)
+    query = dataclasses.replace(query, page_token=tokens.open(query.page_token))
     visible = request.ownership.visible(request.identity, query)
     if visible is None:
         page = InstancePage([], None)
@@ -60,7 +65,10 @@ def list_instances(request):
         page = request.provider.list_instances(visible)
     else:
         page = leases.list_by_expiry(request.provider, visible, expired)
-    return {"instances": [instance_json(item) for item in page.instances], "next": page.next_token}
+    return {
+        "instances": [instance_json(item) for item in page.instances],
+        "next": tokens.seal(page.next_token),
+    }
 
 
 def perform(request, action: str) -> Instance:

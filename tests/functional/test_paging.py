@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from launchprov.providers import ec2_common
+from launchprov.providers import paging
 from tests.functional.conftest import BACKENDS, Backend
 from tests.functional.test_instances import launch
 from tests.support import assert_error_body, detail_names
@@ -102,12 +102,13 @@ def test_live_instances_listed_once_whatever_comes_and_goes(ec2_backed, before, 
     between=BETWEEN,
 )
 def test_across_ec2_pages_every_instance_once(ec2_backend, monkeypatch, before, limit, between):
-    """EC2 pages of 5 reservations: a page served whole hands on EC2's NextToken, a cut one
+    """EC2 pages of 5 reservations (tokens carrying 2 ids: the first page has room for few):
+    a page served whole hands on EC2's NextToken, a cut one hands on the ids left in it, or
     is read again above the cursor. Without a state filter, terminated instances stay listed
     (moto keeps them, as EC2 does for an hour), and every instance of the start is listed
     once. (With a state filter, moto cannot go on from a NextToken whose reservation has left
     the listing: it fails, which EC2 does not; see launchprov.providers.paging.)"""
-    monkeypatch.setattr(ec2_common, "LISTING_PAGE_SIZE", 5)
+    monkeypatch.setattr(paging, "CARRIED_IDS", 2)
     tag = launched_before(ec2_backend, before)
 
     seen, launched, _ = read_while_changing(ec2_backend, tag, f"tag:run={tag}", limit, between)
