@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import secrets
 import zlib
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from libcloud.compute.types import NodeState
 
 from launchprov import settings as launchprov_settings
+from launchprov.page_tokens import PageTokens
 from launchprov.providers import ec2_common, paging
 from launchprov.providers.interface import InstanceQuery, InvalidPageToken
 from launchprov.providers.libcloud import LibcloudProvider
@@ -26,6 +28,7 @@ from launchprov.providers.paging import (
     page,
     scope_of,
 )
+from launchprov.schemas import MAX_PAGE_TOKEN
 
 SCOPE = scope_of(InstanceQuery("us-east-1"))
 #: A provider that takes pages of any size (a Libcloud listing under the lease filter).
@@ -277,9 +280,16 @@ def test_token_round_trip():
     assert decode_token(encode_token(Position(), SCOPE), SCOPE) == Position()
 
 
-def test_a_token_carrying_the_most_ids_stays_short():
-    position = Position("tok", 5, None, [instance_id(n) for n in range(CARRIED_IDS)], 20.0)
-    assert len(encode_token(position, SCOPE)) < 4096
+def test_a_token_carrying_the_most_ids_is_taken_back_by_the_service():
+    ids = sorted(instance_id(n) for n in range(CARRIED_IDS))
+    ec2_next_token = secrets.token_urlsafe(1500)  # EC2's NextToken is opaque and long
+    position = Position(ec2_next_token, 5, ids[-1], ids, 20.0)
+    tokens = PageTokens("k" * 32, "a-caller-with-a-long-name" * 10, InstanceQuery("us-east-1"))
+
+    sealed = tokens.seal(encode_token(position, SCOPE))
+
+    assert len(sealed) <= MAX_PAGE_TOKEN
+    assert decode_token(tokens.open(sealed), SCOPE) == position
 
 
 def raw_token(payload) -> str:
