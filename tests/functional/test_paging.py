@@ -88,7 +88,7 @@ def launched_before(backend, before) -> str:
 @given(before=BEFORE, limit=st.integers(1, 5), between=BETWEEN)
 def test_live_instances_listed_once_whatever_comes_and_goes(ec2_backed, before, limit, between):
     """With a state filter, a terminated instance leaves the listing: the offsets of old
-    skipped a live one then. One EC2 page (up to 1000 reservations): exact."""
+    skipped a live one then. One EC2 page (up to limit + 200 instances): exact."""
     tag = launched_before(ec2_backed, before)
 
     seen, launched, terminated = read_while_changing(
