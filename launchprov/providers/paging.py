@@ -204,6 +204,8 @@ def page(
     """
     starting = token is None
     position = Position() if token is None else decode_token(token, scope)
+    if position.cursor is not None and not pages.min_size <= position.page_size <= pages.max_size:
+        raise InvalidPageToken("not a page token of this service")  # not this provider's size
     found: list[T] = []
     while len(found) < limit:
         wanted = limit - len(found)

@@ -325,6 +325,15 @@ def test_tokens_not_made_here_are_refused(token):
         decode_token(token, SCOPE)
 
 
+def test_a_token_naming_a_page_size_the_provider_refuses_is_refused():
+    cloud = Reservations([5] * 3)
+    token = encode_token(Position(None, 1001, "i-1"), SCOPE)
+
+    with pytest.raises(InvalidPageToken, match="not a page token"):
+        page(cloud.fetch, 2, token, SCOPE, ec2_common.LISTING_PAGES, same, cloud.fetch_ids)
+    assert cloud.calls == 0
+
+
 def test_a_token_of_another_query_is_refused():
     other = scope_of(InstanceQuery("us-east-1", states=("running",)))
     token = encode_token(Position("x", 5, "i-1"), other)
