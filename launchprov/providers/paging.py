@@ -27,8 +27,9 @@ skipped and none is served twice. What holds, exactly:
 * within one provider page: every instance that stays in the listing from the first page to
   the last is served exactly once, and no instance twice, whatever is launched or terminated
   in between. The first page of a listing asks the provider for room for ``limit`` +
-  :data:`CARRIED_IDS` instances, so a listing that small is one provider page and exact (as is
-  the whole listing of a Libcloud driver other than EC2, which lists every node at once);
+  :data:`CARRIED_IDS` instances, so a listing about that small is one provider page and
+  exact (as is the whole listing of a Libcloud driver other than EC2, which lists every node
+  at once);
 * across provider pages: what EC2's ``NextToken`` guarantees, and launchprov adds no skip or
   repeat of its own, but one: when an instance of a cut provider page that is read again (no
   ids carried) leaves the listing and the provider moves an instance of the following page
