@@ -396,8 +396,10 @@ SETTINGS: tuple[Setting, ...] = (
         "A secret (at least 16 characters; openssl rand -hex 32) with which every launch signs "
         "its launchprov tags (launchprov:signature, an HMAC-SHA256): launchprov-reap "
         "terminates only instances whose signature holds, and refuses to run without a key "
-        "unless given --trust-unsigned. The service and the reaper need the same key. Empty: "
-        "launches are not signed.",
+        "unless given --trust-unsigned. The service and the reaper need the same key. It also "
+        "keys the seal that binds a listing's next token to its caller and query (every "
+        "process of a deployment needs the same key). Empty: launches are not signed, and a "
+        "page token's seal is an unkeyed digest.",
         secret=True,
     ),
     Setting(
