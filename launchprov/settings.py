@@ -113,6 +113,10 @@ def optional_positive_int(value: str) -> int | None:
     return positive_int(value) if value.strip() else None
 
 
+def optional_positive_float(value: str) -> float | None:
+    return positive_float(value) if value.strip() else None
+
+
 def optional_one_of(*choices: str) -> Callable[[str], str | None]:
     """One of ``choices``, or empty for None (no rule)."""
     parse_choice = one_of(*choices)
@@ -392,18 +396,45 @@ SETTINGS: tuple[Setting, ...] = (
         "launchprov.provider_concurrency",
         "",
         optional_positive_int,
-        "Most provider calls in progress at once in one process (the bulkhead). Empty: "
+        "Most provider calls in progress at once in one process while the provider stalls "
+        "(the bulkhead's base slots; see launchprov.provider_stall_timeout). Empty: "
         "waitress's threads minus a reserve of max(2, threads // 4), read from the .ini's "
         "[server:main] when the app is served from one (else waitress's default, 4 threads). "
         "It must leave at least one thread: the reserved threads answer /healthz, /readyz, "
-        "/metrics and requests that make no provider call while the provider is slow.",
+        "/metrics and requests that make no provider call while the provider stalls. While "
+        "the provider answers, the reserve is lent (launchprov.provider_lend_reserve): every "
+        "thread but one may hold a provider call.",
+    ),
+    Setting(
+        "launchprov.provider_lend_reserve",
+        "true",
+        boolean,
+        "While the provider answers, lend the reserved threads to provider calls: up to "
+        "waitress's threads minus one calls at once (one thread is never lent), back to "
+        "launchprov.provider_concurrency once the provider stalls. false: never more than "
+        "launchprov.provider_concurrency, whatever the provider does.",
+    ),
+    Setting(
+        "launchprov.provider_stall_timeout",
+        "0.5",
+        positive_float,
+        "Seconds with provider calls in progress and none answered (by a result or an error "
+        "reply; a transport failure or time-out is no answer) after which the provider counts "
+        "as stalled: the lent threads are taken back, a request that finds the base slots "
+        "taken is answered 503 with Retry-After at once, and requests waiting for a slot are "
+        "answered so. A busy provider keeps answering, so this can be far below a call's "
+        "usual time: it bounds how long a request waiting for a slot holds a thread while "
+        "the provider hangs (health checks answer within it).",
     ),
     Setting(
         "launchprov.provider_queue_timeout",
-        "1",
-        positive_float,
-        "Seconds a request may wait for a free provider slot; after that it is answered 503 "
-        "with Retry-After at once, rather than holding a thread waiting on a sick cloud.",
+        "",
+        optional_positive_float,
+        "Seconds a request may wait for a free provider slot while the provider answers; "
+        "after that it is answered 503 with Retry-After (nothing sent). Empty: "
+        "0.4 x launchprov.request_deadline (10 s of the 25 s default), so that a queued "
+        "request still has most of its deadline for its call. A stalled provider refuses "
+        "at once instead (launchprov.provider_stall_timeout).",
     ),
     Setting(
         "launchprov.request_deadline",
