@@ -256,7 +256,7 @@ class Bulkhead:
         limit: int,
         queue_timeout: float,
         ceiling: int | None = None,
-        stall_timeout: float = 0.5,
+        stall_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.limit = limit

@@ -416,15 +416,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "launchprov.provider_stall_timeout",
-        "0.5",
+        "5",
         positive_float,
         "Seconds with provider calls in progress and none answered (by a result or an error "
         "reply; a transport failure or time-out is no answer) after which the provider counts "
         "as stalled: the lent threads are taken back, a request that finds the base slots "
         "taken is answered 503 with Retry-After at once, and requests waiting for a slot are "
-        "answered so. A busy provider keeps answering, so this can be far below a call's "
-        "usual time: it bounds how long a request waiting for a slot holds a thread while "
-        "the provider hangs (health checks answer within it).",
+        "answered so. Above the provider's usual call time (EC2 launches in 1-3 s), so that "
+        "calls sent together and still running are not taken for a stall. It bounds how long "
+        "a request waiting for a slot holds the one thread never lent while the provider "
+        "hangs: only a process sent more requests at once than threads - 1 has such a "
+        "request (HAProxy's maxconn sends no more).",
     ),
     Setting(
         "launchprov.provider_queue_timeout",

@@ -143,6 +143,8 @@ class Faults:
     hide: Callable[[Recorded], bool] = lambda recorded: False
     #: Answer EC2's error reply (HTTP status, code) instead of forwarding; None: forward.
     refuse: Callable[[Recorded], tuple[int, str] | None] = lambda recorded: None
+    #: Seconds to hold the request before forwarding it: a cloud that takes its time.
+    delay: Callable[[Recorded], float] = lambda recorded: 0.0
     dropped: list[Recorded] = field(default_factory=list)
 
 
@@ -173,6 +175,7 @@ class RecordingProxy:
         self.recorded: list[Recorded] = []
         self._replies: dict[str, tuple[dict, int, bytes, str]] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -207,6 +210,8 @@ class RecordingProxy:
         if recorded.action == "DescribeInstances" and self.faults.hide(recorded):
             self._answer(handler, 200, EMPTY_DESCRIBE, "text/xml")
             return
+        # The cloud's own time (not a synchronisation): released early when the proxy closes.
+        self._closed.wait(self.faults.delay(recorded))
         refusal = self.faults.refuse(recorded)
         if refusal is not None:
             self._answer(handler, refusal[0], _error_reply(refusal[1]), "text/xml")
@@ -258,6 +263,7 @@ class RecordingProxy:
         handler.wfile.write(body)
 
     def close(self):
+        self._closed.set()
         self.server.shutdown()
         self.server.server_close()
 
