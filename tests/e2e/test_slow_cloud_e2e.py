@@ -17,8 +17,8 @@ Small limits keep it short (about 10 s); the bounds asserted are the behaviour u
 
 from __future__ import annotations
 
-import http.client
 import configparser
+import http.client
 import json
 import re
 import threading
