@@ -63,6 +63,7 @@ BENCH_FLAGS := $(if $(QUICK),--quick)
 # then the scale figures (bench-scale).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_FLAGS)
+	$(BIN)/python -m benchmarks.lending $(BENCH_FLAGS)
 	$(MAKE) --no-print-directory bench-scale
 
 # Only the scale figures of benchmarks/scale.py (batching, HAProxy): about 2 minutes; needs the

@@ -37,7 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.load import burst, closed_loop, http_launch
-from benchmarks.processes import LAUNCH_BODY, LAUNCH_HEADERS, Processes, Server
+from benchmarks.processes import (
+    LAUNCH_BODY,
+    LAUNCH_HEADERS,
+    Processes,
+    Server,
+    accepts_connections,
+    free_port,
+)
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- lending: written by benchmarks/lending.py -->", "<!-- /lending -->"
@@ -178,11 +185,23 @@ def launch_at_once(port: int, count: int) -> tuple[Counter, float]:
     return statuses, slowest[0]
 
 
+def slow_standin(procs: Processes, delay_ms: float) -> Server:
+    """The stand-in answering every call after ``delay_ms``: ready when it accepts connections
+    (its readiness call would take the delay too)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.standin", "--port", str(port)]
+    argv += ["--delay-ms", str(delay_ms)]
+    server = procs.start(f"standin-{delay_ms:g}ms", argv, port)
+    server.wait_until(lambda: accepts_connections(port))
+    return server
+
+
 def bench_busy(procs: Processes, plan: Plan, threads: int) -> dict:
-    """(c) a busy cloud: every burst of launchers against each variant, per delay."""
+    """(c) a busy cloud: every burst of launchers against each variant, per delay (the
+    stand-in takes the delay over every call: a launch is one RunInstances)."""
     rows = []
     for delay in plan.delays_ms:
-        standin = procs.standin(delay)
+        standin = slow_standin(procs, delay)
         variants = {
             "lent": procs.launchprov(
                 standin.url, threads, name="busy-lent", sections=QUIET, wait=False
@@ -286,6 +305,9 @@ def report(results: dict, commands: str) -> str:
                 f"{row['variant']} | {answers} | {row['slowest_s']:.1f} |"
             )
         lines.append("")
+    analysis = HERE / "ANALYSIS-lending.md"  # written by hand: what the figures chose
+    if analysis.exists():
+        lines += [analysis.read_text().strip(), ""]
     lines += [END]
     return "\n".join(lines)
 
