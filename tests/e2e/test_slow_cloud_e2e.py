@@ -245,7 +245,7 @@ def busy_cloud(moto_process):
 def test_sixteen_launches_at_once_on_a_busy_cloud_are_all_served(busy_cloud, moto_process):
     """The issue's soak: 16 concurrent launches to one process (what HAProxy sends it) with
     EC2 taking its time over each. A busy cloud answers: every launch is served, none is shed
-    with a 503, and all of them were at EC2 at once."""
+    with a 503 (the slots wait for a stall, not for a queue time-out of 1 s)."""
     threads, concurrency = production_concurrency()
     settings = ec2_settings(busy_cloud.url, **concurrency)
     with running(settings, CREDENTIALS_ENV, threads=threads) as service:
