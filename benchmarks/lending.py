@@ -23,6 +23,7 @@ otherwise. The exit status is 1 when a launch of launchprov as built failed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import math
@@ -122,9 +123,14 @@ def bench_throughput(procs: Processes, plan: Plan) -> dict:
         }
         for name, values in rounds.items()
     }
-    reference = table["bare_pyramid"]["throughput"]
-    for row in table.values():
-        row["of_reference"] = row["throughput"] / reference if reference else 0.0
+    # Rounds are interleaved: a round's ratio compares targets under the same load, which on a
+    # shared machine moves more between rounds than between targets.
+    reference = rounds["bare_pyramid"]
+    for name, row in table.items():
+        ratios = [
+            mine / theirs for mine, theirs in zip(rounds[name], reference, strict=True) if theirs
+        ]
+        row["of_reference"] = statistics.median(ratios) if ratios else 0.0
     return {"threads": THREADS, "concurrency": 8, "table": table}
 
 
@@ -250,17 +256,21 @@ def production_threads() -> int:
 
 def report(results: dict, commands: str) -> str:
     lines = [BEGIN, "", "## The probe reserve: fixed or lent (issues 24 and 28)", ""]
+    made = results.get("commands", {})
     lines += [
-        f"Measured with `{commands}` (load average at the start: "
-        f"{', '.join(f'{v:.1f}' for v in results.get('load_average', []))}).",
+        "Each part names the command that measured it (a part run alone keeps the others' "
+        f"figures); the last run: `{commands}`, load average at its start "
+        f"{', '.join(f'{v:.1f}' for v in results.get('load_average', []))} on 2 cores.",
         "",
     ]
     throughput = results.get("throughput")
     if throughput:
         lines += [
-            f"Throughput at concurrency {throughput['concurrency']}, "
+            f"`{made.get('throughput', '?')}`: throughput at concurrency "
+            f"{throughput['concurrency']}, "
             f"{throughput['threads']} waitress threads, instant EC2 stand-in (launches/s, "
-            "median of the rounds; share of the bare reference in the same run):",
+            "median of the rounds; share of the bare reference: median of the rounds' ratios, "
+            "rounds interleaved):",
             "",
             "| target | launches/s | rounds | x bare reference | failed |",
             "|---|---|---|---|---|",
@@ -275,7 +285,8 @@ def report(results: dict, commands: str) -> str:
     burst_result = results.get("burst")
     if burst_result:
         lines += [
-            f"{burst_result['size']} launches at once, {burst_result['threads']} threads, "
+            f"`{made.get('burst', '?')}`: {burst_result['size']} launches at once, "
+            f"{burst_result['threads']} threads, "
             f"stand-in taking {burst_result['delay_ms']:g} ms (ideal "
             f"{burst_result['ideal_s']:.2f} s):",
             "",
@@ -290,7 +301,8 @@ def report(results: dict, commands: str) -> str:
     busy = results.get("busy")
     if busy:
         lines += [
-            f"A busy cloud: launches sent at once to one process (lent and fixed: "
+            f"`{made.get('busy', '?')}`: a busy cloud, launches sent at once to one process "
+            "(lent and fixed: "
             f"production.ini, {busy['threads']} threads; before: {busy['threads'] - 1} threads, "
             "12 slots, a 1 s queue time-out), RunInstances answered after the delay. Answers "
             "by status, and the slowest:",
@@ -342,8 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts (CI: does it run?)")
     parser.add_argument("--only", choices=("throughput", "burst", "busy"), action="append")
     parser.add_argument("--output", type=Path, help="where RESULTS.md goes")
+    parser.add_argument("--rounds", type=int, help="throughput and burst rounds (default: 3, 5)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.rounds:
+        plan = dataclasses.replace(plan, throughput_rounds=args.rounds, burst_rounds=args.rounds)
     output = args.output or (QUICK_OUTPUT if args.quick else HERE)
     chosen = args.only or ["throughput", "burst", "busy"]
     raw = output / "raw"
@@ -358,8 +373,13 @@ def main(argv: list[str] | None = None) -> int:
             results["burst"] = bench_burst(procs, plan)
         if "busy" in chosen:
             results["busy"] = bench_busy(procs, plan, production_threads())
-    previous.write_text(json.dumps(results, indent=1))
     command = "python -m benchmarks.lending" + (" --quick" if args.quick else "")
+    if args.rounds:
+        command += f" --rounds {args.rounds}"
+    if args.only:
+        command += "".join(f" --only {part}" for part in args.only)
+    results.setdefault("commands", {}).update(dict.fromkeys(chosen, command))
+    previous.write_text(json.dumps(results, indent=1))
     write_section(report(results, command), output / "RESULTS.md")
     log(f"wrote {output / 'RESULTS.md'}")
     problems = failures({part: results.get(part) for part in chosen})

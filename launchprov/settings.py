@@ -516,8 +516,9 @@ SETTINGS: tuple[Setting, ...] = (
         "launchprov.ec2.max_pool_connections",
         "16",
         positive_int,
-        "Connections each EC2 client keeps open: at least waitress's threads, or concurrent "
-        "calls open and throw away connections of their own.",
+        "Connections each EC2 client keeps open: at least the provider calls that run at once "
+        "(waitress's threads - 1), or concurrent calls open and throw away connections of "
+        "their own.",
     ),
     Setting(
         "launchprov.ec2.retry_mode",
