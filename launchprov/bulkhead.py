@@ -12,11 +12,14 @@ that make no provider call share those threads. So:
   checks as those calls are answered at the deadline (:class:`Lending`). With
   ``launchprov.provider_lend_reserve = false`` the ceiling is the base: the reserve is never
   lent;
-* a request that finds the slots it may take all in use waits for one, at most
-  ``launchprov.provider_queue_timeout`` seconds (by default a share of the request deadline):
-  a busy cloud queues. While the cloud is stalled, it does not wait: it is refused at once
-  with :class:`ProviderBusy` (a 503 with ``Retry-After``), and requests already waiting are
-  refused when the stall begins, so that no request holds a thread waiting on a sick cloud;
+* a request that finds the slots it may take all in use waits for one while calls keep
+  answering, at most ``launchprov.provider_queue_timeout`` seconds (by default a share of the
+  request deadline): a busy cloud queues. When no call has answered for
+  :data:`WAIT_WITHOUT_ANSWER` seconds it is refused with :class:`ProviderBusy` (a 503 with
+  ``Retry-After``), and while the cloud is stalled a request beyond the base slots is refused
+  at once: no request holds a thread -- with every lent slot taken, the one kept for health
+  checks -- waiting on a sick cloud. (A process behind HAProxy is sent no more requests than
+  its lent slots: none waits there.)
 * the call runs in a thread of the bulkhead's own pool, and the request's thread waits for it
   until ``launchprov.request_deadline`` seconds after the request first asked for a slot: one
   deadline for all the provider calls of a request (:func:`one_deadline_per_request`; an
@@ -68,6 +71,12 @@ WAITRESS_DEFAULT_THREADS = 4
 #: The share of launchprov.request_deadline a request may wait for a slot by default: a
 #: queued request keeps most of its deadline for its call.
 QUEUE_SHARE = 0.4
+
+#: Health checks answer within 1 s while the cloud hangs. A request waiting for a slot holds a
+#: thread -- with every lent slot taken, the one kept for them -- so it waits only while calls
+#: keep answering: when none has answered for this long, it is answered 503 and the thread is
+#: free again. (Behind HAProxy no request waits: maxconn is what a process serves at once.)
+WAIT_WITHOUT_ANSWER = 0.5
 
 # True in the bulkhead's threads: provider work nested in a unit of work takes no new slot.
 _in_slot: contextvars.ContextVar[bool] = contextvars.ContextVar("launchprov_in_slot", default=False)
@@ -197,6 +206,10 @@ class Lending:
         """When the calls in progress make a stall if none answers first."""
         return self._answered_at + self.stall_timeout
 
+    def silent_since(self) -> float:
+        """The last answer, or when the calls in progress started after an idle time."""
+        return self._answered_at
+
     def limit(self, now: float) -> int:
         return self.base if self.stalled(now) else self.ceiling
 
@@ -258,9 +271,12 @@ class Bulkhead:
         ceiling: int | None = None,
         stall_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        patience: float | None = None,
     ):
         self.limit = limit
         self.queue_timeout = queue_timeout
+        #: How long a waiting request waits with no call answering (WAIT_WITHOUT_ANSWER).
+        self.patience = min(WAIT_WITHOUT_ANSWER, stall_timeout) if patience is None else patience
         self._lending = Lending(limit, limit if ceiling is None else ceiling, stall_timeout)
         self.ceiling = self._lending.ceiling
         self._clock = clock
@@ -299,11 +315,17 @@ class Bulkhead:
                     )
                 if now >= queue_end:
                     return f"all {lending.limit(now)} provider slots are taken"
-                # Wait for a slot, for the queue's end, or for the stall that would begin
-                # if no call answers first: a waiting request then gives its thread back.
+                silent_until = lending.silent_since() + self.patience
+                if now >= silent_until:
+                    return (
+                        f"all {lending.limit(now)} provider slots are taken and none answered "
+                        f"for {self.patience:g} s"
+                    )
+                # Wait for a slot, for the queue's end, or until the calls have been silent
+                # too long: a waiting request then gives its thread back.
                 self._waiting += 1
                 try:
-                    self._condition.wait(min(queue_end, lending.stalls_at()) - now)
+                    self._condition.wait(min(queue_end, silent_until, lending.stalls_at()) - now)
                 finally:
                     self._waiting -= 1
                 now = self._clock()

@@ -66,9 +66,12 @@ def guarded(
     request_deadline=PATIENCE,
     lent=None,
     stall_timeout=PATIENCE,
+    patience=PATIENCE,
     **kwargs,
 ):
-    bulkhead = Bulkhead(limit, queue_timeout, ceiling=lent, stall_timeout=stall_timeout)
+    bulkhead = Bulkhead(
+        limit, queue_timeout, ceiling=lent, stall_timeout=stall_timeout, patience=patience
+    )
     return GuardedProvider(provider, bulkhead, request_deadline, **kwargs)
 
 
@@ -399,3 +402,23 @@ def test_a_request_waiting_for_a_slot_is_refused_when_the_cloud_stalls():
         assert [call.result(PATIENCE) for call in stuck] == ["i-1", "i-2"]
     wait_for(lambda: service.bulkhead.state().limit == 2, "the lent slot is back")
     assert service.describe("i-5", "us-east-1") == "i-5"
+
+
+def test_a_request_waits_for_a_slot_only_while_calls_answer():
+    """Every lent slot taken: a waiting request holds the thread kept for health checks, so it
+    gives it back when no call has answered for a while, long before a stall or its queue
+    time-out."""
+    provider = Blocking()
+    service = guarded(
+        provider, limit=1, lent=1, queue_timeout=PATIENCE, stall_timeout=PATIENCE, patience=0.3
+    )
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(service.describe, "i-1", "us-east-1")
+        assert provider.started.acquire(timeout=PATIENCE)
+        with pytest.raises(ProviderBusy) as caught:
+            service.describe("i-2", "us-east-1")
+        assert caught.value.reason == ("all 1 provider slots are taken and none answered for 0.3 s")
+        assert service.bulkhead.state().stalled_for == 0  # busy, not (yet) stalled
+        assert provider.calls == ["describe"]
+        provider.release.set()
+        assert stuck.result(PATIENCE) == "i-1"
