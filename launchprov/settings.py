@@ -421,22 +421,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds with provider calls in progress and none answered (by a result or an error "
         "reply; a transport failure or time-out is no answer) after which the provider counts "
         "as stalled: the lent threads are taken back, a request that finds the base slots "
-        "taken is answered 503 with Retry-After at once, and requests waiting for a slot are "
-        "answered so. Above the provider's usual call time (EC2 launches in 1-3 s), so that "
-        "calls sent together and still running are not taken for a stall. It bounds how long "
-        "a request waiting for a slot holds the one thread never lent while the provider "
-        "hangs: only a process sent more requests at once than threads - 1 has such a "
-        "request (HAProxy's maxconn sends no more).",
+        "taken is answered 503 with Retry-After at once. Above the provider's usual call "
+        "time (EC2 launches in 1-3 s), so that calls sent together and still running are not "
+        "taken for a stall.",
     ),
     Setting(
         "launchprov.provider_queue_timeout",
         "",
         optional_positive_float,
-        "Seconds a request may wait for a free provider slot while the provider answers; "
+        "Seconds a request may wait for a free provider slot while calls keep answering; "
         "after that it is answered 503 with Retry-After (nothing sent). Empty: "
         "0.4 x launchprov.request_deadline (10 s of the 25 s default), so that a queued "
-        "request still has most of its deadline for its call. A stalled provider refuses "
-        "at once instead (launchprov.provider_stall_timeout).",
+        "request still has most of its deadline for its call. A request stops waiting, 503, "
+        "when no call has answered for 0.5 s (it holds a thread the health checks may need), "
+        "and a stalled provider refuses at once (launchprov.provider_stall_timeout).",
     ),
     Setting(
         "launchprov.request_deadline",
