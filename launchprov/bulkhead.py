@@ -408,8 +408,7 @@ class GuardedProvider:
     def run(self, operation: str, function: Callable[..., T], *args) -> T:
         """``function(*args)`` in one provider slot, answered by the deadline.
 
-        Raises :class:`ProviderBusy` when no slot became free in time or the provider stalls
-        (nothing sent), and a ProviderError
+        Raises :class:`ProviderBusy` when no slot became free in time, and a ProviderError
         ``Timeout`` when the deadline passed first (``outcome`` unknown for a launch: it may
         have started instances). Whatever ``function`` raises is raised here.
         """
