@@ -63,6 +63,7 @@ BENCH_FLAGS := $(if $(QUICK),--quick)
 # then the scale figures (bench-scale) and the listing figures (bench-listing).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_FLAGS)
+	$(BIN)/python -m benchmarks.lending $(BENCH_FLAGS)
 	$(MAKE) --no-print-directory bench-scale
 	$(MAKE) --no-print-directory bench-listing
 

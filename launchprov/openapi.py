@@ -600,16 +600,19 @@ ANSWERS: dict[str, dict[str, Any]] = {
                     "provider": {"type": "string"},
                     "slots": {
                         "type": "object",
-                        "description": "The provider slots of the process "
-                        "(launchprov.provider_concurrency): limit, in use, requests waiting, "
-                        "and seconds all have stayed taken.",
+                        "description": "The provider slots of the process: the limit now "
+                        "(every waitress thread but one while the provider answers), the base "
+                        "kept while it stalls (launchprov.provider_concurrency), in use, "
+                        "requests waiting, and seconds the provider has stalled (calls in "
+                        "progress, none answered).",
                         "properties": {
                             "limit": {"type": "integer"},
+                            "base": {"type": "integer"},
                             "in_use": {"type": "integer"},
                             "waiting": {"type": "integer"},
-                            "saturated_for": {"type": "number"},
+                            "stalled_for": {"type": "number"},
                         },
-                        "required": ["limit", "in_use", "waiting", "saturated_for"],
+                        "required": ["limit", "base", "in_use", "waiting", "stalled_for"],
                     },
                     "ratelimit": RATELIMIT_READINESS,
                     "startup_checks": {

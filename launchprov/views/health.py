@@ -81,8 +81,11 @@ def readyz(request):
 
 def describe_slots(slots) -> str:
     text = f"{slots.in_use} of {slots.limit} provider slots in use, {slots.waiting} waiting"
-    if slots.saturated_for:
-        text += f", all taken for {slots.saturated_for:.1f} s"
+    if slots.stalled_for:
+        text += (
+            f", none answered: stalled for {slots.stalled_for:.1f} s "
+            f"({slots.base} slots while it stalls)"
+        )
     return text
 
 
