@@ -156,6 +156,7 @@ def test_readiness_asks_the_provider(app):
         # them lent to provider calls while the provider answers, 2 while it stalls.
         "slots": {"limit": 3, "base": 2, "in_use": 0, "waiting": 0, "stalled_for": 0},
         "ratelimit": {"enabled": False},
+        "startup_checks": {"state": "off", "failed": []},  # make_app turns them off
     }
     found = samples(app)
     key = (
