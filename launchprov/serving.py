@@ -23,8 +23,10 @@ SIGINT (Ctrl-C) stops at once, as waitress does.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import signal
+import sys
 import time
 from typing import Any
 
@@ -34,6 +36,9 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 log = logging.getLogger(__name__)
+
+#: The exit status when the [server:main] address cannot be listened on (sysexits' EX_OSERR).
+EXIT_CANNOT_LISTEN = 71
 
 
 class Drain:
@@ -70,7 +75,17 @@ def serve(app, global_conf=None, **options) -> int:
     """The ``paste.server_runner``: waitress with ``options`` (the [server:main] keys), until
     SIGTERM has drained it (see the module) or SIGINT stopped it."""
     logging.basicConfig()  # as waitress.serve: idempotent once pserve has set logging up
-    server = waitress.create_server(app, **options)
+    try:
+        server = waitress.create_server(app, **options)
+    except OSError as exc:  # a taken port or an address not of this host: one line, not a trace
+        where = options.get("listen") or f"{options.get('host', '')}:{options.get('port')}"
+        log.critical("launchprov cannot listen on %s: %s", where, exc.strerror or exc)
+        # pserve answers a server's SystemExit with "Exiting" and status 0: a supervisor
+        # (systemd, a script) must see the failure. Nothing is serving yet: end here.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CANNOT_LISTEN)
     drain = drain_of(app)
     signal.signal(signal.SIGTERM, drain.begin)
     server.print_listen("Serving on http://{}:{}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -69,3 +70,26 @@ def test_a_configuration_error_is_one_short_line_and_a_failure(lines, env, names
     for name in names:
         assert name in output, output
     assert PASTED_TOKEN not in output
+
+
+def test_a_taken_port_is_one_line_naming_it_and_a_failure():
+    """The [server:main] address is another process's: one line naming it, a non-zero status
+    (pserve itself would answer a server's SystemExit with status 0), no traceback."""
+    with socket.socket() as taken, tempfile.TemporaryDirectory() as directory:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ini = Path(directory, "taken.ini")
+        ini.write_text(
+            "[app:main]\nuse = egg:launchprov\nlaunchprov.ec2.sandbox = true\n"
+            "launchprov.auth.enabled = false\n\n"
+            f"[server:main]\nuse = egg:launchprov#waitress\nlisten = 127.0.0.1:{port}\n"
+        )
+        result = subprocess.run(
+            [str(BIN / "pserve"), str(ini)], capture_output=True, text=True, timeout=60
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 71, output
+    assert "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if "cannot listen" in line]
+    assert f"launchprov cannot listen on 127.0.0.1:{port}: Address already in use" in line, line
