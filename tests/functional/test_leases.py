@@ -363,6 +363,7 @@ def test_an_operator_granted_act_on_launchprov_changes_anyones_lease(request):
     headers = {"Authorization": f"Bearer {ops}"}
     body = assert_error_body(cloud.expiry(foreign, 60, status=403, headers=headers), 403)
     assert "launchprov.policy.ops.act_on = launchprov" in body["message"]
+    assert f"caller ops may not expiry instance {foreign}:" in body["message"]
 
 
 @pytest.mark.parametrize("backend_name", EC2_BACKENDS)
