@@ -8,6 +8,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
 
 from launchprov import leases, signing
@@ -17,7 +18,7 @@ from launchprov.leases import stamp
 from launchprov.providers.interface import IProvider, ProviderError
 from launchprov.scripts.reap import reap
 from launchprov.signing import SIGNATURE_TAG
-from tests.functional.conftest import BACKENDS
+from tests.functional.conftest import BACKENDS, EC2_BACKENDS
 from tests.support import (
     GOOD_AMI,
     REGION,
@@ -25,6 +26,7 @@ from tests.support import (
     assert_error_body,
     detail_names,
     make_app,
+    seed_account,
 )
 
 LAUNCH = {"ami": GOOD_AMI, "instance_type": "t2.micro"}
@@ -271,6 +273,20 @@ def test_the_expired_filter(cloud):
     assert detail_names(body) == ["expired"]
 
 
+@pytest.mark.parametrize("backend_name", EC2_BACKENDS)
+def test_listing_the_expired_asks_ec2_for_leased_instances_only(request, backend_name):
+    cloud = Cloud(request, backend_name)
+    run = uuid.uuid4().hex[:8]
+    past = stamp(datetime.now(UTC) - timedelta(minutes=5))
+    expired = cloud.launch(expires_in=3600, min_count=3, max_count=3, tags={"run": run}).json
+    for instance_id in expired:
+        cloud.expire(instance_id, past)
+    cloud.launch(min_count=12, max_count=12, tags={"run": run})  # no lease: never fetched
+    calls = cloud.provider_calls()
+    assert sorted(cloud.listed(f"tag:run={run}&expired=true", limit=5)) == sorted(expired)
+    assert cloud.provider_calls() - calls == 1, "the unleased instances were fetched too"
+
+
 # -- policy -----------------------------------------------------------------------------------
 
 
@@ -347,6 +363,27 @@ def test_an_operator_granted_act_on_launchprov_changes_anyones_lease(request):
     headers = {"Authorization": f"Bearer {ops}"}
     body = assert_error_body(cloud.expiry(foreign, 60, status=403, headers=headers), 403)
     assert "launchprov.policy.ops.act_on = launchprov" in body["message"]
+    assert f"caller ops may not expiry instance {foreign}:" in body["message"]
+
+
+@pytest.mark.parametrize("backend_name", EC2_BACKENDS)
+def test_a_lease_is_changed_in_the_region_named(request, backend_name):
+    guarded = Cloud(request, backend_name, **POLICY)
+    other = boto3.client("ec2", region_name="eu-west-1", endpoint_url=guarded.backend.endpoint_url)
+    seed_account(other)
+    (instance_id,) = guarded.launch(headers=WEB, expires_in=600, placement="eu-west-1a").json
+
+    def tags() -> dict[str, str]:
+        reply = other.describe_instances(InstanceIds=[instance_id])
+        return {t["Key"]: t["Value"] for t in reply["Reservations"][0]["Instances"][0]["Tags"]}
+
+    before = tags()[EXPIRES_AT_TAG]
+    body = {"expires_in": 60, "region": "eu-west-1"}
+    shown = guarded.expiry(instance_id, body=body, headers=WEB).json
+    assert shown["expires_at"] == tags()[EXPIRES_AT_TAG] != before
+    path = f"/v1/instances/{instance_id}/expiry?region=eu-west-1"
+    assert guarded.app.delete(path, headers=WEB, status=200).json["expires_at"] is None
+    assert EXPIRES_AT_TAG not in tags() and tags()[CALLER_TAG] == "web"
 
 
 class UntaggedProvider(StubProvider):
@@ -364,6 +401,8 @@ def test_a_provider_without_tags_refuses_leases_by_name():
         app.put_json("/v1/instances/i-1/expiry", {"expires_in": 60}, status=400), 400
     )
     assert detail_names(body) == ["expires_in"]
+    assert body["message"] == "the stub provider cannot honour: expires_in"
+    assert body["details"][0]["description"] == "the stub provider cannot tag instances: no leases"
     assert_error_body(app.delete("/v1/instances/i-1/expiry", status=400), 400)
 
 
