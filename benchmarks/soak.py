@@ -53,6 +53,7 @@ from pathlib import Path
 
 from benchmarks.processes import (
     CALLER,
+    CHILD_ENV,
     TOKEN,
     Processes,
     ec2_answers,
@@ -137,6 +138,7 @@ class Ledger:
     unexpected: list[dict] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     client_token_retries: int = 0
+    gave_up: Counter = field(default_factory=Counter)  # requests still 429/503 after ATTEMPTS
 
     def record(self, kind: str, path: str, answer: Answer) -> None:
         with self.lock:
@@ -214,14 +216,18 @@ class Caller(threading.Thread):
         for attempt in range(ATTEMPTS):
             answer = self._send(method, path, body)
             self.ledger.record(kind, path, answer)
-            if answer.status not in (429, 503) or attempt == ATTEMPTS - 1:
+            if answer.status not in (429, 503):
                 return answer
+            if attempt == ATTEMPTS - 1:
+                break
             if self.honour:
                 wait = float(answer.headers.get("retry-after") or 1)
                 # The caller backing off as told, not synchronisation; bounded by the soak's end.
                 time.sleep(max(0.0, min(wait, self.end - time.monotonic())))
             if time.monotonic() >= self.end:
-                return answer
+                break
+        with self.ledger.lock:
+            self.ledger.gave_up[kind] += 1
         return answer
 
     # -- operations ----------------------------------------------------------------------
@@ -412,6 +418,10 @@ def account(ledger: Ledger, at_moto: dict[str, dict], callers: set[str]) -> dict
     }
 
 
+def warnings(text: str) -> int:
+    return text.count('"level": "WARNING"')
+
+
 def log_problems(text: str) -> list[str]:
     """Tracebacks and ERROR lines of the service's log (JSON lines: an ``exception`` field)."""
     problems = []
@@ -534,6 +544,8 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         "accounting": accounting,
         "rss_kib": {"start": rss_start, "end": rss_end},
         "log_problems": log_problems(service_log),
+        "log_warnings": warnings(service_log),
+        "gave_up": dict(ledger.gave_up),
         "run_instances_calls": len(FaultControl(proxy.url).calls()),
     }
 
@@ -601,14 +613,19 @@ def report(results: dict, command: str) -> str:
     rss = results["rss_kib"]
     lines += [
         "",
-        f"- Requests: {total}; 5xx: **{len(errors)}**, of which 503: **{busy}**"
+        f"- Requests (every attempt counted): {total}; 5xx: **{len(errors)}**, of which 503: "
+        f"**{busy}**"
         + (f" (Retry-After: {results['retry_after']})" if results["retry_after"] else "")
+        + "; requests given up after "
+        + f"{ATTEMPTS} attempts answered 429 or 503: "
+        + (", ".join(f"{k} {v}" for k, v in results["gave_up"].items()) or "none")
         + ".",
         "- 408s: "
         + (", ".join(f"{k}: {v}" for k, v in results["timeouts"].items()) or "none")
         + ".",
         f"- Instances: {accounting['launched']} answered to launches "
-        f"({results['run_instances_calls']} RunInstances reached the proxy), "
+        f"({results['run_instances_calls']} RunInstances reached the proxy, one of them the "
+        "readiness check's), "
         f"{accounting['terminated']} terminated by their callers; lost "
         f"{len(accounting['lost'])}, leaked {len(accounting['leaked'])} (besides "
         f"{accounting['from_timeouts_or_duplicates']} from 408s or tagged duplicates), given to "
@@ -618,8 +635,8 @@ def report(results: dict, command: str) -> str:
         f"retries, ownership and client-token violations: {len(results['violations'])}.",
         f"- RSS of the service: {rss['start'] / 1024:.1f} MiB at the start, "
         f"{rss['end'] / 1024:.1f} MiB at the end.",
-        f"- Tracebacks or ERROR lines in its log: {len(results['log_problems'])}; unexpected "
-        f"answers: {len(results['unexpected'])}.",
+        f"- Tracebacks or ERROR lines in its log: {len(results['log_problems'])} (WARNING lines: "
+        f"{results['log_warnings']}); unexpected answers: {len(results['unexpected'])}.",
     ]
     problems = failures(results)
     lines += ["", "Verdict: " + ("**FAILED**: " + "; ".join(problems) if problems else "passed.")]
@@ -664,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds, not args.ignore_retry_after, args.production_rate_limits, args.seed
     )
     OUTPUT.mkdir(parents=True, exist_ok=True)
+    for key, value in CHILD_ENV.items():  # boto3 in the harness: fake credentials, no IMDS
+        if key != "PYTHONPATH":
+            os.environ[key] = value
     log(f"{CONCURRENCY} callers for {args.seconds:g} s; logs in {OUTPUT}")
     with tempfile.TemporaryDirectory() as logs, Processes(Path(logs)) as procs:
         results = soak(procs, settings, OUTPUT)
