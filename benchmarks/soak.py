@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import contextlib
 import hashlib
 import http.client
 import json
@@ -79,6 +80,7 @@ CLIENT_TIMEOUT = 60.0
 #: apart; 408 is reported with its outcome).
 EXPECTED = {
     "launch": {200},
+    "launch-burst": {200},
     "launch-retry": {200, 409},  # 409: the first launch not visible yet (retry in a few seconds)
     "list": {200},
     "describe": {200},
@@ -101,6 +103,10 @@ WEIGHTS = {
 }
 #: Pages a listing follows at most.
 MAX_PAGES = 3
+#: Bursts: every caller launches at the same moment (the worst case of the mix, 16 launches at
+#: once), the first this many seconds in, then every BURST_EVERY seconds. A caller waits at most
+#: BURST_WAIT for the others to finish what they are doing (longer than any healthy request).
+BURST_FIRST, BURST_EVERY, BURST_WAIT = 5.0, 15.0, 10.0
 
 
 def log(message: str) -> None:
@@ -176,7 +182,8 @@ class Caller(threading.Thread):
         self.random = random.Random(seed)  # noqa: S311 (choices, not secrets; seeded)
         self.live: list[str] = []
         self.connection: http.client.HTTPConnection | None = None
-        self.others: list[str] = []  # other callers' ids, filled by the harness as they come
+        #: When to launch together with every other caller: (monotonic time, their barrier).
+        self.bursts: list[tuple[float, threading.Barrier]] = []
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -225,14 +232,14 @@ class Caller(threading.Thread):
                 # The caller backing off as told, not synchronisation; bounded by the soak's end.
                 time.sleep(max(0.0, min(wait, self.end - time.monotonic())))
             if time.monotonic() >= self.end:
-                break
+                return answer  # the soak is over: not sent again
         with self.ledger.lock:
             self.ledger.gave_up[kind] += 1
         return answer
 
     # -- operations ----------------------------------------------------------------------
 
-    def launch(self) -> None:
+    def launch(self, kind: str = "launch") -> None:
         body = {"ami": AMI, "instance_type": INSTANCE_TYPE, "tags": {"soak-thread": self.name}}
         body["max_count"] = self.random.choice((1, 1, 1, 2))
         if self.random.random() < 0.3:
@@ -240,7 +247,7 @@ class Caller(threading.Thread):
         with_token = self.random.random() < 0.5
         if with_token:
             body["client_token"] = secrets.token_hex(16)
-        answer = self.call("launch", "PUT", "/v1/launch", body)
+        answer = self.call(kind, "PUT", "/v1/launch", body)
         ids = self._launched(answer)
         if with_token and (answer.status == 408 or (ids and self.random.random() < 0.5)):
             # The same launch again (a caller unsure of the first answer): the same ids.
@@ -347,6 +354,12 @@ class Caller(threading.Thread):
         names, weights = list(WEIGHTS), list(WEIGHTS.values())
         try:
             while time.monotonic() < self.end:
+                if self.bursts and time.monotonic() >= self.bursts[0][0]:
+                    barrier = self.bursts.pop(0)[1]
+                    with contextlib.suppress(threading.BrokenBarrierError):  # one held longer
+                        barrier.wait(timeout=BURST_WAIT)
+                    self.launch("launch-burst")
+                    continue
                 if len(self.live) > MAX_LIVE:
                     self.terminate(oldest=True)
                     continue
@@ -493,7 +506,12 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         )
         for number in range(CONCURRENCY)
     ]
+    moments = []
+    while started + BURST_FIRST + BURST_EVERY * len(moments) < end - 2:
+        moments.append(started + BURST_FIRST + BURST_EVERY * len(moments))
+    bursts = [(moment, threading.Barrier(CONCURRENCY)) for moment in moments]
     for caller in callers:
+        caller.bursts = list(bursts)
         caller.start()
     next_note = started + 30
     while any(caller.is_alive() for caller in callers):
@@ -520,6 +538,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         "concurrency": CONCURRENCY,
         "threads": threads,
         "run_instances_delay": RUN_INSTANCES_DELAY,
+        "bursts": len(bursts),
         "honour_retry_after": settings.honour_retry_after,
         "production_rate_limits": settings.production_rate_limits,
         "seed": settings.seed,
@@ -587,7 +606,8 @@ def report(results: dict, command: str) -> str:
         "provider slots, queue time-out and request deadline, authentication on; rate limits "
         + ("as production.ini" if results["production_rate_limits"] else "lifted")
         + f"), its EC2 a moto server behind tests/faulty_ec2.py holding each RunInstances "
-        f"{delay[0]:g}-{delay[1]:g} s; callers "
+        f"{delay[0]:g}-{delay[1]:g} s; bursts of {results['concurrency']} launches at once "
+        f"(launch-burst): {results['bursts']}; callers "
         + ("honour" if results["honour_retry_after"] else "ignore")
         + " Retry-After. Load average at the end: "
         + ", ".join(f"{value:.1f}" for value in results["load_average"])
