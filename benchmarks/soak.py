@@ -7,7 +7,7 @@ call): EC2 on a good day. 16 callers (threads, one keep-alive connection each) w
 for the duration, each in a loop of: launches (some with a ``client_token``, some of those sent
 again with the same token), listings followed over pages, describes (of its own instances, and
 of another caller's, which must be a 404), stop and start, lease changes (``expires_in``, or the
-lease removed) and terminations.
+lease removed) and terminations; and every 15 s, a burst: all 16 launch at the same moment.
 
 It reports the requests per kind and status, every 5xx, every 503, the 408s with their
 ``provider.outcome``, p50/p95 latency per kind, the service's RSS at the start and the end, and
