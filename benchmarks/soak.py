@@ -26,8 +26,8 @@ violation of the account above. Everything runs on 127.0.0.1 on free ports and i
 the end; the run is bounded by ``--seconds`` plus the time the last requests take (each within
 the request deadline).
 
-The report is printed and written to benchmarks/raw/soak/ (SOAK.md, soak.json, the service's
-log); ``--record`` also writes it into benchmarks/RESULTS.md between the ``soak`` markers.
+The report is printed and written to benchmarks/raw/soak/ (SOAK.md, soak.json, the logs of
+launchprov, the proxy and moto); ``--record`` also writes it into benchmarks/RESULTS.md between the ``soak`` markers.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Ledger:
     terminated: set[str] = field(default_factory=set)
     #: Request ids of the launches answered 408 (their instances may exist: not leaked).
     timed_out_launches: set[str] = field(default_factory=set)
-    outcomes: Counter = field(default_factory=Counter)  # (kind, provider outcome) of 408s
+    outcomes: Counter = field(default_factory=Counter)  # (kind, outcome, code) of 408s
     server_errors: list[dict] = field(default_factory=list)  # every 5xx, 503 included
     retry_after: Counter = field(default_factory=Counter)  # Retry-After values of 429/503
     unexpected: list[dict] = field(default_factory=list)
@@ -158,7 +158,8 @@ class Ledger:
             if answer.status in (429, 503):
                 self.retry_after[answer.headers.get("retry-after", "(none)")] += 1
             elif answer.status == 408:
-                self.outcomes[(kind, (body.get("provider") or {}).get("outcome"))] += 1
+                provider = body.get("provider") or {}
+                self.outcomes[(kind, provider.get("outcome"), provider.get("code"))] += 1
             elif answer.status == 0 or (
                 answer.status < 500 and answer.status not in EXPECTED[kind]
             ):
@@ -528,7 +529,8 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
     at_moto = instances_at(moto.url)
     accounting = account(ledger, at_moto, set(tokens))
     service_log = service.output_all()
-    shutil.copy(service.log_path, log_dir / "service.log")
+    for server in (service, proxy, moto):
+        shutil.copy(server.log_path, log_dir / f"{server.name}.log")
 
     kinds = sorted(ledger.statuses)
     return {
@@ -555,7 +557,8 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         "server_errors": ledger.server_errors,
         "retry_after": dict(ledger.retry_after),
         "timeouts": {
-            f"{kind} outcome={outcome}": n for (kind, outcome), n in ledger.outcomes.items()
+            f"{kind} {code} outcome={outcome}": n
+            for (kind, outcome, code), n in ledger.outcomes.items()
         },
         "client_token_retries": ledger.client_token_retries,
         "unexpected": ledger.unexpected,
