@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast test-cluster mutate lint format docs bench bench-scale soak clean
+.PHONY: run test test-fast test-cluster mutate lint format docs bench bench-scale bench-listing soak clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -60,10 +60,18 @@ $(VENV)/.installed-bench: setup.py | $(BIN)/python
 BENCH_FLAGS := $(if $(QUICK),--quick)
 
 # The benchmarks of benchmarks/README.md (5-6 minutes): writes benchmarks/RESULTS.md and plots,
-# then the scale figures (bench-scale).
+# then the scale figures (bench-scale) and the listing figures (bench-listing).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_FLAGS)
+	$(BIN)/python -m benchmarks.lending $(BENCH_FLAGS)
 	$(MAKE) --no-print-directory bench-scale
+	$(MAKE) --no-print-directory bench-listing
+
+# Only the listing figures of benchmarks/listing.py: paging through 1,000 and 4,000 instances of
+# a moto server against boto3's paginator (about 15 minutes, most of it launching the
+# instances in moto; QUICK=1: about a minute). Writes its section of benchmarks/RESULTS.md.
+bench-listing: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.listing $(BENCH_FLAGS)
 
 # Only the scale figures of benchmarks/scale.py (batching, HAProxy): about 2 minutes; needs the
 # Debian package haproxy. Writes its section of benchmarks/RESULTS.md.

@@ -651,12 +651,12 @@ def write(results: dict, output: Path) -> None:
     analysis = analysis_file.read_text() if analysis_file.exists() else "(no ANALYSIS.md)"
     path = output / "RESULTS.md"
     text = markdown(results, analysis)
-    # The scale figures (benchmarks/scale.py) and the soak (benchmarks/soak.py) have sections of
-    # their own: kept as they are.
-    from benchmarks import scale, soak
+    # The scale, listing, lending and soak figures (benchmarks/scale.py, ...) have sections of
+    # their own, each between its module's markers: kept as they are.
+    from benchmarks import lending, listing, scale, soak
 
     previous = path.read_text() if path.exists() else ""
-    for begin, end in ((scale.BEGIN, scale.END), (soak.BEGIN, soak.END)):
+    for begin, end in ((part.BEGIN, part.END) for part in (scale, listing, lending, soak)):
         if begin in previous and end in previous:
             kept = begin + previous.split(begin, 1)[1].split(end, 1)[0] + end
             text = text.rstrip("\n") + "\n\n" + kept + "\n"

@@ -1,11 +1,12 @@
 """The slow-cloud scenario: a backend that answers after 30 s, 32 callers launching in loops.
 
-launchprov runs as production.ini has it (16 threads, 12 provider slots, a 25 s request
-deadline, botocore's 3 x (3 + 15) s) in front of the stand-in with a 30 s delay on every call.
-32 caller threads launch one after another for the whole run while a prober asks /healthz,
-/metrics and /readyz every half second. Recorded over time: each probe's latency and status, and
-each launch's answer (status, latency, when it came). Before the bulkhead and the deadline, not
-one probe was answered in the first 60 s of this scenario (issue 16).
+launchprov runs as production.ini has it (17 threads: 16 provider slots lent while calls answer,
+13 once they stall; a 25 s request deadline, botocore's 3 x (3 + 15) s) in front of the stand-in
+with a 30 s delay on every call. 32 caller threads launch one after another for the whole run
+while a prober asks /healthz, /metrics and /readyz every half second. Recorded over time: each
+probe's latency and status, and each launch's answer (status, latency, when it came). Before the
+bulkhead and the deadline, not one probe was answered in the first 60 s of this scenario (issue
+16).
 
 Run it alone: ``python -m benchmarks.slowcloud [--seconds 65]`` writes
 ``benchmarks/SLOWCLOUD.md``, ``benchmarks/slowcloud.png`` and ``benchmarks/raw/slowcloud.json``;

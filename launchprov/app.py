@@ -76,7 +76,15 @@ def create_app(
             log.info("caller %s is %s in the metrics' caller labels", caller, caller_digest(caller))
     count_waitress_queue_depth(metrics.waitress_queue_depth_seen)
     threads = bulkhead.server_threads(global_config)
-    slots = bulkhead.concurrency(launchprov_settings["launchprov.provider_concurrency"], threads)
+    configured = launchprov_settings["launchprov.provider_concurrency"]
+    slots = bulkhead.concurrency(configured, threads)
+    lent = bulkhead.ceiling(
+        slots, threads, configured, launchprov_settings["launchprov.provider_lend_reserve"]
+    )
+    request_deadline = launchprov_settings["launchprov.request_deadline"]
+    queue_timeout = launchprov_settings["launchprov.provider_queue_timeout"]
+    if queue_timeout is None:
+        queue_timeout = bulkhead.QUEUE_SHARE * request_deadline
     adapter = create_provider(launchprov_settings)
     # Tracing off: the adapter itself, and no OpenTelemetry module loaded.
     called, tracer = adapter, None
@@ -86,8 +94,13 @@ def create_app(
     metered = MeteredProvider(called, metrics)
     provider = GuardedProvider(
         metered,
-        Bulkhead(slots, launchprov_settings["launchprov.provider_queue_timeout"]),
-        launchprov_settings["launchprov.request_deadline"],
+        Bulkhead(
+            slots,
+            queue_timeout,
+            ceiling=lent,
+            stall_timeout=launchprov_settings["launchprov.provider_stall_timeout"],
+        ),
+        request_deadline,
         on_rejected=metrics.provider_rejected.labels(metered.name).inc,
         on_deadline=lambda operation: metrics.provider_deadline_exceeded.labels(
             metered.name, operation
@@ -115,6 +128,7 @@ def create_app(
     with Configurator(settings=settings) as config:
         config.registry.launchprov_settings = launchprov_settings
         config.registry.launchprov_configuration_checks = run_checks
+        config.registry.launchprov_startup_checks = startup_found = checks.StartupChecks()
         config.registry.launchprov_metrics = metrics
         config.registry.launchprov_policy = policy
         config.registry.launchprov_readiness = readiness
@@ -150,16 +164,19 @@ def create_app(
         config.include(".errors")
         config.include(".views")
     log.info(
-        "launchprov ready: provider %s, %d provider slots (waitress threads: %s)",
+        "launchprov ready: provider %s, %d provider calls at once (%d while the provider "
+        "stalls; waitress threads: %s), waiting at most %g s for a slot",
         provider.name,
+        lent,
         slots,
         threads if threads is not None else "unknown",
+        queue_timeout,
     )
     if startup_checks is None:
         startup_checks = launchprov_settings["launchprov.startup_checks"]
     if startup_checks and not launchprov_settings["launchprov.ec2.sandbox"]:
         timeout = launchprov_settings["launchprov.readiness_timeout"]
-        checks.check_in_background(lambda: run_checks(timeout))
+        checks.check_in_background(lambda: run_checks(timeout), startup_found)
     return config.make_wsgi_app()
 
 

@@ -3,13 +3,23 @@
 A slow cloud must not take every waitress thread: health checks, metrics scrapes and requests
 that make no provider call share those threads. So:
 
-* at most ``launchprov.provider_concurrency`` provider calls are in progress in a process
-  (the *slots*); a request that finds them all taken waits for one at most
-  ``launchprov.provider_queue_timeout`` seconds, then is refused at once with
-  :class:`ProviderBusy` (a 503 with ``Retry-After``). While the slots have stayed full for the
-  whole queue time-out (no call finished: the provider is not answering) a request is refused
-  without waiting at all, so that waiting requests do not take the threads that health checks
-  need;
+* provider calls run in *slots*. While the cloud answers, a process may have
+  ``threads - 1`` calls in progress (the *ceiling*: every waitress thread but one, which no
+  provider call ever holds, is lent to provider work); once the cloud *stalls* -- calls in
+  progress and none answered for ``launchprov.provider_stall_timeout`` seconds -- only the
+  *base* slots may be taken, ``launchprov.provider_concurrency`` (by default the threads minus a
+  reserve of max(2, threads // 4)), so that the threads of the stuck calls come back to health
+  checks as those calls are answered at the deadline (:class:`Lending`). With
+  ``launchprov.provider_lend_reserve = false`` the ceiling is the base: the reserve is never
+  lent;
+* a request that finds the slots it may take all in use waits for one while calls keep
+  answering, at most ``launchprov.provider_queue_timeout`` seconds (by default a share of the
+  request deadline): a busy cloud queues. When no call has answered for
+  :data:`WAIT_WITHOUT_ANSWER` seconds it is refused with :class:`ProviderBusy` (a 503 with
+  ``Retry-After``), and while the cloud is stalled a request beyond the base slots is refused
+  at once: no request holds a thread -- with every lent slot taken, the one kept for health
+  checks -- waiting on a sick cloud. (A process behind HAProxy is sent no more requests than
+  its lent slots: none waits there.)
 * the call runs in a thread of the bulkhead's own pool, and the request's thread waits for it
   until ``launchprov.request_deadline`` seconds after the request first asked for a slot: one
   deadline for all the provider calls of a request (:func:`one_deadline_per_request`; an
@@ -59,6 +69,16 @@ T = TypeVar("T")
 #: waitress's own default number of threads, assumed when the server's cannot be read.
 WAITRESS_DEFAULT_THREADS = 4
 
+#: The share of launchprov.request_deadline a request may wait for a slot by default: a
+#: queued request keeps most of its deadline for its call.
+QUEUE_SHARE = 0.4
+
+#: Health checks answer within 1 s while the cloud hangs. A request waiting for a slot holds a
+#: thread -- with every lent slot taken, the one kept for them -- so it waits only while calls
+#: keep answering: when none has answered for this long, it is answered 503 and the thread is
+#: free again. (Behind HAProxy no request waits: maxconn is what a process serves at once.)
+WAIT_WITHOUT_ANSWER = 0.5
+
 # True in the bulkhead's threads: provider work nested in a unit of work takes no new slot.
 _in_slot: contextvars.ContextVar[bool] = contextvars.ContextVar("launchprov_in_slot", default=False)
 #: The deadline of the request in progress in this thread: empty until its first provider
@@ -80,17 +100,23 @@ def one_deadline_per_request():
 
 
 class ProviderBusy(Exception):
-    """No provider slot became free in time: the request was not sent to the provider."""
+    """No provider slot became free in time: the request was not sent to the provider.
 
-    def __init__(self, provider: str, limit: int, message: str):
+    ``reason`` says why, in the words of the 503's ``details``: the slots stayed taken for the
+    whole queue time-out, or the cloud has stalled.
+    """
+
+    def __init__(self, provider: str, limit: int, message: str, reason: str | None = None):
         super().__init__(message)
         self.provider = provider
         self.limit = limit
         self.message = message
+        self.reason = reason or f"all {limit} provider slots are taken"
 
 
 def reserve(threads: int) -> int:
-    """The waitress threads kept out of provider work by default: max(2, threads // 4)."""
+    """The waitress threads kept out of provider work while the cloud stalls, by default:
+    max(2, threads // 4)."""
     return max(2, threads // 4)
 
 
@@ -112,7 +138,8 @@ def server_threads(global_config: dict[str, Any] | None) -> int | None:
 
 
 def concurrency(configured: int | None, threads: int | None) -> int:
-    """The number of provider slots: ``configured``, or waitress's threads minus the reserve.
+    """The base slots (what the provider may hold while it stalls): ``configured``, or
+    waitress's threads minus the reserve.
 
     Raises ConfigurationError when the slots would leave no thread for health checks.
     """
@@ -134,82 +161,188 @@ def concurrency(configured: int | None, threads: int | None) -> int:
     return configured
 
 
+def ceiling(base: int, threads: int | None, configured: int | None, lend: bool) -> int:
+    """The slots while the cloud answers: every waitress thread but one when the reserve is
+    lent, else the ``base``. When the threads are not known (the app is not served by waitress
+    from an .ini) only the assumed default of 4 is lent, and nothing above a configured base."""
+    if not lend:
+        return base
+    if threads is None:
+        return base if configured is not None else max(base, WAITRESS_DEFAULT_THREADS - 1)
+    return max(base, threads - 1)
+
+
+#: The codes of a call that ended without the cloud's answer (a transport failure or time-out):
+#: it does not show the cloud answering.
+_NO_ANSWER = frozenset({ProviderError.TIMEOUT, ProviderError.UNREACHABLE})
+
+
+class Lending:
+    """How many slots may be taken now: ``ceiling`` while the cloud answers, ``base`` while it
+    stalls. Only the decision, with the time given: :class:`Bulkhead` holds the lock and the
+    clock.
+
+    The cloud *stalls* when calls are in progress and none has answered for ``stall_timeout``
+    seconds (counted from the last answer, or from when the first of the calls in progress
+    started after an idle time). A busy cloud keeps answering -- some call ends every moment --
+    and a burst of calls started together is all in its slots before the stall could count; a
+    hanging one answers nothing, and the slots it may hold shrink to the base.
+    """
+
+    def __init__(self, base: int, ceiling: int, stall_timeout: float):
+        self.base = base
+        self.ceiling = max(base, ceiling)
+        self.stall_timeout = stall_timeout
+        self.in_use = 0
+        self._answered_at = 0.0  # the last answer, or the start of the calls now in progress
+
+    def stalled(self, now: float) -> bool:
+        return self.in_use > 0 and now - self._answered_at >= self.stall_timeout
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds the cloud has been stalled; 0 while it answers (or has nothing to answer)."""
+        return max(0.0, now - self.stalls_at()) if self.stalled(now) else 0.0
+
+    def stalls_at(self) -> float:
+        """When the calls in progress make a stall if none answers first."""
+        return self._answered_at + self.stall_timeout
+
+    def silent_since(self) -> float:
+        """The last answer, or when the calls in progress started after an idle time."""
+        return self._answered_at
+
+    def limit(self, now: float) -> int:
+        return self.base if self.stalled(now) else self.ceiling
+
+    def may_take(self, now: float) -> bool:
+        return self.in_use < self.limit(now)
+
+    def take(self, now: float) -> None:
+        if self.in_use == 0:
+            self._answered_at = now  # an idle cloud owes no answer: the count starts now
+        self.in_use += 1
+
+    def release(self, now: float, answered: bool) -> None:
+        """A call ended; ``answered``: with the cloud's answer (a result or an error reply),
+        not a transport failure or a time-out."""
+        self.in_use -= 1
+        if answered:
+            self._answered_at = now
+
+
+def answered(future: Future) -> bool:
+    """Whether a finished call shows the cloud answering (see :class:`Lending`)."""
+    if future.cancelled():
+        return False
+    error = future.exception()
+    return not (isinstance(error, ProviderError) and error.code in _NO_ANSWER)
+
+
 @dataclasses.dataclass(frozen=True)
 class BulkheadState:
     """The slots as /readyz and the metrics report them."""
 
+    #: The slots that may be taken now: the ceiling while the cloud answers, else the base.
     limit: int
     in_use: int
     waiting: int
-    #: Seconds since every slot has been taken with none freed; 0 when a slot is free.
-    saturated_for: float
+    #: Seconds since the cloud stalled (calls in progress, none answered); 0 while it answers.
+    stalled_for: float
+    #: The slots kept while the cloud stalls.
+    base: int
 
     def as_json(self) -> dict[str, Any]:
         return {
             "limit": self.limit,
+            "base": self.base,
             "in_use": self.in_use,
             "waiting": self.waiting,
-            "saturated_for": round(self.saturated_for, 3),
+            "stalled_for": round(self.stalled_for, 3),
         }
 
 
 class Bulkhead:
-    """``limit`` slots for provider work, each taken for the whole of one unit of work."""
+    """Slots for provider work, each taken for the whole of one unit of work: ``limit`` (the
+    base) while the cloud stalls, up to ``ceiling`` while it answers (see :class:`Lending`)."""
 
-    def __init__(self, limit: int, queue_timeout: float):
+    def __init__(
+        self,
+        limit: int,
+        queue_timeout: float,
+        ceiling: int | None = None,
+        stall_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        patience: float | None = None,
+    ):
         self.limit = limit
         self.queue_timeout = queue_timeout
+        #: How long a waiting request waits with no call answering (WAIT_WITHOUT_ANSWER).
+        self.patience = min(WAIT_WITHOUT_ANSWER, stall_timeout) if patience is None else patience
+        self._lending = Lending(limit, limit if ceiling is None else ceiling, stall_timeout)
+        self.ceiling = self._lending.ceiling
+        self._clock = clock
         self._condition = threading.Condition()
-        self._in_use = 0
         self._waiting = 0
-        # When the slots last turned over (one was freed) or became all taken.
-        self._last_turnover = time.monotonic()
         self._executor = ThreadPoolExecutor(
-            max_workers=limit, thread_name_prefix="launchprov-provider"
+            max_workers=self.ceiling, thread_name_prefix="launchprov-provider"
         )
 
     def state(self) -> BulkheadState:
         with self._condition:
-            saturated = self._in_use >= self.limit
-            since = time.monotonic() - self._last_turnover if saturated else 0.0
-            return BulkheadState(self.limit, self._in_use, self._waiting, since)
+            now = self._clock()
+            lending = self._lending
+            return BulkheadState(
+                lending.limit(now),
+                lending.in_use,
+                self._waiting,
+                lending.stalled_for(now),
+                lending.base,
+            )
 
-    def _acquire(self, until: float) -> bool:
+    def _acquire(self, until: float) -> str | None:
+        """Take a slot: None when taken, else why not (the 503's reason)."""
+        lending = self._lending
         with self._condition:
-            if self._in_use < self.limit:
-                self._take()
-                return True
-            now = time.monotonic()
-            if now - self._last_turnover >= self.queue_timeout:
-                return False  # no call has finished for a whole queue time-out: do not wait
-            wait = min(self.queue_timeout, until - now)
-            self._waiting += 1
-            try:
-                free = self._condition.wait_for(lambda: self._in_use < self.limit, wait)
-            finally:
-                self._waiting -= 1
-            if not free:
-                return False
-            self._take()
-            return True
+            now = self._clock()
+            queue_end = min(now + self.queue_timeout, until)
+            while True:
+                if lending.may_take(now):
+                    lending.take(now)
+                    return None
+                if lending.stalled(now):
+                    return (
+                        f"{lending.in_use} provider calls in progress and none answered for "
+                        f"{lending.stall_timeout:g} s: the provider stalls"
+                    )
+                if now >= queue_end:
+                    return f"all {lending.limit(now)} provider slots are taken"
+                silent_until = lending.silent_since() + self.patience
+                if now >= silent_until:
+                    return (
+                        f"all {lending.limit(now)} provider slots are taken and none answered "
+                        f"for {self.patience:g} s"
+                    )
+                # Wait for a slot, for the queue's end, or until the calls have been silent
+                # too long: a waiting request then gives its thread back.
+                self._waiting += 1
+                try:
+                    self._condition.wait(min(queue_end, silent_until, lending.stalls_at()) - now)
+                finally:
+                    self._waiting -= 1
+                now = self._clock()
 
-    def _take(self) -> None:
-        self._in_use += 1
-        if self._in_use == self.limit:
-            self._last_turnover = time.monotonic()
-
-    def _release(self, _future: Future | None = None) -> None:
+    def _release(self, future: Future | None = None) -> None:
         with self._condition:
-            self._in_use -= 1
-            self._last_turnover = time.monotonic()
-            self._condition.notify()
+            self._lending.release(self._clock(), future is not None and answered(future))
+            # An answer may lift the stall (the ceiling again): every waiter looks.
+            self._condition.notify_all()
 
-    def submit(self, until: float, function: Callable[..., T], *args) -> Future[T] | None:
-        """Run ``function(*args)`` in a slot, with ``until`` as its deadline; None when no
-        slot became free in time. The slot is freed when the function returns, whenever
-        that is."""
-        if not self._acquire(until):
-            return None
+    def submit(self, until: float, function: Callable[..., T], *args) -> Future[T] | str:
+        """Run ``function(*args)`` in a slot, with ``until`` as its deadline; when no slot may
+        be taken, why not. The slot is freed when the function returns, whenever that is."""
+        refused = self._acquire(until)
+        if refused is not None:
+            return refused
         context = contextvars.copy_context()
 
         def in_slot():
@@ -301,14 +434,14 @@ class GuardedProvider:
         created = deadline.Created()
         with deadline.recording(created) if launching else contextlib.nullcontext():
             future = self.bulkhead.submit(until, function, *args)
-        if future is None:
+        if isinstance(future, str):
             self._on_rejected()
-            state = self.bulkhead.state()
             raise ProviderBusy(
                 self.name,
-                state.limit,
-                f"the {self.name} provider is busy: all {state.limit} provider slots of this "
-                "process are taken; nothing was sent to the provider, retry later",
+                self.bulkhead.state().limit,
+                f"the {self.name} provider is busy: {future}; nothing was sent to the "
+                "provider, retry later",
+                future,
             )
         try:
             return future.result(timeout=max(0.0, until - time.monotonic()))

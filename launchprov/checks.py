@@ -161,15 +161,40 @@ def warn_failures(results: list[Result]) -> None:
         log.info("startup checks: %d ok, %d skipped", ok, len(results) - ok)
 
 
-def check_in_background(run_checks: Callable[[], list[Result]]) -> threading.Thread:
-    """Run ``run_checks`` in a daemon thread and log its failures: the service starts (and
-    answers) meanwhile, as it would when the cloud is down and may come back."""
+class StartupChecks:
+    """What the startup checks found, for /readyz: ``off``, ``running``, then ``ok`` or
+    ``failed`` with each failed check and why (``broken``: they could not run)."""
+
+    def __init__(self) -> None:
+        self.state = "off"
+        self.failed: list[Result] = []
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "failed": [{"check": item.check, "why": item.why} for item in self.failed],
+        }
+
+
+def check_in_background(
+    run_checks: Callable[[], list[Result]], found: StartupChecks | None = None
+) -> threading.Thread:
+    """Run ``run_checks`` in a daemon thread and log its failures (and keep them in ``found``,
+    which /readyz shows): the service starts (and answers) meanwhile, as it would when the
+    cloud is down and may come back."""
+    found = found or StartupChecks()
+    found.state = "running"
 
     def checking() -> None:
         try:
-            warn_failures(run_checks())
+            results = run_checks()
         except Exception:  # a check that breaks must not go unseen, nor stop the service
             log.exception("startup checks could not run")
+            found.state = "broken"
+            return
+        found.failed = [result for result in results if result.status == FAILED]
+        found.state = "failed" if found.failed else "ok"
+        warn_failures(results)
 
     thread = threading.Thread(target=checking, name="launchprov-startup-checks", daemon=True)
     thread.start()

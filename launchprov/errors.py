@@ -147,8 +147,9 @@ def _provider_failure(exc: ProviderError, request) -> Answer:
 
 
 def _provider_busy(exc: ProviderBusy, request) -> Answer:
-    """No provider slot became free in time: nothing was sent, a retry later is safe."""
-    details = [detail("provider", exc.provider, f"all {exc.limit} provider slots are taken")]
+    """No provider slot became free in time, or the provider stalls: nothing was sent, a retry
+    later is safe."""
+    details = [detail("provider", exc.provider, exc.reason)]
     retry_after = str(request.registry.launchprov_settings["launchprov.retry_after"])
     return Answer(503, exc.message, details, {"Retry-After": retry_after})
 

@@ -72,7 +72,7 @@ def filtered(
         return [instance for instance in page.instances if keep(instance)], page.next_token
 
     found, next_token = paging.page(
-        fetch, query.limit, query.page_token, query.limit, paging.scope_of(query, **scope)
+        fetch, query.limit, query.page_token, paging.scope_of(query, **scope)
     )
     return InstancePage(found, next_token)
 

@@ -63,8 +63,8 @@ class Metrics:
         )
         self.provider_rejected = Counter(
             "launchprov_provider_rejected",
-            "Requests answered 503 because no provider slot became free within "
-            "launchprov.provider_queue_timeout (nothing was sent to the provider).",
+            "Requests answered 503 because the provider stalled, or no provider slot became "
+            "free within launchprov.provider_queue_timeout (nothing was sent to the provider).",
             ["provider"],
             registry=self.registry,
         )
@@ -77,8 +77,9 @@ class Metrics:
         )
         self.provider_slots = Gauge(
             "launchprov_provider_slots",
-            "Provider calls this process may have in progress at once "
-            "(launchprov.provider_concurrency).",
+            "Provider calls this process may have in progress at once now: every waitress "
+            "thread but one while the provider answers, launchprov.provider_concurrency while "
+            "it stalls.",
             registry=self.registry,
         )
         self.provider_slots_in_use = Gauge(
@@ -176,7 +177,7 @@ class Metrics:
 
     def watch(self, bulkhead) -> None:
         """Read the bulkhead's slots whenever the metrics are scraped."""
-        self.provider_slots.set_function(lambda: bulkhead.limit)
+        self.provider_slots.set_function(lambda: bulkhead.state().limit)
         self.provider_slots_in_use.set_function(lambda: bulkhead.state().in_use)
         self.provider_slot_waiters.set_function(lambda: bulkhead.state().waiting)
 

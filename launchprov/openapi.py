@@ -600,20 +600,46 @@ ANSWERS: dict[str, dict[str, Any]] = {
                     "provider": {"type": "string"},
                     "slots": {
                         "type": "object",
-                        "description": "The provider slots of the process "
-                        "(launchprov.provider_concurrency): limit, in use, requests waiting, "
-                        "and seconds all have stayed taken.",
+                        "description": "The provider slots of the process: the limit now "
+                        "(every waitress thread but one while the provider answers), the base "
+                        "kept while it stalls (launchprov.provider_concurrency), in use, "
+                        "requests waiting, and seconds the provider has stalled (calls in "
+                        "progress, none answered).",
                         "properties": {
                             "limit": {"type": "integer"},
+                            "base": {"type": "integer"},
                             "in_use": {"type": "integer"},
                             "waiting": {"type": "integer"},
-                            "saturated_for": {"type": "number"},
+                            "stalled_for": {"type": "number"},
                         },
-                        "required": ["limit", "in_use", "waiting", "saturated_for"],
+                        "required": ["limit", "base", "in_use", "waiting", "stalled_for"],
                     },
                     "ratelimit": RATELIMIT_READINESS,
+                    "startup_checks": {
+                        "type": "object",
+                        "description": "What launchprov-check's checks found at startup "
+                        "(launchprov.startup_checks): off, running, ok, failed (each failure "
+                        "named) or broken (they could not run). The process stays ready.",
+                        "properties": {
+                            "state": {
+                                "enum": ["off", "running", "ok", "failed", "broken"],
+                            },
+                            "failed": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "check": {"type": "string"},
+                                        "why": {"type": "string"},
+                                    },
+                                    "required": ["check", "why"],
+                                },
+                            },
+                        },
+                        "required": ["state", "failed"],
+                    },
                 },
-                "required": ["status", "provider", "slots"],
+                "required": ["status", "provider", "slots", "startup_checks"],
             }
         ),
     },

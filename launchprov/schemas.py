@@ -45,6 +45,9 @@ MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
+#: The longest ``next`` token: one carries up to 200 instance ids of a cut provider page (about
+#: 3 KB once compressed) besides the provider's own token (launchprov.providers.paging).
+MAX_PAGE_TOKEN = 8192
 MAX_FILTER_VALUES = 200
 #: A client token (and the Idempotency-Key header, its synonym): EC2's rule.
 CLIENT_TOKEN = re.compile(r"\A[\x20-\x7e]{1,64}\Z")
@@ -741,7 +744,9 @@ class InstanceQuerySchema(colander.MappingSchema):
     limit = colander.SchemaNode(
         StrictInteger(), missing=DEFAULT_LIST_LIMIT, validator=_between(1, MAX_LIST_LIMIT)
     )
-    next = colander.SchemaNode(StrictString(), missing=None, validator=colander.Length(1, 4096))
+    next = colander.SchemaNode(
+        StrictString(), missing=None, validator=colander.Length(1, MAX_PAGE_TOKEN)
+    )
     region = _region_node.clone()
     expired = colander.SchemaNode(
         StrictBoolean(),

@@ -120,6 +120,10 @@ def optional_positive_int(value: str) -> int | None:
     return positive_int(value) if value.strip() else None
 
 
+def optional_positive_float(value: str) -> float | None:
+    return positive_float(value) if value.strip() else None
+
+
 def optional_one_of(*choices: str) -> Callable[[str], str | None]:
     """One of ``choices``, or empty for None (no rule)."""
     parse_choice = one_of(*choices)
@@ -396,8 +400,10 @@ SETTINGS: tuple[Setting, ...] = (
         "A secret (at least 16 characters; openssl rand -hex 32) with which every launch signs "
         "its launchprov tags (launchprov:signature, an HMAC-SHA256): launchprov-reap "
         "terminates only instances whose signature holds, and refuses to run without a key "
-        "unless given --trust-unsigned. The service and the reaper need the same key. Empty: "
-        "launches are not signed.",
+        "unless given --trust-unsigned. The service and the reaper need the same key. It also "
+        "keys the seal that binds a listing's next token to its caller and query (every "
+        "process of a deployment needs the same key). Empty: launches are not signed, and a "
+        "page token's seal is an unkeyed digest.",
         secret=True,
     ),
     Setting(
@@ -451,18 +457,45 @@ SETTINGS: tuple[Setting, ...] = (
         "launchprov.provider_concurrency",
         "",
         optional_positive_int,
-        "Most provider calls in progress at once in one process (the bulkhead). Empty: "
+        "Most provider calls in progress at once in one process while the provider stalls "
+        "(the bulkhead's base slots; see launchprov.provider_stall_timeout). Empty: "
         "waitress's threads minus a reserve of max(2, threads // 4), read from the .ini's "
         "[server:main] when the app is served from one (else waitress's default, 4 threads). "
         "It must leave at least one thread: the reserved threads answer /healthz, /readyz, "
-        "/metrics and requests that make no provider call while the provider is slow.",
+        "/metrics and requests that make no provider call while the provider stalls. While "
+        "the provider answers, the reserve is lent (launchprov.provider_lend_reserve): every "
+        "thread but one may hold a provider call.",
+    ),
+    Setting(
+        "launchprov.provider_lend_reserve",
+        "true",
+        boolean,
+        "While the provider answers, lend the reserved threads to provider calls: up to "
+        "waitress's threads minus one calls at once (one thread is never lent), back to "
+        "launchprov.provider_concurrency once the provider stalls. false: never more than "
+        "launchprov.provider_concurrency, whatever the provider does.",
+    ),
+    Setting(
+        "launchprov.provider_stall_timeout",
+        "5",
+        positive_float,
+        "Seconds with provider calls in progress and none answered (by a result or an error "
+        "reply; a transport failure or time-out is no answer) after which the provider counts "
+        "as stalled: the lent threads are taken back, a request that finds the base slots "
+        "taken is answered 503 with Retry-After at once. Above the provider's usual call "
+        "time (EC2 launches in 1-3 s), so that calls sent together and still running are not "
+        "taken for a stall.",
     ),
     Setting(
         "launchprov.provider_queue_timeout",
-        "1",
-        positive_float,
-        "Seconds a request may wait for a free provider slot; after that it is answered 503 "
-        "with Retry-After at once, rather than holding a thread waiting on a sick cloud.",
+        "",
+        optional_positive_float,
+        "Seconds a request may wait for a free provider slot while calls keep answering; "
+        "after that it is answered 503 with Retry-After (nothing sent). Empty: "
+        "0.4 x launchprov.request_deadline (10 s of the 25 s default), so that a queued "
+        "request still has most of its deadline for its call. A request stops waiting, 503, "
+        "when no call has answered for 0.5 s (it holds a thread the health checks may need), "
+        "and a stalled provider refuses at once (launchprov.provider_stall_timeout).",
     ),
     Setting(
         "launchprov.request_deadline",
@@ -552,8 +585,9 @@ SETTINGS: tuple[Setting, ...] = (
         "launchprov.ec2.max_pool_connections",
         "16",
         positive_int,
-        "Connections each EC2 client keeps open: at least waitress's threads, or concurrent "
-        "calls open and throw away connections of their own.",
+        "Connections each EC2 client keeps open: at least the provider calls that run at once "
+        "(waitress's threads - 1), or concurrent calls open and throw away connections of "
+        "their own.",
     ),
     Setting(
         "launchprov.ec2.retry_mode",

@@ -147,6 +147,8 @@ class Faults:
     #: (at most :data:`HOLD_LIMIT` seconds): a cloud that answers after the deadline.
     hold_reply: Callable[[Recorded], bool] = lambda recorded: False
     released: threading.Event = field(default_factory=threading.Event)
+    #: Seconds to hold the request before forwarding it: a cloud that takes its time.
+    delay: Callable[[Recorded], float] = lambda recorded: 0.0
     dropped: list[Recorded] = field(default_factory=list)
     held: list[Recorded] = field(default_factory=list)
 
@@ -182,6 +184,7 @@ class RecordingProxy:
         self.recorded: list[Recorded] = []
         self._replies: dict[str, tuple[dict, int, bytes, str]] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -216,6 +219,8 @@ class RecordingProxy:
         if recorded.action == "DescribeInstances" and self.faults.hide(recorded):
             self._answer(handler, 200, EMPTY_DESCRIBE, "text/xml")
             return
+        # The cloud's own time (not a synchronisation): released early when the proxy closes.
+        self._closed.wait(self.faults.delay(recorded))
         refusal = self.faults.refuse(recorded)
         if refusal is not None:
             self._answer(handler, refusal[0], _error_reply(refusal[1]), "text/xml")
@@ -272,6 +277,7 @@ class RecordingProxy:
 
     def close(self):
         self.faults.released.set()
+        self._closed.set()
         self.server.shutdown()
         self.server.server_close()
 

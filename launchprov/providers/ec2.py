@@ -733,12 +733,31 @@ class EC2Provider:
             ]
             return instances, reply.get("NextToken") or None
 
+        def fetch_ids(ids):
+            # What is left of a cut page, by id: the query's filters too, so that an instance
+            # that left the listing meanwhile is not served.
+            params: dict[str, Any] = {
+                "Filters": describe_filters(dataclasses.replace(query, ids=tuple(ids)))
+            }
+            found = []
+            while True:
+                reply = self._call(query.region, "describe_instances", **params)
+                found += [
+                    to_instance(raw)
+                    for reservation in reply["Reservations"]
+                    for raw in reservation["Instances"]
+                ]
+                if not reply.get("NextToken"):
+                    return found
+                params["NextToken"] = reply["NextToken"]
+
         instances, token = paging.page(
             fetch,
             query.limit,
             query.page_token,
-            ec2_common.LISTING_PAGE_SIZE,
             paging.scope_of(query),
+            ec2_common.LISTING_PAGES,
+            fetch_ids=fetch_ids,
         )
         return InstancePage(instances, token)
 

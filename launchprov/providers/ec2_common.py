@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from launchprov.placement import is_zone
+from launchprov.providers import paging
 from launchprov.providers.interface import (
     IdempotencyConflict,
     InstanceNotFound,
@@ -118,11 +119,10 @@ TRANSIENT_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 #: EC2's MaxResults bounds for DescribeInstances.
 MIN_PAGE_SIZE = 5
 MAX_PAGE_SIZE = 1000
-#: The DescribeInstances MaxResults of a listing, whatever its ``limit``: the largest EC2
-#: takes, so that a listing of up to this many reservations is one EC2 page, which launchprov
-#: pages by instance id with a cursor, and is stable however instances come and go
-#: (:mod:`launchprov.providers.paging`). One call either way for such a listing; a bigger reply.
-LISTING_PAGE_SIZE = MAX_PAGE_SIZE
+#: How DescribeInstances pages, for :mod:`launchprov.providers.paging`: EC2's MaxResults
+#: counts instances, moto's counts reservations (each may hold up to 1000 instances), so the
+#: pager learns how many instances a unit holds and asks for pages of about ``limit``.
+LISTING_PAGES = paging.Pages(MIN_PAGE_SIZE, MAX_PAGE_SIZE, grouped=True)
 
 
 def is_retryable(code: str, http_status: int) -> bool:

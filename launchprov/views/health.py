@@ -73,13 +73,19 @@ def readyz(request):
         "provider": request.provider.name,
         "slots": slots.as_json(),
         "ratelimit": ratelimit,
+        # launchprov.startup_checks: what launchprov-check's checks found at startup (each
+        # failure named; the process stays ready: the cloud may come back, or need a fix).
+        "startup_checks": request.registry.launchprov_startup_checks.as_json(),
     }
 
 
 def describe_slots(slots) -> str:
     text = f"{slots.in_use} of {slots.limit} provider slots in use, {slots.waiting} waiting"
-    if slots.saturated_for:
-        text += f", all taken for {slots.saturated_for:.1f} s"
+    if slots.stalled_for:
+        text += (
+            f", none answered: stalled for {slots.stalled_for:.1f} s "
+            f"({slots.base} slots while it stalls)"
+        )
     return text
 
 

@@ -7,9 +7,11 @@ narrowed to what the caller may see by filters the provider applies.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from launchprov import leases, listing
+from launchprov.page_tokens import PageTokens
 from launchprov.params import read_params, read_query
 from launchprov.providers.interface import Instance, InstancePage
 
@@ -57,12 +59,18 @@ def describe(request):
 
 def list_instances(request):
     query, expired, duplicate = request.validators.instance_listing(read_query(request))
+    key = request.registry.launchprov_settings["launchprov.tag_signing_key"]
+    tokens = PageTokens(key, request.identity, query, expired=expired, duplicate=duplicate)
+    query = dataclasses.replace(query, page_token=tokens.open(query.page_token))
     visible = request.ownership.visible(request.identity, query)
     if visible is None:
         page = InstancePage([], None)
     else:
         page = listing.list_instances(request.provider, visible, expired, duplicate)
-    return {"instances": [instance_json(item) for item in page.instances], "next": page.next_token}
+    return {
+        "instances": [instance_json(item) for item in page.instances],
+        "next": tokens.seal(page.next_token),
+    }
 
 
 def perform(request, action: str) -> Instance:

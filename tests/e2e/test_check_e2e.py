@@ -176,6 +176,18 @@ def test_the_service_warns_of_each_failed_check_at_startup_and_still_serves(moto
         ), line
         status, _, body = service.request("GET", "/healthz")
         assert status == 200 and body == {"status": "ok"}
+        # /readyz names the failure (the checks ended before the warning was logged).
+        status, _, body = service.request("GET", "/readyz")
+        assert status == 200, body
+        assert body["startup_checks"] == {
+            "state": "failed",
+            "failed": [
+                {
+                    "check": "key pair nobody-s-key",
+                    "why": "InvalidKeyPair.NotFound: The key pair 'nobody-s-key' does not exist",
+                }
+            ],
+        }, body
 
 
 def test_a_service_whose_checks_pass_says_so_without_a_warning(moto_process):
@@ -183,6 +195,8 @@ def test_a_service_whose_checks_pass_says_so_without_a_warning(moto_process):
         (line,) = logged(service, "startup checks:")
         assert line.endswith("startup checks: 5 ok, 1 skipped"), line
         assert "WARNING" not in service.output, service.output
+        status, _, body = service.request("GET", "/readyz")
+        assert status == 200 and body["startup_checks"] == {"state": "ok", "failed": []}, body
 
 
 def test_with_libcloud_the_driver_is_asked_and_a_missing_image_named(tmp_path, moto_process):

@@ -8,7 +8,7 @@ import uuid
 import boto3
 import pytest
 
-from launchprov.providers import ec2_common
+from launchprov.providers import paging
 from tests.support import GOOD_AMI, assert_error_body, detail_names, seed_account
 
 INSTANCE_KEYS = {
@@ -194,10 +194,10 @@ def test_list_by_tag_id_and_state(backend):
 
 
 def test_pages_hold_every_instance_once(backend, monkeypatch):
-    """EC2 pages of 5 reservations: single launches make a provider page each per few
-    instances; a batch of 12 is one reservation, larger than a page: both the provider's pages
-    and cuts inside them are read."""
-    monkeypatch.setattr(ec2_common, "LISTING_PAGE_SIZE", 5)
+    """EC2 pages of 5 reservations or more, tokens carrying 2 ids: single launches make a
+    provider page each per few instances; a batch of 12 is one reservation, larger than a
+    page: the provider's pages, the ids carried and cuts read again are all used."""
+    monkeypatch.setattr(paging, "CARRIED_IDS", 2)
     tag = unique_tag()
     ids = [instance_id for _ in range(20) for instance_id in launch(backend, tags={"b": tag})]
     ids += launch(backend, count=12, tags={"b": tag})

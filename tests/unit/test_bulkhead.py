@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
 from launchprov.bulkhead import (
     Bulkhead,
     GuardedProvider,
+    Lending,
     ProviderBusy,
+    answered,
+    ceiling,
     concurrency,
     one_deadline_per_request,
     server_threads,
@@ -57,8 +60,20 @@ class Blocking:
         return self._block("ping", None)
 
 
-def guarded(provider, limit=1, queue_timeout=0.2, request_deadline=PATIENCE, **kwargs):
-    return GuardedProvider(provider, Bulkhead(limit, queue_timeout), request_deadline, **kwargs)
+def guarded(
+    provider,
+    limit=1,
+    queue_timeout=0.2,
+    request_deadline=PATIENCE,
+    lent=None,
+    stall_timeout=PATIENCE,
+    patience=PATIENCE,
+    **kwargs,
+):
+    bulkhead = Bulkhead(
+        limit, queue_timeout, ceiling=lent, stall_timeout=stall_timeout, patience=patience
+    )
+    return GuardedProvider(provider, bulkhead, request_deadline, **kwargs)
 
 
 def wait_for(check, what: str):
@@ -258,3 +273,153 @@ def test_the_guarded_provider_keeps_the_whole_contract():
     from launchprov.providers.interface import IProvider
 
     assert verifyObject(IProvider, guarded(Blocking()))
+
+
+# -- lending: the reserve is the provider's while it answers ------------------------------------
+
+
+def test_a_cloud_that_answers_may_take_the_lent_slots():
+    lending = Lending(base=6, ceiling=7, stall_timeout=5.0)
+    for _ in range(7):
+        assert lending.may_take(0.0)
+        lending.take(0.0)
+    assert not lending.may_take(0.1)  # every thread but one: the last is never lent
+    assert lending.limit(0.1) == 7
+
+
+def test_calls_sent_together_and_still_running_are_no_stall():
+    """16 launches sent at once to a cloud that takes 3 s: no call can have answered yet."""
+    lending = Lending(base=13, ceiling=16, stall_timeout=5.0)
+    for moment in (0.0, 0.2, 0.4, 0.9):
+        lending.take(moment)
+    assert not lending.stalled(4.9)
+    assert lending.may_take(4.9) and lending.limit(4.9) == 16
+
+
+def test_calls_that_stop_answering_take_the_reserve_back():
+    lending = Lending(base=2, ceiling=3, stall_timeout=5.0)
+    for _ in range(3):
+        lending.take(10.0)
+    assert lending.stalls_at() == 15.0
+    assert (lending.stalled(14.9), lending.stalled(15.0)) == (False, True)
+    assert lending.limit(15.0) == 2 and lending.stalled_for(16.5) == 1.5
+    # A transport time-out or failure ends a call, but is no answer: still stalled, and the
+    # freed slot is not the provider's again until it drops below the base.
+    lending.release(17.0, answered=False)
+    assert lending.stalled(17.0) and not lending.may_take(17.0)
+    lending.release(17.5, answered=False)
+    assert lending.may_take(17.5)  # 1 in use, below the base of 2
+
+
+def test_an_answer_ends_the_stall_and_lends_again():
+    lending = Lending(base=2, ceiling=3, stall_timeout=5.0)
+    for _ in range(3):
+        lending.take(0.0)
+    assert lending.limit(6.0) == 2
+    lending.release(6.0, answered=True)  # an error reply is an answer too
+    assert not lending.stalled(6.0) and lending.limit(6.0) == 3
+    assert lending.stalled(11.0)  # ... until the rest stay silent as long again
+
+
+def test_an_idle_cloud_owes_no_answer():
+    lending = Lending(base=1, ceiling=2, stall_timeout=5.0)
+    lending.take(0.0)
+    lending.release(1.0, answered=True)
+    assert not lending.stalled(100.0)  # nothing in progress: nothing to answer
+    lending.take(100.0)  # the first call after a quiet hour is not late
+    assert not lending.stalled(100.1) and lending.stalled_for(100.1) == 0.0
+    assert lending.stalled(105.0)
+
+
+def test_without_lending_the_base_is_the_ceiling():
+    lending = Lending(base=2, ceiling=1, stall_timeout=5.0)
+    assert lending.ceiling == 2  # never below the base
+
+
+def test_transport_failures_are_no_answer():
+    def ended(error=None) -> Future:
+        future = Future()
+        future.set_result(None) if error is None else future.set_exception(error)
+        return future
+
+    assert answered(ended())
+    assert answered(ended(ProviderError("ec2", "InsufficientInstanceCapacity", "none left")))
+    assert not answered(ended(ProviderError("ec2", ProviderError.TIMEOUT, "read time-out")))
+    assert not answered(ended(ProviderError("ec2", ProviderError.UNREACHABLE, "refused")))
+
+
+def test_every_thread_but_one_is_lent():
+    assert ceiling(12, 16, None, lend=True) == 15
+    assert ceiling(12, 16, None, lend=False) == 12
+    assert ceiling(3, 16, 3, lend=True) == 15  # a configured base is lent above too
+    assert ceiling(2, None, None, lend=True) == 3  # waitress's default 4 threads assumed
+    assert ceiling(40, None, 40, lend=True) == 40  # unknown threads: nothing lent above
+
+
+def test_lent_slots_serve_more_calls_at_once_than_the_base():
+    provider = Blocking()
+    service = guarded(provider, limit=1, lent=2)
+    with ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(service.describe, f"i-{n}", "us-east-1") for n in (1, 2)]
+        for _ in calls:
+            assert provider.started.acquire(timeout=PATIENCE)  # both at the provider at once
+        assert service.bulkhead.state().in_use == 2
+        provider.release.set()
+        assert [call.result(PATIENCE) for call in calls] == ["i-1", "i-2"]
+
+
+def test_a_request_waiting_for_a_slot_is_refused_when_the_cloud_stalls():
+    """It waits while the cloud answers (a queue time-out far away), and gives its thread
+    back as soon as the calls in progress have answered nothing for the stall time-out."""
+    provider = Blocking()
+    rejected = []
+    service = guarded(
+        provider,
+        limit=1,
+        lent=2,
+        queue_timeout=PATIENCE,
+        stall_timeout=0.3,
+        on_rejected=lambda: rejected.append(1),
+    )
+    with ThreadPoolExecutor(3) as pool:
+        stuck = [pool.submit(service.describe, f"i-{n}", "us-east-1") for n in (1, 2)]
+        for _ in stuck:
+            assert provider.started.acquire(timeout=PATIENCE)
+        waiting = pool.submit(service.describe, "i-3", "us-east-1")
+        with pytest.raises(ProviderBusy) as caught:
+            waiting.result(PATIENCE)
+        assert caught.value.reason == (
+            "2 provider calls in progress and none answered for 0.3 s: the provider stalls"
+        )
+        assert "nothing was sent" in caught.value.message
+        state = service.bulkhead.state()
+        assert (state.limit, state.base, state.in_use) == (1, 1, 2)
+        assert state.stalled_for > 0
+        # Stalled: refused at once, not after a queue time-out.
+        with pytest.raises(ProviderBusy):
+            service.describe("i-4", "us-east-1")
+        assert provider.calls == ["describe", "describe"] and rejected == [1, 1]
+        provider.release.set()  # the cloud answers: the reserve is lent again
+        assert [call.result(PATIENCE) for call in stuck] == ["i-1", "i-2"]
+    wait_for(lambda: service.bulkhead.state().limit == 2, "the lent slot is back")
+    assert service.describe("i-5", "us-east-1") == "i-5"
+
+
+def test_a_request_waits_for_a_slot_only_while_calls_answer():
+    """Every lent slot taken: a waiting request holds the thread kept for health checks, so it
+    gives it back when no call has answered for a while, long before a stall or its queue
+    time-out."""
+    provider = Blocking()
+    service = guarded(
+        provider, limit=1, lent=1, queue_timeout=PATIENCE, stall_timeout=PATIENCE, patience=0.3
+    )
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(service.describe, "i-1", "us-east-1")
+        assert provider.started.acquire(timeout=PATIENCE)
+        with pytest.raises(ProviderBusy) as caught:
+            service.describe("i-2", "us-east-1")
+        assert caught.value.reason == ("all 1 provider slots are taken and none answered for 0.3 s")
+        assert service.bulkhead.state().stalled_for == 0  # busy, not (yet) stalled
+        assert provider.calls == ["describe"]
+        provider.release.set()
+        assert stuck.result(PATIENCE) == "i-1"

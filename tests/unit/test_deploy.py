@@ -18,6 +18,7 @@ import pytest
 import yaml
 from paste.deploy.loadwsgi import SERVER, loadcontext
 
+from launchprov import bulkhead
 from launchprov.bulkhead import server_threads
 from launchprov.routes import ROUTES
 from launchprov.settings import (
@@ -81,12 +82,14 @@ def test_haproxy_waits_longer_than_a_launch_and_closes_before_waitress():
     assert timeouts["check"] > 2
 
 
-def test_haproxy_checks_readiness_and_sends_as_many_requests_as_waitress_has_threads():
+def test_haproxy_checks_readiness_and_sends_what_a_process_serves_without_shedding():
     text = (DEPLOY / "haproxy.cfg").read_text()
     assert re.search(r"http-check send meth GET uri /readyz\b", text)
     assert ROUTES["readyz"].pattern == "/readyz"
-    threads = production()["server:main"]["threads"]
-    assert re.search(rf"default-server .*\bmaxconn {threads}\b", text)
+    threads = int(production()["server:main"]["threads"])
+    # Every thread but one runs provider calls while the cloud answers (the other is never lent).
+    assert served_without_shedding(ROOT / "production.ini") == threads - 1
+    assert re.search(rf"default-server .*\bmaxconn {threads - 1}\b", text)
     # A failed connection is retried for every method, an empty answer for GET and HEAD only:
     # a launch that reached a process is never re-sent.
     assert re.search(r"^\s*retry-on conn-failure empty-response$", text, re.MULTILINE)
@@ -264,6 +267,24 @@ def pod_spec(document: dict) -> dict:
     return spec["template"]["spec"]
 
 
+def ini_settings(ini: Path) -> dict:
+    """The launchprov.* settings of ``ini``'s [app:main], parsed (no environment)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ini)
+    app = {key: value for key, value in parser["app:main"].items() if key.startswith("launchprov.")}
+    return load(app, {})
+
+
+def served_without_shedding(ini: Path) -> int:
+    """The provider calls one process served from ``ini`` runs at once while the cloud answers
+    (what its startup line says), computed as the app does."""
+    settings = ini_settings(ini)
+    threads = bulkhead.server_threads({"__file__": str(ini)})
+    configured = settings["launchprov.provider_concurrency"]
+    base = bulkhead.concurrency(configured, threads)
+    return bulkhead.ceiling(base, threads, configured, settings["launchprov.provider_lend_reserve"])
+
+
 def deploy_problems(deploy: Path, ini: Path) -> list[str]:
     """Every way the deploy files disagree with each other, with production.ini or with the
     settings; empty when they agree."""
@@ -340,6 +361,34 @@ def deploy_problems(deploy: Path, ini: Path) -> list[str]:
     if default_port not in haproxy:
         problems.append(
             f"production.ini's port {default_port} is not among HAProxy's {sorted(haproxy)}"
+        )
+
+    # Capacity: HAProxy sends each process what it serves without shedding (more would wait for
+    # a slot in the process, holding the thread kept for probes), and queues the rest no
+    # longer than leaves the caller a whole request deadline under HAProxy's client time-out.
+    haproxy_text = (deploy / "haproxy.cfg").read_text()
+    served = served_without_shedding(ini)
+    for maxconn in re.findall(r"^\s*default-server .*\bmaxconn (\d+)", haproxy_text, re.MULTILINE):
+        if int(maxconn) != served:
+            problems.append(
+                f"HAProxy sends a process {maxconn} requests at once (maxconn), production.ini "
+                f"serves {served} without shedding"
+            )
+    timeouts = {
+        name: seconds(value)
+        for name, value in re.findall(r"^\s*timeout ([\w-]+) (\S+)", haproxy_text, re.MULTILINE)
+    }
+    request_deadline = ini_settings(ini)["launchprov.request_deadline"]
+    if not request_deadline < timeouts.get("queue", 0):
+        problems.append(
+            f"HAProxy's timeout queue ({timeouts.get('queue')} s) is not longer than "
+            f"launchprov.request_deadline ({request_deadline:g} s): a request queued behind calls "
+            "held to their deadline gets HAProxy's 503 instead of a process's answer"
+        )
+    if not timeouts.get("queue", 0) + request_deadline < timeouts.get("client", 0):
+        problems.append(
+            f"HAProxy's timeout queue + launchprov.request_deadline ({request_deadline:g} s) "
+            f"is not below its timeout client ({timeouts.get('client')} s)"
         )
 
     # Kubernetes: every name referenced is defined (here, or by the kubectl commands above
@@ -642,6 +691,24 @@ BROKEN = {
         '["launchprov-reap", "/srv/launchprov/production.ini"',
         "launchprov-reap does not read",
     ),
+    "haproxy-maxconn": (
+        "haproxy.cfg",
+        "rise 2 maxconn 16\n    server app1",
+        "rise 2 maxconn 17\n    server app1",
+        "HAProxy sends a process 17 requests at once (maxconn), production.ini serves 16",
+    ),
+    "haproxy-short-queue": (
+        "haproxy.cfg",
+        "timeout queue 30s",
+        "timeout queue 1s",
+        "timeout queue",
+    ),
+    "haproxy-long-queue": (
+        "haproxy.cfg",
+        "timeout queue 30s",
+        "timeout queue 70s",
+        "is not below its timeout client",
+    ),
     "unknown-key": (
         "launchprov@.service",
         "# deploy/haproxy.cfg balances",
@@ -718,6 +785,22 @@ def test_a_broken_copy_of_the_deploy_files_is_caught(case, tmp_path):
     (copy / name).write_text(original.replace(text, replacement))
     problems = deploy_problems(copy, ROOT / "production.ini")
     assert any(problem in found for found in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("line", "replacement"),
+    [
+        ("threads = 17", "threads = 16"),
+        ("launchprov.provider_lend_reserve = true", "launchprov.provider_lend_reserve = false"),
+    ],
+)
+def test_production_ini_serving_other_than_haproxys_maxconn_is_caught(tmp_path, line, replacement):
+    ini = tmp_path / "production.ini"
+    text = (ROOT / "production.ini").read_text()
+    assert line in text
+    ini.write_text(text.replace(line, replacement))
+    problems = deploy_problems(DEPLOY, ini)
+    assert any("maxconn" in found for found in problems), problems
 
 
 def test_production_ini_on_another_port_than_haproxys_is_caught(tmp_path):

@@ -27,7 +27,7 @@ from libcloud.compute.types import NodeState
 from zope.interface.verify import verifyObject
 
 from launchprov import settings as launchprov_settings
-from launchprov.providers import ec2_common
+from launchprov.providers import paging
 from launchprov.providers.ec2_common import IMAGE_ID, INSTANCE_ID
 from launchprov.providers.interface import (
     STATES,
@@ -673,24 +673,26 @@ def test_ec2_list_pages_over_120_instances(ec2_provider, hundred_and_twenty, lim
 
 
 def test_ec2_list_follows_ec2_pages(ec2_provider, monkeypatch):
-    # Seven reservations, read two instances at a time: EC2 pages of MaxResults 5 (its least)
-    # are cut in pieces, each in id order, and the second EC2 page is fetched with EC2's
-    # NextToken.
-    monkeypatch.setattr(ec2_common, "LISTING_PAGE_SIZE", 5)
+    # Seven reservations, read two instances at a time, tokens carrying 2 ids: EC2 pages of
+    # MaxResults 5 (its least) are cut, each in id order; the rest of a cut page is read by
+    # its ids (an instance-id filter, not InstanceId.N), and the second EC2 page is fetched
+    # with EC2's NextToken.
+    monkeypatch.setattr(paging, "CARRIED_IDS", 2)
     run = uuid.uuid4().hex
     ids = [launch_tagged(ec2_provider, run=run)[0] for _ in range(7)]
     sent = record_requests(monkeypatch, ec2_provider)
 
     pages = read_every_page(ec2_provider, 2, tags={"run": (run,)})
 
-    assert [len(page) for page in pages] == [2, 2, 2, 1]
-    assert [instance_id for page in pages for instance_id in page] == [
-        *sorted(ids[:5]),
-        *sorted(ids[5:]),
-    ]
+    every = [instance_id for page in pages for instance_id in page]
+    assert len(every) == len(set(every)) == 7
+    assert every[:5] == sorted(ids[:5]) and sorted(every[5:]) == sorted(ids[5:])
     describes = [params for params in sent if params["Action"] == "DescribeInstances"]
-    assert {params["MaxResults"] for params in describes} == {"5"}
-    assert any("NextToken" in params for params in describes)
+    by_page = [params for params in describes if "Filter.2.Name" not in params]
+    by_id = [params for params in describes if "Filter.2.Name" in params]
+    assert {params["MaxResults"] for params in by_page} == {"5"}
+    assert any("NextToken" in params for params in by_page)
+    assert by_id and all(params["Filter.1.Name"] == "instance-id" for params in by_id)
     assert all("InstanceId.1" not in params for params in describes)
 
 

@@ -16,6 +16,7 @@ are :mod:`launchprov.providers.ec2_common`'s, shared with the boto3 adapter.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from libcloud.compute.base import NodeDriver
@@ -271,6 +272,19 @@ def instances(
         for node in driver._to_nodes(reservation, "instancesSet/item")
     ]
     return found, findtext(reply, "nextToken", NAMESPACE) or None
+
+
+def describe_query(driver: NodeDriver, query: InstanceQuery, ids) -> list[Instance]:
+    """The instances of ``ids`` (at most FILTER_VALUES_MAX) that ``query``'s filters still
+    match: what is left of a cut page of a listing."""
+    narrowed = dataclasses.replace(query, ids=tuple(ids))
+    found: list[Instance] = []
+    token = None
+    while True:
+        page, token = instances(driver, narrowed, ec2_common.MAX_PAGE_SIZE, token)
+        found += page
+        if token is None:
+            return found
 
 
 def describe_many(driver: NodeDriver, region: str, ids: list[str]) -> dict[str, Instance]:

@@ -539,7 +539,9 @@ class LibcloudProvider:
         # Alone: batching is off, or the batch did not return the id; a 404 after this.
         # EC2 may answer a filtered call with empty pages and a NextToken: the pager follows.
         query = InstanceQuery(region, ids=(instance_id,))
-        found, _ = paging.page(self._fetch(query), 1, None, 5, paging.scope_of(query))
+        found, _ = paging.page(
+            self._fetch(query), 1, None, paging.scope_of(query), ec2_common.LISTING_PAGES
+        )
         if not found:
             raise InstanceNotFound(NAME, instance_id)
         return found[0]
@@ -553,12 +555,19 @@ class LibcloudProvider:
         return ec2.terminate_many(self._ec2_driver(region), ids)
 
     def list_instances(self, query: InstanceQuery) -> InstancePage:
+        if not self.is_ec2:  # one page: every node, read again for each page of the caller
+            found, next_token = paging.page(
+                self._fetch(query), query.limit, query.page_token, paging.scope_of(query)
+            )
+            return InstancePage(found, next_token)
+        driver = self._ec2_driver(query.region)
         found, next_token = paging.page(
             self._fetch(query),
             query.limit,
             query.page_token,
-            ec2_common.LISTING_PAGE_SIZE,
             paging.scope_of(query),
+            ec2_common.LISTING_PAGES,
+            fetch_ids=lambda ids: ec2.describe_query(driver, query, ids),
         )
         return InstancePage(found, next_token)
 
