@@ -27,7 +27,8 @@ the end; the run is bounded by ``--seconds`` plus the time the last requests tak
 the request deadline).
 
 The report is printed and written to benchmarks/raw/soak/ (SOAK.md, soak.json, the logs of
-launchprov, the proxy and moto); ``--record`` also writes it into benchmarks/RESULTS.md between the ``soak`` markers.
+launchprov, the proxy and moto); ``--record`` also writes it into benchmarks/RESULTS.md between
+the ``soak`` markers.
 """
 
 from __future__ import annotations
@@ -490,6 +491,10 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
     service = procs.launchprov(proxy.url, threads, name="soak", settings=app, env=env)
     log(f"launchprov ready in {service.startup:.2f} s (pid {service.pid}, {threads} threads)")
     rss_start = rss_kib(service.pid)
+    ready_line = next(
+        (line for line in service.output_all().splitlines() if "launchprov ready:" in line), "{}"
+    )
+    sizing = json.loads(ready_line).get("message", "(no startup line)")
 
     ledger = Ledger()
     started = time.monotonic()
@@ -539,6 +544,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         "callers": CALLERS,
         "concurrency": CONCURRENCY,
         "threads": threads,
+        "sizing": sizing,
         "run_instances_delay": RUN_INSTANCES_DELAY,
         "bursts": len(bursts),
         "honour_retry_after": settings.honour_retry_after,
@@ -606,7 +612,8 @@ def report(results: dict, command: str) -> str:
         f"`{command}`: {results['concurrency']} callers with {results['callers']} tokens for "
         f"{results['seconds']:g} s (wall {results['wall']:.0f} s) against one launchprov process "
         f"served as production.ini serves it ({results['threads']} waitress threads, its "
-        "provider slots, queue time-out and request deadline, authentication on; rate limits "
+        "provider slots, queue time-out and request deadline, authentication on; at startup it "
+        f'logged "{results["sizing"]}"; rate limits '
         + ("as production.ini" if results["production_rate_limits"] else "lifted")
         + f"), its EC2 a moto server behind tests/faulty_ec2.py holding each RunInstances "
         f"{delay[0]:g}-{delay[1]:g} s; bursts of {results['concurrency']} launches at once "
