@@ -520,6 +520,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         caller.bursts = list(bursts)
         caller.start()
     next_note = started + 30
+    rss_series = [rss_start]  # every 30 s: does it grow with the requests, or level off?
     while any(caller.is_alive() for caller in callers):
         for caller in callers:
             caller.join(timeout=1.0)
@@ -528,7 +529,11 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
                 with ledger.lock:
                     done = sum(sum(c.values()) for c in ledger.statuses.values())
                     errors = len(ledger.server_errors)
-                log(f"{time.monotonic() - started:.0f} s: {done} requests, {errors} 5xx")
+                rss_series.append(rss_kib(service.pid))
+                log(
+                    f"{time.monotonic() - started:.0f} s: {done} requests, {errors} 5xx, "
+                    f"RSS {rss_series[-1] / 1024:.1f} MiB"
+                )
     wall = time.monotonic() - started
     rss_end = rss_kib(service.pid)
     at_moto = instances_at(moto.url)
@@ -570,7 +575,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         "unexpected": ledger.unexpected,
         "violations": ledger.violations,
         "accounting": accounting,
-        "rss_kib": {"start": rss_start, "end": rss_end},
+        "rss_kib": {"start": rss_start, "end": rss_end, "every_30_s": rss_series},
         "log_problems": log_problems(service_log),
         "log_warnings": warnings(service_log),
         "gave_up": dict(ledger.gave_up),
@@ -664,7 +669,9 @@ def report(results: dict, command: str) -> str:
         f"{len(accounting['terminated_unasked'])}; {results['client_token_retries']} client-token "
         f"retries, ownership and client-token violations: {len(results['violations'])}.",
         f"- RSS of the service: {rss['start'] / 1024:.1f} MiB at the start, "
-        f"{rss['end'] / 1024:.1f} MiB at the end.",
+        f"{rss['end'] / 1024:.1f} MiB at the end; every 30 s (MiB): "
+        + ", ".join(f"{kib / 1024:.1f}" for kib in rss["every_30_s"])
+        + ".",
         f"- Tracebacks or ERROR lines in its log: {len(results['log_problems'])} (WARNING lines: "
         f"{results['log_warnings']}); unexpected answers: {len(results['unexpected'])}.",
     ]
