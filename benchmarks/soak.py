@@ -38,6 +38,7 @@ import configparser
 import contextlib
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import random
@@ -62,6 +63,7 @@ from benchmarks.processes import (
     free_port,
     rss_kib,
 )
+from benchmarks.scale import cpu_seconds
 from tests.faulty_ec2 import FaultControl
 
 HERE = Path(__file__).resolve().parent
@@ -488,7 +490,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
     proxy.wait_until(lambda: ec2_answers(port))
     FaultControl(proxy.url).slow_down(RunInstances=RUN_INSTANCES_DELAY)
     threads = int(production_setting("threads", "server:main"))
-    service = procs.launchprov(proxy.url, threads, name="soak", settings=app, env=env)
+    service = procs.launchprov(proxy.url, threads, settings=app, env=env)
     log(f"launchprov ready in {service.startup:.2f} s (pid {service.pid}, {threads} threads)")
     rss_start = rss_kib(service.pid)
     ready_line = next(
@@ -521,6 +523,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         caller.start()
     next_note = started + 30
     rss_series = [rss_start]  # every 30 s: does it grow with the requests, or level off?
+    done_series = [0]
     while any(caller.is_alive() for caller in callers):
         for caller in callers:
             caller.join(timeout=1.0)
@@ -530,12 +533,14 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
                     done = sum(sum(c.values()) for c in ledger.statuses.values())
                     errors = len(ledger.server_errors)
                 rss_series.append(rss_kib(service.pid))
+                done_series.append(done)
                 log(
                     f"{time.monotonic() - started:.0f} s: {done} requests, {errors} 5xx, "
                     f"RSS {rss_series[-1] / 1024:.1f} MiB"
                 )
     wall = time.monotonic() - started
     rss_end = rss_kib(service.pid)
+    cpu = {server.name: cpu_seconds(server.pid) for server in (service, proxy, moto)}
     at_moto = instances_at(moto.url)
     accounting = account(ledger, at_moto, set(tokens))
     service_log = service.output_all()
@@ -576,6 +581,8 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         "violations": ledger.violations,
         "accounting": accounting,
         "rss_kib": {"start": rss_start, "end": rss_end, "every_30_s": rss_series},
+        "requests_every_30_s": [b - a for a, b in itertools.pairwise(done_series)],
+        "cpu_seconds": cpu,
         "log_problems": log_problems(service_log),
         "log_warnings": warnings(service_log),
         "gave_up": dict(ledger.gave_up),
@@ -671,6 +678,13 @@ def report(results: dict, command: str) -> str:
         f"- RSS of the service: {rss['start'] / 1024:.1f} MiB at the start, "
         f"{rss['end'] / 1024:.1f} MiB at the end; every 30 s (MiB): "
         + ", ".join(f"{kib / 1024:.1f}" for kib in rss["every_30_s"])
+        + (
+            "; requests in each 30 s: " + ", ".join(str(n) for n in results["requests_every_30_s"])
+            if results["requests_every_30_s"]
+            else ""
+        )
+        + "; CPU seconds used by "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in results["cpu_seconds"].items())
         + ".",
         f"- Tracebacks or ERROR lines in its log: {len(results['log_problems'])} (WARNING lines: "
         f"{results['log_warnings']}); unexpected answers: {len(results['unexpected'])}.",
