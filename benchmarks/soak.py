@@ -54,6 +54,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
+
 from benchmarks.processes import (
     CALLER,
     CHILD_ENV,
@@ -64,6 +66,7 @@ from benchmarks.processes import (
     rss_kib,
 )
 from benchmarks.scale import cpu_seconds
+from launchprov.placement import region_of
 from tests.faulty_ec2 import FaultControl
 
 HERE = Path(__file__).resolve().parent
@@ -74,6 +77,10 @@ CONCURRENCY = 16
 #: EC2 on a good day: each RunInstances answered after a time drawn from this range (seconds).
 RUN_INSTANCES_DELAY = (1.0, 3.0)
 AMI, INSTANCE_TYPE = "ami-760aaa0f", "t2.micro"
+#: Each caller (token) launches in a zone of its own region, and names the region in every
+#: instance route: moto answers DescribeInstances in a time that grows with every instance its
+#: region keeps (terminated ones too), and four regions keep it near the cloud of the premise.
+ZONES = ("us-east-1b", "us-west-2a", "eu-west-1a", "ap-southeast-2a")
 #: A caller thread terminates its oldest instance when it holds more than this many.
 MAX_LIVE = 4
 ATTEMPTS = 3
@@ -136,8 +143,9 @@ class Ledger:
     lock: threading.Lock = field(default_factory=threading.Lock)
     statuses: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    #: Every id a launch answered, and to which caller.
+    #: Every id a launch answered, and to which caller; its region.
     owner: dict[str, str] = field(default_factory=dict)
+    region: dict[str, str] = field(default_factory=dict)
     terminated: set[str] = field(default_factory=set)
     #: Request ids of the launches answered 408 (their instances may exist: not leaked).
     timed_out_launches: set[str] = field(default_factory=set)
@@ -178,9 +186,10 @@ class Ledger:
 class Caller(threading.Thread):
     """One caller: a keep-alive connection, a token, and the instances it launched."""
 
-    def __init__(self, number, name, token, port, ledger, end, honour_retry_after, seed):
+    def __init__(self, number, name, zone, token, port, ledger, end, honour_retry_after, seed):
         super().__init__(name=f"caller-{number}", daemon=True)
         self.number, self.caller, self.port = number, name, port
+        self.zone, self.region = zone, region_of(zone)
         self.headers = {"Authorization": f"Bearer {token}"}
         self.ledger, self.end, self.honour = ledger, end, honour_retry_after
         self.random = random.Random(seed)  # noqa: S311 (choices, not secrets; seeded)
@@ -244,7 +253,8 @@ class Caller(threading.Thread):
     # -- operations ----------------------------------------------------------------------
 
     def launch(self, kind: str = "launch") -> None:
-        body = {"ami": AMI, "instance_type": INSTANCE_TYPE, "tags": {"soak-thread": self.name}}
+        body = {"ami": AMI, "instance_type": INSTANCE_TYPE, "placement": self.zone}
+        body["tags"] = {"soak-thread": self.name}
         body["max_count"] = self.random.choice((1, 1, 1, 2))
         if self.random.random() < 0.3:
             body["expires_in"] = self.random.choice((600, 3600, 86400))
@@ -274,6 +284,7 @@ class Caller(threading.Thread):
         with self.ledger.lock:
             for instance_id in answer.body:
                 previous = self.ledger.owner.setdefault(instance_id, self.caller)
+                self.ledger.region[instance_id] = self.region
                 if previous != self.caller:
                     self.ledger.violations.append(
                         f"{instance_id} answered to {self.caller}, launched by {previous}"
@@ -288,6 +299,11 @@ class Caller(threading.Thread):
                 f"{kind} showed {self.caller} {instance.get('id')} of caller {caller!r}"
             )
 
+    def path(self, instance_id: str, then: str = "", region: str | None = None) -> str:
+        """The route of ``instance_id`` (and ``then``: an action, expiry) in its region."""
+        tail = f"/{then}" if then else ""
+        return f"/v1/instances/{instance_id}{tail}?region={region or self.region}"
+
     def list(self) -> None:
         query = self.random.choice(
             (
@@ -298,7 +314,7 @@ class Caller(threading.Thread):
         )
         next_token = None
         for _ in range(MAX_PAGES):
-            params = dict(query, **({"next": next_token} if next_token else {}))
+            params = dict(query, region=self.region, **({"next": next_token} if next_token else {}))
             answer = self.call("list", "GET", "/v1/instances?" + urllib.parse.urlencode(params))
             if answer.status != 200:
                 return
@@ -310,7 +326,7 @@ class Caller(threading.Thread):
 
     def describe(self) -> None:
         instance_id = self.random.choice(self.live)
-        answer = self.call("describe", "GET", f"/v1/instances/{instance_id}")
+        answer = self.call("describe", "GET", self.path(instance_id))
         if answer.status == 200:
             self._check_owned("describe", answer.body)
 
@@ -320,26 +336,28 @@ class Caller(threading.Thread):
         if not others:
             return self.describe()
         instance_id = self.random.choice(others[-50:])
-        answer = self.call("describe-other", "GET", f"/v1/instances/{instance_id}")
+        with self.ledger.lock:
+            region = self.ledger.region[instance_id]
+        answer = self.call("describe-other", "GET", self.path(instance_id, region=region))
         if answer.status == 200:
             self.ledger.violation(f"{self.caller} was shown {instance_id} of another caller")
 
     def stop_start(self) -> None:
         instance_id = self.random.choice(self.live)
         action = self.random.choice(("stop", "start"))
-        self.call(action, "POST", f"/v1/instances/{instance_id}/{action}")
+        self.call(action, "POST", self.path(instance_id, action))
 
     def expiry(self) -> None:
         instance_id = self.random.choice(self.live)
-        path = f"/v1/instances/{instance_id}/expiry"
         if self.random.random() < 0.25:
-            self.call("expiry-remove", "DELETE", path)
-        else:
-            self.call("expiry", "PUT", path, {"expires_in": self.random.randint(60, 86400)})
+            self.call("expiry-remove", "DELETE", self.path(instance_id, "expiry"))
+        else:  # with a body, the region goes in it (parameters come from one place)
+            body = {"expires_in": self.random.randint(60, 86400), "region": self.region}
+            self.call("expiry", "PUT", f"/v1/instances/{instance_id}/expiry", body)
 
     def terminate(self, oldest: bool = False) -> None:
         instance_id = self.live[0] if oldest else self.random.choice(self.live)
-        answer = self.call("terminate", "DELETE", f"/v1/instances/{instance_id}")
+        answer = self.call("terminate", "DELETE", self.path(instance_id))
         if answer.status == 200:
             self.live.remove(instance_id)
             with self.ledger.lock:
@@ -380,18 +398,39 @@ class Caller(threading.Thread):
 # -- the account at moto --------------------------------------------------------------------
 
 
-def instances_at(endpoint: str) -> dict[str, dict]:
-    """Every instance at ``endpoint`` (moto itself): id -> {"state", "tags"}."""
-    from benchmarks.run import direct_client
+def moto_client(endpoint: str, region: str):
+    return boto3.client("ec2", region_name=region, endpoint_url=endpoint)
 
-    client = direct_client(endpoint, pool=2)
+
+def instances_at(endpoint: str) -> dict[str, dict]:
+    """Every instance at ``endpoint`` (moto itself), in the soak's regions: id -> state, tags."""
     found = {}
-    for page in client.get_paginator("describe_instances").paginate():
-        for reservation in page["Reservations"]:
-            for instance in reservation["Instances"]:
-                tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
-                found[instance["InstanceId"]] = {"state": instance["State"]["Name"], "tags": tags}
+    for region in sorted({region_of(zone) for zone in ZONES}):
+        client = moto_client(endpoint, region)
+        for page in client.get_paginator("describe_instances").paginate():
+            for reservation in page["Reservations"]:
+                for instance in reservation["Instances"]:
+                    tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
+                    state = instance["State"]["Name"]
+                    found[instance["InstanceId"]] = {"state": state, "tags": tags}
     return found
+
+
+def cloud_times(calls: list[dict]) -> dict[str, dict]:
+    """The EC2 calls as the proxy saw them, per action: count, p50/p95/max answer time (ms)."""
+    seconds = defaultdict(list)
+    for call in calls:
+        if "seconds" in call:
+            seconds[call["action"]].append(call["seconds"] * 1000)
+    return {
+        action: {
+            "calls": len(values),
+            "p50": statistics.median(values),
+            "p95": percentile(values, 0.95),
+            "max": max(values),
+        }
+        for action, values in sorted(seconds.items())
+    }
 
 
 def account(ledger: Ledger, at_moto: dict[str, dict], callers: set[str]) -> dict:
@@ -481,9 +520,10 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
             app[key] = production_setting(key)
 
     moto = procs.moto()
-    from benchmarks.run import direct_client, seed_moto
+    from benchmarks.run import seed_moto
 
-    seed_moto(direct_client(moto.url, pool=2))
+    for region in {region_of(zone) for zone in ZONES}:  # the seed's key pair and group in each
+        seed_moto(moto_client(moto.url, region))
     port = free_port()
     argv = [sys.executable, "-m", "tests.faulty_ec2", "--upstream", moto.url, "--port", str(port)]
     proxy = procs.start("faulty-ec2", argv, port)
@@ -505,6 +545,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         Caller(
             number,
             f"soak-{number % CALLERS + 1}",
+            ZONES[number % CALLERS],
             tokens[f"soak-{number % CALLERS + 1}"],
             service.port,
             ledger,
@@ -587,6 +628,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
         "log_warnings": warnings(service_log),
         "gave_up": dict(ledger.gave_up),
         "run_instances_calls": len(FaultControl(proxy.url).calls()),
+        "cloud_ms": cloud_times(FaultControl(proxy.url).calls(action=None)),
     }
 
 
@@ -688,6 +730,16 @@ def report(results: dict, command: str) -> str:
         + ".",
         f"- Tracebacks or ERROR lines in its log: {len(results['log_problems'])} (WARNING lines: "
         f"{results['log_warnings']}); unexpected answers: {len(results['unexpected'])}.",
+    ]
+    lines += [
+        "",
+        "The cloud as the proxy saw it (moto, and the hold of RunInstances), per action: calls, "
+        "p50 / p95 / max ms: "
+        + "; ".join(
+            f"{action} {row['calls']}, {row['p50']:.0f} / {row['p95']:.0f} / {row['max']:.0f}"
+            for action, row in results["cloud_ms"].items()
+        )
+        + ".",
     ]
     problems = failures(results)
     lines += ["", "Verdict: " + ("**FAILED**: " + "; ".join(problems) if problems else "passed.")]

@@ -19,7 +19,8 @@ Run it as a process (``python -m tests.faulty_ec2 --upstream URL --port N``) or 
   ``"delay_max": 3`` too, each call is held a time drawn uniformly between the two (a cloud
   whose answers vary); forgets the calls recorded so far;
 * ``GET /_faults/calls``: every call received, in order: ``{"action", "instance_type",
-  "zone", "subnet_id", "dry_run", "faulted"}``.
+  "zone", "subnet_id", "dry_run", "faulted", "seconds"}`` (``seconds``: from the call's
+  arrival to its answer, upstream's time and any delay; absent while it is in progress).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def make_handler(upstream: str, state: FaultState):
             return self._reply(404, b"{}", "application/json")
 
         def _handle(self):
+            started = time.perf_counter()
             body = self._body()
             if self.path.startswith("/_faults"):
                 return self._control(body)
@@ -144,8 +146,10 @@ def make_handler(upstream: str, state: FaultState):
                 )
                 reply = ERROR_REPLY.format(code=code, message=message, request_id=uuid.uuid4())
                 status = int(rule.get("status", 500))
-                return self._reply(status, reply.encode(), "text/xml;charset=UTF-8")
-            return self._forward(body)
+                self._reply(status, reply.encode(), "text/xml;charset=UTF-8")
+            else:
+                self._forward(body)
+            call["seconds"] = time.perf_counter() - started  # the answer time the caller saw
 
         def _forward(self, body: bytes):
             connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
