@@ -590,6 +590,7 @@ def soak(procs: Processes, settings: Settings, log_dir: Path) -> dict:
 
     kinds = sorted(ledger.statuses)
     return {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() - wall)),
         "seconds": settings.seconds,
         "wall": wall,
         "callers": CALLERS,
@@ -663,7 +664,7 @@ def report(results: dict, command: str) -> str:
         BEGIN,
         "## Soak (`benchmarks/soak.py`)",
         "",
-        f"`{command}`: {results['concurrency']} callers with {results['callers']} tokens for "
+        f"`{command}` ({results.get('when', '')}): {results['concurrency']} callers with {results['callers']} tokens for "
         f"{results['seconds']:g} s (wall {results['wall']:.0f} s) against one launchprov process "
         f"served as production.ini serves it ({results['threads']} waitress threads, its "
         "provider slots, queue time-out and request deadline, authentication on; at startup it "
@@ -779,7 +780,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--record", action="store_true", help="also write the report into benchmarks/RESULTS.md"
     )
+    parser.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="run nothing: write the last run's report (raw/soak/soak.json) into RESULTS.md "
+        "again, with ANALYSIS-soak.md as it is now",
+    )
     args = parser.parse_args(argv)
+    if args.rewrite:
+        results = json.loads((OUTPUT / "soak.json").read_text())
+        write_report(report(results, results["command"]), HERE / "RESULTS.md")
+        return 0
     settings = Settings(
         args.seconds, not args.ignore_retry_after, args.production_rate_limits, args.seed
     )
@@ -795,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"{args.seconds:g}"
         + (" IGNORE_RETRY_AFTER=1" if args.ignore_retry_after else "")
     )
+    results["command"] = command
     (OUTPUT / "soak.json").write_text(json.dumps(results, indent=1, default=str))
     text = report(results, command)
     (OUTPUT / "SOAK.md").write_text(text + "\n")
