@@ -664,7 +664,8 @@ def report(results: dict, command: str) -> str:
         BEGIN,
         "## Soak (`benchmarks/soak.py`)",
         "",
-        f"`{command}` ({results.get('when', '')}): {results['concurrency']} callers with {results['callers']} tokens for "
+        f"`{command}` ({results.get('when', '')}): {results['concurrency']} callers with "
+        f"{results['callers']} tokens for "
         f"{results['seconds']:g} s (wall {results['wall']:.0f} s) against one launchprov process "
         f"served as production.ini serves it ({results['threads']} waitress threads, its "
         "provider slots, queue time-out and request deadline, authentication on; at startup it "
