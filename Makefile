@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast test-cluster mutate lint format docs bench bench-scale bench-listing clean
+.PHONY: run test test-fast test-cluster mutate lint format docs bench bench-scale bench-listing soak clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -77,6 +77,17 @@ bench-listing: $(VENV)/.installed-bench
 # Debian package haproxy. Writes its section of benchmarks/RESULTS.md.
 bench-scale: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.scale $(BENCH_FLAGS)
+
+# The soak of benchmarks/soak.py: 16 callers with 4 tokens for SECONDS (default 60) against one
+# launchprov process as production.ini serves it, over moto behind a proxy holding each
+# RunInstances 1-3 s. Prints the report (benchmarks/raw/soak/); fails on any 5xx or 503, a
+# traceback in the service's log, or an instance lost, leaked or given to the wrong caller.
+# RECORD=1 writes it into benchmarks/RESULTS.md; IGNORE_RETRY_AFTER=1: callers do not wait.
+SECONDS ?= 60
+SOAK_FLAGS := $(if $(RECORD),--record) $(if $(IGNORE_RETRY_AFTER),--ignore-retry-after)
+
+soak: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.soak --seconds $(SECONDS) $(SOAK_FLAGS)
 
 # The Sphinx documentation, warnings as errors: docs/_build/html/index.html
 docs: $(VENV)/.installed-docs

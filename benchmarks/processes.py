@@ -305,17 +305,20 @@ class Processes:
         sections: dict[str, dict[str, str]] | None = None,
         fresh_app: bool = False,
         wait: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Server:
         """``pserve`` on production.ini altered by ``app`` (see service_ini); ready when ``ready``.
 
         ``ready`` defaults to "a launch answers 200". Returns the server with ``startup``, the
         seconds from process start to that first successful answer. With ``wait=False`` it
-        returns at once: :meth:`ready` waits for servers started together.
+        returns at once: :meth:`ready` waits for servers started together. ``env`` adds to or
+        replaces the variables of :func:`child_env` (more callers' tokens, a signing key).
         """
         port = free_port()
         ini = self.log_dir / f"{name}-{port}.ini"
         ini.write_text(service_ini(app, port, threads, sections, fresh_app))
-        server = self.start(name, [str(BIN / "pserve"), str(ini)], port)
+        argv = [str(BIN / "pserve"), str(ini)]
+        server = self.start(name, argv, port, {**child_env(), **env} if env else None)
         check = ready or launch_once
         server.is_ready = lambda: accepts_connections(port) and check(port)
         if wait:
@@ -340,14 +343,16 @@ class Processes:
         settings: dict[str, str] | None = None,
         sections: dict[str, dict[str, str]] | None = None,
         wait: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Server:
         """launchprov as production runs it, its EC2 endpoint at ``endpoint``.
 
         ``settings`` replace or add to production.ini's [app:main] (a variant's provider),
-        ``sections`` alter its other sections (a variant's logging); ``wait``: see pserve.
+        ``sections`` alter its other sections (a variant's logging); ``wait``, ``env``: see
+        pserve.
         """
         app = {"launchprov.ec2.endpoint_url": endpoint, **(settings or {})}
-        return self.pserve(name, app, threads, sections=sections, wait=wait)
+        return self.pserve(name, app, threads, sections=sections, wait=wait, env=env)
 
     def reference(
         self, factory: str, threads: int, endpoint: str = "", wait: bool = True

@@ -651,13 +651,15 @@ def write(results: dict, output: Path) -> None:
     analysis = analysis_file.read_text() if analysis_file.exists() else "(no ANALYSIS.md)"
     path = output / "RESULTS.md"
     text = markdown(results, analysis)
-    # The scale figures (benchmarks/scale.py) have a section of their own: kept as it is.
-    from benchmarks.scale import BEGIN, END
+    # The scale, listing, lending and soak figures (benchmarks/scale.py, ...) have sections of
+    # their own, each between its module's markers: kept as they are.
+    from benchmarks import lending, listing, scale, soak
 
     previous = path.read_text() if path.exists() else ""
-    if BEGIN in previous and END in previous:
-        kept = BEGIN + previous.split(BEGIN, 1)[1].split(END, 1)[0] + END
-        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+    for begin, end in ((part.BEGIN, part.END) for part in (scale, listing, lending, soak)):
+        if begin in previous and end in previous:
+            kept = begin + previous.split(begin, 1)[1].split(end, 1)[0] + end
+            text = text.rstrip("\n") + "\n\n" + kept + "\n"
     path.write_text(text)
     plots(results, output)
 

@@ -15,10 +15,12 @@ Run it as a process (``python -m tests.faulty_ec2 --upstream URL --port N``) or 
   ``{"every_call": true, "code": ..., "status": ...}`` refuses every call instead, dry runs
   and readiness checks included (an outage, or credentials EC2 no longer accepts); a rule
   ``{"action": "RunInstances", "delay": 1.5}`` (any of the fields above, or an action) holds
-  the matching calls that many seconds and then passes them through (a slow cloud); forgets
-  the calls recorded so far;
+  the matching calls that many seconds and then passes them through (a slow cloud); with
+  ``"delay_max": 3`` too, each call is held a time drawn uniformly between the two (a cloud
+  whose answers vary); forgets the calls recorded so far;
 * ``GET /_faults/calls``: every call received, in order: ``{"action", "instance_type",
-  "zone", "subnet_id", "dry_run", "faulted"}``.
+  "zone", "subnet_id", "dry_run", "faulted", "seconds"}`` (``seconds``: from the call's
+  arrival to its answer, upstream's time and any delay; absent while it is in progress).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import random
 import sys
 import threading
 import time
@@ -105,6 +108,7 @@ def make_handler(upstream: str, state: FaultState):
             return self._reply(404, b"{}", "application/json")
 
         def _handle(self):
+            started = time.perf_counter()
             body = self._body()
             if self.path.startswith("/_faults"):
                 return self._control(body)
@@ -126,6 +130,8 @@ def make_handler(upstream: str, state: FaultState):
             with state.lock:
                 rule = next((rule for rule in state.rules if matches(rule, call)), None)
             delay = float(rule.get("delay", 0)) if rule is not None else 0
+            if delay and rule.get("delay_max"):
+                delay = random.uniform(delay, float(rule["delay_max"]))  # noqa: S311 (a delay, not a secret)
             if delay:
                 rule = None  # slow, not refused
             call["faulted"] = rule is not None
@@ -140,8 +146,10 @@ def make_handler(upstream: str, state: FaultState):
                 )
                 reply = ERROR_REPLY.format(code=code, message=message, request_id=uuid.uuid4())
                 status = int(rule.get("status", 500))
-                return self._reply(status, reply.encode(), "text/xml;charset=UTF-8")
-            return self._forward(body)
+                self._reply(status, reply.encode(), "text/xml;charset=UTF-8")
+            else:
+                self._forward(body)
+            call["seconds"] = time.perf_counter() - started  # the answer time the caller saw
 
         def _forward(self, body: bytes):
             connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
@@ -220,10 +228,14 @@ class FaultControl:
         """Refuse the launches matching ``rules`` from now on; forget the calls so far."""
         self._send("PUT", "/_faults", {"rules": list(rules)})
 
-    def slow_down(self, **seconds: float) -> None:
-        """Hold every call of each action (``RunInstances=1.5``) that many seconds, then pass it
-        on; forget the calls so far. ``refuse()`` ends it."""
-        rules = [{"action": action, "delay": delay} for action, delay in seconds.items()]
+    def slow_down(self, **seconds: float | tuple[float, float]) -> None:
+        """Hold every call of each action (``RunInstances=1.5``) that many seconds, or a time
+        drawn uniformly from a range (``RunInstances=(1, 3)``), then pass it on; forget the
+        calls so far. ``refuse()`` ends it."""
+        rules = []
+        for action, delay in seconds.items():
+            low, high = delay if isinstance(delay, tuple) else (delay, None)
+            rules.append({"action": action, "delay": low, **({"delay_max": high} if high else {})})
         self._send("PUT", "/_faults", {"rules": rules})
 
     def calls(self, action: str | None = "RunInstances", dry_run: bool = False) -> list[dict]:
