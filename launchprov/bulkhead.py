@@ -20,7 +20,10 @@ that make no provider call share those threads. So:
   at once: no request holds a thread -- with every lent slot taken, the one kept for health
   checks -- waiting on a sick cloud. (A process behind HAProxy is sent no more requests than
   its lent slots: none waits there.)
-* the call runs in a thread of the bulkhead's own pool, and the request's thread waits for it
+* a call that cannot outlive the deadline (the adapter's ``attempt_seconds``, its first
+  attempt's longest, is less than what is left of it; no later attempt starts unless it fits)
+  runs in the request's own thread (:meth:`Bulkhead.run_here`); any other call runs in a
+  thread of the bulkhead's own pool, and the request's thread waits for it
   until ``launchprov.request_deadline`` seconds after the request first asked for a slot: one
   deadline for all the provider calls of a request (:func:`one_deadline_per_request`; an
   action on an instance is a describe for the ownership check, then the action), and none
