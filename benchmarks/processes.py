@@ -305,6 +305,7 @@ class Processes:
         sections: dict[str, dict[str, str]] | None = None,
         fresh_app: bool = False,
         wait: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Server:
         """``pserve`` on production.ini altered by ``app`` (see service_ini); ready when ``ready``.
 
@@ -315,7 +316,7 @@ class Processes:
         port = free_port()
         ini = self.log_dir / f"{name}-{port}.ini"
         ini.write_text(service_ini(app, port, threads, sections, fresh_app))
-        server = self.start(name, [str(BIN / "pserve"), str(ini)], port)
+        server = self.start(name, [str(BIN / "pserve"), str(ini)], port, env)
         check = ready or launch_once
         server.is_ready = lambda: accepts_connections(port) and check(port)
         if wait:
@@ -340,14 +341,20 @@ class Processes:
         settings: dict[str, str] | None = None,
         sections: dict[str, dict[str, str]] | None = None,
         wait: bool = True,
+        source: Path | None = None,
     ) -> Server:
         """launchprov as production runs it, its EC2 endpoint at ``endpoint``.
 
         ``settings`` replace or add to production.ini's [app:main] (a variant's provider),
         ``sections`` alter its other sections (a variant's logging); ``wait``: see pserve.
+        ``source``: a directory holding another ``launchprov`` package (an earlier commit's,
+        from ``git archive``), imported instead of this checkout's.
         """
         app = {"launchprov.ec2.endpoint_url": endpoint, **(settings or {})}
-        return self.pserve(name, app, threads, sections=sections, wait=wait)
+        env = None
+        if source is not None:
+            env = {**child_env(), "PYTHONPATH": f"{source}{os.pathsep}{REPO}"}
+        return self.pserve(name, app, threads, sections=sections, wait=wait, env=env)
 
     def reference(
         self, factory: str, threads: int, endpoint: str = "", wait: bool = True
