@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.load import closed_loop, http_launch
-from benchmarks.processes import BIN, Processes, Server
+from benchmarks.processes import BIN, CHILD_ENV, Processes, Server
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- reference: written by benchmarks/reference.py -->", "<!-- /reference -->"
@@ -57,6 +57,7 @@ class Plan:
     rounds: int = 20
     seconds: float = 1.0
     profile_seconds: float = 10.0  # 0: no profile
+    moto_steps: int = 300  # single launches of each target through moto; 0: none
     #: Sets of paired rounds at most: another set is run while the share is below the floor,
     #: and the best set counts (a burst of the other engineers' load fails no run alone; a
     #: launchprov that is slower fails every set).
@@ -66,7 +67,7 @@ class Plan:
 FULL = Plan()
 #: Long enough for the ratio to hold still on 2 shared cores (each round a few hundred launches
 #: per target), short enough for CI: about ten seconds in all.
-QUICK = Plan(rounds=16, seconds=0.3, profile_seconds=0.0, attempts=3)
+QUICK = Plan(rounds=16, seconds=0.3, profile_seconds=0.0, attempts=3, moto_steps=0)
 
 
 def log(message: str) -> None:
@@ -132,6 +133,53 @@ def paired_rounds(servers: dict[str, Server], plan: Plan) -> dict:
         "cpu_share": cpu_ms["bare_pyramid"] / cpu_ms["launchprov"] if cpu_ms["launchprov"] else 0,
         "median_paired_share": statistics.median(paired),
         "failures": failures,
+    }
+
+
+def latency_through_moto(procs: Processes, steps: int, before: Path | None) -> dict:
+    """One launch at a time through each target and straight from boto3, on a moto server,
+    interleaved in a shuffled order each step (moto reset every 100 launches): the median of
+    each target's latencies against boto3's (the issue's third figure)."""
+    import random
+
+    from benchmarks.load import boto3_launch
+    from benchmarks.run import direct_client, reset_moto, run_instances_params, seed_moto
+
+    for key, value in CHILD_ENV.items():  # boto3 in the harness: fake credentials, no IMDS
+        if key != "PYTHONPATH":
+            os.environ[key] = value
+    moto = procs.moto()
+    client = direct_client(moto.url, pool=4)
+    seed_moto(client)
+    servers = start(procs, moto.url, before)
+    calls = {name: http_launch(server.port)() for name, server in servers.items()}
+    calls["boto3"] = boto3_launch(client, run_instances_params)()
+    for call in calls.values():
+        for _ in range(10):
+            call()
+    latencies: dict[str, list[float]] = {name: [] for name in calls}
+    order = random.Random(28)  # noqa: S311 (an order, not a secret)
+    for step in range(steps):
+        if step and step % 100 == 0:
+            reset_moto(moto, client)
+        names = list(calls)
+        order.shuffle(names)
+        for name in names:
+            started = time.perf_counter()
+            if calls[name]():
+                latencies[name].append(time.perf_counter() - started)
+    for name, server in servers.items():
+        calls[name].connection.close()
+        procs.stop(server)
+    procs.stop(moto)
+    direct = statistics.median(latencies["boto3"])
+    return {
+        "steps": steps,
+        "median_ms": {name: statistics.median(values) * 1000 for name, values in latencies.items()},
+        "ratio_to_boto3": {
+            name: statistics.median(values) / direct for name, values in latencies.items()
+        },
+        "failures": {name: steps - len(values) for name, values in latencies.items()},
     }
 
 
@@ -209,6 +257,22 @@ def report(results: dict) -> str:
             *(f"| {share:.1%} | `{frame}` |" for frame, share in spied["top_frames"].items()),
             "",
         ]
+    moto = results.get("moto")
+    if moto:
+        lines += [
+            f"Launch latency through moto: {moto['steps']} launches of each target one at a "
+            "time, interleaved in a shuffled order (moto reset every 100); median, and its "
+            "ratio to boto3 straight:",
+            "",
+            "| target | median (ms) | x boto3 | failed |",
+            "|---|---|---|---|",
+            *(
+                f"| {name} | {value:.2f} | {moto['ratio_to_boto3'][name]:.3f} | "
+                f"{moto['failures'][name]} |"
+                for name, value in moto["median_ms"].items()
+            ),
+            "",
+        ]
     lines.append(END)
     return "\n".join(lines)
 
@@ -249,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=float, help="py-spy seconds (0: none; default 10, quick 0)"
     )
     parser.add_argument("--output", type=Path, help="where RESULTS.md goes")
+    parser.add_argument("--moto-steps", type=int, help="launches through moto (default 300)")
     parser.add_argument("--attempts", type=int, help="sets of rounds at most (default 1; quick 3)")
     parser.add_argument("--floor", type=float, default=FLOOR, help="the share below which it fails")
     parser.add_argument(
@@ -260,10 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     plan = Plan(
-        args.rounds or plan.rounds,
-        args.seconds or plan.seconds,
-        plan.profile_seconds if args.profile is None else args.profile,
-        args.attempts or plan.attempts,
+        rounds=args.rounds or plan.rounds,
+        seconds=args.seconds or plan.seconds,
+        profile_seconds=plan.profile_seconds if args.profile is None else args.profile,
+        attempts=args.attempts or plan.attempts,
+        moto_steps=plan.moto_steps if args.moto_steps is None else args.moto_steps,
     )
     output = args.output or (QUICK_OUTPUT if args.quick else HERE)
     raw = output / "raw"
@@ -289,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"py-spy for {plan.profile_seconds:g} s ...")
             raw_profile = raw / "profile-reference-launchprov.txt"
             results["profile"] = profile(servers["launchprov"], plan.profile_seconds, raw_profile)
+        for server in (*servers.values(), standin):
+            procs.stop(server)
+        if plan.moto_steps:
+            log(f"{plan.moto_steps} launches of each target through moto ...")
+            results["moto"] = latency_through_moto(procs, plan.moto_steps, args.before)
     (raw / "reference.json").write_text(json.dumps(results, indent=1))
     write_section(report(results), output / "RESULTS.md")
     share = results["throughput"]["share"]
