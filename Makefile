@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast test-cluster mutate lint format docs bench bench-scale bench-listing soak clean
+.PHONY: run test test-fast test-cluster mutate lint format docs bench bench-reference bench-scale \
+	bench-listing soak clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -59,13 +60,21 @@ $(VENV)/.installed-bench: setup.py | $(BIN)/python
 # Its figures go to benchmarks/raw/quick/, not to the committed ones; a failed part fails make.
 BENCH_FLAGS := $(if $(QUICK),--quick)
 
-# The benchmarks of benchmarks/README.md (5-6 minutes): writes benchmarks/RESULTS.md and plots,
-# then the scale figures (bench-scale) and the listing figures (bench-listing).
+# The benchmarks of benchmarks/README.md (5-6 minutes): launchprov beside the bare reference in
+# one run first (fails when launchprov's throughput at concurrency 8 is below 0.8x the
+# reference's: QUICK=1 as well, about ten seconds), then benchmarks/RESULTS.md and plots, the
+# scale figures (bench-scale) and the listing figures (bench-listing).
 bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.reference $(BENCH_FLAGS)
 	$(BIN)/python -m benchmarks.run $(BENCH_FLAGS)
 	$(BIN)/python -m benchmarks.lending $(BENCH_FLAGS)
 	$(MAKE) --no-print-directory bench-scale
 	$(MAKE) --no-print-directory bench-listing
+
+# Only launchprov beside the bare reference (benchmarks/reference.py, with a py-spy profile; about
+# a minute; QUICK=1: about ten seconds). Writes its section of benchmarks/RESULTS.md.
+bench-reference: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.reference $(BENCH_FLAGS)
 
 # Only the listing figures of benchmarks/listing.py: paging through 1,000 and 4,000 instances of
 # a moto server against boto3's paginator (about 15 minutes, most of it launching the

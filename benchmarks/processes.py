@@ -344,15 +344,20 @@ class Processes:
         sections: dict[str, dict[str, str]] | None = None,
         wait: bool = True,
         env: dict[str, str] | None = None,
+        source: Path | None = None,
     ) -> Server:
         """launchprov as production runs it, its EC2 endpoint at ``endpoint``.
 
         ``settings`` replace or add to production.ini's [app:main] (a variant's provider),
         ``sections`` alter its other sections (a variant's logging); ``wait``, ``env``: see
-        pserve.
+        pserve. ``source``: a directory holding another ``launchprov`` package (an earlier
+        commit's, from ``git archive``), imported instead of this checkout's.
         """
         app = {"launchprov.ec2.endpoint_url": endpoint, **(settings or {})}
-        return self.pserve(name, app, threads, sections=sections, wait=wait, env=env)
+        env = dict(env or {})
+        if source is not None:
+            env["PYTHONPATH"] = f"{source}{os.pathsep}{REPO}"
+        return self.pserve(name, app, threads, sections=sections, wait=wait, env=env or None)
 
     def reference(
         self, factory: str, threads: int, endpoint: str = "", wait: bool = True

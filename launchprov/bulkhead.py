@@ -20,7 +20,10 @@ that make no provider call share those threads. So:
   at once: no request holds a thread -- with every lent slot taken, the one kept for health
   checks -- waiting on a sick cloud. (A process behind HAProxy is sent no more requests than
   its lent slots: none waits there.)
-* the call runs in a thread of the bulkhead's own pool, and the request's thread waits for it
+* a call that cannot outlive the deadline (the adapter's ``attempt_seconds``, its first
+  attempt's longest, is less than what is left of it; no later attempt starts unless it fits)
+  runs in the request's own thread (:meth:`Bulkhead.run_here`); any other call runs in a
+  thread of the bulkhead's own pool, and the request's thread waits for it
   until ``launchprov.request_deadline`` seconds after the request first asked for a slot: one
   deadline for all the provider calls of a request (:func:`one_deadline_per_request`; an
   action on an instance is a describe for the ownership check, then the action), and none
@@ -97,6 +100,14 @@ def one_deadline_per_request():
         yield
     finally:
         _request_deadline.reset(token)
+
+
+class Refused(Exception):
+    """No slot may be taken now (:meth:`Bulkhead.run_here`); ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ProviderBusy(Exception):
@@ -331,11 +342,36 @@ class Bulkhead:
                     self._waiting -= 1
                 now = self._clock()
 
-    def _release(self, future: Future | None = None) -> None:
+    def _release(self, answered_now: bool) -> None:
         with self._condition:
-            self._lending.release(self._clock(), future is not None and answered(future))
+            self._lending.release(self._clock(), answered_now)
             # An answer may lift the stall (the ceiling again): every waiter looks.
             self._condition.notify_all()
+
+    def _released(self, future: Future) -> None:
+        self._release(answered(future))
+
+    def run_here(self, until: float, function: Callable[..., T], *args) -> T:
+        """Run ``function(*args)`` in a slot, in the calling thread, with ``until`` as a deadline
+        it must keep by itself (``deadline.until(..., inline=True)``: the adapter starts no
+        attempt that could end after it). No hand-off to the bulkhead's threads: for a call
+        that cannot outlive the deadline, the waitress thread may as well make it.
+
+        Raises :class:`Refused` when no slot may be taken; whatever ``function`` raises."""
+        refused = self._acquire(until)
+        if refused is not None:
+            raise Refused(refused)
+        got_answer = True
+        token = _in_slot.set(True)
+        try:
+            with deadline.until(until, inline=True):
+                return function(*args)
+        except ProviderError as error:
+            got_answer = error.code not in _NO_ANSWER
+            raise
+        finally:
+            _in_slot.reset(token)
+            self._release(got_answer)
 
     def submit(self, until: float, function: Callable[..., T], *args) -> Future[T] | str:
         """Run ``function(*args)`` in a slot, with ``until`` as its deadline; when no slot may
@@ -353,9 +389,9 @@ class Bulkhead:
         try:
             future = self._executor.submit(context.run, in_slot)
         except BaseException:
-            self._release()
+            self._release(False)
             raise
-        future.add_done_callback(self._release)
+        future.add_done_callback(self._released)
         return future
 
     def shutdown(self) -> None:
@@ -392,6 +428,10 @@ class GuardedProvider:
         self.image_id_pattern = provider.image_id_pattern
         self.instance_id_pattern = provider.instance_id_pattern
         self.placement_is_zone = getattr(provider, "placement_is_zone", True)
+        #: How long the first attempt of a call may take (the adapter's connect and read
+        #: time-outs, and the pause before a retry); None: not bounded, every call is handed
+        #: to the bulkhead's threads and answered at the deadline whatever it does.
+        self.attempt_seconds = getattr(provider, "attempt_seconds", None)
         self._on_rejected = on_rejected
         self._on_deadline = on_deadline
         self._ping_lock = threading.Lock()
@@ -430,19 +470,19 @@ class GuardedProvider:
                 retryable=True,
                 outcome=OUTCOME_NONE,
             )
+        if self.attempt_seconds is not None and until - time.monotonic() > self.attempt_seconds:
+            # The call cannot outlive the deadline (each attempt starts only if it fits): no
+            # hand-off to the bulkhead's threads and back.
+            try:
+                return self.bulkhead.run_here(until, function, *args)
+            except Refused as refused:
+                raise self._busy(refused.reason) from None
         launching = operation in _LAUNCHING
         created = deadline.Created()
         with deadline.recording(created) if launching else contextlib.nullcontext():
             future = self.bulkhead.submit(until, function, *args)
         if isinstance(future, str):
-            self._on_rejected()
-            raise ProviderBusy(
-                self.name,
-                self.bulkhead.state().limit,
-                f"the {self.name} provider is busy: {future}; nothing was sent to the "
-                "provider, retry later",
-                future,
-            )
+            raise self._busy(future)
         try:
             return future.result(timeout=max(0.0, until - time.monotonic()))
         except FutureTimeout:
@@ -466,6 +506,16 @@ class GuardedProvider:
                 instances=answered,
                 operation=None if launching or outcome == OUTCOME_NONE else operation,
             ) from None
+
+    def _busy(self, reason: str) -> ProviderBusy:
+        self._on_rejected()
+        return ProviderBusy(
+            self.name,
+            self.bulkhead.state().limit,
+            f"the {self.name} provider is busy: {reason}; nothing was sent to the provider, "
+            "retry later",
+            reason,
+        )
 
     def _deadline(self) -> float:
         """When the current call must be answered: the request's deadline (set by its first

@@ -199,6 +199,7 @@ class MeteredProvider:
         self.can_tag = provider.can_tag
         self.reports_capacity = provider.reports_capacity
         self.placement_is_zone = getattr(provider, "placement_is_zone", True)
+        self.attempt_seconds = getattr(provider, "attempt_seconds", None)
         #: Called after each call that succeeded: the cloud answered (launchprov.readiness).
         self.on_answer: Callable[[], None] = lambda: None
         # Adapters that batch calls (launchprov.providers.batching) report each batch.

@@ -207,6 +207,7 @@ class TracedProvider:
         # What the other wrappers and the schemas read beyond the interface.
         self.placement_is_zone = getattr(provider, "placement_is_zone", True)
         self.batchers = getattr(provider, "batchers", ())
+        self.attempt_seconds = getattr(provider, "attempt_seconds", None)
 
 
 for _operation in OPERATIONS:

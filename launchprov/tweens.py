@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from pyramid.tweens import EXCVIEW
 
@@ -27,6 +28,25 @@ def new_request_id() -> str:
 
 def observe_factory(handler, registry):
     metrics = registry.launchprov_metrics
+    # Per process, not per request: the metrics' children by label values (prometheus_client's
+    # labels() validates and locks on every call), and where the access line comes from (the
+    # logging module would walk the stack for it on every line).
+    requests_by_labels: dict[tuple[str, str, str], Any] = {}
+    durations_by_labels: dict[tuple[str, str], Any] = {}
+    access_line = observe_factory.__code__.co_firstlineno
+
+    def count(route: str, method: str, status: int, elapsed: float) -> None:
+        key = (route, method, str(status))
+        child = requests_by_labels.get(key)
+        if child is None:
+            child = requests_by_labels.setdefault(key, metrics.http_requests.labels(*key))
+        child.inc()
+        timer = durations_by_labels.get(key[:2])
+        if timer is None:
+            timer = durations_by_labels.setdefault(
+                key[:2], metrics.http_duration.labels(route, method)
+            )
+        timer.observe(elapsed)
 
     def observe(request):
         start = time.perf_counter()
@@ -48,8 +68,7 @@ def observe_factory(handler, registry):
             response.headers[REQUEST_ID_HEADER] = request.request_id
             elapsed = time.perf_counter() - start
             route = request.matched_route.name if request.matched_route else "unmatched"
-            metrics.http_requests.labels(route, request.method, str(response.status_int)).inc()
-            metrics.http_duration.labels(route, request.method).observe(elapsed)
+            count(route, request.method, response.status_int, elapsed)
             extra = {
                 "method": request.method,
                 "route": route,
@@ -71,7 +90,20 @@ def observe_factory(handler, registry):
                 line += " alternative=%d"
                 values.append(alternative)
                 extra["alternative"] = alternative
-            access_log.info(line, *values, extra=extra)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.handle(
+                    access_log.makeRecord(
+                        access_log.name,
+                        logging.INFO,
+                        __file__,
+                        access_line,
+                        line,
+                        tuple(values),
+                        None,
+                        "observe",
+                        extra,
+                    )
+                )
             return response
         finally:
             caller_var.reset(caller_token)

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from launchprov.providers import deadline
+
 
 @dataclasses.dataclass(frozen=True)
 class BatchSettings:
@@ -104,8 +106,12 @@ class Batcher:
                 self._joined.notify_all()
         if leader:
             self._lead(key, batch)
-        else:
-            batch.done.wait()
+        elif not batch.done.wait(deadline.wait_limit()):
+            # In the request's own thread: its answer is due by the deadline, whenever the
+            # batch's call (made under another request's deadline) ends.
+            raise deadline.DeadlinePassed(
+                f"the request's deadline passed while waiting for a batched {self.operation}"
+            )
         if batch.error is not None:
             raise batch.error
         return batch.results.get(item_id)

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "launchprov_deadline", default=None
 )
+#: True while the work runs in the thread that answers the request (see :func:`until`).
+_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("launchprov_inline", default=False)
 
 
 class DeadlinePassed(Exception):
@@ -37,13 +39,37 @@ def passed() -> bool:
     return left is not None and left <= 0
 
 
+def inline() -> bool:
+    """Whether the work in progress runs in the thread that answers its request: it must then
+    end by the deadline by itself, so an adapter starts no attempt that could end after it."""
+    return _inline.get()
+
+
+def wait_limit() -> float | None:
+    """How long the work may wait for another thread's call (a batch it joined): what is left
+    of the deadline when the work runs in the request's own thread, else None (no limit: the
+    request is answered at the deadline by the thread that waits for this one)."""
+    left = remaining()
+    if left is None or not _inline.get():
+        return None
+    return max(0.0, left)
+
+
 @contextlib.contextmanager
-def until(deadline: float) -> Iterator[None]:
-    """Run the block with ``deadline`` (a ``time.monotonic()`` value) as the current one."""
+def until(deadline: float, inline: bool = False) -> Iterator[None]:
+    """Run the block with ``deadline`` (a ``time.monotonic()`` value) as the current one.
+
+    ``inline``: the block runs in the thread that answers the request, not in a thread the
+    request waits for at most until the deadline, so its work must end by the deadline by
+    itself: an adapter starts no attempt that could end after it (:func:`inline`), and no wait
+    for another thread's call outlasts it (:func:`wait_limit`).
+    """
     token = _deadline.set(deadline)
+    inline_token = _inline.set(inline)
     try:
         yield
     finally:
+        _inline.reset(inline_token)
         _deadline.reset(token)
 
 

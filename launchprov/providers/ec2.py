@@ -7,7 +7,9 @@ lock and every waitress thread shares them; a client costs hundreds of milliseco
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import re
 import threading
 from datetime import UTC
 from typing import Any
@@ -247,14 +249,69 @@ def probe_config(timeout: float) -> Config:
     )
 
 
-def stop_after_deadline(**kwargs) -> None:
-    """botocore's before-send hook: no new attempt once the request's deadline has passed.
+#: botocore's longest pause between two attempts (its standard mode's cap), and what its standard
+#: mode may add to it when a reply asks for more (x-amz-retry-after).
+MAX_BACKOFF = 20.0
+RETRY_AFTER_EXTRA = 5.0
+_ATTEMPT = re.compile(r"(?:^|;)\s*attempt=(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptBound:
+    """How long one attempt of a call on a client may take: connected within the connect
+    time-out, answered within the read time-out, then botocore's pause before the next attempt
+    (at most 2^(n-1) s after the n-th, jittered; capped at 20 s, and up to 5 s more on a reply's
+    x-amz-retry-after, in its standard mode). DNS resolution is not bounded by these."""
+
+    connect: float
+    read: float
+    attempts: int
+    mode: str
+
+    @classmethod
+    def of(cls, config: Config) -> AttemptBound | None:
+        """The bound of a client made with ``config``; None in botocore's adaptive retry mode,
+        whose client-side rate limiter may wait for longer than any of these."""
+        retries = config.retries or {}
+        mode = retries.get("mode", "legacy")
+        if mode == "adaptive":
+            return None
+        attempts = retries.get("total_max_attempts") or retries.get("max_attempts", 4) + 1
+        return cls(config.connect_timeout, config.read_timeout, attempts, mode)
+
+    def seconds(self, attempt: int = 1) -> float:
+        """The longest the ``attempt``-th attempt (from 1) and the pause after it may take."""
+        pause = 0.0
+        if attempt < self.attempts:
+            pause = 2.0 ** (attempt - 1)
+            if self.mode == "standard":
+                pause = min(pause, MAX_BACKOFF) + RETRY_AFTER_EXTRA
+        return self.connect + self.read + pause
+
+
+def stop_after_deadline(request=None, bound: AttemptBound | None = None, **kwargs) -> None:
+    """botocore's before-send hook: no new attempt once the request's deadline has passed, nor,
+    when the call runs in the thread that answers the request (``deadline.inline()``), one
+    that could end after it (``bound``: the client's :class:`AttemptBound`).
 
     botocore's retries would otherwise hold the provider slot for every attempt of a call
     whose answer nobody waits for any more (see launchprov.bulkhead).
     """
-    if deadline.passed():
+    left = deadline.remaining()
+    if left is None:
+        return
+    if left <= 0:
         raise DeadlinePassed("the request's deadline has passed: no further attempt")
+    if deadline.inline() and bound is not None:
+        header = (request.headers.get("amz-sdk-request") or "") if request is not None else ""
+        match = _ATTEMPT.search(header if isinstance(header, str) else header.decode())
+        # Without the header (no retry context), the attempt's number is not known: the last.
+        needed = bound.seconds(int(match[1]) if match else bound.attempts - 1)
+        if left < needed:
+            raise DeadlinePassed(
+                f"no further attempt: {left:.1f} s are left of the request's deadline, and an "
+                f"attempt may take {needed:g} s"
+            )
 
 
 def provider_error(exc: Exception) -> ProviderError:
@@ -303,6 +360,11 @@ class EC2Provider:
         batching: BatchSettings = OFF,
     ):
         self._config = config
+        self._attempt_bound = AttemptBound.of(config)
+        #: How long the first attempt of a call may take: launchprov.bulkhead runs the call in
+        #: the request's own thread when this is less than what is left of its deadline (no
+        #: later attempt starts unless it fits, see stop_after_deadline); None: not bounded.
+        self.attempt_seconds = self._attempt_bound and self._attempt_bound.seconds(1)
         self._endpoint_url = endpoint_url
         self._session = session or boto3.session.Session()
         self._clients: dict[str, Any] = {}
@@ -363,7 +425,10 @@ class EC2Provider:
                         endpoint_url=self._endpoint_url,
                         config=self._config,
                     )
-                    client.meta.events.register("before-send.ec2", stop_after_deadline)
+                    client.meta.events.register(
+                        "before-send.ec2",
+                        functools.partial(stop_after_deadline, bound=self._attempt_bound),
+                    )
                     # More specific than botocore's own needs-retry.ec2: asked first.
                     client.meta.events.register(
                         "needs-retry.ec2.RunInstances", final_capacity_error

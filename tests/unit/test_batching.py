@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from launchprov.providers import deadline
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.interface import ProviderError
 
@@ -255,3 +256,26 @@ def test_a_lone_request_waits_exactly_the_idle_window():
         clock.move_to(IDLE)
         assert alone.result(DEADLINE) == "r/i-1"
     assert execute.calls == [("r", ["i-1"])]
+
+
+def test_a_request_answered_by_its_own_thread_waits_for_a_batch_no_longer_than_its_deadline():
+    release = threading.Event()
+
+    def slow(key, ids):  # the batch's call, made by the request that opened it
+        assert release.wait(DEADLINE)
+        return {item: item for item in ids}
+
+    batcher = Batcher("describe", slow, BatchSettings(idle=0.001, max_wait=NEVER, max_ids=2))
+    with ThreadPoolExecutor(1) as pool:
+        leader = pool.submit(batcher.submit, "us-east-1", "i-1")
+        wait_for(lambda: open_requests(batcher, "us-east-1") == 1, "the batch is open")
+        started = time.monotonic()
+        # Joins (max_ids 2: the batch closes and its call starts), then gives up at its deadline.
+        with (
+            deadline.until(started + 0.3, inline=True),
+            pytest.raises(deadline.DeadlinePassed),
+        ):
+            batcher.submit("us-east-1", "i-2")
+        assert time.monotonic() - started < DEADLINE / 2
+        release.set()
+        assert leader.result(DEADLINE) == "i-1"

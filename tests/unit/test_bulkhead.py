@@ -423,3 +423,63 @@ def test_a_request_waits_for_a_slot_only_while_calls_answer():
         assert provider.calls == ["describe"]
         provider.release.set()
         assert stuck.result(PATIENCE) == "i-1"
+
+
+class Bounded(Blocking):
+    """A provider whose every call ends within ``attempt_seconds`` (its time-outs say so); it
+    notes the thread of each call, whether it was told it runs inline, and the slots in use."""
+
+    attempt_seconds = 1.0
+
+    def __init__(self):
+        super().__init__()
+        self.threads: list[threading.Thread] = []
+        self.inline: list[bool] = []
+        self.in_use: list[int] = []
+        self.bulkhead: Bulkhead | None = None
+        self.release.set()
+
+    def _block(self, operation: str, result):
+        self.threads.append(threading.current_thread())
+        self.inline.append(deadline.inline())
+        self.in_use.append(self.bulkhead.state().in_use)
+        return super()._block(operation, result)
+
+
+def bounded(**kwargs) -> tuple[Bounded, GuardedProvider]:
+    provider = Bounded()
+    service = guarded(provider, **kwargs)
+    provider.bulkhead = service.bulkhead
+    return provider, service
+
+
+def test_a_call_that_cannot_outlive_the_deadline_is_made_by_the_requests_thread():
+    provider, service = bounded(request_deadline=5.0)
+    assert service.launch(object()) == ["i-12345678"]
+    assert provider.threads == [threading.current_thread()]
+    assert provider.inline == [True]  # told so: it starts no attempt that could end later
+    assert provider.in_use == [1]  # in a slot all the same
+    assert service.bulkhead.state().in_use == 0
+    assert 4.0 < provider.deadlines[0] <= 5.0
+
+
+def test_a_call_that_could_outlive_the_deadline_is_handed_off():
+    provider, service = bounded(request_deadline=0.5)  # attempt_seconds 1 s does not fit
+    assert service.launch(object()) == ["i-12345678"]
+    assert provider.threads != [threading.current_thread()]
+    assert provider.inline == [False]
+
+
+def test_a_bounded_call_that_finds_every_slot_taken_is_refused():
+    rejected = []
+    provider, service = bounded(request_deadline=5.0, on_rejected=lambda: rejected.append(1))
+    provider.release.clear()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(service.describe, "i-1", "us-east-1")
+        assert provider.started.acquire(timeout=PATIENCE)
+        with pytest.raises(ProviderBusy) as caught:
+            service.describe("i-2", "us-east-1")
+        assert "nothing was sent" in caught.value.message and rejected == [1]
+        provider.release.set()
+        assert first.result(PATIENCE) == "i-1"
+    assert service.bulkhead.state().in_use == 0

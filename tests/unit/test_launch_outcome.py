@@ -136,6 +136,39 @@ def test_botocore_starts_no_attempt_after_the_deadline():
         endpoint.close()
 
 
+def test_in_the_requests_thread_botocore_starts_no_attempt_that_could_end_after_the_deadline():
+    endpoint = SlowEndpoint(hold=30)
+    settings = {
+        "launchprov.provider": "ec2",
+        "launchprov.ec2.endpoint_url": endpoint.url,
+        "launchprov.ec2.connect_timeout": "0.3",
+        "launchprov.ec2.read_timeout": "0.3",
+        "launchprov.ec2.max_attempts": "3",
+        "launchprov.ec2.retry_mode": "legacy",  # pauses of at most 1 s, then 2 s
+    }
+    provider = create_provider(load(settings, environ={}))
+    try:
+        # The first attempt (0.6 s and a pause of up to 1 s) fits in 2 s; the second, 0.6 s and
+        # up to 2 s, does not fit in what is left: it is never sent, and the answer comes
+        # before the deadline.
+        started = time.monotonic()
+        with (
+            deadline.until(started + 2.0, inline=True),
+            pytest.raises(ProviderError) as caught,
+        ):
+            provider.launch(LAUNCH)
+        assert time.monotonic() - started < 2.0
+        assert endpoint.actions() == ["RunInstances"]
+        assert (caught.value.code, caught.value.outcome) == (ProviderError.TIMEOUT, "unknown")
+        # Handed off to a thread that the request stops waiting for at the deadline, the same
+        # call starts a second attempt before the deadline.
+        with deadline.until(time.monotonic() + 2.0), pytest.raises(ProviderError):
+            provider.launch(LAUNCH)
+        assert endpoint.actions()[1:3] == ["RunInstances", "RunInstances"]
+    finally:
+        endpoint.close()
+
+
 # -- the use case: what a caller may do about it ----------------------------------------------
 
 
