@@ -48,6 +48,7 @@ from benchmarks.processes import (
     free_port,
     launch_once,
 )
+from benchmarks.sections import write_section
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- lending: written by benchmarks/lending.py -->", "<!-- /lending -->"
@@ -341,17 +342,6 @@ def report(results: dict, commands: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path) -> None:
-    """Put ``text`` between the markers in ``path`` (the rest is left as it is)."""
-    current = path.read_text() if path.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head.rstrip("\n") + "\n\n" + text + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(current)
-
-
 def threads_of(results: dict) -> int:
     return (results.get("busy") or {}).get("threads", 0)
 
@@ -405,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         command += "".join(f" --only {part}" for part in args.only)
     results.setdefault("commands", {}).update(dict.fromkeys(chosen, command))
     previous.write_text(json.dumps(results, indent=1))
-    write_section(report(results, command), output / "RESULTS.md")
+    write_section(report(results, command), output / "RESULTS.md", BEGIN, END)
     log(f"wrote {output / 'RESULTS.md'}")
     problems = failures({part: results.get(part) for part in chosen})
     for problem in problems:

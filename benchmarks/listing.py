@@ -41,6 +41,7 @@ from benchmarks.processes import (
     Server,
     accepts_connections,
 )
+from benchmarks.sections import write_section
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- listing: written by benchmarks/listing.py -->", "<!-- /listing -->"
@@ -326,17 +327,6 @@ def report(results: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(text: str, path: Path) -> None:
-    """``text`` in place of the listing section of ``path`` (appended when there is none)."""
-    current = path.read_text() if path.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head.rstrip("\n") + "\n\n" + text + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(current)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts (CI: does it run?)")
@@ -369,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     results["rows"] = sorted(kept + rows, key=lambda row: (row["reservation"], row["instances"]))
     previous.write_text(json.dumps(results, indent=1))
     command = "make bench-listing" + (" QUICK=1" if args.quick else "")
-    write_report(report(results, command), output / "RESULTS.md")
+    write_section(report(results, command), output / "RESULTS.md", BEGIN, END)
     log(f"wrote {output / 'RESULTS.md'}")
     problems = [problem for row in rows for problem in row["problems"]]
     for problem in problems:

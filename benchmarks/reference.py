@@ -44,6 +44,7 @@ from pathlib import Path
 
 from benchmarks.load import closed_loop, http_launch
 from benchmarks.processes import BIN, CHILD_ENV, Processes, Server
+from benchmarks.sections import write_section
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- reference: written by benchmarks/reference.py -->", "<!-- /reference -->"
@@ -280,17 +281,6 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path) -> None:
-    """Put ``text`` between the markers in ``path`` (the rest is left as it is)."""
-    current = path.read_text() if path.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head.rstrip("\n") + "\n\n" + text + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(current)
-
-
 def failures(results: dict) -> list[str]:
     throughput = results["throughput"]
     found = [
@@ -364,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{plan.moto_steps} launches of each target through moto ...")
             results["moto"] = latency_through_moto(procs, plan.moto_steps, args.before)
     (raw / "reference.json").write_text(json.dumps(results, indent=1))
-    write_section(report(results), output / "RESULTS.md")
+    write_section(report(results), output / "RESULTS.md", BEGIN, END)
     share = results["throughput"]["share"]
     log(f"launchprov {share:.2f}x the bare reference; wrote {output / 'RESULTS.md'}")
     if results.get("profile"):

@@ -37,6 +37,7 @@ from benchmarks.processes import (
     accepts_connections,
     free_port,
 )
+from benchmarks.sections import write_section
 from tests.haproxy import HAPROXY_CFG, haproxy_env, server_statuses
 
 HERE = Path(__file__).resolve().parent
@@ -364,16 +365,6 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(text: str, path: Path) -> None:
-    current = path.read_text() if path.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head.rstrip("\n") + "\n\n" + text + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(current)
-
-
 def failures(results: dict) -> list[str]:
     """Requests that failed in the parts of this run (the exit status is 1 when there are)."""
     found = []
@@ -415,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         if "haproxy" in chosen:
             results["haproxy"] = bench_haproxy(procs, plan, Path(logs))
     previous.write_text(json.dumps(results, indent=1))
-    write_report(report(results), output / "RESULTS.md")
+    write_section(report(results), output / "RESULTS.md", BEGIN, END)
     log(f"wrote {output / 'RESULTS.md'}")
     problems = failures({part: results.get(part) for part in chosen})
     for problem in problems:

@@ -66,6 +66,7 @@ from benchmarks.processes import (
     rss_kib,
 )
 from benchmarks.scale import cpu_seconds
+from benchmarks.sections import write_section
 from launchprov.placement import region_of
 from tests.faulty_ec2 import FaultControl
 
@@ -752,17 +753,6 @@ def report(results: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(text: str, path: Path) -> None:
-    """Into ``path`` between the soak markers (appended when it has none); the rest is kept."""
-    current = path.read_text() if path.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + text + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(current)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the callers run")
@@ -790,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rewrite:
         results = json.loads((OUTPUT / "soak.json").read_text())
-        write_report(report(results, results["command"]), HERE / "RESULTS.md")
+        write_section(report(results, results["command"]), HERE / "RESULTS.md", BEGIN, END)
         return 0
     settings = Settings(
         args.seconds, not args.ignore_retry_after, args.production_rate_limits, args.seed
@@ -813,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     (OUTPUT / "SOAK.md").write_text(text + "\n")
     print(text)
     if args.record:
-        write_report(text, HERE / "RESULTS.md")
+        write_section(text, HERE / "RESULTS.md", BEGIN, END)
         log(f"wrote {HERE / 'RESULTS.md'}")
     problems = failures(results)
     for error in results["server_errors"][:10]:
