@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from launchprov.providers.interface import (
     Instance,
     InstancePage,
     LaunchRequest,
+    ProviderError,
 )
 from launchprov.schemas import Validators
 from tests.support import launch_request
@@ -347,3 +349,53 @@ def test_duplicates_are_the_instances_beyond_max_count_by_launch_time_then_id():
     assert [i.id for i in kept] == ["i-00000002", "i-00000003"]
     assert [i.id for i in duplicates] == ["i-00000005", "i-00000001", "i-00000004"]
     assert launching.split_duplicates(instances, 5)[1] == []
+
+
+class TaggingProvider:
+    """Tags instances, and refuses to tag those of ``refused`` (a provider error)."""
+
+    name = "tagging"
+
+    def __init__(self, refused=()):
+        self.refused = set(refused)
+        self.tagged: list[tuple[str, str, dict[str, str]]] = []
+
+    def tag(self, instance_id, region, tags):
+        if instance_id in self.refused:
+            raise ProviderError(self.name, "UnauthorizedOperation", "not allowed")
+        self.tagged.append((instance_id, region, tags))
+
+
+def test_duplicates_are_tagged_with_the_first_instance_and_named_in_the_log(caplog):
+    ours = {launching.REQUEST_ID_TAG: "ct-0123"}
+    duplicates = [
+        # tagged by an earlier retry: not tagged again, and the others still are
+        Instance("i-0d", "running", tags={**ours, launching.DUPLICATE_OF_TAG: "i-0a"}),
+        Instance("i-0b", "running", tags=ours),
+        Instance("i-0c", "running", tags=ours),  # its tag is refused: logged, not raised
+        Instance("i-0e", "running", tags=ours),
+    ]
+    provider = TaggingProvider(refused={"i-0c"})
+    with caplog.at_level(logging.WARNING, logger="launchprov.launching"):
+        launching.mark_duplicates(provider, "us-east-1", "i-0a", duplicates)
+    mark = {launching.DUPLICATE_OF_TAG: "i-0a"}
+    assert provider.tagged == [("i-0b", "us-east-1", mark), ("i-0e", "us-east-1", mark)]
+    assert [record.getMessage() for record in caplog.records] == [
+        "client-token launch ct-0123 found 4 duplicate instance(s) beyond max_count: "
+        "i-0d, i-0b, i-0c, i-0e (tagged launchprov:duplicate-of=i-0a; list them with "
+        "duplicate=true)",
+        "could not tag duplicate i-0c launchprov:duplicate-of=i-0a: "
+        "tagging: UnauthorizedOperation: not allowed",
+    ]
+
+
+def test_a_duplicate_without_launchprovs_tags_is_logged_with_a_dash(caplog):
+    provider = TaggingProvider()
+    with caplog.at_level(logging.WARNING, logger="launchprov.launching"):
+        launching.mark_duplicates(provider, "us-east-1", "i-0a", [Instance("i-0b", "running")])
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("client-token launch - found 1 duplicate instance(s) beyond max_count: i-0b ")
+    )
+    assert provider.tagged == [("i-0b", "us-east-1", {launching.DUPLICATE_OF_TAG: "i-0a"})]
