@@ -139,8 +139,12 @@ def test_a_retry_answers_exactly_the_first_answer(launch_order, list_order):
 def test_a_retry_with_other_parameters_is_a_conflict():
     provider = RememberingProvider(["i-0a"], ["i-0a"])
     launching.launch(provider, FULL, "deployer", "req-1")
-    with pytest.raises(IdempotencyConflict, match="token-1"):
+    with pytest.raises(IdempotencyConflict) as raised:
         launching.launch(provider, dataclasses.replace(FULL, user_data="other"), "deployer", "r2")
+    assert raised.value.message == (  # the 409's message
+        "client_token 'token-1' was used for a launch with other parameters; use a new token "
+        "for a new launch"
+    )
     assert len(provider.launched) == 1
 
 
@@ -332,8 +336,14 @@ def test_a_retry_that_still_cannot_see_the_first_launch_is_told_to_retry():
     launching.launch(provider, LEASED, "deployer", "req-1")
     provider.hidden_looks = 2
     later = datetime.now(UTC).replace(year=2030)
-    with pytest.raises(IdempotencyConflict, match="retry in a few seconds"):
+    with pytest.raises(IdempotencyConflict) as raised:
         launching.launched(provider, LEASED, "deployer", "req-2", now=later)
+    assert raised.value.message == (  # the 409's message: the provider's, then what to do
+        "IdempotentParameterMismatch: client_token 'token-1' was used by a launch that cannot "
+        "be seen yet, or with other parameters: retry in a few seconds with the same "
+        "parameters, or use a new token for a new launch"
+    )
+    assert raised.value.provider == "remembering"
 
 
 def test_duplicates_are_the_instances_beyond_max_count_by_launch_time_then_id():
