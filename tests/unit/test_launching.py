@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -409,3 +410,22 @@ def test_a_duplicate_without_launchprovs_tags_is_logged_with_a_dash(caplog):
         .startswith("client-token launch - found 1 duplicate instance(s) beyond max_count: i-0b ")
     )
     assert provider.tagged == [("i-0b", "us-east-1", {launching.DUPLICATE_OF_TAG: "i-0a"})]
+
+
+def test_the_fingerprint_of_a_launch_is_the_one_its_instances_already_carry():
+    """Instances launched by an earlier release carry its fingerprint (launchprov:request-hash):
+    a retry after an upgrade must compute the same digest, or it would be refused as a launch
+    with other parameters (the value is what the release of the ``bugs`` merge computed)."""
+    assert launching.fingerprint(FULL) == (
+        "3f4d5249c90b4a1eb63ad6e7d9e0382d3933770000fbdceae02ed6c49d647b5f"
+    )
+
+
+def test_a_client_token_launchs_request_id_is_ct_and_32_hex_digits_of_its_caller():
+    request_id = launching.traced(FULL, "web", "req-1").system_tags[launching.REQUEST_ID_TAG]
+    assert re.fullmatch(r"ct-[0-9a-f]{32}", request_id)
+    assert launching.traced(FULL, "web", "req-2").system_tags[launching.REQUEST_ID_TAG] == (
+        request_id
+    )
+    other = launching.traced(FULL, "batch", "req-1").system_tags[launching.REQUEST_ID_TAG]
+    assert other != request_id
