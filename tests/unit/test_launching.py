@@ -429,3 +429,34 @@ def test_a_client_token_launchs_request_id_is_ct_and_32_hex_digits_of_its_caller
     )
     other = launching.traced(FULL, "batch", "req-1").system_tags[launching.REQUEST_ID_TAG]
     assert other != request_id
+
+
+class PagingProvider(RememberingProvider):
+    """Lists one instance a page, and records the tags it is asked to set."""
+
+    def __init__(self, launch_order, list_order):
+        super().__init__(launch_order, list_order)
+        self.tagged: list[tuple[str, str, dict[str, str]]] = []
+
+    def list_instances(self, query):
+        at = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)  # all at once: the ids decide the order
+        instances = [
+            dataclasses.replace(instance, launch_time=at)
+            for instance in super().list_instances(query).instances
+        ]
+        start = int(query.page_token or 0)
+        following = str(start + 1) if start + 1 < len(instances) else None
+        return InstancePage(instances[start : start + 1], following)
+
+    def tag(self, instance_id, region, tags):
+        self.tagged.append((instance_id, region, tags))
+
+
+def test_a_retry_reads_every_page_of_its_lookup_and_tags_the_instances_beyond_max_count():
+    # An SDK retry the endpoint did not recognise launched a fourth instance for max_count 3.
+    provider = PagingProvider(["i-0c", "i-0a", "i-0b"], ["i-0d", "i-0c", "i-0b", "i-0a"])
+    first = launching.launch(provider, FULL, "deployer", "req-1")
+    retry = launching.launch(provider, FULL, "deployer", "req-2")
+    assert first == retry == ["i-0a", "i-0b", "i-0c"]
+    assert len(provider.launched) == 1
+    assert provider.tagged == [("i-0d", "us-east-1", {launching.DUPLICATE_OF_TAG: "i-0a"})]
