@@ -460,3 +460,13 @@ def test_a_retry_reads_every_page_of_its_lookup_and_tags_the_instances_beyond_ma
     assert first == retry == ["i-0a", "i-0b", "i-0c"]
     assert len(provider.launched) == 1
     assert provider.tagged == [("i-0d", "us-east-1", {launching.DUPLICATE_OF_TAG: "i-0a"})]
+
+
+def test_attempts_listing_tags_and_groups_in_other_orders_send_the_same_request():
+    """EC2 answers a repeated ClientToken with the first launch only for the same request."""
+    first = dataclasses.replace(FULL, tags={"a": "1", "b": "2"}, security_groups=("web", "ssh"))
+    again = dataclasses.replace(FULL, tags={"b": "2", "a": "1"}, security_groups=("ssh", "web"))
+    sent = [launching.traced(request, "web", "req-1") for request in (first, again)]
+    assert list(sent[0].tags.items()) == list(sent[1].tags.items()) == [("a", "1"), ("b", "2")]
+    assert sent[0].security_groups == sent[1].security_groups == ("ssh", "web")
+    assert sent[0] == sent[1]
