@@ -8,7 +8,7 @@ import pytest
 
 from launchprov.policy import Policy, PolicyViolation
 from launchprov.providers.interface import Alternative
-from launchprov.settings import load
+from launchprov.settings import ConfigurationError, load
 from tests.support import launch_request
 
 
@@ -191,3 +191,28 @@ def test_each_rule_of_a_callers_own_binds_that_caller_alone(rule, launch, messag
 def test_a_launch_within_the_rule_is_allowed(rule, launch):
     name, value = rule
     policy(**{f"launchprov.policy.{name}": value}).check("anyone", replace(REQUEST, **launch))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"launchprov.policy.act_on": "launchprov"},
+            "launchprov.policy.act_on = launchprov is wider than launchprov.policy.see = own: a "
+            "caller cannot act on instances it may not see",
+        ),
+        (
+            {
+                "launchprov.policy.see": "all",
+                "launchprov.policy.ops.act_on": "all",
+                "launchprov.policy.ops.see": "launchprov",
+            },
+            "launchprov.policy.ops.act_on = all is wider than launchprov.policy.ops.see = "
+            "launchprov: a caller cannot act on instances it may not see",
+        ),
+    ],
+)
+def test_acting_on_more_than_a_caller_may_see_stops_startup_naming_both_settings(settings, message):
+    with pytest.raises(ConfigurationError) as raised:
+        policy(**settings)
+    assert str(raised.value) == message
