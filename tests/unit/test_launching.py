@@ -470,3 +470,11 @@ def test_attempts_listing_tags_and_groups_in_other_orders_send_the_same_request(
     assert list(sent[0].tags.items()) == list(sent[1].tags.items()) == [("a", "1"), ("b", "2")]
     assert sent[0].security_groups == sent[1].security_groups == ("ssh", "web")
     assert sent[0] == sent[1]
+
+
+def test_a_launch_is_tagged_with_its_caller_and_request_id():
+    provider = RememberingProvider(["i-0a"], ["i-0a"])
+    untokened = dataclasses.replace(FULL, client_token=None)
+    assert launching.launch(provider, untokened, "deployer", "req-1") == ["i-0a"]
+    assert provider.tags[launching.CALLER_TAG] == "deployer"
+    assert provider.tags[launching.REQUEST_ID_TAG] == "req-1"
