@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -478,3 +479,44 @@ def test_a_launch_is_tagged_with_its_caller_and_request_id():
     assert launching.launch(provider, untokened, "deployer", "req-1") == ["i-0a"]
     assert provider.tags[launching.CALLER_TAG] == "deployer"
     assert provider.tags[launching.REQUEST_ID_TAG] == "req-1"
+
+
+class CountingProvider(RememberingProvider):
+    """Lists at most ``query.limit`` instances a page (as EC2 does), counting its calls."""
+
+    def __init__(self, count):
+        ids = [f"i-{n:08x}" for n in range(count)]
+        super().__init__(ids, ids)
+        self.calls = 0
+
+    def list_instances(self, query):
+        self.calls += 1
+        instances = super().list_instances(query).instances
+        start = int(query.page_token or 0)
+        end = start + query.limit
+        return InstancePage(instances[start:end], str(end) if end < len(instances) else None)
+
+
+def test_a_retry_of_a_launch_of_hundreds_of_instances_looks_them_up_in_one_call():
+    """Each DescribeInstances counts against the account's request rate."""
+    launch = dataclasses.replace(FULL, min_count=150, max_count=150)
+    provider = CountingProvider(150)
+    first = launching.launch(provider, launch, "deployer", "req-1")
+    provider.calls = 0
+    assert launching.launch(provider, launch, "deployer", "req-2") == first
+    assert provider.calls == 1
+
+
+def test_a_lease_ends_expires_in_from_now_in_utc_whatever_the_servers_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        before = datetime.now(UTC).replace(microsecond=0)
+        end = datetime.strptime(launching.expiry_after(60), launching.EXPIRY_FORMAT)
+        after = datetime.now(UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (
+        before + timedelta(seconds=60) <= end.replace(tzinfo=UTC) <= after + timedelta(seconds=60)
+    )
