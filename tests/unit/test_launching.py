@@ -430,6 +430,10 @@ def test_a_client_token_launchs_request_id_is_ct_and_32_hex_digits_of_its_caller
     )
     other = launching.traced(FULL, "batch", "req-1").system_tags[launching.REQUEST_ID_TAG]
     assert other != request_id
+    retoken = dataclasses.replace(FULL, client_token="token-2")
+    assert launching.traced(retoken, "web", "req-1").system_tags[launching.REQUEST_ID_TAG] != (
+        request_id
+    )
 
 
 class PagingProvider(RememberingProvider):
