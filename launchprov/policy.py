@@ -35,8 +35,6 @@ class PolicyViolation(Exception):
         super().__init__(f"{parameter} = {value!r} is not allowed by {setting} ({allowed})")
         self.setting = setting
         self.parameter = parameter
-        self.value = value
-        self.allowed = allowed
 
     #: Where the refused parameter was (body, querystring, path); None: where the request's
     #: parameters came from.
@@ -90,7 +88,7 @@ class Policy:
 
     def rule(self, caller: str | None, rule: str) -> tuple[str, Any]:
         """(the setting in force, its value) for one caller."""
-        own = self.per_caller.get(caller, {}) if caller is not None else {}
+        own = self.per_caller.get(caller, {})  # None, the default, is no caller's name
         if rule in own:
             return f"launchprov.policy.{caller}.{rule}", own[rule]
         return f"launchprov.policy.{rule}", getattr(self.default, rule)

@@ -102,7 +102,7 @@ ONE_INSTANCE_CODES = NOT_FOUND_CODES | INVALID_STATE_CODES | {"OperationNotPermi
 
 def state_of(ec2_state: str | None) -> str:
     """launchprov's name for an EC2 state name; ``unknown`` for anything else."""
-    return STATES.get(ec2_state or "", "unknown")
+    return STATES.get(ec2_state, "unknown")
 
 
 def split_security_groups(groups) -> tuple[list[str], list[str]]:
@@ -191,10 +191,10 @@ def as_written(error: Exception, request: LaunchRequest) -> Exception:
     """``error``, its message naming the request's value as the caller wrote it where
     :data:`NAMED_AS_WRITTEN` says how (else unchanged: any other error, an IdempotencyConflict
     too)."""
-    if not isinstance(error, ProviderError):
+    if not isinstance(error, ProviderError) or error.code not in NAMED_AS_WRITTEN:
         return error
-    field, message = NAMED_AS_WRITTEN.get(error.code, (None, ""))
-    value = getattr(request, field) if field is not None else None
+    field, message = NAMED_AS_WRITTEN[error.code]
+    value = getattr(request, field)
     if value:
         error.message = message.format(value)
         error.args = (f"{error.provider}: {error.code}: {error.message}",)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -13,8 +16,9 @@ from launchprov.capacity import (
     OfferingMemory,
     alternative_token,
     alternatives,
+    refuse_untried_fallback,
 )
-from launchprov.providers.interface import Alternative, ProviderError
+from launchprov.providers.interface import Alternative, ProviderError, UnsupportedParameters
 from tests.support import launch_request
 
 
@@ -188,3 +192,65 @@ def test_an_offering_is_remembered_until_exactly_its_time_to_live(
     provider = ScriptedProvider(["i-1"])
     assert capacity.launch(provider, request) == (["i-1"], 0)
     assert provider.launched == [OFFERING]
+
+
+# -- what the caller and the operator are told -------------------------------------------------
+
+
+def test_all_out_the_408_says_what_was_asked_and_what_was_known_and_when_to_retry():
+    clock = Clock()
+    capacity, _ = make_capacity(clock)
+    capacity.memory.remember(("m5.large", "us-east-1a"), "InsufficientHostCapacity")
+    clock.now += 100.4  # that one is back in 79.6 s: retry in 80
+    provider = ScriptedProvider(out_of(), out_of(), out_of())
+    with pytest.raises(CapacityExhausted) as raised:
+        capacity.launch(provider, REQUEST)
+    exhausted = raised.value
+    assert str(exhausted) == (
+        "scripted: InsufficientInstanceCapacity: every alternative is out of capacity (3 "
+        "answered so, 1 known to be out and not asked); retry in 80 s"
+    )
+    assert (exhausted.provider, exhausted.retry_after) == ("scripted", 80)
+    assert [(attempt.index, exhausted.describe(attempt)) for attempt in exhausted.attempts] == [
+        (0, "t3.large in us-east-1a: answered InsufficientInstanceCapacity"),
+        (1, "m5.large in us-east-1a: known out, not asked: InsufficientHostCapacity"),
+        (2, "t3.large in subnet-12345678: answered InsufficientInstanceCapacity"),
+        (3, "t3.large in us-east-1c: answered InsufficientInstanceCapacity"),
+    ]
+
+
+def test_an_offering_back_in_under_a_second_is_retried_after_one():
+    clock = Clock()
+    capacity, _ = make_capacity(clock)
+    for offering in [candidate.offering for candidate in alternatives(REQUEST)]:
+        capacity.memory.remember(offering, "InsufficientInstanceCapacity")
+    clock.now += 179.7
+    with pytest.raises(CapacityExhausted) as raised:
+        capacity.launch(ScriptedProvider(), REQUEST)
+    assert raised.value.retry_after == 1
+    assert str(raised.value).endswith(
+        "(0 answered so, 4 known to be out and not asked); retry in 1 s"
+    )
+
+
+def test_each_alternative_out_of_capacity_is_logged(caplog):
+    capacity, _ = make_capacity()
+    provider = ScriptedProvider(out_of(), out_of("InsufficientHostCapacity"), ["i-1"])
+    with caplog.at_level(logging.INFO, logger="launchprov.capacity"):
+        assert capacity.launch(provider, REQUEST) == (["i-1"], 2)
+    assert [record.getMessage() for record in caplog.records] == [
+        "alternative 0 (t3.large in us-east-1a): InsufficientInstanceCapacity",
+        "alternative 1 (m5.large in us-east-1a): InsufficientHostCapacity",
+    ]
+
+
+def test_a_fallback_is_refused_by_name_where_no_capacity_error_is_known():
+    blind = SimpleNamespace(name="libcloud", reports_capacity=False)
+    with pytest.raises(UnsupportedParameters) as raised:
+        refuse_untried_fallback(blind, REQUEST)
+    assert raised.value.reasons == {
+        "fallback": "this backend's driver has no known out-of-capacity error, so no "
+        "alternative would ever be tried; leave fallback out"
+    }
+    refuse_untried_fallback(blind, launch_request(ami="ami-760aaa0f", instance_type="t3.large"))
+    refuse_untried_fallback(SimpleNamespace(name="ec2", reports_capacity=True), REQUEST)

@@ -190,6 +190,38 @@ def test_with_a_client_token_an_unknown_launch_is_retryable():
     assert "same client_token" in error.message
 
 
+def test_an_unknown_launch_says_exactly_how_to_find_what_it_may_have_started():
+    error = launching.honest(unknown(), LAUNCH, "req-1")
+    assert error.message == (
+        "Read timeout. The launch may have started instances: do not retry blindly; find them "
+        "with GET /v1/instances?tag:launchprov:request-id=req-1&region=us-east-1 (next time, "
+        "send a client_token: a retry with it is safe)"
+    )
+    assert str(error).startswith("ec2: Timeout: Read timeout. The launch may have started")
+
+
+@pytest.mark.parametrize("placement", [None, "eastus"])
+def test_the_search_of_a_launch_without_an_ec2_zone_names_no_region(placement):
+    """Without a placement (the cloud chose) or off EC2 (a location is no region)."""
+    request = launch_request(ami=GOOD_AMI, instance_type="t2.micro", placement=placement)
+    error = launching.honest(unknown(), request, "req-1")
+    assert "GET /v1/instances?tag:launchprov:request-id=req-1 (next time" in error.message
+
+
+def test_a_partial_launch_with_a_client_token_says_to_retry_and_keeps_its_instances():
+    request = launch_request(ami=GOOD_AMI, instance_type="t2.micro", client_token="deploy-1")
+    partial = ProviderError(
+        "libcloud", "Timeout", "1 of 2 answered", outcome="partial", instances=("i-0a",)
+    )
+    error = launching.honest(partial, request, "req-1")
+    assert error.message == (
+        "1 of 2 answered. The launch may have started instances: retry with the same "
+        "client_token, which answers them instead of launching again"
+    )
+    assert (error.provider, error.code, error.retryable) == ("libcloud", "Timeout", True)
+    assert (error.outcome, error.instances) == ("partial", ("i-0a",))
+
+
 def test_a_launch_known_to_have_done_nothing_is_unchanged():
     error = ProviderError("ec2", "InvalidAMIID.NotFound", "no such image", outcome="none")
     assert launching.honest(error, LAUNCH, "req-1") is error

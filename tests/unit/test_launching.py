@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+import logging
+import re
+import time
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +22,7 @@ from launchprov.providers.interface import (
     Instance,
     InstancePage,
     LaunchRequest,
+    ProviderError,
 )
 from launchprov.schemas import Validators
 from tests.support import launch_request
@@ -137,8 +141,12 @@ def test_a_retry_answers_exactly_the_first_answer(launch_order, list_order):
 def test_a_retry_with_other_parameters_is_a_conflict():
     provider = RememberingProvider(["i-0a"], ["i-0a"])
     launching.launch(provider, FULL, "deployer", "req-1")
-    with pytest.raises(IdempotencyConflict, match="token-1"):
+    with pytest.raises(IdempotencyConflict) as raised:
         launching.launch(provider, dataclasses.replace(FULL, user_data="other"), "deployer", "r2")
+    assert raised.value.message == (  # the 409's message
+        "client_token 'token-1' was used for a launch with other parameters; use a new token "
+        "for a new launch"
+    )
     assert len(provider.launched) == 1
 
 
@@ -330,8 +338,14 @@ def test_a_retry_that_still_cannot_see_the_first_launch_is_told_to_retry():
     launching.launch(provider, LEASED, "deployer", "req-1")
     provider.hidden_looks = 2
     later = datetime.now(UTC).replace(year=2030)
-    with pytest.raises(IdempotencyConflict, match="retry in a few seconds"):
+    with pytest.raises(IdempotencyConflict) as raised:
         launching.launched(provider, LEASED, "deployer", "req-2", now=later)
+    assert raised.value.message == (  # the 409's message: the provider's, then what to do
+        "IdempotentParameterMismatch: client_token 'token-1' was used by a launch that cannot "
+        "be seen yet, or with other parameters: retry in a few seconds with the same "
+        "parameters, or use a new token for a new launch"
+    )
+    assert raised.value.provider == "remembering"
 
 
 def test_duplicates_are_the_instances_beyond_max_count_by_launch_time_then_id():
@@ -347,3 +361,166 @@ def test_duplicates_are_the_instances_beyond_max_count_by_launch_time_then_id():
     assert [i.id for i in kept] == ["i-00000002", "i-00000003"]
     assert [i.id for i in duplicates] == ["i-00000005", "i-00000001", "i-00000004"]
     assert launching.split_duplicates(instances, 5)[1] == []
+
+
+class TaggingProvider:
+    """Tags instances, and refuses to tag those of ``refused`` (a provider error)."""
+
+    name = "tagging"
+
+    def __init__(self, refused=()):
+        self.refused = set(refused)
+        self.tagged: list[tuple[str, str, dict[str, str]]] = []
+
+    def tag(self, instance_id, region, tags):
+        if instance_id in self.refused:
+            raise ProviderError(self.name, "UnauthorizedOperation", "not allowed")
+        self.tagged.append((instance_id, region, tags))
+
+
+def test_duplicates_are_tagged_with_the_first_instance_and_named_in_the_log(caplog):
+    ours = {launching.REQUEST_ID_TAG: "ct-0123"}
+    duplicates = [
+        # tagged by an earlier retry: not tagged again, and the others still are
+        Instance("i-0d", "running", tags={**ours, launching.DUPLICATE_OF_TAG: "i-0a"}),
+        Instance("i-0b", "running", tags=ours),
+        Instance("i-0c", "running", tags=ours),  # its tag is refused: logged, not raised
+        Instance("i-0e", "running", tags=ours),
+    ]
+    provider = TaggingProvider(refused={"i-0c"})
+    with caplog.at_level(logging.WARNING, logger="launchprov.launching"):
+        launching.mark_duplicates(provider, "us-east-1", "i-0a", duplicates)
+    mark = {launching.DUPLICATE_OF_TAG: "i-0a"}
+    assert provider.tagged == [("i-0b", "us-east-1", mark), ("i-0e", "us-east-1", mark)]
+    assert [record.getMessage() for record in caplog.records] == [
+        "client-token launch ct-0123 found 4 duplicate instance(s) beyond max_count: "
+        "i-0d, i-0b, i-0c, i-0e (tagged launchprov:duplicate-of=i-0a; list them with "
+        "duplicate=true)",
+        "could not tag duplicate i-0c launchprov:duplicate-of=i-0a: "
+        "tagging: UnauthorizedOperation: not allowed",
+    ]
+
+
+def test_a_duplicate_without_launchprovs_tags_is_logged_with_a_dash(caplog):
+    provider = TaggingProvider()
+    with caplog.at_level(logging.WARNING, logger="launchprov.launching"):
+        launching.mark_duplicates(provider, "us-east-1", "i-0a", [Instance("i-0b", "running")])
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("client-token launch - found 1 duplicate instance(s) beyond max_count: i-0b ")
+    )
+    assert provider.tagged == [("i-0b", "us-east-1", {launching.DUPLICATE_OF_TAG: "i-0a"})]
+
+
+def test_the_fingerprint_of_a_launch_is_the_one_its_instances_already_carry():
+    """Instances launched by an earlier release carry its fingerprint (launchprov:request-hash):
+    a retry after an upgrade must compute the same digest, or it would be refused as a launch
+    with other parameters (the value is what the release of the ``bugs`` merge computed)."""
+    assert launching.fingerprint(FULL) == (
+        "3f4d5249c90b4a1eb63ad6e7d9e0382d3933770000fbdceae02ed6c49d647b5f"
+    )
+
+
+def test_a_client_token_launchs_request_id_is_ct_and_32_hex_digits_of_its_caller():
+    request_id = launching.traced(FULL, "web", "req-1").system_tags[launching.REQUEST_ID_TAG]
+    assert re.fullmatch(r"ct-[0-9a-f]{32}", request_id)
+    assert launching.traced(FULL, "web", "req-2").system_tags[launching.REQUEST_ID_TAG] == (
+        request_id
+    )
+    other = launching.traced(FULL, "batch", "req-1").system_tags[launching.REQUEST_ID_TAG]
+    assert other != request_id
+    retoken = dataclasses.replace(FULL, client_token="token-2")
+    assert launching.traced(retoken, "web", "req-1").system_tags[launching.REQUEST_ID_TAG] != (
+        request_id
+    )
+
+
+class PagingProvider(RememberingProvider):
+    """Lists one instance a page, and records the tags it is asked to set."""
+
+    def __init__(self, launch_order, list_order):
+        super().__init__(launch_order, list_order)
+        self.tagged: list[tuple[str, str, dict[str, str]]] = []
+
+    def list_instances(self, query):
+        at = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)  # all at once: the ids decide the order
+        instances = [
+            dataclasses.replace(instance, launch_time=at)
+            for instance in super().list_instances(query).instances
+        ]
+        start = int(query.page_token or 0)
+        following = str(start + 1) if start + 1 < len(instances) else None
+        return InstancePage(instances[start : start + 1], following)
+
+    def tag(self, instance_id, region, tags):
+        self.tagged.append((instance_id, region, tags))
+
+
+def test_a_retry_reads_every_page_of_its_lookup_and_tags_the_instances_beyond_max_count():
+    # An SDK retry the endpoint did not recognise launched a fourth instance for max_count 3.
+    provider = PagingProvider(["i-0c", "i-0a", "i-0b"], ["i-0d", "i-0c", "i-0b", "i-0a"])
+    first = launching.launch(provider, FULL, "deployer", "req-1")
+    retry = launching.launch(provider, FULL, "deployer", "req-2")
+    assert first == retry == ["i-0a", "i-0b", "i-0c"]
+    assert len(provider.launched) == 1
+    assert provider.tagged == [("i-0d", "us-east-1", {launching.DUPLICATE_OF_TAG: "i-0a"})]
+
+
+def test_attempts_listing_tags_and_groups_in_other_orders_send_the_same_request():
+    """EC2 answers a repeated ClientToken with the first launch only for the same request."""
+    first = dataclasses.replace(FULL, tags={"a": "1", "b": "2"}, security_groups=("web", "ssh"))
+    again = dataclasses.replace(FULL, tags={"b": "2", "a": "1"}, security_groups=("ssh", "web"))
+    sent = [launching.traced(request, "web", "req-1") for request in (first, again)]
+    assert list(sent[0].tags.items()) == list(sent[1].tags.items()) == [("a", "1"), ("b", "2")]
+    assert sent[0].security_groups == sent[1].security_groups == ("ssh", "web")
+    assert sent[0] == sent[1]
+
+
+def test_a_launch_is_tagged_with_its_caller_and_request_id():
+    provider = RememberingProvider(["i-0a"], ["i-0a"])
+    untokened = dataclasses.replace(FULL, client_token=None)
+    assert launching.launch(provider, untokened, "deployer", "req-1") == ["i-0a"]
+    assert provider.tags[launching.CALLER_TAG] == "deployer"
+    assert provider.tags[launching.REQUEST_ID_TAG] == "req-1"
+
+
+class CountingProvider(RememberingProvider):
+    """Lists at most ``query.limit`` instances a page (as EC2 does), counting its calls."""
+
+    def __init__(self, count):
+        ids = [f"i-{n:08x}" for n in range(count)]
+        super().__init__(ids, ids)
+        self.calls = 0
+
+    def list_instances(self, query):
+        self.calls += 1
+        instances = super().list_instances(query).instances
+        start = int(query.page_token or 0)
+        end = start + query.limit
+        return InstancePage(instances[start:end], str(end) if end < len(instances) else None)
+
+
+def test_a_retry_of_a_launch_of_hundreds_of_instances_looks_them_up_in_one_call():
+    """Each DescribeInstances counts against the account's request rate."""
+    launch = dataclasses.replace(FULL, min_count=150, max_count=150)
+    provider = CountingProvider(150)
+    first = launching.launch(provider, launch, "deployer", "req-1")
+    provider.calls = 0
+    assert launching.launch(provider, launch, "deployer", "req-2") == first
+    assert provider.calls == 1
+
+
+def test_a_lease_ends_expires_in_from_now_in_utc_whatever_the_servers_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        before = datetime.now(UTC).replace(microsecond=0)
+        end = datetime.strptime(launching.expiry_after(60), launching.EXPIRY_FORMAT)
+        after = datetime.now(UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (
+        before + timedelta(seconds=60) <= end.replace(tzinfo=UTC) <= after + timedelta(seconds=60)
+    )

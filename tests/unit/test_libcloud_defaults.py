@@ -177,8 +177,12 @@ def test_a_default_placement_and_a_launch_kwargs_location_stop_startup(monkeypat
 
 @pytest.mark.parametrize("placement", ["nova", "us-east-1"])
 def test_an_ec2_default_placement_must_be_a_zone(placement, monkeypatch):
-    with pytest.raises(ConfigurationError, match=r"launchprov\.defaults\.placement.*availability"):
+    with pytest.raises(ConfigurationError) as raised:
         make_app(**{"launchprov.defaults.placement": placement})
+    assert str(raised.value) == (
+        f"launchprov.defaults.placement = {placement!r}: expected an availability-zone name "
+        "such as us-east-1b (the provider is EC2)"
+    )
 
 
 def test_a_cloud_that_needs_a_location_and_has_no_default_names_placement(monkeypatch, wire):

@@ -334,6 +334,19 @@ def test_a_bare_429_is_retryable_on_both_ec2_adapters():
     assert provider_error(EC2ErrorReply(429, "HTTP429", "slow down")).retryable is True
 
 
+@pytest.mark.parametrize(("status", "retryable"), [(500, True), (499, False), (400, False)])
+def test_a_code_of_its_own_is_retryable_on_both_ec2_adapters_when_the_server_failed(
+    status, retryable
+):
+    reply = {
+        "Error": {"Code": "SomethingBroke", "Message": "?"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+
+    assert boto3_adapter.provider_error(ClientError(reply, "RunInstances")).retryable is retryable
+    assert provider_error(EC2ErrorReply(status, "SomethingBroke", "?")).retryable is retryable
+
+
 # -- EC2's rules, once -------------------------------------------------------------------------
 
 
