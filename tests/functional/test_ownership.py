@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 
+import boto3
 import pytest
 
 from launchprov.app import create_app
@@ -19,7 +20,7 @@ from launchprov.auth import digest
 from launchprov.providers.interface import IProvider
 from launchprov.settings import ConfigurationError
 from tests.functional.conftest import BACKENDS
-from tests.support import GOOD_AMI, assert_error_body, detail_names, make_app
+from tests.support import GOOD_AMI, assert_error_body, detail_names, make_app, seed_account
 
 SCOPES = ("own", "launchprov", "all")
 #: Every (see, act_on) the rules allow: act_on no wider than see.
@@ -28,6 +29,11 @@ COMBOS += [("all", "own"), ("all", "launchprov"), ("all", "all")]
 #: Which targets each scope reaches: the caller's own instance, another caller's, and one
 #: launchprov never launched.
 REACH = {"own": {"own"}, "launchprov": {"own", "other"}, "all": {"own", "other", "foreign"}}
+#: What a scope allows, as a 403 says it.
+ALLOWS = {
+    "own": "only instances it launched",
+    "launchprov": "only instances launched through launchprov",
+}
 #: In an order each can follow the one before when allowed: running -> stopped -> running -> gone.
 ACTIONS = ("reboot", "stop", "start", "terminate")
 
@@ -70,8 +76,10 @@ class World:
             provider = provider.provider
         return provider
 
-    def foreign(self) -> str:
-        """An instance launched without launchprov: no launchprov:caller tag."""
+    def foreign(self, tags: dict[str, str] | None = None) -> str:
+        """An instance launched without launchprov: no launchprov:caller tag, unless ``tags``
+        give it one (as if launchprov had launched it)."""
+        tags = tags or {"team": "prod"}
         if self.backend.ec2 is not None:
             reply = self.backend.ec2.run_instances(
                 ImageId=GOOD_AMI,
@@ -79,14 +87,15 @@ class World:
                 MinCount=1,
                 MaxCount=1,
                 TagSpecifications=[
-                    {"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "prod"}]}
+                    {
+                        "ResourceType": "instance",
+                        "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
+                    }
                 ],
             )
             return reply["Instances"][0]["InstanceId"]
         driver = self.provider.driver(None)
-        node = driver.create_node(
-            "foreign", driver.list_sizes()[0], driver.list_images()[0], {"team": "prod"}
-        )
+        node = driver.create_node("foreign", driver.list_sizes()[0], driver.list_images()[0], tags)
         return str(node.id)
 
     def state(self, instance_id: str) -> str:
@@ -189,8 +198,10 @@ def test_every_cell_of_the_matrix(world, see, act_on):
                 )
             elif target not in REACH[act_on]:
                 body = assert_error_body(response, 403)
-                assert f"launchprov.policy.{caller}.act_on = {act_on}" in body["message"]
-                assert action in body["message"] and instance_id in body["message"]
+                assert body["message"] == (
+                    f"policy: caller {caller} may not {action} instance {instance_id}: "
+                    f"launchprov.policy.{caller}.act_on = {act_on} allows {ALLOWS[act_on]}"
+                )
                 assert detail_names(body) == ["id"]
                 assert body["details"][0]["location"] == "path"
             else:
@@ -216,12 +227,60 @@ def test_foreign_actions_are_logged_and_counted(world, caplog):
         (foreign, None, "reboot"),
     ]
     assert all(record.levelno == logging.INFO for record in lines)
-    assert f"caller {caller} did reboot on instance {others} of other" in lines[0].getMessage()
+    assert lines[0].getMessage() == f"caller {caller} did reboot on instance {others} of other"
+    assert lines[1].getMessage() == (
+        f"caller {caller} did reboot on instance {foreign} of no launchprov caller "
+        "(not launched through launchprov)"
+    )
     counted = world.metric("launchprov_foreign_actions_total", caller=caller, action="reboot")
     assert counted == 2.0
     # Its own instance is not a foreign action; another caller's own actions are not either.
     assert world.act("other", others, "terminate").status_int == 200
     assert world.metric("launchprov_foreign_actions_total", caller="other", action="terminate") == 0
+
+
+def describes(world: World) -> float:
+    """How many times the app has asked the provider to describe an instance, by any outcome."""
+    lines = world.app.get("/metrics").text.splitlines()
+    calls = [line for line in lines if line.startswith("launchprov_provider_calls_total{")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in calls if 'operation="describe"' in line)
+
+
+def test_the_ownership_check_asks_the_provider_no_more_than_it_needs(world):
+    # A caller no rule can refuse costs no describe before its action; a refusable one costs one
+    # describe, whose answer a GET then reuses: no request asks the provider the same thing twice.
+    unlimited, limited = matrix_caller("all", "all"), matrix_caller("all", "own")
+    others = world.launch("other")[0]
+    before = describes(world)
+    assert world.act(unlimited, others, "reboot").status_int == 200
+    assert describes(world) == before
+    assert world.get(unlimited, f"/v1/instances/{others}").json["id"] == others
+    assert describes(world) == before + 1
+    assert world.get(limited, f"/v1/instances/{others}").json["id"] == others
+    assert describes(world) == before + 2
+    assert world.get("other", f"/v1/instances/{others}").json["id"] == others
+    assert describes(world) == before + 3
+
+
+def test_an_own_instance_in_another_region_is_reached_there(request):
+    # The ownership check describes the instance in the region the request names, not in the
+    # default one (where it would not be found: a 404 for the caller's own instance).
+    world = World(request, "ec2", {}, ["web"])
+    eu = boto3.client("ec2", region_name="eu-west-1")  # moto's in-process mock, as world's
+    seed_account(eu)
+    body = {"ami": GOOD_AMI, "instance_type": "t2.micro", "placement": "eu-west-1a"}
+    launched = world.app.put(
+        "/v1/launch",
+        json.dumps(body),
+        content_type="application/json",
+        headers=world.headers("web"),
+    )
+    (instance_id,) = launched.json
+    assert world.get("web", f"/v1/instances/{instance_id}?region=eu-west-1").status_int == 200
+    response = world.act("web", f"{instance_id}?region=eu-west-1", "terminate")
+    assert response.status_int == 200, response.text
+    (reservation,) = eu.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    assert reservation["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
 
 
 def test_filters_combine_with_the_scope(world):
@@ -258,10 +317,13 @@ def test_authentication_off_sees_and_acts_on_everything(request, backend_name):
     # everyone reach everything, as before ownership existed.
     world = World(request, backend_name, {}, [], auth=False)
     foreign = world.foreign()
-    assert world.app.get(f"/v1/instances/{foreign}").json["id"] == foreign
-    assert foreign in world.list_all(None, f"&id={foreign}")
-    assert world.app.delete(f"/v1/instances/{foreign}").json["id"] == foreign
-    assert world.state(foreign) in ("shutting-down", "terminated")
+    # One launched through launchprov by a caller, while authentication was still on.
+    launched = world.foreign({"launchprov:caller": "web"})
+    for instance_id in (foreign, launched):
+        assert world.app.get(f"/v1/instances/{instance_id}").json["id"] == instance_id
+        assert instance_id in world.list_all(None, f"&id={instance_id}")
+        assert world.app.delete(f"/v1/instances/{instance_id}").json["id"] == instance_id
+        assert world.state(instance_id) in ("shutting-down", "terminated")
 
 
 @pytest.mark.parametrize(
