@@ -265,7 +265,9 @@ def test_a_request_answered_by_its_own_thread_waits_for_a_batch_no_longer_than_i
         assert release.wait(DEADLINE)
         return {item: item for item in ids}
 
-    batcher = Batcher("describe", slow, BatchSettings(idle=0.001, max_wait=NEVER, max_ids=2))
+    # The batch stays open for company (idle NEVER) until the second id fills it (max_ids 2):
+    # with a short idle it could close before the check below ever saw it open.
+    batcher = Batcher("describe", slow, BatchSettings(idle=NEVER, max_wait=NEVER, max_ids=2))
     with ThreadPoolExecutor(1) as pool:
         leader = pool.submit(batcher.submit, "us-east-1", "i-1")
         wait_for(lambda: open_requests(batcher, "us-east-1") == 1, "the batch is open")
