@@ -61,7 +61,7 @@ $(VENV)/.installed-bench: setup.py | $(BIN)/python
 BENCH_FLAGS := $(if $(QUICK),--quick)
 
 # The benchmarks of benchmarks/README.md (5-6 minutes): launchprov beside the bare reference in
-# one run first (fails when launchprov's throughput at concurrency 8 is below 0.8x the
+# one run first (fails when launchprov's throughput at concurrency 8 is below 0.75x the
 # reference's: QUICK=1 as well, about ten seconds), then benchmarks/RESULTS.md and plots, the
 # scale figures (bench-scale) and the listing figures (bench-listing).
 bench: $(VENV)/.installed-bench

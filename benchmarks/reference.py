@@ -14,10 +14,10 @@ the rest of the machine, and a burst of it that hits one round is spread over th
 it: the CPU each server spent per launch (the share on an idle machine), and the median of the
 rounds' own ratios.
 
-The run FAILS (exit status 1) when launchprov's share is below :data:`FLOOR` (0.8) of the
-reference's (issue 28's goal is 0.95, and 0.9 for this gate; launchprov measures 0.85 today, up
-from 0.74: the floor sits below what it reaches so that CI catches a step back, and is raised
-as the gap closes): that is what CI runs (``make bench QUICK=1``), 16 paired rounds of 0.3 s (about
+The run FAILS (exit status 1) when launchprov's share is below :data:`FLOOR` (0.75) of the
+reference's (issue 28's goal is 0.95, and 0.9 for this gate; launchprov measures 0.82-0.85
+today, up from 0.74-0.80: the floor sits below what it reaches so that CI catches a step back
+and not noise, and is raised as the gap closes): that is what CI runs (``make bench QUICK=1``), 16 paired rounds of 0.3 s (about
 fifteen seconds with the servers' start), and up to two sets more while the share is below the
 floor: the best set counts, so that a burst of the other engineers' load fails no run alone,
 while a launchprov that is slower fails every set (``--floor`` changes the floor). The full run
@@ -51,9 +51,9 @@ BEGIN, END = "<!-- reference: written by benchmarks/reference.py -->", "<!-- /re
 QUICK_OUTPUT = HERE / "raw" / "quick"
 THREADS = 8
 CONCURRENCY = 8
-#: launchprov's throughput share of the reference's below which the run fails: below the 0.85
-#: measured today (the goal is 0.95), so that a step back fails CI and noise does not.
-FLOOR = 0.8
+#: launchprov's throughput share of the reference's below which the run fails: below the
+#: 0.82-0.85 measured today (the goal is 0.95), so that a step back fails CI and noise does not.
+FLOOR = 0.75
 
 
 @dataclass(frozen=True)
