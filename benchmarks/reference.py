@@ -17,12 +17,13 @@ rounds' own ratios.
 The run FAILS (exit status 1) when launchprov's share is below :data:`FLOOR` (0.75) of the
 reference's (issue 28's goal is 0.95, and 0.9 for this gate; launchprov measures 0.82-0.85
 today, up from 0.74-0.80: the floor sits below what it reaches so that CI catches a step back
-and not noise, and is raised as the gap closes): that is what CI runs (``make bench QUICK=1``), 16 paired rounds of 0.3 s (about
-fifteen seconds with the servers' start), and up to two sets more while the share is below the
-floor: the best set counts, so that a burst of the other engineers' load fails no run alone,
-while a launchprov that is slower fails every set (``--floor`` changes the floor). The full run
-then samples launchprov with py-spy for 10 s at the same load (``--gil``: CPU in Python;
-``--profile SECONDS``, 0: none) and writes its top entries.
+and not noise, and is raised as the gap closes): that is what CI runs (``make bench QUICK=1``),
+16 paired rounds of 0.3 s (about fifteen seconds with the servers' start), and up to two sets
+more while the share is below the floor: the best set counts, so that a burst of the other
+engineers' load fails no run alone, while a launchprov that is slower fails every set
+(``--floor`` changes the floor). The full run then samples launchprov with py-spy for 10 s at
+the same load (``--gil``: CPU in Python; ``--profile SECONDS``, 0: none) and writes its top
+entries.
 
 The figures go into benchmarks/RESULTS.md between the ``reference`` markers (with ``--quick``:
 benchmarks/raw/quick/) and into raw/reference.json.
