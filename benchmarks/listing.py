@@ -40,6 +40,7 @@ from benchmarks.processes import (
     Processes,
     Server,
     accepts_connections,
+    answers_ok,
 )
 from benchmarks.sections import write_section
 
@@ -173,19 +174,6 @@ def read_service(port: int, limit: int) -> tuple[list[str], int]:
         connection.close()
 
 
-def healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/healthz")
-        response = connection.getresponse()
-        response.read()
-        return response.status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
 def service(procs: Processes, endpoint: str, name: str) -> Server:
     """launchprov as production runs it (8 threads), its EC2 behind ``endpoint``; the bench
     caller sees every instance (they carry no launchprov:caller tag); time-outs of 10 min."""
@@ -198,7 +186,11 @@ def service(procs: Processes, endpoint: str, name: str) -> Server:
         "launchprov.ec2.read_timeout": "590",
     }
     return procs.pserve(
-        name, app, 8, ready=lambda port: accepts_connections(port) and healthy(port), sections=QUIET
+        name,
+        app,
+        8,
+        ready=lambda port: accepts_connections(port) and answers_ok(port, "/healthz"),
+        sections=QUIET,
     )
 
 

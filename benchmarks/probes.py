@@ -19,24 +19,13 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.processes import Processes, accepts_connections
+from benchmarks.processes import Processes, accepts_connections, answers_ok
 from benchmarks.scale import standin_calls
 
 CLIENTS = 8
 THREADS = 16
 #: readiness_cache values compared: before issue 24, and production.ini's.
 CACHES = ("0", "5")
-
-
-def _ready(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/readyz")
-        response = connection.getresponse()
-        response.read()
-        return response.status == 200
-    finally:
-        connection.close()
 
 
 def _probe(port: int, until: float, statuses: list[int]) -> None:
@@ -57,7 +46,9 @@ def bench_probes(procs: Processes, seconds: float, cache: str) -> dict:
     service = procs.pserve(
         f"launchprov-probes-{cache}", app, THREADS, ready=lambda port: accepts_connections(port)
     )
-    service.wait_until(lambda: _ready(service.port))  # the warm-up: one readiness call
+    service.wait_until(
+        lambda: answers_ok(service.port, "/readyz", timeout=10)
+    )  # the warm-up: one readiness call
     standin_calls(standin)  # forget the warm-up's calls
     statuses: list[int] = []  # list.append is atomic: the clients share it
     until = time.monotonic() + seconds

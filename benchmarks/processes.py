@@ -137,6 +137,20 @@ def ec2_answers(port: int) -> bool:
         connection.close()
 
 
+def answers_ok(port: int, path: str, timeout: float = 2) -> bool:
+    """Whether ``GET path`` on 127.0.0.1:``port`` answers 200 (False when it cannot connect)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of ``pid`` in KiB (VmRSS of /proc/<pid>/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
