@@ -47,9 +47,10 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from launchprov.providers import deadline
@@ -408,9 +409,9 @@ class OutsideSlots:
 
 #: The operations that take no slot: ``ping`` (``/readyz``) answers in its own time while
 #: every slot is taken. Every other operation takes a slot and the request's deadline.
-OUTSIDE_SLOTS: dict[str, OutsideSlots] = {
-    "ping": OutsideSlots(bound="timeout", called="readiness call"),
-}
+OUTSIDE_SLOTS: Mapping[str, OutsideSlots] = MappingProxyType(
+    {"ping": OutsideSlots(bound="timeout", called="readiness call")}
+)
 
 
 class OneAtATime:
