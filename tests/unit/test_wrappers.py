@@ -45,7 +45,7 @@ def test_a_new_operation_takes_a_slot_and_is_answered_at_the_deadline():
     # Composed as create_app composes them: the guards outside, the metrics inside.
     metered = MeteredProvider.for_interface(IResizable)(provider, metrics)
     bulkhead = Bulkhead(1, 0.2, stall_timeout=PATIENCE, patience=PATIENCE)
-    service = GuardedProvider.for_interface(IResizable)(metered, bulkhead, 0.5)
+    service = GuardedProvider.for_interface(IResizable)(metered, bulkhead, 1.0)
     assert verifyObject(IResizable, service)
     with ThreadPoolExecutor(1) as pool:
         resizing = pool.submit(service.resize, "i-1", "us-east-1", "m5.large")
@@ -59,7 +59,7 @@ def test_a_new_operation_takes_a_slot_and_is_answered_at_the_deadline():
     assert isinstance(error, ProviderError)
     assert (error.code, error.outcome, error.operation) == ("Timeout", "unknown", "resize")
     assert provider.calls == ["resize"]
-    assert 0 < provider.deadlines[0] <= 0.5  # the call was told the request's deadline
+    assert 0 < provider.deadlines[0] <= 1.0  # the call was told the request's deadline
     provider.release.set()
     wait_for(lambda: bulkhead.state().in_use == 0, "the resize gives its slot back")
     labels = {"provider": "blocking", "operation": "resize", "outcome": "ok"}
