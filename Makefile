@@ -34,6 +34,7 @@ run: $(VENV)/.installed-sandbox
 test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/pytest -n auto
 
 # The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
@@ -102,13 +103,15 @@ soak: $(VENV)/.installed-bench
 docs: $(VENV)/.installed-docs
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
+# ruff, and import-linter's contracts (setup.cfg; docs/architecture.rst): what may import what.
 lint: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 format: $(VENV)/.installed-testing
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache docs/_build mutants
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache docs/_build mutants .import_linter_cache .grimp_cache

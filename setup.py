@@ -47,6 +47,7 @@ tests_require = [
     *tracing_requires,
     "aiopenapi3>=0.8",
     "hypothesis>=6.100",
+    "import-linter>=2.1",  # make lint, make test: the contracts of docs/architecture.rst
     "moto[server]>=5.0",
     "mutmut>=3.8,<4",  # make mutate; tools/mutation.py reads its results (the 3.x layout)
     # A client generated from the served document drives the sandbox; openapi-core validates

@@ -47,22 +47,21 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from types import MappingProxyType
 from typing import Any, TypeVar
-
-from zope.interface import implementer
 
 from launchprov.providers import deadline
 from launchprov.providers.interface import (
-    CHANGING_OPERATIONS,
     OUTCOME_NONE,
     OUTCOME_PARTIAL,
     OUTCOME_UNKNOWN,
-    IProvider,
+    READING_OPERATIONS,
     ProviderError,
 )
+from launchprov.providers.wrappers import LAUNCHING, ProviderWrapper, launched_ids, operations
 from launchprov.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -398,16 +397,52 @@ class Bulkhead:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-#: The provider operation whose instances are counted as they come (``partial`` at the deadline).
-#: The others that change something (CHANGING_OPERATIONS) are ``unknown`` at the deadline: the
-#: call may have reached the provider and be carried out after the 408.
-_LAUNCHING = frozenset({"launch"})
+@dataclasses.dataclass(frozen=True)
+class OutsideSlots:
+    """How an operation that takes no slot is bounded instead: one call at a time, in a thread
+    of its own, and each caller waits for it at most its argument ``bound`` seconds, whatever
+    the provider does; ``called``: what the message of its time-out calls it."""
+
+    bound: str
+    called: str
 
 
-@implementer(IProvider)
-class GuardedProvider:
+#: The operations that take no slot: ``ping`` (``/readyz``) answers in its own time while
+#: every slot is taken. Every other operation takes a slot and the request's deadline.
+OUTSIDE_SLOTS: Mapping[str, OutsideSlots] = MappingProxyType(
+    {"ping": OutsideSlots(bound="timeout", called="readiness call")}
+)
+
+
+class OneAtATime:
+    """One call at a time, in a thread of its own: a caller that comes while it runs waits for
+    that same call."""
+
+    def __init__(self, operation: str):
+        self._lock = threading.Lock()
+        self._call: Future | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"launchprov-{operation}"
+        )
+
+    def call(self, function: Callable[..., T], args: tuple, timeout: float) -> T:
+        """``function(*args)``, or the call of it in progress, answered within ``timeout``
+        seconds; FutureTimeout when it is not."""
+        with self._lock:
+            if self._call is None or self._call.done():
+                self._call = self._executor.submit(function, *args)
+            call = self._call
+        return call.result(timeout=timeout)
+
+    def done(self) -> bool:
+        """Whether no call is in progress."""
+        return self._call is None or self._call.done()
+
+
+class GuardedProvider(ProviderWrapper):
     """An IProvider whose every call takes a slot of a :class:`Bulkhead` and is answered by
-    the request deadline.
+    the request deadline, but those of :data:`OUTSIDE_SLOTS`; its methods are generated from
+    the interface (:class:`~launchprov.providers.wrappers.ProviderWrapper`).
 
     ``run`` puts a whole unit of work (a launch with its client-token lookup) in one slot;
     provider calls made inside it take no second slot.
@@ -421,40 +456,49 @@ class GuardedProvider:
         on_rejected: Callable[[], None] = lambda: None,
         on_deadline: Callable[[str], None] = lambda operation: None,
     ):
-        self.provider = provider
+        super().__init__(provider)
         self.bulkhead = bulkhead
         self.request_deadline = request_deadline
-        self.name = provider.name
-        self.image_id_pattern = provider.image_id_pattern
-        self.instance_id_pattern = provider.instance_id_pattern
-        self.placement_is_zone = getattr(provider, "placement_is_zone", True)
-        #: How long the first attempt of a call may take (the adapter's connect and read
-        #: time-outs, and the pause before a retry); None: not bounded, every call is handed
-        #: to the bulkhead's threads and answered at the deadline whatever it does.
-        self.attempt_seconds = getattr(provider, "attempt_seconds", None)
         self._on_rejected = on_rejected
         self._on_deadline = on_deadline
-        self._ping_lock = threading.Lock()
-        self._ping: Future | None = None
-        self._ping_executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="launchprov-ping"
-        )
+        # One OneAtATime per operation outside the slots, as ``_<operation>``.
+        for operation in OUTSIDE_SLOTS.keys() & set(operations(self.interface)):
+            setattr(self, f"_{operation}", OneAtATime(operation))
 
-    def __getattr__(self, name: str):
-        # Any other attribute an adapter describes itself with (what the schemas read) is the
-        # wrapped provider's: a new one needs no change here.
-        if name == "provider":  # not set yet (copying, unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.provider, name)
+    @classmethod
+    def wrap(cls, operation: str) -> Callable[..., Any]:
+        outside = OUTSIDE_SLOTS.get(operation)
+        if outside is None:
+
+            def in_a_slot(self, *args):
+                return self.run(operation, getattr(self.provider, operation), *args)
+
+            return in_a_slot
+        bound_at = cls.interface[operation].positional.index(outside.bound)
+        calls = f"_{operation}"
+
+        def one_at_a_time(self, *args):
+            timeout = args[bound_at]
+            try:
+                return getattr(self, calls).call(getattr(self.provider, operation), args, timeout)
+            except FutureTimeout:
+                raise ProviderError(
+                    self.name,
+                    ProviderError.TIMEOUT,
+                    f"no answer to the {outside.called} within {timeout:g} s",
+                    retryable=True,
+                ) from None
+
+        return one_at_a_time
 
     def run(self, operation: str, function: Callable[..., T], *args) -> T:
         """``function(*args)`` in one provider slot, answered by the deadline.
 
         Raises :class:`ProviderBusy` when no slot became free in time, and a ProviderError
         ``Timeout`` when the deadline passed first (``outcome`` unknown for an operation that
-        changes something: a launch may have started instances, a terminate, stop, start,
-        reboot or tag change may be carried out; ``none`` for one that only reads). Whatever
-        ``function`` raises is raised here.
+        may change something: a launch may have started instances, a terminate, stop, start,
+        reboot or tag change may be carried out; ``none`` for one of READING_OPERATIONS).
+        Whatever ``function`` raises is raised here.
         """
         if _in_slot.get():
             return function(*args)
@@ -477,7 +521,7 @@ class GuardedProvider:
                 return self.bulkhead.run_here(until, function, *args)
             except Refused as refused:
                 raise self._busy(refused.reason) from None
-        launching = operation in _LAUNCHING
+        launching = operation in LAUNCHING
         created = deadline.Created()
         with deadline.recording(created) if launching else contextlib.nullcontext():
             future = self.bulkhead.submit(until, function, *args)
@@ -494,7 +538,7 @@ class GuardedProvider:
             if launching:
                 outcome = OUTCOME_PARTIAL if answered else OUTCOME_UNKNOWN
             else:
-                outcome = OUTCOME_UNKNOWN if operation in CHANGING_OPERATIONS else OUTCOME_NONE
+                outcome = OUTCOME_NONE if operation in READING_OPERATIONS else OUTCOME_UNKNOWN
             raise ProviderError(
                 self.name,
                 ProviderError.TIMEOUT,
@@ -527,56 +571,6 @@ class GuardedProvider:
             shared.append(time.monotonic() + self.request_deadline)
         return shared[0]
 
-    def launch(self, request):
-        return self.run("launch", self.provider.launch, request)
-
-    def describe(self, instance_id, region):
-        return self.run("describe", self.provider.describe, instance_id, region)
-
-    def list_instances(self, query):
-        return self.run("list_instances", self.provider.list_instances, query)
-
-    def terminate(self, instance_id, region):
-        return self.run("terminate", self.provider.terminate, instance_id, region)
-
-    def stop(self, instance_id, region):
-        return self.run("stop", self.provider.stop, instance_id, region)
-
-    def start(self, instance_id, region):
-        return self.run("start", self.provider.start, instance_id, region)
-
-    def reboot(self, instance_id, region):
-        return self.run("reboot", self.provider.reboot, instance_id, region)
-
-    def preflight(self, request):
-        return self.run("preflight", self.provider.preflight, request)
-
-    def terminate_many(self, instance_ids, region):
-        return self.run("terminate_many", self.provider.terminate_many, instance_ids, region)
-
-    def tag(self, instance_id, region, tags):
-        return self.run("tag", self.provider.tag, instance_id, region, tags)
-
-    def untag(self, instance_id, region, keys):
-        return self.run("untag", self.provider.untag, instance_id, region, keys)
-
-    def ping(self, timeout):
-        """One ping at a time, outside the slots; every caller waits for it at most
-        ``timeout`` seconds, whatever the provider does."""
-        with self._ping_lock:
-            if self._ping is None or self._ping.done():
-                self._ping = self._ping_executor.submit(self.provider.ping, timeout)
-            ping = self._ping
-        try:
-            return ping.result(timeout=timeout)
-        except FutureTimeout:
-            raise ProviderError(
-                self.name,
-                ProviderError.TIMEOUT,
-                f"no answer to the readiness call within {timeout:g} s",
-                retryable=True,
-            ) from None
-
 
 #: What sending an action again does, said in the message of its 408 (``unknown``).
 _AGAIN = {
@@ -591,7 +585,7 @@ def _change_state(operation: str) -> str:
     """What the message of a 408 adds for an operation that changes something: it may be
     carried out, and sending it again is safe (an adapter makes no call for an action that is
     done already)."""
-    if operation not in CHANGING_OPERATIONS:
+    if operation in READING_OPERATIONS:
         return ""
     again = _AGAIN.get(operation, "safe: the same change again changes nothing more")
     return (
@@ -610,11 +604,6 @@ def _launch_state(answered: tuple[str, ...]) -> str:
     )
 
 
-def launched_ids(result) -> list[str]:
-    """The ids a launch returned: a list of ids, or what has them as ``ids`` (``Launched``)."""
-    return list(getattr(result, "ids", result))
-
-
 def _log_late(
     operation: str,
     provider: str,
@@ -630,7 +619,7 @@ def _log_late(
 
     def _report(future: Future) -> None:
         error = future.exception()
-        launching = operation in _LAUNCHING
+        launching = operation in LAUNCHING
         if error is None and launching:
             ids = launched_ids(future.result())
         elif launching:

@@ -10,11 +10,11 @@ import functools
 import hashlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from zope.interface import implementer
 
-from launchprov.providers.interface import IProvider
+from launchprov.providers.wrappers import LAUNCHING, ProviderWrapper, launched_ids
 
 #: Seconds: from a fast validation failure to a slow cloud call.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -186,27 +186,37 @@ class Metrics:
         self.waitress_queue_depth.observe(depth)
 
 
-@implementer(IProvider)
-class MeteredProvider:
-    """An IProvider that records every call of the one it wraps."""
+class MeteredProvider(ProviderWrapper):
+    """An IProvider that records every call of the one it wraps (its methods are generated
+    from the interface: :class:`~launchprov.providers.wrappers.ProviderWrapper`): by provider,
+    operation and outcome, its duration, and the instances of :data:`LAUNCHING` calls."""
 
     def __init__(self, provider, metrics: Metrics):
-        self.provider = provider
+        super().__init__(provider)
         self.metrics = metrics
-        self.name = provider.name
-        self.image_id_pattern = provider.image_id_pattern
-        self.instance_id_pattern = provider.instance_id_pattern
-        self.can_tag = provider.can_tag
-        self.reports_capacity = provider.reports_capacity
-        self.placement_is_zone = getattr(provider, "placement_is_zone", True)
-        self.attempt_seconds = getattr(provider, "attempt_seconds", None)
         #: Called after each call that succeeded: the cloud answered (launchprov.readiness).
         self.on_answer: Callable[[], None] = lambda: None
         # Adapters that batch calls (launchprov.providers.batching) report each batch.
-        for batcher in getattr(provider, "batchers", ()):
+        for batcher in self.batchers:
             batcher.observers.append(functools.partial(metrics.observe_batch, self.name))
 
-    def _call(self, operation: str, *args):
+    @classmethod
+    def wrap(cls, operation: str) -> Callable[..., Any]:
+        if operation not in LAUNCHING:
+
+            def metered(self, *args):
+                return self._call(operation, args)
+
+            return metered
+
+        def counted(self, *args):
+            result = self._call(operation, args)
+            self.metrics.instances_launched.labels(self.name).inc(len(launched_ids(result)))
+            return result
+
+        return counted
+
+    def _call(self, operation: str, args: tuple):
         start = time.perf_counter()
         outcome = "ok"
         try:
@@ -221,41 +231,3 @@ class MeteredProvider:
             )
         self.on_answer()
         return result
-
-    def launch(self, request):
-        ids = self._call("launch", request)
-        self.metrics.instances_launched.labels(self.name).inc(len(ids))
-        return ids
-
-    def describe(self, instance_id, region):
-        return self._call("describe", instance_id, region)
-
-    def list_instances(self, query):
-        return self._call("list_instances", query)
-
-    def terminate(self, instance_id, region):
-        return self._call("terminate", instance_id, region)
-
-    def stop(self, instance_id, region):
-        return self._call("stop", instance_id, region)
-
-    def start(self, instance_id, region):
-        return self._call("start", instance_id, region)
-
-    def reboot(self, instance_id, region):
-        return self._call("reboot", instance_id, region)
-
-    def ping(self, timeout):
-        return self._call("ping", timeout)
-
-    def preflight(self, request):
-        return self._call("preflight", request)
-
-    def terminate_many(self, instance_ids, region):
-        return self._call("terminate_many", instance_ids, region)
-
-    def tag(self, instance_id, region, tags):
-        return self._call("tag", instance_id, region, tags)
-
-    def untag(self, instance_id, region, keys):
-        return self._call("untag", instance_id, region, keys)

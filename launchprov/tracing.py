@@ -34,10 +34,9 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from zope.interface import implementer
-from zope.interface.interface import Method
 
-from launchprov.providers.interface import IProvider, ProviderError
+from launchprov.providers.interface import ProviderError
+from launchprov.providers.wrappers import LAUNCHING, ProviderWrapper, launched_ids
 from launchprov.settings import ConfigurationError
 
 #: The instrumentation scope of launchprov's own spans.
@@ -145,13 +144,6 @@ def trace_factory(handler, registry):
 
 # -- a span per provider call -----------------------------------------------------------------
 
-#: The provider interface's calls, in its order.
-OPERATIONS = tuple(
-    name
-    for name, description in IProvider.namesAndDescriptions(all=True)
-    if isinstance(description, Method)
-)
-
 
 def _call_attributes(parameters: tuple[str, ...], args: tuple) -> dict[str, Any]:
     """What a span says of a call's arguments: its region and instance ids."""
@@ -168,50 +160,38 @@ def _call_attributes(parameters: tuple[str, ...], args: tuple) -> dict[str, Any]
     return attributes
 
 
-def _traced(operation: str) -> Callable:
-    parameters = tuple(IProvider[operation].positional)
-
-    def call(self, *args):
-        with self.tracer.start_as_current_span(
-            f"{self.name}.{operation}",
-            attributes={
-                "launchprov.provider": self.name,
-                "launchprov.operation": operation,
-                **_call_attributes(parameters, args),
-            },
-        ) as span:
-            try:
-                result = getattr(self.provider, operation)(*args)
-            except ProviderError as exc:
-                span.set_attribute("launchprov.provider.error_code", exc.code)
-                raise
-            if operation == "launch":
-                span.set_attribute("launchprov.instance_ids", tuple(getattr(result, "ids", result)))
-            return result
-
-    call.__name__ = operation
-    call.__doc__ = f"{operation} of the wrapped provider, in a span of its own."
-    return call
-
-
-@implementer(IProvider)
-class TracedProvider:
-    """An IProvider whose every call is a span; generated from the interface."""
+class TracedProvider(ProviderWrapper):
+    """An IProvider whose every call is a span; generated from the interface
+    (:class:`~launchprov.providers.wrappers.ProviderWrapper`)."""
 
     def __init__(self, provider, tracer: trace.Tracer):
-        self.provider = provider
+        super().__init__(provider)
         self.tracer = tracer
-        for name, description in IProvider.namesAndDescriptions(all=True):
-            if not isinstance(description, Method):
-                setattr(self, name, getattr(provider, name))
-        # What the other wrappers and the schemas read beyond the interface.
-        self.placement_is_zone = getattr(provider, "placement_is_zone", True)
-        self.batchers = getattr(provider, "batchers", ())
-        self.attempt_seconds = getattr(provider, "attempt_seconds", None)
 
+    @classmethod
+    def wrap(cls, operation: str) -> Callable:
+        parameters = tuple(cls.interface[operation].positional)
+        launching = operation in LAUNCHING
 
-for _operation in OPERATIONS:
-    setattr(TracedProvider, _operation, _traced(_operation))
+        def traced(self, *args):
+            with self.tracer.start_as_current_span(
+                f"{self.name}.{operation}",
+                attributes={
+                    "launchprov.provider": self.name,
+                    "launchprov.operation": operation,
+                    **_call_attributes(parameters, args),
+                },
+            ) as span:
+                try:
+                    result = getattr(self.provider, operation)(*args)
+                except ProviderError as exc:
+                    span.set_attribute("launchprov.provider.error_code", exc.code)
+                    raise
+                if launching:
+                    span.set_attribute("launchprov.instance_ids", tuple(launched_ids(result)))
+                return result
+
+        return traced
 
 
 def instrument(provider, environ: Mapping[str, str] | None = None) -> TracedProvider:

@@ -215,11 +215,11 @@ OUTCOME_UNKNOWN = "unknown"
 OUTCOME_PARTIAL = "partial"
 #: The outcomes that may have left instances behind.
 OUTCOMES_LAUNCHED = frozenset({OUTCOME_UNKNOWN, OUTCOME_PARTIAL})
-#: The operations of :class:`IProvider` that change something at the provider: failed after
-#: their request may have reached it, their outcome is ``unknown``, not ``none``.
-CHANGING_OPERATIONS = frozenset(
-    {"launch", "terminate", "stop", "start", "reboot", "terminate_many", "tag", "untag"}
-)
+#: The operations of :class:`IProvider` that only read: failed after their request may have
+#: reached the provider, they changed nothing there (outcome ``none``). Every other operation
+#: -- launch, the actions, tag changes, and a new one until it is listed here -- may have
+#: changed something: its outcome is ``unknown``.
+READING_OPERATIONS = frozenset({"describe", "list_instances", "preflight", "ping"})
 
 
 class ProviderError(Exception):
