@@ -172,15 +172,36 @@ def concurrency(configured: int | None, threads: int | None) -> int:
     return configured
 
 
-def ceiling(base: int, threads: int | None, configured: int | None, lend: bool) -> int:
-    """The slots while the cloud answers: every waitress thread but one when the reserve is
-    lent, else the ``base``. When the threads are not known (the app is not served by waitress
-    from an .ini) only the assumed default of 4 is lent, and nothing above a configured base."""
+def probe_lane(global_config: dict[str, Any] | None) -> bool:
+    """Whether the app is served by launchprov's own waitress runner (``use =
+    egg:launchprov#waitress``), which answers /healthz and /metrics in its loop thread
+    (:mod:`launchprov.serving`): no worker thread need be kept for them."""
+    path = (global_config or {}).get("__file__")
+    if not path:
+        return False
+    ini = configparser.RawConfigParser(strict=False)
+    try:
+        if not ini.read(path, encoding="utf-8"):
+            return False
+        use = ini.get("server:main", "use", fallback="")
+    except configparser.Error:
+        return False
+    return use.replace(" ", "") == "egg:launchprov#waitress"
+
+
+def ceiling(
+    base: int, threads: int | None, configured: int | None, lend: bool, lane: bool = False
+) -> int:
+    """The slots while the cloud answers: when the reserve is lent, every waitress thread
+    served by the probe lane (``lane``: launchprov's runner answers /healthz and /metrics in
+    its loop thread), else every thread but one; the ``base`` when it is not lent. When the
+    threads are not known (the app is not served by waitress from an .ini) only the assumed
+    default of 4 is lent, and nothing above a configured base."""
     if not lend:
         return base
     if threads is None:
         return base if configured is not None else max(base, WAITRESS_DEFAULT_THREADS - 1)
-    return max(base, threads - 1)
+    return max(base, threads if lane else threads - 1)
 
 
 #: The codes of a call that ended without the cloud's answer (a transport failure or time-out):

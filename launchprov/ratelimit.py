@@ -231,6 +231,13 @@ class RateLimits:
         except Exception:  # a probe: any failure means "not reachable"
             return False
 
+    def readiness_from_memory(self) -> bool:
+        """Whether :meth:`readiness` asks nothing over the network (no limits, or the
+        in-process storage): /readyz may then be served in the server's loop thread."""
+        if not self.configured and not self.auth_failures:
+            return True
+        return type(self.storage).__name__ == "MemoryStorage"
+
     def readiness(self) -> dict[str, Any]:
         """What /readyz says about the limits."""
         if not self.configured and not self.auth_failures:

@@ -18,6 +18,15 @@ with the same ``[server:main]`` options, and on SIGTERM drains the process:
 4. it exits with status 0.
 
 SIGINT (Ctrl-C) stops at once, as waitress does.
+
+The *probe lane*: ``GET /healthz`` and ``GET /metrics`` are answered in the server's own loop
+thread, through the WSGI app (its tweens, access log and metrics included), as soon as they
+are parsed: they never wait for a worker thread. So every waitress thread may hold a provider
+call while the cloud answers (:func:`launchprov.bulkhead.ceiling`): the liveness probe and the
+scrape still answer while the cloud hangs and every thread is held. Both are answered from
+memory -- no provider, storage or network call -- so the loop is held for about a millisecond
+each. Everything else (``/readyz`` among them: it may make the readiness call, and asks the
+rate-limit storage) goes to the worker threads as in waitress.
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import waitress
@@ -36,6 +47,11 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 log = logging.getLogger(__name__)
+
+#: The paths whose GET is answered in the loop thread (:class:`ProbeLane`) for an app that
+#: does not say (launchprov's says through ``registry.launchprov_lane``: /readyz too, when
+#: its answer is known).
+LANE = frozenset({"/healthz", "/metrics"})
 
 #: The exit status when the [server:main] address cannot be listened on (sysexits' EX_OSERR).
 EXIT_CANNOT_LISTEN = 71
@@ -87,10 +103,79 @@ def serve(app, global_conf=None, **options) -> int:
         sys.stderr.flush()
         os._exit(EXIT_CANNOT_LISTEN)
     drain = drain_of(app)
+    ProbeLane(server, lane_of(app)).install()
     signal.signal(signal.SIGTERM, drain.begin)
     server.print_listen("Serving on http://{}:{}")
     Shutdown(server, drain).run()
     return 0
+
+
+class LaneChannel(HTTPChannel):
+    """waitress's channel, whose probes due in the lane are served in the loop thread once the
+    data that completed them has been read (never inside ``received``: it holds the lock that
+    serving takes)."""
+
+    lane_due = False
+
+    def received(self, data):
+        result = super().received(data)
+        # Serving a probe may find the next pipelined request due in the lane too.
+        while self.lane_due:
+            self.lane_due = False
+            self.service()
+        return result
+
+
+class ProbeLane:
+    """Dispatches a channel's next request to the loop thread when it is one of :data:`LANE`
+    and the loop thread is the one that found it (a request found by a worker thread, after
+    the one it served on the same connection, stays with the workers)."""
+
+    def __init__(self, server, lane):
+        self.server = server
+        self.lane = lane
+        self.loop_thread: int | None = None
+
+    def install(self) -> None:
+        self.loop_thread = threading.get_ident()  # serve() runs the loop in this thread
+        if isinstance(self.server, MultiSocketServer):
+            listeners = [d for d in self.server.map.values() if isinstance(d, BaseWSGIServer)]
+        else:
+            listeners = [self.server]
+        for listener in listeners:
+            listener.channel_class = LaneChannel
+            listener.add_task = self.dispatcher(listener.task_dispatcher)
+
+    def dispatcher(self, task_dispatcher):
+        def add_task(channel) -> None:
+            if (
+                isinstance(channel, LaneChannel)
+                and threading.get_ident() == self.loop_thread
+                and channel.requests
+                and self.in_lane(channel.requests[0])
+            ):
+                channel.lane_due = True
+            else:
+                task_dispatcher.add_task(channel)
+
+        return add_task
+
+    def in_lane(self, request) -> bool:
+        """Whether a parsed request is served in the loop thread: a GET with no body, parsed
+        without error, of a path the app's lane takes."""
+        return (
+            not request.error
+            and request.command == "GET"
+            and not request.content_length
+            and self.lane(request.path)
+        )
+
+
+def lane_of(app) -> Callable[[str], bool]:
+    """Which paths' GETs the app answers in the loop thread: its registry's
+    ``launchprov_lane``, else :data:`LANE`."""
+    lane = getattr(getattr(app, "registry", None), "launchprov_lane", None)
+    return lane if callable(lane) else LANE.__contains__
 
 
 class Shutdown:

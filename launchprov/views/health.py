@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyramid.response import Response
@@ -79,6 +81,19 @@ def readyz(request):
     }
 
 
+def in_probe_lane(registry, path: str) -> bool:
+    """Whether a GET of ``path`` may be answered in the server's loop thread (the probe lane of
+    launchprov.serving), which calls it: /healthz and /metrics always (from memory), /readyz
+    when the rate-limit storage is in-process (its readiness then asks nothing over the network)
+    -- the cloud's view is then answered from memory, renewed by a thread of its own."""
+    if path in ("/healthz", "/metrics"):
+        return True
+    if path == "/readyz" and registry.launchprov_ratelimits.readiness_from_memory():
+        registry.launchprov_readiness.answer_from_memory_in(threading.get_ident())
+        return True
+    return False
+
+
 def describe_slots(slots) -> str:
     text = f"{slots.in_use} of {slots.limit} provider slots in use, {slots.waiting} waiting"
     if slots.stalled_for:
@@ -97,6 +112,7 @@ def metrics(request):
 
 
 def includeme(config):
+    config.registry.launchprov_lane = functools.partial(in_probe_lane, config.registry)
     # Open to every caller, authenticated or not: probes, scrapers and client generators.
     open_to_all = {"request_method": "GET", "permission": NO_PERMISSION_REQUIRED}
     config.add_view(index, route_name="index", renderer="json", **open_to_all)
