@@ -282,3 +282,53 @@ def test_sixteen_launches_at_once_on_a_busy_cloud_are_all_served(busy_cloud, mot
     assert len(sent) == 16
     # The startup line says how many provider calls may run at once.
     assert f"{threads} provider calls at once" in output, output
+
+
+# -- the probe lane: every worker thread held, the probes still answered -------------------------
+
+
+def test_the_probes_answer_while_every_worker_thread_holds_a_hanging_call(slow_cloud):
+    """Served by egg:launchprov#waitress, every waitress thread may hold a provider call: the
+    probes are answered in the server's loop thread (launchprov.serving's probe lane)."""
+    threads = 2
+    settings = ec2_settings(
+        slow_cloud.url,
+        **{
+            "launchprov.request_deadline": "5",
+            "launchprov.readiness_timeout": "0.5",
+            "launchprov.ec2.connect_timeout": "1",
+            "launchprov.ec2.read_timeout": "30",
+            "launchprov.batch.idle_ms": "0",
+            "launchprov.startup_checks": "false",
+        },
+    )
+    with (
+        running(settings, CREDENTIALS_ENV, threads=threads) as service,
+        ThreadPoolExecutor(threads) as pool,
+    ):
+        launches = [
+            pool.submit(call, service.port, "PUT", "/v1/launch", launch_body(number))
+            for number in range(threads)
+        ]
+        # Every worker thread is held: one launch per thread has reached the cloud.
+        until = time.monotonic() + 5
+        while len(slow_cloud.requests) < threads and time.monotonic() < until:
+            time.sleep(0.01)  # polling interval: the count decides
+        assert len(slow_cloud.requests) == threads, slow_cloud.actions()
+        probes = [call(service.port, "GET", path) for path in ("/healthz", "/metrics")]
+        ready = call(service.port, "GET", "/readyz")
+        statuses = sorted(future.result().status for future in launches)
+        output = service.output
+
+    for answer in probes:
+        assert answer.status == 200, answer
+        assert answer.seconds < PROBE_BOUND, answer
+    assert metric_values(probes[1].body.decode())["launchprov_provider_slots_in_use"] == threads
+    # The cloud's view is not known yet (it never answered): said at once, not waited for.
+    assert ready.status == 503 and ready.seconds < PROBE_BOUND, ready
+    assert ready.json()["details"][1]["description"].startswith(
+        f"{threads} of {threads} provider slots in use"
+    )
+    assert statuses == [408] * threads
+    # The probes answered in the loop thread are in the access log, like any request.
+    assert re.search(r"GET healthz 200 ", output), output
