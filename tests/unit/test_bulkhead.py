@@ -17,6 +17,7 @@ from launchprov.bulkhead import (
     ceiling,
     concurrency,
     one_deadline_per_request,
+    probe_lane,
     server_threads,
 )
 from launchprov.launching import Launched
@@ -265,6 +266,18 @@ def test_the_threads_are_read_from_the_served_ini(tmp_path):
     assert server_threads({}) is None
     ini.write_text("[server:main]\nuse = egg:gunicorn#main\nthreads = 9\n")
     assert server_threads({"__file__": str(ini)}) is None
+
+
+def test_every_thread_is_lent_when_launchprovs_runner_answers_the_probes(tmp_path):
+    ini = tmp_path / "service.ini"
+    ini.write_text("[server:main]\nuse = egg:launchprov#waitress\nthreads = 8\n")
+    assert probe_lane({"__file__": str(ini)})
+    assert ceiling(6, 8, None, lend=True, lane=True) == 8
+    assert ceiling(6, 8, None, lend=False, lane=True) == 6
+    ini.write_text("[server:main]\nuse = egg:waitress#main\nthreads = 8\n")
+    assert not probe_lane({"__file__": str(ini)})
+    assert not probe_lane({})
+    assert ceiling(6, 8, None, lend=True, lane=False) == 7  # one thread kept for the probes
 
 
 def test_the_guarded_provider_keeps_the_whole_contract():

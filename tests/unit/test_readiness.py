@@ -5,6 +5,7 @@ the time-out. A fake clock says how much time passed; events say when a call is 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -118,3 +119,36 @@ def test_the_first_probes_wait_for_the_first_call(readiness, cloud):
         assert first.result(PATIENCE) is None
         assert [other.result(PATIENCE) for other in others] == [None] * 3
     assert cloud.calls == 1
+
+
+# -- the probe lane: the server's loop thread never makes the call nor waits for it ---------------
+
+
+def test_the_loop_thread_answers_from_memory_while_a_thread_of_its_own_renews(
+    readiness, cloud, clock
+):
+    readiness.answer_from_memory_in(threading.get_ident())
+    cloud.hold = threading.Event()
+    # Nothing known yet: said at once, and the first call starts in another thread.
+    error = readiness.check()
+    assert error is not None and error.message == "the readiness call has not answered yet"
+    assert cloud.started.wait(PATIENCE)
+    assert readiness.check().message == "the readiness call has not answered yet"
+    assert cloud.calls == 1  # one call in progress: no second one
+    cloud.hold.set()
+    with ThreadPoolExecutor(1) as pool:  # a worker thread waits for the view, the loop never
+        assert pool.submit(readiness.check).result(PATIENCE) is None
+    assert readiness.check() is None
+    # Older than the period: the loop answers with the view so far, the renewal runs beside.
+    cloud.started.clear()
+    cloud.hold = threading.Event()
+    cloud.error = ProviderError("ec2", ProviderError.UNREACHABLE, "down")
+    clock.now += PERIOD
+    assert readiness.check() is None
+    assert cloud.started.wait(PATIENCE) and cloud.calls == 2
+    cloud.hold.set()
+    until = time.monotonic() + PATIENCE
+    while readiness.check() is None and time.monotonic() < until:
+        time.sleep(0.01)  # polling interval: the view decides
+    assert readiness.check() is cloud.error
+    assert cloud.calls == 2
