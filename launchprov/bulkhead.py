@@ -4,8 +4,10 @@ A slow cloud must not take every waitress thread: health checks, metrics scrapes
 that make no provider call share those threads. So:
 
 * provider calls run in *slots*. While the cloud answers, a process may have
-  ``threads - 1`` calls in progress (the *ceiling*: every waitress thread but one, which no
-  provider call ever holds, is lent to provider work); once the cloud *stalls* -- calls in
+  ``threads`` calls in progress (the *ceiling*: every waitress thread is lent to provider work)
+  when served by ``egg:launchprov#waitress``, whose probe lane answers /healthz, /metrics and
+  /readyz in its loop thread (:mod:`launchprov.serving`); ``threads - 1`` under another server
+  (the thread never lent answers the probes); once the cloud *stalls* -- calls in
   progress and none answered for ``launchprov.provider_stall_timeout`` seconds -- only the
   *base* slots may be taken, ``launchprov.provider_concurrency`` (by default the threads minus a
   reserve of max(2, threads // 4)), so that the threads of the stuck calls come back to health
