@@ -264,6 +264,14 @@ class Lending:
             self._answered_at = now
 
 
+def _stalls(lending: Lending) -> str:
+    """The reason of a refusal while the cloud stalls."""
+    return (
+        f"{lending.in_use} provider calls in progress and none answered for "
+        f"{lending.stall_timeout:g} s: the provider stalls"
+    )
+
+
 def answered(future: Future) -> bool:
     """Whether a finished call shows the cloud answering (see :class:`Lending`)."""
     if future.cancelled():
@@ -333,6 +341,12 @@ class Bulkhead:
                 lending.base,
             )
 
+    def stalls(self) -> str | None:
+        """Why no request beyond the base slots is sent now, when the cloud stalls; else None."""
+        with self._condition:
+            lending = self._lending
+            return _stalls(lending) if lending.stalled(self._clock()) else None
+
     def _acquire(self, until: float) -> str | None:
         """Take a slot: None when taken, else why not (the 503's reason)."""
         lending = self._lending
@@ -344,10 +358,7 @@ class Bulkhead:
                     lending.take(now)
                     return None
                 if lending.stalled(now):
-                    return (
-                        f"{lending.in_use} provider calls in progress and none answered for "
-                        f"{lending.stall_timeout:g} s: the provider stalls"
-                    )
+                    return _stalls(lending)
                 if now >= queue_end:
                     return f"all {lending.limit(now)} provider slots are taken"
                 silent_until = lending.silent_since() + self.patience
@@ -499,13 +510,13 @@ class GuardedProvider:
             try:
                 return self.bulkhead.run_here(until, function, *args)
             except Refused as refused:
-                raise self._busy(refused.reason) from None
+                raise self.busy(refused.reason) from None
         launching = operation in _LAUNCHING
         created = deadline.Created()
         with deadline.recording(created) if launching else contextlib.nullcontext():
             future = self.bulkhead.submit(until, function, *args)
         if isinstance(future, str):
-            raise self._busy(future)
+            raise self.busy(future)
         try:
             return future.result(timeout=max(0.0, until - time.monotonic()))
         except FutureTimeout:
@@ -530,7 +541,10 @@ class GuardedProvider:
                 operation=None if launching or outcome == OUTCOME_NONE else operation,
             ) from None
 
-    def _busy(self, reason: str) -> ProviderBusy:
+    def busy(self, reason: str) -> ProviderBusy:
+        """The refusal of a request that sends the provider nothing (``reason``: why), counted
+        as rejected: raised here when no slot may be taken, answered by the server's probe lane
+        when it sheds a request (:mod:`launchprov.serving`)."""
         self._on_rejected()
         return ProviderBusy(
             self.name,

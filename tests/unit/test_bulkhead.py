@@ -496,3 +496,43 @@ def test_a_bounded_call_that_finds_every_slot_taken_is_refused():
         provider.release.set()
         assert first.result(PATIENCE) == "i-1"
     assert service.bulkhead.state().in_use == 0
+
+
+# -- the probe lane's shedding: what the server's loop thread refuses at once ----------------------
+
+
+def test_the_loop_thread_sheds_provider_requests_while_the_cloud_stalls_and_no_worker_is_free():
+    from launchprov.views.health import shed
+
+    class Clock:
+        now = 100.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    bulkhead = Bulkhead(1, PATIENCE, ceiling=2, stall_timeout=5.0, clock=clock)
+    release = threading.Event()
+    calls = [bulkhead.submit(clock.now + PATIENCE, release.wait, PATIENCE) for _ in range(2)]
+    try:
+        # Calls in progress, but not silent for the stall time-out yet: a busy cloud queues.
+        clock.now += 4.9
+        assert shed(bulkhead, "/v1/launch", 0) is None
+        clock.now += 0.1
+        assert shed(bulkhead, "/v1/launch", 0) == (
+            "2 provider calls in progress and none answered for 5 s: the provider stalls, "
+            "and every waitress thread is taken"
+        )
+        assert shed(bulkhead, "/v1/instances/i-12345678", -3) is not None
+        # A free worker takes it (the bulkhead decides there); the probes, the scrape and the
+        # documents make no provider call.
+        assert shed(bulkhead, "/v1/launch", 1) is None
+        for path in ("/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/"):
+            assert shed(bulkhead, path, 0) is None, path
+    finally:
+        release.set()
+    for call in calls:
+        assert call.result(PATIENCE) is True
+    wait_for(lambda: bulkhead.state().in_use == 0, "the slots are freed")
+    # The cloud answered: nothing is shed.
+    assert shed(bulkhead, "/v1/launch", 0) is None

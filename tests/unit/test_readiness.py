@@ -152,3 +152,60 @@ def test_the_loop_thread_answers_from_memory_while_a_thread_of_its_own_renews(
         time.sleep(0.01)  # polling interval: the view decides
     assert readiness.check() is cloud.error
     assert cloud.calls == 2
+
+
+# -- the rate-limit storage in the probe lane: asked by a thread of its own, never by the loop ----
+
+
+class Storage:
+    """The rate-limit storage's check: counts calls and the threads that made them; answers
+    ``reachable``, or holds until released."""
+
+    def __init__(self):
+        self.threads: list[int] = []
+        self.reachable = True
+        self.hold: threading.Event | None = None
+        self.answered = threading.Event()
+
+    def check(self) -> bool:
+        self.threads.append(threading.get_ident())
+        if self.hold is not None:
+            assert self.hold.wait(PATIENCE)
+        self.answered.set()
+        return self.reachable
+
+
+def test_the_loop_thread_answers_the_storages_view_from_memory(clock):
+    from limits import parse
+
+    from launchprov.ratelimit import RateLimits
+
+    limits = RateLimits({"default": (parse("10/second"),)}, {}, clock=clock)
+    limits.storage = storage = Storage()
+    limits.answer_from_memory_in(threading.get_ident())
+    storage.hold = threading.Event()
+    # Nothing known yet: said at once; the storage is asked in another thread, once.
+    assert limits.readiness() == {"enabled": True, "storage": "not checked yet"}
+    assert limits.readiness() == {"enabled": True, "storage": "not checked yet"}
+    storage.hold.set()
+    assert storage.answered.wait(PATIENCE)
+    until = time.monotonic() + PATIENCE
+    while limits.readiness()["storage"] != "ok" and time.monotonic() < until:
+        time.sleep(0.01)  # polling interval: the view decides
+    assert limits.readiness() == {"enabled": True, "storage": "ok"}
+    assert len(storage.threads) == 1 and storage.threads[0] != threading.get_ident()
+    # Older than the period: the view so far, while another check runs beside.
+    storage.answered.clear()
+    storage.reachable = False
+    clock.now += PERIOD
+    assert limits.readiness()["storage"] == "ok"
+    assert storage.answered.wait(PATIENCE)
+    until = time.monotonic() + PATIENCE
+    while limits.readiness()["storage"] == "ok" and time.monotonic() < until:
+        time.sleep(0.01)  # polling interval: the view decides
+    assert limits.readiness() == {"enabled": True, "storage": "unreachable", "failing_open": True}
+    assert threading.get_ident() not in storage.threads and len(storage.threads) == 2
+    # Any other thread (a worker's /readyz under another server) asks the storage itself.
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(limits.readiness).result(PATIENCE)["storage"] == "unreachable"
+    assert len(storage.threads) == 3
