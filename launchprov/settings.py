@@ -440,7 +440,10 @@ SETTINGS: tuple[Setting, ...] = (
         "per period at most, however many probes, and one probe at a time makes it (the "
         "others get the last answer at once). A cloud that stops answering turns /readyz 503 "
         "within readiness_cache + readiness_timeout. 0: a call for every probe that finds "
-        "none in progress.",
+        "none in progress. Under egg:launchprov#waitress /readyz is answered in the server's "
+        "loop thread, which never waits for that call (a thread of its own makes it) and never "
+        "asks the rate-limit storage: its reachability is checked at most once a period too, "
+        "by a thread of its own.",
     ),
     Setting(
         "launchprov.startup_checks",
