@@ -272,6 +272,11 @@ def _stalls(lending: Lending) -> str:
     )
 
 
+def _silent(limit: int, patience: float) -> str:
+    """The reason of a refusal when every slot is taken and no call answers."""
+    return f"all {limit} provider slots are taken and none answered for {patience:g} s"
+
+
 def answered(future: Future) -> bool:
     """Whether a finished call shows the cloud answering (see :class:`Lending`)."""
     if future.cancelled():
@@ -341,11 +346,19 @@ class Bulkhead:
                 lending.base,
             )
 
-    def stalls(self) -> str | None:
-        """Why no request beyond the base slots is sent now, when the cloud stalls; else None."""
+    def refuses_waiting(self) -> str | None:
+        """Why a request that would have to wait for a slot is refused now, else None: the cloud
+        stalls, or every slot it may take is in use and none has answered for ``patience``
+        seconds -- what :meth:`_acquire` refuses a waiting request for (the server's probe lane
+        asks it for a request no worker thread can take: launchprov.serving)."""
         with self._condition:
             lending = self._lending
-            return _stalls(lending) if lending.stalled(self._clock()) else None
+            now = self._clock()
+            if lending.stalled(now):
+                return _stalls(lending)
+            if lending.may_take(now) or now < lending.silent_since() + self.patience:
+                return None
+            return _silent(lending.limit(now), self.patience)
 
     def _acquire(self, until: float) -> str | None:
         """Take a slot: None when taken, else why not (the 503's reason)."""
@@ -363,10 +376,7 @@ class Bulkhead:
                     return f"all {lending.limit(now)} provider slots are taken"
                 silent_until = lending.silent_since() + self.patience
                 if now >= silent_until:
-                    return (
-                        f"all {lending.limit(now)} provider slots are taken and none answered "
-                        f"for {self.patience:g} s"
-                    )
+                    return _silent(lending.limit(now), self.patience)
                 # Wait for a slot, for the queue's end, or until the calls have been silent
                 # too long: a waiting request then gives its thread back.
                 self._waiting += 1

@@ -113,15 +113,16 @@ def shed(bulkhead, path: str, idle_workers: int) -> str | None:
     """Why the server's loop thread refuses a request for ``path`` at once (launchprov.serving's
     probe lane), with ``idle_workers`` waitress threads free; None when it goes to the workers.
 
-    Refused: a request bound for the provider while the cloud stalls (calls in progress, none
-    answered for launchprov.provider_stall_timeout) and no worker thread is free -- it would wait
-    in waitress's queue until the stuck calls' deadline frees one, and be refused then (the
-    bulkhead refuses beyond the base slots while the cloud stalls). A free worker takes it: the
-    bulkhead then decides, as for any request."""
+    A request bound for the provider that no worker thread can take waits in waitress's queue,
+    as it would wait for a slot: it is refused for what the bulkhead refuses a waiting request
+    for -- the cloud stalls (calls in progress, none answered for
+    launchprov.provider_stall_timeout), or every slot is in use and none has answered for 0.5 s
+    (the bulkhead's WAIT_WITHOUT_ANSWER) -- rather than when the stuck calls' deadline frees a
+    thread. A free worker takes it: the bulkhead then decides, as for any request."""
     if idle_workers > 0 or path in NOT_PROVIDER_BOUND:
         return None
-    stalls = bulkhead.stalls()
-    return None if stalls is None else f"{stalls}, and every waitress thread is taken"
+    refused = bulkhead.refuses_waiting()
+    return None if refused is None else f"{refused}, and every waitress thread is taken"
 
 
 def describe_slots(slots) -> str:

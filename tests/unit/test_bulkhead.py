@@ -501,7 +501,10 @@ def test_a_bounded_call_that_finds_every_slot_taken_is_refused():
 # -- the probe lane's shedding: what the server's loop thread refuses at once ----------------------
 
 
-def test_the_loop_thread_sheds_provider_requests_while_the_cloud_stalls_and_no_worker_is_free():
+def test_the_loop_thread_sheds_what_a_request_waiting_for_a_slot_would_be_refused_for():
+    """A provider request no worker thread can take waits in waitress's queue as it would wait
+    for a slot: refused when every slot is taken and none answered for 0.5 s, or the cloud
+    stalls; never while a worker is free, a slot is free, or for the probes and documents."""
     from launchprov.views.health import shed
 
     class Clock:
@@ -513,17 +516,25 @@ def test_the_loop_thread_sheds_provider_requests_while_the_cloud_stalls_and_no_w
     clock = Clock()
     bulkhead = Bulkhead(1, PATIENCE, ceiling=2, stall_timeout=5.0, clock=clock)
     release = threading.Event()
-    calls = [bulkhead.submit(clock.now + PATIENCE, release.wait, PATIENCE) for _ in range(2)]
+    calls = [bulkhead.submit(clock.now + PATIENCE, release.wait, PATIENCE)]
     try:
-        # Calls in progress, but not silent for the stall time-out yet: a busy cloud queues.
-        clock.now += 4.9
+        # A slot is free (the threads are busy with other work): a worker will take it.
+        clock.now += 0.25
         assert shed(bulkhead, "/v1/launch", 0) is None
-        clock.now += 0.1
+        calls.append(bulkhead.submit(clock.now + PATIENCE, release.wait, PATIENCE))
+        # Every slot taken, silent for less than 0.5 s: a busy cloud, the request may wait.
+        clock.now += 0.125
+        assert shed(bulkhead, "/v1/launch", 0) is None
+        clock.now += 0.125
         assert shed(bulkhead, "/v1/launch", 0) == (
+            "all 2 provider slots are taken and none answered for 0.5 s, "
+            "and every waitress thread is taken"
+        )
+        clock.now += 4.5
+        assert shed(bulkhead, "/v1/instances/i-12345678", -3) == (
             "2 provider calls in progress and none answered for 5 s: the provider stalls, "
             "and every waitress thread is taken"
         )
-        assert shed(bulkhead, "/v1/instances/i-12345678", -3) is not None
         # A free worker takes it (the bulkhead decides there); the probes, the scrape and the
         # documents make no provider call.
         assert shed(bulkhead, "/v1/launch", 1) is None
