@@ -29,13 +29,14 @@ each. launchprov's app also sends ``/readyz`` there (answered from what is remem
 cloud and the rate-limit storage, renewed by threads of their own). Everything else goes to the
 worker threads as in waitress.
 
-The lane also *sheds*: while the cloud stalls (:mod:`launchprov.bulkhead`: calls in progress,
-none answered) and no worker thread is idle, a request bound for the provider would only wait
-in waitress's queue -- for the deadline of the stuck calls to free a thread -- and then be
-refused. The loop thread refuses it at once instead, with the bulkhead's 503 and Retry-After
-(the app answers it from memory when the environ carries :data:`SHED`), both when it arrives and
-when it already waits in the queue as the stall begins (:meth:`ProbeLane.sweep`, once a poll:
-at most ``asyncore_loop_timeout``, 1 s, after the stall). What to shed is the app's decision
+The lane also *sheds*: when no worker thread is idle, a request bound for the provider waits in
+waitress's queue as it would wait for a slot; when the cloud stops answering (the bulkhead
+refuses a waiting request: every slot taken and none answered for 0.5 s, or the stall) it would
+wait there for the deadline of the stuck calls to free a thread, and then be refused. The loop
+thread refuses it at once instead, with the bulkhead's 503 and Retry-After (the app answers it
+from memory when the environ carries :data:`SHED`), both when it arrives and when it already
+waits in the queue (:meth:`ProbeLane.sweep`, once a poll: at most ``asyncore_loop_timeout``,
+1 s). What to shed is the app's decision
 (``registry.launchprov_shed``); another WSGI app is never shed.
 """
 
