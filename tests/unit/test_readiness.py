@@ -209,3 +209,40 @@ def test_the_loop_thread_answers_the_storages_view_from_memory(clock):
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(limits.readiness).result(PATIENCE)["storage"] == "unreachable"
     assert len(storage.threads) == 3
+
+
+def test_what_the_loop_thread_answers_asks_nothing_over_the_network(cloud, clock):
+    """The probe lane takes /healthz, /readyz (from memory) and /metrics -- unless scrapers'
+    tokens are checked against failures counted in Redis, a network call."""
+    from types import SimpleNamespace
+
+    from limits import parse
+
+    from launchprov.ratelimit import RateLimits
+    from launchprov.views.health import in_probe_lane
+
+    def registry(tokens, storage_uri):
+        return SimpleNamespace(
+            launchprov_settings={"launchprov.metrics.tokens": tokens},
+            launchprov_ratelimits=RateLimits(
+                {}, {}, storage_uri, auth_failures=(parse("10/minute"),), clock=clock
+            ),
+            launchprov_readiness=Readiness(cloud.ping, PERIOD, TIMEOUT, "ec2", clock),
+        )
+
+    scraper = {"digest": "prometheus"}
+    for tokens, storage_uri in (({}, "redis://127.0.0.1:1/0"), (scraper, "memory://")):
+        lane = registry(tokens, storage_uri)
+        assert [in_probe_lane(lane, path) for path in ("/healthz", "/readyz", "/metrics")] == [
+            True,
+            True,
+            True,
+        ], (tokens, storage_uri)
+        assert not in_probe_lane(lane, "/v1/instances")
+    remote = registry(scraper, "redis://127.0.0.1:1/0")
+    assert not in_probe_lane(remote, "/metrics")
+    # /readyz in the lane: this thread now answers from memory, asking neither the cloud nor
+    # the storage (nothing is listening on port 1: asking it would say "unreachable").
+    assert in_probe_lane(remote, "/readyz")
+    assert remote.launchprov_readiness.check().message == "the readiness call has not answered yet"
+    assert remote.launchprov_ratelimits.readiness()["storage"] == "not checked yet"
