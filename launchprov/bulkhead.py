@@ -21,7 +21,9 @@ that make no provider call share those threads. So:
   ``Retry-After``), and while the cloud is stalled a request beyond the base slots is refused
   at once: no request holds a thread -- with every lent slot taken, the one kept for health
   checks -- waiting on a sick cloud. (A process behind HAProxy is sent no more requests than
-  its lent slots: none waits there.)
+  its lent slots: none waits there.) A request that waits for a worker thread instead -- every
+  thread lent under ``egg:launchprov#waitress`` -- is refused by the server's loop thread on
+  the stall or the silence, at once (:meth:`Bulkhead.refuses_waiting`, :mod:`launchprov.serving`);
 * a call that cannot outlive the deadline (the adapter's ``attempt_seconds``, its first
   attempt's longest, is less than what is left of it; no later attempt starts unless it fits)
   runs in the request's own thread (:meth:`Bulkhead.run_here`); any other call runs in a
