@@ -10,10 +10,10 @@ by side with the bare reference (``benchmarks.apps.bare_pyramid``) in the same r
 (b) 32 launches at once with 8 threads, on a stand-in taking 200 ms: efficiency = ideal wall
     time (ceil(32 / 8) x 200 ms) / measured;
 (c) a busy cloud: RunInstances taking 1, 2 and 3 s, 16, 32 and 64 launches at once to one
-    process with production.ini's concurrency (17 threads: 16 lent, 13 base), straight and
-    through deploy/haproxy.cfg, the fixed reserve at the same threads, and the settings before
-    this change (16 threads, 12 slots, a 1 s queue time-out): how many are answered 503, and
-    the slowest answer.
+    process with production.ini's concurrency (17 threads: all 17 lent under the probe lane, 13
+    base), straight and through deploy/haproxy.cfg, the fixed reserve at the same threads, and
+    the settings before this change (16 threads, 12 slots, a 1 s queue time-out): how many are
+    answered 503, and the slowest answer.
 
 Every server runs on 127.0.0.1 and is stopped at the end. The figures go into
 benchmarks/RESULTS.md between the ``lending`` markers and into raw/lending.json. ``--quick``

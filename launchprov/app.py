@@ -79,7 +79,11 @@ def create_app(
     configured = launchprov_settings["launchprov.provider_concurrency"]
     slots = bulkhead.concurrency(configured, threads)
     lent = bulkhead.ceiling(
-        slots, threads, configured, launchprov_settings["launchprov.provider_lend_reserve"]
+        slots,
+        threads,
+        configured,
+        launchprov_settings["launchprov.provider_lend_reserve"],
+        lane=bulkhead.probe_lane(global_config),
     )
     request_deadline = launchprov_settings["launchprov.request_deadline"]
     queue_timeout = launchprov_settings["launchprov.provider_queue_timeout"]

@@ -4,8 +4,10 @@ A slow cloud must not take every waitress thread: health checks, metrics scrapes
 that make no provider call share those threads. So:
 
 * provider calls run in *slots*. While the cloud answers, a process may have
-  ``threads - 1`` calls in progress (the *ceiling*: every waitress thread but one, which no
-  provider call ever holds, is lent to provider work); once the cloud *stalls* -- calls in
+  ``threads`` calls in progress (the *ceiling*: every waitress thread is lent to provider work)
+  when served by ``egg:launchprov#waitress``, whose probe lane answers /healthz, /metrics and
+  /readyz in its loop thread (:mod:`launchprov.serving`); ``threads - 1`` under another server
+  (the thread never lent answers the probes); once the cloud *stalls* -- calls in
   progress and none answered for ``launchprov.provider_stall_timeout`` seconds -- only the
   *base* slots may be taken, ``launchprov.provider_concurrency`` (by default the threads minus a
   reserve of max(2, threads // 4)), so that the threads of the stuck calls come back to health
@@ -19,7 +21,9 @@ that make no provider call share those threads. So:
   ``Retry-After``), and while the cloud is stalled a request beyond the base slots is refused
   at once: no request holds a thread -- with every lent slot taken, the one kept for health
   checks -- waiting on a sick cloud. (A process behind HAProxy is sent no more requests than
-  its lent slots: none waits there.)
+  its lent slots: none waits there.) A request that waits for a worker thread instead -- every
+  thread lent under ``egg:launchprov#waitress`` -- is refused by the server's loop thread on
+  the stall or the silence, at once (:meth:`Bulkhead.refuses_waiting`, :mod:`launchprov.serving`);
 * a call that cannot outlive the deadline (the adapter's ``attempt_seconds``, its first
   attempt's longest, is less than what is left of it; no later attempt starts unless it fits)
   runs in the request's own thread (:meth:`Bulkhead.run_here`); any other call runs in a
@@ -171,15 +175,36 @@ def concurrency(configured: int | None, threads: int | None) -> int:
     return configured
 
 
-def ceiling(base: int, threads: int | None, configured: int | None, lend: bool) -> int:
-    """The slots while the cloud answers: every waitress thread but one when the reserve is
-    lent, else the ``base``. When the threads are not known (the app is not served by waitress
-    from an .ini) only the assumed default of 4 is lent, and nothing above a configured base."""
+def probe_lane(global_config: dict[str, Any] | None) -> bool:
+    """Whether the app is served by launchprov's own waitress runner (``use =
+    egg:launchprov#waitress``), which answers /healthz and /metrics in its loop thread
+    (:mod:`launchprov.serving`): no worker thread need be kept for them."""
+    path = (global_config or {}).get("__file__")
+    if not path:
+        return False
+    ini = configparser.RawConfigParser(strict=False)
+    try:
+        if not ini.read(path, encoding="utf-8"):
+            return False
+        use = ini.get("server:main", "use", fallback="")
+    except configparser.Error:
+        return False
+    return use.replace(" ", "") == "egg:launchprov#waitress"
+
+
+def ceiling(
+    base: int, threads: int | None, configured: int | None, lend: bool, lane: bool = False
+) -> int:
+    """The slots while the cloud answers: when the reserve is lent, every waitress thread
+    served by the probe lane (``lane``: launchprov's runner answers /healthz and /metrics in
+    its loop thread), else every thread but one; the ``base`` when it is not lent. When the
+    threads are not known (the app is not served by waitress from an .ini) only the assumed
+    default of 4 is lent, and nothing above a configured base."""
     if not lend:
         return base
     if threads is None:
         return base if configured is not None else max(base, WAITRESS_DEFAULT_THREADS - 1)
-    return max(base, threads - 1)
+    return max(base, threads if lane else threads - 1)
 
 
 #: The codes of a call that ended without the cloud's answer (a transport failure or time-out):
@@ -238,6 +263,19 @@ class Lending:
         self.in_use -= 1
         if answered:
             self._answered_at = now
+
+
+def _stalls(lending: Lending) -> str:
+    """The reason of a refusal while the cloud stalls."""
+    return (
+        f"{lending.in_use} provider calls in progress and none answered for "
+        f"{lending.stall_timeout:g} s: the provider stalls"
+    )
+
+
+def _silent(limit: int, patience: float) -> str:
+    """The reason of a refusal when every slot is taken and no call answers."""
+    return f"all {limit} provider slots are taken and none answered for {patience:g} s"
 
 
 def answered(future: Future) -> bool:
@@ -309,6 +347,20 @@ class Bulkhead:
                 lending.base,
             )
 
+    def refuses_waiting(self) -> str | None:
+        """Why a request that would have to wait for a slot is refused now, else None: the cloud
+        stalls, or every slot it may take is in use and none has answered for ``patience``
+        seconds -- what :meth:`_acquire` refuses a waiting request for (the server's probe lane
+        asks it for a request no worker thread can take: launchprov.serving)."""
+        with self._condition:
+            lending = self._lending
+            now = self._clock()
+            if lending.stalled(now):
+                return _stalls(lending)
+            if lending.may_take(now) or now < lending.silent_since() + self.patience:
+                return None
+            return _silent(lending.limit(now), self.patience)
+
     def _acquire(self, until: float) -> str | None:
         """Take a slot: None when taken, else why not (the 503's reason)."""
         lending = self._lending
@@ -320,18 +372,12 @@ class Bulkhead:
                     lending.take(now)
                     return None
                 if lending.stalled(now):
-                    return (
-                        f"{lending.in_use} provider calls in progress and none answered for "
-                        f"{lending.stall_timeout:g} s: the provider stalls"
-                    )
+                    return _stalls(lending)
                 if now >= queue_end:
                     return f"all {lending.limit(now)} provider slots are taken"
                 silent_until = lending.silent_since() + self.patience
                 if now >= silent_until:
-                    return (
-                        f"all {lending.limit(now)} provider slots are taken and none answered "
-                        f"for {self.patience:g} s"
-                    )
+                    return _silent(lending.limit(now), self.patience)
                 # Wait for a slot, for the queue's end, or until the calls have been silent
                 # too long: a waiting request then gives its thread back.
                 self._waiting += 1
@@ -520,13 +566,13 @@ class GuardedProvider(ProviderWrapper):
             try:
                 return self.bulkhead.run_here(until, function, *args)
             except Refused as refused:
-                raise self._busy(refused.reason) from None
+                raise self.busy(refused.reason) from None
         launching = operation in LAUNCHING
         created = deadline.Created()
         with deadline.recording(created) if launching else contextlib.nullcontext():
             future = self.bulkhead.submit(until, function, *args)
         if isinstance(future, str):
-            raise self._busy(future)
+            raise self.busy(future)
         try:
             return future.result(timeout=max(0.0, until - time.monotonic()))
         except FutureTimeout:
@@ -551,7 +597,10 @@ class GuardedProvider(ProviderWrapper):
                 operation=None if launching or outcome == OUTCOME_NONE else operation,
             ) from None
 
-    def _busy(self, reason: str) -> ProviderBusy:
+    def busy(self, reason: str) -> ProviderBusy:
+        """The refusal of a request that sends the provider nothing (``reason``: why), counted
+        as rejected: raised here when no slot may be taken, answered by the server's probe lane
+        when it sheds a request (:mod:`launchprov.serving`)."""
         self._on_rejected()
         return ProviderBusy(
             self.name,

@@ -78,7 +78,8 @@ class Metrics:
         self.provider_slots = Gauge(
             "launchprov_provider_slots",
             "Provider calls this process may have in progress at once now: every waitress "
-            "thread but one while the provider answers, launchprov.provider_concurrency while "
+            "thread (but one, unless served by egg:launchprov#waitress) while the provider "
+            "answers, launchprov.provider_concurrency while "
             "it stalls.",
             registry=self.registry,
         )

@@ -601,7 +601,7 @@ ANSWERS: dict[str, dict[str, Any]] = {
                     "slots": {
                         "type": "object",
                         "description": "The provider slots of the process: the limit now "
-                        "(every waitress thread but one while the provider answers), the base "
+                        "(every waitress thread while the provider answers), the base "
                         "kept while it stalls (launchprov.provider_concurrency), in use, "
                         "requests waiting, and seconds the provider has stalled (calls in "
                         "progress, none answered).",

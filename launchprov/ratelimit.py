@@ -89,6 +89,7 @@ class RateLimits:
         metrics=None,
         clock: Callable[[], float] = time.monotonic,
         auth_failures: tuple[RateLimitItem, ...] = (),
+        readiness_period: float = 5.0,
     ):
         #: caller (or "default") -> its limits; an explicit empty tuple exempts a caller.
         self.limits = limits
@@ -110,6 +111,12 @@ class RateLimits:
         self._lock = threading.Lock()
         self._failed_at: float | None = None
         self._warned_at: float | None = None
+        #: /readyz's view of the storage in the server's loop thread (answer_from_memory_in):
+        #: (when, reachable), renewed by a thread of its own at most once a period.
+        self.readiness_period = readiness_period
+        self._seen: tuple[float, bool] | None = None
+        self._renewing = False
+        self._lane_thread: int | None = None
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], metrics=None) -> RateLimits:
@@ -128,6 +135,7 @@ class RateLimits:
             settings["launchprov.ratelimit.storage_uri"],
             metrics,
             auth_failures=settings.get("launchprov.auth.failure_limit", ()),
+            readiness_period=settings.get("launchprov.readiness_cache", 5.0),
         )
 
     @property
@@ -231,11 +239,52 @@ class RateLimits:
         except Exception:  # a probe: any failure means "not reachable"
             return False
 
+    def counts_failures_remotely(self) -> bool:
+        """Whether checking a token asks the storage over the network: failed authentications
+        are limited (launchprov.auth.failure_limit) in a storage not in this process."""
+        return bool(self.auth_failures) and type(self.storage).__name__ != "MemoryStorage"
+
+    def answer_from_memory_in(self, thread: int) -> None:
+        """From now on, :meth:`readiness` called in ``thread`` (the server's loop thread, which
+        serves /readyz in :mod:`launchprov.serving`'s probe lane) never asks the storage: it
+        answers with what was last seen, and a thread of its own asks again when that is older
+        than ``readiness_period`` -- one check at a time, at most one a period."""
+        with self._lock:
+            self._lane_thread = thread
+
+    def _storage_seen(self) -> bool | None:
+        """Whether the storage answered when last asked (None: not asked yet); asking it again
+        in a thread of its own when that is older than the period."""
+        with self._lock:
+            seen = self._seen
+            stale = seen is None or self._clock() - seen[0] >= self.readiness_period
+            if stale and not self._renewing:
+                self._renewing = True
+                threading.Thread(
+                    target=self._renew, name="launchprov-ratelimit-readiness", daemon=True
+                ).start()
+        return None if seen is None else seen[1]
+
+    def _renew(self) -> None:
+        try:
+            reachable = self.storage_reachable()
+            with self._lock:
+                self._seen = (self._clock(), reachable)
+        finally:
+            with self._lock:
+                self._renewing = False
+
     def readiness(self) -> dict[str, Any]:
         """What /readyz says about the limits."""
         if not self.configured and not self.auth_failures:
             return {"enabled": False}
-        if self.storage_reachable():
+        if threading.get_ident() == self._lane_thread:
+            reachable = self._storage_seen()
+            if reachable is None:
+                return {"enabled": True, "storage": "not checked yet"}
+        else:
+            reachable = self.storage_reachable()
+        if reachable:
             return {"enabled": True, "storage": "ok"}
         return {"enabled": True, "storage": "unreachable", "failing_open": True}
 

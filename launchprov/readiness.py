@@ -56,6 +56,8 @@ class Readiness:
         self._condition = threading.Condition()
         self._seen: Seen | None = None
         self._refreshing = False
+        #: The server's loop thread (:meth:`answer_from_memory_in`): it never makes the call.
+        self._lane_thread: int | None = None
 
     def answered(self) -> None:
         """A provider call succeeded just now: the cloud answers (no call made for it)."""
@@ -78,6 +80,13 @@ class Readiness:
             seen = self._seen
             if seen is not None and self.clock() - seen.at < self.period:
                 return seen.error
+            if threading.get_ident() == self._lane_thread:
+                # The server's loop thread (the probe lane) never makes the call nor waits for
+                # it: it answers with what is known while a thread of its own renews it.
+                if not self._refreshing:
+                    self._refreshing = True
+                    self._refresh_in_background()
+                return seen.error if seen is not None else self._not_yet()
             if self._refreshing:
                 if seen is not None:
                     return seen.error  # another probe is renewing it: the view so far
@@ -87,6 +96,21 @@ class Readiness:
                     return self._no_answer()
                 return self._seen.error
             self._refreshing = True
+        return self._refresh()
+
+    def answer_from_memory_in(self, thread: int) -> None:
+        """From now on, :meth:`check` called in ``thread`` (the server's loop thread, which
+        serves /readyz in :mod:`launchprov.serving`'s probe lane) answers at once with what is
+        known, and has a thread of its own renew what is older than the period: nothing known
+        yet is a 503 "not answered yet", not a wait."""
+        with self._condition:
+            self._lane_thread = thread
+
+    def _refresh_in_background(self) -> None:
+        threading.Thread(target=self._refresh, name="launchprov-readiness", daemon=True).start()
+
+    def _refresh(self) -> ProviderError | None:
+        """Make the readiness call (``_refreshing`` is set) and remember what it found."""
         try:
             try:
                 self.probe(self.timeout)
@@ -99,6 +123,14 @@ class Readiness:
             with self._condition:
                 self._refreshing = False
                 self._condition.notify_all()
+
+    def _not_yet(self) -> ProviderError:
+        return ProviderError(
+            self.provider,
+            ProviderError.TIMEOUT,
+            "the readiness call has not answered yet",
+            retryable=True,
+        )
 
     def _no_answer(self) -> ProviderError:
         return ProviderError(

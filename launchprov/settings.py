@@ -440,7 +440,10 @@ SETTINGS: tuple[Setting, ...] = (
         "per period at most, however many probes, and one probe at a time makes it (the "
         "others get the last answer at once). A cloud that stops answering turns /readyz 503 "
         "within readiness_cache + readiness_timeout. 0: a call for every probe that finds "
-        "none in progress.",
+        "none in progress. Under egg:launchprov#waitress /readyz is answered in the server's "
+        "loop thread, which never waits for that call (a thread of its own makes it) and never "
+        "asks the rate-limit storage: its reachability is checked at most once a period too, "
+        "by a thread of its own.",
     ),
     Setting(
         "launchprov.startup_checks",
@@ -464,14 +467,17 @@ SETTINGS: tuple[Setting, ...] = (
         "It must leave at least one thread: the reserved threads answer /healthz, /readyz, "
         "/metrics and requests that make no provider call while the provider stalls. While "
         "the provider answers, the reserve is lent (launchprov.provider_lend_reserve): every "
-        "thread but one may hold a provider call.",
+        "thread may hold a provider call under egg:launchprov#waitress (which answers /healthz, "
+        "/metrics and /readyz in its loop thread), every thread but one under another server.",
     ),
     Setting(
         "launchprov.provider_lend_reserve",
         "true",
         boolean,
         "While the provider answers, lend the reserved threads to provider calls: up to "
-        "waitress's threads minus one calls at once (one thread is never lent), back to "
+        "waitress's threads calls at once under egg:launchprov#waitress (the probes need no "
+        "worker thread: launchprov.serving's probe lane), threads minus one under another server "
+        "(one thread is never lent), back to "
         "launchprov.provider_concurrency once the provider stalls. false: never more than "
         "launchprov.provider_concurrency, whatever the provider does.",
     ),

@@ -11,13 +11,16 @@ import time
 import uuid
 from typing import Any
 
+from pyramid.interfaces import IRoutesMapper
 from pyramid.tweens import EXCVIEW
 
 from launchprov.bulkhead import one_deadline_per_request
-from launchprov.errors import error_response
+from launchprov.errors import error_response, error_view
 from launchprov.exceptions import detail
 from launchprov.logs import caller_var, request_id_var
+from launchprov.providers.interface import IProvider
 from launchprov.schemas import REQUEST_ID, REQUEST_ID_HEADER
+from launchprov.serving import SHED
 
 access_log = logging.getLogger("launchprov.access")
 
@@ -53,9 +56,15 @@ def observe_factory(handler, registry):
         given = request.headers.get(REQUEST_ID_HEADER)
         request.request_id = given if given and REQUEST_ID.match(given) else new_request_id()
         id_token = request_id_var.set(request.request_id)
-        caller_token = caller_var.set(request.identity or "-")
+        # A request the server's loop thread refuses (launchprov.serving's probe lane) is
+        # answered from memory: no authentication (it may ask the rate-limit storage), no view.
+        shed = request.environ.get(SHED)
+        caller_token = caller_var.set("-" if shed is not None else (request.identity or "-"))
         try:
-            if given is not None and given != request.request_id:
+            if shed is not None:
+                request.matched_route = registry.getUtility(IRoutesMapper)(request)["route"]
+                response = error_view(registry.getUtility(IProvider).busy(shed), request)
+            elif given is not None and given != request.request_id:
                 response = error_response(
                     request,
                     400,

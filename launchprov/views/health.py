@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyramid.response import Response
@@ -12,6 +14,8 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from launchprov.auth import READ_METRICS
 from launchprov.errors import error_response
 from launchprov.exceptions import detail
+from launchprov.providers.interface import IProvider
+from launchprov.routes import OPEN_ROUTES, ROUTES
 
 
 def index(request):
@@ -79,6 +83,48 @@ def readyz(request):
     }
 
 
+def in_probe_lane(registry, path: str) -> bool:
+    """Whether a GET of ``path`` may be answered in the server's loop thread (the probe lane of
+    launchprov.serving), which calls it: /healthz always; /readyz, answered there from memory
+    (the cloud's view and the rate-limit storage's, each renewed by a thread of its own);
+    /metrics unless its scraper tokens count failures in a remote rate-limit storage (the
+    authentication would ask it over the network)."""
+    if path == "/healthz":
+        return True
+    if path == "/readyz":
+        thread = threading.get_ident()
+        registry.launchprov_readiness.answer_from_memory_in(thread)
+        registry.launchprov_ratelimits.answer_from_memory_in(thread)
+        return True
+    if path == "/metrics":
+        scraped_with_token = bool(registry.launchprov_settings["launchprov.metrics.tokens"])
+        return not (
+            scraped_with_token and registry.launchprov_ratelimits.counts_failures_remotely()
+        )
+    return False
+
+
+#: The paths of the routes that make no provider call (the probes, the scrape, the documents):
+#: the probe lane never sheds them.
+NOT_PROVIDER_BOUND = frozenset(ROUTES[name].pattern for name in OPEN_ROUTES)
+
+
+def shed(bulkhead, path: str, idle_workers: int) -> str | None:
+    """Why the server's loop thread refuses a request for ``path`` at once (launchprov.serving's
+    probe lane), with ``idle_workers`` waitress threads free; None when it goes to the workers.
+
+    A request bound for the provider that no worker thread can take waits in waitress's queue,
+    as it would wait for a slot: it is refused for what the bulkhead refuses a waiting request
+    for -- the cloud stalls (calls in progress, none answered for
+    launchprov.provider_stall_timeout), or every slot is in use and none has answered for 0.5 s
+    (the bulkhead's WAIT_WITHOUT_ANSWER) -- rather than when the stuck calls' deadline frees a
+    thread. A free worker takes it: the bulkhead then decides, as for any request."""
+    if idle_workers > 0 or path in NOT_PROVIDER_BOUND:
+        return None
+    refused = bulkhead.refuses_waiting()
+    return None if refused is None else f"{refused}, and every waitress thread is taken"
+
+
 def describe_slots(slots) -> str:
     text = f"{slots.in_use} of {slots.limit} provider slots in use, {slots.waiting} waiting"
     if slots.stalled_for:
@@ -97,6 +143,9 @@ def metrics(request):
 
 
 def includeme(config):
+    config.registry.launchprov_lane = functools.partial(in_probe_lane, config.registry)
+    provider = config.registry.getUtility(IProvider)
+    config.registry.launchprov_shed = functools.partial(shed, provider.bulkhead)
     # Open to every caller, authenticated or not: probes, scrapers and client generators.
     open_to_all = {"request_method": "GET", "permission": NO_PERMISSION_REQUIRED}
     config.add_view(index, route_name="index", renderer="json", **open_to_all)

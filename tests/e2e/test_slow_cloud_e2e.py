@@ -1,13 +1,17 @@
 """End to end: a cloud that accepts and then says nothing for 30 s, and 32 concurrent launches.
 
-A waitress process (8 threads: 7 provider slots while the cloud answers, one thread never lent;
-6 slots once it stalls) in front of a stand-in that reads every request and answers none.
-Meanwhile probes poll /healthz, /metrics and /readyz. What an operator and a caller must see:
+A waitress process (8 threads, every one lent to provider calls while the cloud answers: the
+probes are answered in the server's loop thread, launchprov.serving's probe lane; 6 slots once
+it stalls) in front of a stand-in that reads every request and answers none. Meanwhile probes
+poll /healthz, /metrics and /readyz. What an operator and a caller must see:
 
-* the probes answer within their bounds every time, while every provider slot is stuck;
-* a launch that found no slot is a 503 with Retry-After within queue_timeout + 1 s: the
-  cloud stalls (calls in progress, none answered) after the stall time-out, and from then on
-  a launch is refused at once;
+* the probes answer within their bounds every time, while every provider slot -- every worker
+  thread -- is stuck;
+* a launch that found no slot is a 503 with Retry-After: the cloud stalls (calls in progress,
+  none answered) after the stall time-out, and from then on a launch is refused at once --
+  by the server's loop thread while every worker thread holds a call (the launches waiting in
+  waitress's queue are refused there within a poll, 1 s, of the stall: never at the deadline
+  of the stuck calls), within queue_timeout + 1 s for one sent once threads are free again;
 * every launch is answered within request_deadline + 2 s: a 408 Timeout whose outcome is
   unknown, retryable only with a client token;
 * at the cloud, at most one request per slot arrived: 32 launches, at most 7 calls.
@@ -40,7 +44,7 @@ pytestmark = pytest.mark.e2e
 
 THREADS = 8
 SLOTS = 6  # while the cloud stalls: THREADS minus the default reserve, max(2, THREADS // 4)
-LENT_SLOTS = THREADS - 1  # while it answers: every thread but one
+LENT_SLOTS = THREADS  # while it answers: every thread (the probes need none)
 QUEUE_TIMEOUT = 0.5
 STALL_TIMEOUT = 0.5
 DEADLINE = 3.0
@@ -50,7 +54,11 @@ LAUNCHES = 32
 #: The bounds under test, in seconds, from the moment each request was sent.
 PROBE_BOUND = 1.0  # /healthz and /metrics
 READYZ_BOUND = READINESS_TIMEOUT + 1.0
-BUSY_BOUND = QUEUE_TIMEOUT + 1.0  # a 503
+BUSY_BOUND = QUEUE_TIMEOUT + 1.0  # a 503 sent while a worker thread is free
+#: A 503 sent while every worker thread holds a stuck call: it waits in waitress's queue until
+#: the cloud stalls, and is refused by the loop thread within its next poll (at most 1 s later),
+#: well before the deadline frees a worker thread.
+QUEUED_BUSY_BOUND = STALL_TIMEOUT + 1.0 + 0.5
 LAUNCH_BOUND = DEADLINE + 2.0  # any launch answer
 
 
@@ -185,7 +193,7 @@ def test_a_slow_cloud_keeps_the_probes_answered_and_every_launch_bounded(slow_cl
     for answer in launches:
         assert answer.seconds < LAUNCH_BOUND, answer
     for answer in busy:
-        assert answer.seconds < BUSY_BOUND, answer
+        assert answer.seconds < QUEUED_BUSY_BOUND, answer
         assert answer.headers["Retry-After"] == "2"
         # Refused when every lent slot was taken and no call had answered for 0.5 s, or once
         # the cloud stalled: never after waiting longer.
@@ -193,7 +201,7 @@ def test_a_slow_cloud_keeps_the_probes_answered_and_every_launch_bounded(slow_cl
         assert re.fullmatch(
             rf"all {LENT_SLOTS} provider slots are taken and none answered for 0\.5 s"
             rf"|\d+ provider calls in progress and none answered for {STALL_TIMEOUT:g} s: "
-            "the provider stalls",
+            "the provider stalls(, and every waitress thread is taken)?",
             reason,
         ), reason
     for answer in timed_out:
@@ -274,4 +282,131 @@ def test_sixteen_launches_at_once_on_a_busy_cloud_are_all_served(busy_cloud, mot
     sent = busy_cloud.actions("RunInstances")
     assert len(sent) == 16
     # The startup line says how many provider calls may run at once.
-    assert f"{threads - 1} provider calls at once" in output, output
+    assert f"{threads} provider calls at once" in output, output
+
+
+# -- the probe lane: every worker thread held, the probes still answered -------------------------
+
+
+def test_the_probes_answer_while_every_worker_thread_holds_a_hanging_call(slow_cloud):
+    """Served by egg:launchprov#waitress, every waitress thread may hold a provider call: the
+    probes are answered in the server's loop thread (launchprov.serving's probe lane)."""
+    threads = 2
+    settings = ec2_settings(
+        slow_cloud.url,
+        **{
+            "launchprov.request_deadline": "5",
+            "launchprov.readiness_timeout": "0.5",
+            "launchprov.ec2.connect_timeout": "1",
+            "launchprov.ec2.read_timeout": "30",
+            "launchprov.batch.idle_ms": "0",
+            "launchprov.startup_checks": "false",
+        },
+    )
+    with (
+        running(settings, CREDENTIALS_ENV, threads=threads) as service,
+        ThreadPoolExecutor(threads) as pool,
+    ):
+        launches = [
+            pool.submit(call, service.port, "PUT", "/v1/launch", launch_body(number))
+            for number in range(threads)
+        ]
+        # Every worker thread is held: one launch per thread has reached the cloud.
+        until = time.monotonic() + 5
+        while len(slow_cloud.requests) < threads and time.monotonic() < until:
+            time.sleep(0.01)  # polling interval: the count decides
+        assert len(slow_cloud.requests) == threads, slow_cloud.actions()
+        probes = [call(service.port, "GET", path) for path in ("/healthz", "/metrics")]
+        ready = call(service.port, "GET", "/readyz")
+        statuses = sorted(future.result().status for future in launches)
+        output = service.output
+
+    for answer in probes:
+        assert answer.status == 200, answer
+        assert answer.seconds < PROBE_BOUND, answer
+    assert metric_values(probes[1].body.decode())["launchprov_provider_slots_in_use"] == threads
+    # The cloud's view is not known yet (it never answered): said at once, not waited for.
+    assert ready.status == 503 and ready.seconds < PROBE_BOUND, ready
+    assert ready.json()["details"][1]["description"].startswith(
+        f"{threads} of {threads} provider slots in use"
+    )
+    assert statuses == [408] * threads
+    # The probes answered in the loop thread are in the access log, like any request.
+    assert re.search(r"GET healthz 200 ", output), output
+
+
+# -- the probe lane sheds: a stalled cloud and every worker thread held -------------------------
+
+
+def test_a_stalled_cloud_sheds_the_launches_no_worker_thread_can_take(slow_cloud):
+    """Every worker thread holds a call the cloud does not answer: once it stalls, the launches
+    waiting in waitress's queue and those arriving are refused by the server's loop thread with
+    the bulkhead's 503 -- not after the deadline of the stuck calls frees a thread."""
+    threads = 2
+    settings = ec2_settings(
+        slow_cloud.url,
+        **{
+            "launchprov.request_deadline": "5",
+            "launchprov.provider_stall_timeout": "0.5",
+            "launchprov.readiness_timeout": "0.5",
+            "launchprov.ec2.connect_timeout": "1",
+            "launchprov.ec2.read_timeout": "30",
+            "launchprov.batch.idle_ms": "0",
+            "launchprov.startup_checks": "false",
+        },
+    )
+    with (
+        running(settings, CREDENTIALS_ENV, threads=threads) as service,
+        ThreadPoolExecutor(threads + 1) as pool,
+    ):
+        port = service.port
+        stuck = [
+            pool.submit(call, port, "PUT", "/v1/launch", launch_body(number))
+            for number in range(threads)
+        ]
+        until = time.monotonic() + 5
+        while len(slow_cloud.requests) < threads and time.monotonic() < until:
+            time.sleep(0.01)  # polling interval: the count decides
+        assert len(slow_cloud.requests) == threads, slow_cloud.actions()
+        # Sent before the stall: it waits in waitress's queue, every worker thread taken.
+        queued = pool.submit(
+            call, port, "PUT", "/v1/launch", launch_body(10), {"X-Request-ID": "queued-1"}
+        )
+        # The stall, as /readyz (answered in the loop thread) reports it.
+        until = time.monotonic() + 5
+        while time.monotonic() < until:
+            slots = call(port, "GET", "/readyz").json()["details"][1]["description"]
+            if "stalled for" in slots:
+                break
+            time.sleep(0.05)  # polling interval: the report decides
+        assert "stalled for" in slots, slots
+        refused = queued.result(timeout=10)
+        # Refused while both stuck launches still wait for their deadline.
+        assert not any(launch.done() for launch in stuck)
+        arriving = call(port, "PUT", "/v1/launch", launch_body(11))
+        assert not any(launch.done() for launch in stuck)
+        # A request that makes no provider call is not shed: it waits for a worker thread.
+        document = pool.submit(call, port, "GET", "/v1/openapi.json")
+        statuses = sorted(launch.result().status for launch in stuck)
+        assert document.result(timeout=10).status == 200
+        metrics = metric_values(call(port, "GET", "/metrics").body.decode())
+        output = service.output
+
+    for answer in (refused, arriving):
+        assert answer.status == 503, answer
+        assert answer.headers["Retry-After"] == "2"
+        body = answer.json()
+        assert body["details"][0]["description"] == (
+            "2 provider calls in progress and none answered for 0.5 s: the provider stalls, "
+            "and every waitress thread is taken"
+        ), body
+        assert "nothing was sent to the provider" in body["message"]
+    assert refused.json()["request_id"] == refused.headers["X-Request-Id"] == "queued-1"
+    assert statuses == [408] * threads
+    # Nothing of the shed launches reached the cloud; both were counted as rejected.
+    # (a launch with a client token looks it up first; /readyz's readiness call aside).
+    sent = [action for action in slow_cloud.actions() if action != "DescribeAvailabilityZones"]
+    assert sorted(sent) == ["DescribeInstances", "RunInstances"], sent
+    assert metrics["launchprov_provider_rejected_total"] == 2
+    # The access log names them, under their route.
+    assert re.search(r"PUT launch 503 .*request_id=queued-1", output), output

@@ -17,6 +17,7 @@ from launchprov.bulkhead import (
     ceiling,
     concurrency,
     one_deadline_per_request,
+    probe_lane,
     server_threads,
 )
 from launchprov.launching import Launched
@@ -267,6 +268,18 @@ def test_the_threads_are_read_from_the_served_ini(tmp_path):
     assert server_threads({"__file__": str(ini)}) is None
 
 
+def test_every_thread_is_lent_when_launchprovs_runner_answers_the_probes(tmp_path):
+    ini = tmp_path / "service.ini"
+    ini.write_text("[server:main]\nuse = egg:launchprov#waitress\nthreads = 8\n")
+    assert probe_lane({"__file__": str(ini)})
+    assert ceiling(6, 8, None, lend=True, lane=True) == 8
+    assert ceiling(6, 8, None, lend=False, lane=True) == 6
+    ini.write_text("[server:main]\nuse = egg:waitress#main\nthreads = 8\n")
+    assert not probe_lane({"__file__": str(ini)})
+    assert not probe_lane({})
+    assert ceiling(6, 8, None, lend=True, lane=False) == 7  # one thread kept for the probes
+
+
 def test_the_guarded_provider_keeps_the_whole_contract():
     from zope.interface.verify import verifyObject
 
@@ -483,3 +496,54 @@ def test_a_bounded_call_that_finds_every_slot_taken_is_refused():
         provider.release.set()
         assert first.result(PATIENCE) == "i-1"
     assert service.bulkhead.state().in_use == 0
+
+
+# -- the probe lane's shedding: what the server's loop thread refuses at once ----------------------
+
+
+def test_the_loop_thread_sheds_what_a_request_waiting_for_a_slot_would_be_refused_for():
+    """A provider request no worker thread can take waits in waitress's queue as it would wait
+    for a slot: refused when every slot is taken and none answered for 0.5 s, or the cloud
+    stalls; never while a worker is free, a slot is free, or for the probes and documents."""
+    from launchprov.views.health import shed
+
+    class Clock:
+        now = 100.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    bulkhead = Bulkhead(1, PATIENCE, ceiling=2, stall_timeout=5.0, clock=clock)
+    release = threading.Event()
+    calls = [bulkhead.submit(clock.now + PATIENCE, release.wait, PATIENCE)]
+    try:
+        # A slot is free (the threads are busy with other work): a worker will take it.
+        clock.now += 0.25
+        assert shed(bulkhead, "/v1/launch", 0) is None
+        calls.append(bulkhead.submit(clock.now + PATIENCE, release.wait, PATIENCE))
+        # Every slot taken, silent for less than 0.5 s: a busy cloud, the request may wait.
+        clock.now += 0.125
+        assert shed(bulkhead, "/v1/launch", 0) is None
+        clock.now += 0.125
+        assert shed(bulkhead, "/v1/launch", 0) == (
+            "all 2 provider slots are taken and none answered for 0.5 s, "
+            "and every waitress thread is taken"
+        )
+        clock.now += 4.5
+        assert shed(bulkhead, "/v1/instances/i-12345678", -3) == (
+            "2 provider calls in progress and none answered for 5 s: the provider stalls, "
+            "and every waitress thread is taken"
+        )
+        # A free worker takes it (the bulkhead decides there); the probes, the scrape and the
+        # documents make no provider call.
+        assert shed(bulkhead, "/v1/launch", 1) is None
+        for path in ("/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/"):
+            assert shed(bulkhead, path, 0) is None, path
+    finally:
+        release.set()
+    for call in calls:
+        assert call.result(PATIENCE) is True
+    wait_for(lambda: bulkhead.state().in_use == 0, "the slots are freed")
+    # The cloud answered: nothing is shed.
+    assert shed(bulkhead, "/v1/launch", 0) is None

@@ -87,7 +87,8 @@ def test_haproxy_checks_readiness_and_sends_what_a_process_serves_without_sheddi
     assert re.search(r"http-check send meth GET uri /readyz\b", text)
     assert ROUTES["readyz"].pattern == "/readyz"
     threads = int(production()["server:main"]["threads"])
-    # Every thread but one runs provider calls while the cloud answers (the other is never lent).
+    # HAProxy sends every thread but one: the one left answers what the probe lane does not (a
+    # scrape whose token is checked against failures counted in Redis, the document).
     assert served_without_shedding(ROOT / "production.ini") == threads - 1
     assert re.search(rf"default-server .*\bmaxconn {threads - 1}\b", text)
     # A failed connection is retried for every method, an empty answer for GET and HEAD only:
@@ -276,8 +277,10 @@ def ini_settings(ini: Path) -> dict:
 
 
 def served_without_shedding(ini: Path) -> int:
-    """The provider calls one process served from ``ini`` runs at once while the cloud answers
-    (what its startup line says), computed as the app does."""
+    """What HAProxy may send one process served from ``ini`` at once: the provider calls it runs
+    while the cloud answers when the probes take a thread (every thread but one), computed as
+    the app does -- one thread is left for what the probe lane (launchprov.serving) does not
+    answer: a scrape whose token is checked against failures counted in Redis."""
     settings = ini_settings(ini)
     threads = bulkhead.server_threads({"__file__": str(ini)})
     configured = settings["launchprov.provider_concurrency"]

@@ -5,6 +5,7 @@ the time-out. A fake clock says how much time passed; events say when a call is 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -118,3 +119,130 @@ def test_the_first_probes_wait_for_the_first_call(readiness, cloud):
         assert first.result(PATIENCE) is None
         assert [other.result(PATIENCE) for other in others] == [None] * 3
     assert cloud.calls == 1
+
+
+# -- the probe lane: the server's loop thread never makes the call nor waits for it ---------------
+
+
+def test_the_loop_thread_answers_from_memory_while_a_thread_of_its_own_renews(
+    readiness, cloud, clock
+):
+    readiness.answer_from_memory_in(threading.get_ident())
+    cloud.hold = threading.Event()
+    # Nothing known yet: said at once, and the first call starts in another thread.
+    error = readiness.check()
+    assert error is not None and error.message == "the readiness call has not answered yet"
+    assert cloud.started.wait(PATIENCE)
+    assert readiness.check().message == "the readiness call has not answered yet"
+    assert cloud.calls == 1  # one call in progress: no second one
+    cloud.hold.set()
+    with ThreadPoolExecutor(1) as pool:  # a worker thread waits for the view, the loop never
+        assert pool.submit(readiness.check).result(PATIENCE) is None
+    assert readiness.check() is None
+    # Older than the period: the loop answers with the view so far, the renewal runs beside.
+    cloud.started.clear()
+    cloud.hold = threading.Event()
+    cloud.error = ProviderError("ec2", ProviderError.UNREACHABLE, "down")
+    clock.now += PERIOD
+    assert readiness.check() is None
+    assert cloud.started.wait(PATIENCE) and cloud.calls == 2
+    cloud.hold.set()
+    until = time.monotonic() + PATIENCE
+    while readiness.check() is None and time.monotonic() < until:
+        time.sleep(0.01)  # polling interval: the view decides
+    assert readiness.check() is cloud.error
+    assert cloud.calls == 2
+
+
+# -- the rate-limit storage in the probe lane: asked by a thread of its own, never by the loop ----
+
+
+class Storage:
+    """The rate-limit storage's check: counts calls and the threads that made them; answers
+    ``reachable``, or holds until released."""
+
+    def __init__(self):
+        self.threads: list[int] = []
+        self.reachable = True
+        self.hold: threading.Event | None = None
+        self.answered = threading.Event()
+
+    def check(self) -> bool:
+        self.threads.append(threading.get_ident())
+        if self.hold is not None:
+            assert self.hold.wait(PATIENCE)
+        self.answered.set()
+        return self.reachable
+
+
+def test_the_loop_thread_answers_the_storages_view_from_memory(clock):
+    from limits import parse
+
+    from launchprov.ratelimit import RateLimits
+
+    limits = RateLimits({"default": (parse("10/second"),)}, {}, clock=clock)
+    limits.storage = storage = Storage()
+    limits.answer_from_memory_in(threading.get_ident())
+    storage.hold = threading.Event()
+    # Nothing known yet: said at once; the storage is asked in another thread, once.
+    assert limits.readiness() == {"enabled": True, "storage": "not checked yet"}
+    assert limits.readiness() == {"enabled": True, "storage": "not checked yet"}
+    storage.hold.set()
+    assert storage.answered.wait(PATIENCE)
+    until = time.monotonic() + PATIENCE
+    while limits.readiness()["storage"] != "ok" and time.monotonic() < until:
+        time.sleep(0.01)  # polling interval: the view decides
+    assert limits.readiness() == {"enabled": True, "storage": "ok"}
+    assert len(storage.threads) == 1 and storage.threads[0] != threading.get_ident()
+    # Older than the period: the view so far, while another check runs beside.
+    storage.answered.clear()
+    storage.reachable = False
+    clock.now += PERIOD
+    assert limits.readiness()["storage"] == "ok"
+    assert storage.answered.wait(PATIENCE)
+    until = time.monotonic() + PATIENCE
+    while limits.readiness()["storage"] == "ok" and time.monotonic() < until:
+        time.sleep(0.01)  # polling interval: the view decides
+    assert limits.readiness() == {"enabled": True, "storage": "unreachable", "failing_open": True}
+    assert threading.get_ident() not in storage.threads and len(storage.threads) == 2
+    # Any other thread (a worker's /readyz under another server) asks the storage itself.
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(limits.readiness).result(PATIENCE)["storage"] == "unreachable"
+    assert len(storage.threads) == 3
+
+
+def test_what_the_loop_thread_answers_asks_nothing_over_the_network(cloud, clock):
+    """The probe lane takes /healthz, /readyz (from memory) and /metrics -- unless scrapers'
+    tokens are checked against failures counted in Redis, a network call."""
+    from types import SimpleNamespace
+
+    from limits import parse
+
+    from launchprov.ratelimit import RateLimits
+    from launchprov.views.health import in_probe_lane
+
+    def registry(tokens, storage_uri):
+        return SimpleNamespace(
+            launchprov_settings={"launchprov.metrics.tokens": tokens},
+            launchprov_ratelimits=RateLimits(
+                {}, {}, storage_uri, auth_failures=(parse("10/minute"),), clock=clock
+            ),
+            launchprov_readiness=Readiness(cloud.ping, PERIOD, TIMEOUT, "ec2", clock),
+        )
+
+    scraper = {"digest": "prometheus"}
+    for tokens, storage_uri in (({}, "redis://127.0.0.1:1/0"), (scraper, "memory://")):
+        lane = registry(tokens, storage_uri)
+        assert [in_probe_lane(lane, path) for path in ("/healthz", "/readyz", "/metrics")] == [
+            True,
+            True,
+            True,
+        ], (tokens, storage_uri)
+        assert not in_probe_lane(lane, "/v1/instances")
+    remote = registry(scraper, "redis://127.0.0.1:1/0")
+    assert not in_probe_lane(remote, "/metrics")
+    # /readyz in the lane: this thread now answers from memory, asking neither the cloud nor
+    # the storage (nothing is listening on port 1: asking it would say "unreachable").
+    assert in_probe_lane(remote, "/readyz")
+    assert remote.launchprov_readiness.check().message == "the readiness call has not answered yet"
+    assert remote.launchprov_ratelimits.readiness()["storage"] == "not checked yet"
