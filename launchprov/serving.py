@@ -58,16 +58,14 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 from waitress.task import WSGITask
 
+from launchprov.tweens import SHED
+
 log = logging.getLogger(__name__)
 
 #: The paths whose GET is answered in the loop thread (:class:`ProbeLane`) for an app that
 #: does not say (launchprov's says through ``registry.launchprov_lane``: /readyz too, when
 #: its answer is known).
 LANE = frozenset({"/healthz", "/metrics"})
-
-#: The WSGI environ key of a request the probe lane refuses at once (the cloud stalls and no
-#: worker thread is idle): why, in the words of the 503's details.
-SHED = "launchprov.shed"
 
 #: The exit status when the [server:main] address cannot be listened on (sysexits' EX_OSERR).
 EXIT_CANNOT_LISTEN = 71

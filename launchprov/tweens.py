@@ -20,9 +20,12 @@ from launchprov.exceptions import detail
 from launchprov.logs import caller_var, request_id_var
 from launchprov.providers.interface import IProvider
 from launchprov.schemas import REQUEST_ID, REQUEST_ID_HEADER
-from launchprov.serving import SHED
 
 access_log = logging.getLogger("launchprov.access")
+
+#: The WSGI environ key of a request the server's probe lane (launchprov.serving) refuses at once
+#: (the cloud stalls and no worker thread is idle): why, in the words of the 503's details.
+SHED = "launchprov.shed"
 
 
 def new_request_id() -> str:
