@@ -30,15 +30,16 @@ run: $(VENV)/.installed-sandbox
 	$(BIN)/pserve development.ini
 
 # The suite on one worker per core (pytest-xdist); `$(BIN)/pytest tests/...` runs part of it in
-# one process, as usual.
+# one process, as usual. loadgroup: a module's tests that share a module-scoped fixture run on one
+# worker, which sets it up once (tests/conftest.py); the rest are spread one by one.
 test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --dist loadgroup
 
 # The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
 test-fast: $(VENV)/.installed-testing
-	$(BIN)/pytest -q -n auto tests/unit
+	$(BIN)/pytest -q -n auto --dist loadgroup tests/unit
 
 # HAProxy (deploy/haproxy.cfg) in front of three waitress processes, redis-server and a moto
 # server: needs the Debian packages haproxy and redis-server (the tests skip without them).

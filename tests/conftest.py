@@ -15,7 +15,9 @@ Speed: two things cost most in a test that talks to moto, and both are shared he
   before), which holds every AMI the tests use; AMI validation works as before.
 * A boto3 client costs about 50 ms to make (botocore builds a class of some 800 methods for
   EC2). The clients the tests use to look at moto (``tests.support.ec2_client``) are made once per
-  endpoint and kept: a client holds no state of moto's, only how to reach it.
+  endpoint and kept: a client holds no state of moto's, only how to reach it. The clients each
+  app makes are its own, but their class is made once per service model
+  (:func:`shared_botocore_client_classes`): a third of an EC2 app's build.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import tempfile
 
+import botocore.client
 import botocore.loaders
 import botocore.session
 import moto.settings
@@ -57,6 +60,20 @@ def _default_amis_only() -> None:
 _default_amis_only()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """The tests of a module that share a module-scoped fixture (a pserve process, the IAM
+    recording, the sandbox app, a recorded cloud per driver) run on one worker under make
+    test's ``--dist loadgroup``: set up once, instead of once on each worker that runs one of
+    them. The other tests are spread one by one, as under ``--dist load``."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is not None and any(
+            definitions[-1].scope == "module" for definitions in info.name2fixturedefs.values()
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch):
     """No test sees the machine's LAUNCHPROV_*, AWS_* or OTEL_* variables, or a real AWS
@@ -80,6 +97,30 @@ def shared_botocore_loader():
     create = functools.cache(botocore.loaders.create_loader)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(botocore.session, "create_loader", create)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_botocore_client_classes(shared_botocore_loader):
+    """Every botocore client of one service model is of one class, made once in the process.
+
+    botocore makes a new class for each client (a method per operation, from the service model:
+    pure functions of the model, which the shared loader parses once). Instances, their
+    configuration, endpoint and event handlers stay per client. No test registers a
+    ``creating-client-class`` handler of its own, whose effect this would keep from the first.
+    """
+    make_class = botocore.client.ClientCreator._create_client_class
+    classes = {}
+
+    def shared_class(creator, service_name, service_model):
+        description = service_model._service_description  # kept below: its id stays its own
+        key = (service_name, id(description))
+        if key not in classes:
+            classes[key] = (description, make_class(creator, service_name, service_model))
+        return classes[key][1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.client.ClientCreator, "_create_client_class", shared_class)
         yield
 
 
