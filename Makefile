@@ -30,8 +30,8 @@ run: $(VENV)/.installed-sandbox
 	$(BIN)/pserve development.ini
 
 # The suite on one worker per core (pytest-xdist); `$(BIN)/pytest tests/...` runs part of it in
-# one process, as usual. loadgroup: a module's tests that share a module-scoped fixture run on one
-# worker, which sets it up once (tests/conftest.py); the rest are spread one by one.
+# one process, as usual. loadgroup: the tests of an e2e module run on one worker, which starts
+# its module's services once (tests/conftest.py); the rest are spread one by one.
 test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -39,7 +39,7 @@ test: $(VENV)/.installed-testing
 
 # The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
 test-fast: $(VENV)/.installed-testing
-	$(BIN)/pytest -q -n auto --dist loadgroup tests/unit
+	$(BIN)/pytest -q -n auto tests/unit
 
 # HAProxy (deploy/haproxy.cfg) in front of three waitress processes, redis-server and a moto
 # server: needs the Debian packages haproxy and redis-server (the tests skip without them).

@@ -60,18 +60,27 @@ def _default_amis_only() -> None:
 _default_amis_only()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """The tests of a module that share a module-scoped fixture (a pserve process, the IAM
-    recording, the sandbox app, a recorded cloud per driver) run on one worker under make
-    test's ``--dist loadgroup``: set up once, instead of once on each worker that runs one of
-    them. The other tests are spread one by one, as under ``--dist load``."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is not None and any(
-            definitions[-1].scope == "module" for definitions in info.name2fixturedefs.values()
-        ):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+def pytest_xdist_make_scheduler(config, log):
+    """make test's scheduler (``--dist loadgroup``): the tests of an e2e module run on one
+    worker, so that its module-scoped services (pserve processes, the IAM policy's recording,
+    the README's sandbox) start once instead of once on each worker that runs one of its tests.
+    The other tests are spread one by one, as under ``--dist load``.
+
+    xdist's own loadgroup reads the ``xdist_group`` marks through a node id suffix, which
+    pytest 9 no longer lets a plugin set: without this, loadgroup spreads every test.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class E2EModules(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module.startswith("tests/e2e/"):
+                return module
+            return super()._split_scope(nodeid)
+
+    return E2EModules(config, log)
 
 
 @pytest.fixture(autouse=True)
