@@ -60,6 +60,7 @@ def _default_amis_only() -> None:
 _default_amis_only()
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: -p no:xdist (make mutate) has none
 def pytest_xdist_make_scheduler(config, log):
     """make test's scheduler (``--dist loadgroup``): the tests of an e2e module run on one
     worker, so that its module-scoped services (pserve processes, the IAM policy's recording,
