@@ -65,21 +65,44 @@ def pytest_xdist_make_scheduler(config, log):
     """make test's scheduler (``--dist loadgroup``): the tests of an e2e module run on one
     worker, so that its module-scoped services (pserve processes, the IAM policy's recording,
     the README's sandbox) start once instead of once on each worker that runs one of its tests.
-    The other tests are spread one by one, as under ``--dist load``.
+    The other tests are spread as ``--dist load`` spreads them.
 
-    xdist's own loadgroup reads the ``xdist_group`` marks through a node id suffix, which
-    pytest 9 no longer lets a plugin set: without this, loadgroup spreads every test.
+    Not xdist's own loadgroup: it reads the ``xdist_group`` marks through a node id suffix that
+    pytest 9 no longer lets a plugin set, and, like loadscope, it keys tests by node id, so it
+    runs one of the cases that share a node id (schemathesis's, one per operation).
     """
     if config.getvalue("dist") != "loadgroup":
         return None
-    from xdist.scheduler import LoadGroupScheduling
+    from xdist.scheduler import LoadScheduling
 
-    class E2EModules(LoadGroupScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            if module.startswith("tests/e2e/"):
-                return module
-            return super()._split_scope(nodeid)
+    class E2EModules(LoadScheduling):
+        def schedule(self) -> None:
+            if self.collection is not None or not self._check_nodes_have_same_collection():
+                return super().schedule()
+            collection = next(iter(self.node2collection.values()))
+            modules: dict[str, list[int]] = {}
+            for index, nodeid in enumerate(collection):
+                module = nodeid.split("::", 1)[0]
+                if module.startswith("tests/e2e/"):
+                    modules.setdefault(module, []).append(index)
+            # Each module whole, the largest first, to the worker with the fewest tests so far;
+            # then LoadScheduling's own first chunks of the rest, and more as workers ask.
+            for indices in sorted(modules.values(), key=len, reverse=True):
+                node = min(self.nodes, key=lambda node: len(self.node2pending[node]))
+                self.node2pending[node].extend(indices)
+                node.send_runtest_some(indices)
+            grouped = {index for indices in modules.values() for index in indices}
+            rest = [index for index in range(len(collection)) if index not in grouped]
+            self.collection = collection
+            self.pending[:] = rest
+            if self.maxschedchunk is None:
+                self.maxschedchunk = len(collection)
+            chunk = max(min(len(rest) // len(self.nodes) // 4, self.maxschedchunk), 2)
+            for node in self.nodes:
+                self._send_tests(node, chunk)
+            if not self.pending:
+                for node in self.nodes:
+                    node.shutdown()
 
     return E2EModules(config, log)
 
