@@ -30,12 +30,13 @@ run: $(VENV)/.installed-sandbox
 	$(BIN)/pserve development.ini
 
 # The suite on one worker per core (pytest-xdist); `$(BIN)/pytest tests/...` runs part of it in
-# one process, as usual.
+# one process, as usual. loadgroup: the tests of an e2e module run on one worker, which starts
+# its module's services once (tests/conftest.py); the rest are spread one by one.
 test: $(VENV)/.installed-testing
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --dist loadgroup
 
 # The inner loop: the unit layer only (schemas, adapters against Stubber and the dummy driver).
 test-fast: $(VENV)/.installed-testing

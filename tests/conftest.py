@@ -15,7 +15,9 @@ Speed: two things cost most in a test that talks to moto, and both are shared he
   before), which holds every AMI the tests use; AMI validation works as before.
 * A boto3 client costs about 50 ms to make (botocore builds a class of some 800 methods for
   EC2). The clients the tests use to look at moto (``tests.support.ec2_client``) are made once per
-  endpoint and kept: a client holds no state of moto's, only how to reach it.
+  endpoint and kept: a client holds no state of moto's, only how to reach it. The clients each
+  app makes are its own, but their class is made once per service model
+  (:func:`shared_botocore_client_classes`): a third of an EC2 app's build.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import tempfile
 
+import botocore.client
 import botocore.loaders
 import botocore.session
 import moto.settings
@@ -57,6 +60,53 @@ def _default_amis_only() -> None:
 _default_amis_only()
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: -p no:xdist (make mutate) has none
+def pytest_xdist_make_scheduler(config, log):
+    """make test's scheduler (``--dist loadgroup``): the tests of an e2e module run on one
+    worker, so that its module-scoped services (pserve processes, the IAM policy's recording,
+    the README's sandbox) start once instead of once on each worker that runs one of its tests.
+    The other tests are spread as ``--dist load`` spreads them.
+
+    Not xdist's own loadgroup: it reads the ``xdist_group`` marks through a node id suffix that
+    pytest 9 no longer lets a plugin set, and, like loadscope, it keys tests by node id, so it
+    runs one of the cases that share a node id (schemathesis's, one per operation).
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScheduling
+
+    class E2EModules(LoadScheduling):
+        def schedule(self) -> None:
+            if self.collection is not None or not self._check_nodes_have_same_collection():
+                return super().schedule()
+            collection = next(iter(self.node2collection.values()))
+            modules: dict[str, list[int]] = {}
+            for index, nodeid in enumerate(collection):
+                module = nodeid.split("::", 1)[0]
+                if module.startswith("tests/e2e/"):
+                    modules.setdefault(module, []).append(index)
+            # Each module whole, the largest first, to the worker with the fewest tests so far;
+            # then LoadScheduling's own first chunks of the rest, and more as workers ask.
+            for indices in sorted(modules.values(), key=len, reverse=True):
+                node = min(self.nodes, key=lambda node: len(self.node2pending[node]))
+                self.node2pending[node].extend(indices)
+                node.send_runtest_some(indices)
+            grouped = {index for indices in modules.values() for index in indices}
+            rest = [index for index in range(len(collection)) if index not in grouped]
+            self.collection = collection
+            self.pending[:] = rest
+            if self.maxschedchunk is None:
+                self.maxschedchunk = len(collection)
+            chunk = max(min(len(rest) // len(self.nodes) // 4, self.maxschedchunk), 2)
+            for node in self.nodes:
+                self._send_tests(node, chunk)
+            if not self.pending:
+                for node in self.nodes:
+                    node.shutdown()
+
+    return E2EModules(config, log)
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch):
     """No test sees the machine's LAUNCHPROV_*, AWS_* or OTEL_* variables, or a real AWS
@@ -80,6 +130,30 @@ def shared_botocore_loader():
     create = functools.cache(botocore.loaders.create_loader)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(botocore.session, "create_loader", create)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_botocore_client_classes(shared_botocore_loader):
+    """Every botocore client of one service model is of one class, made once in the process.
+
+    botocore makes a new class for each client (a method per operation, from the service model:
+    pure functions of the model, which the shared loader parses once). Instances, their
+    configuration, endpoint and event handlers stay per client. No test registers a
+    ``creating-client-class`` handler of its own, whose effect this would keep from the first.
+    """
+    make_class = botocore.client.ClientCreator._create_client_class
+    classes = {}
+
+    def shared_class(creator, service_name, service_model):
+        description = service_model._service_description  # kept below: its id stays its own
+        key = (service_name, id(description))
+        if key not in classes:
+            classes[key] = (description, make_class(creator, service_name, service_model))
+        return classes[key][1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.client.ClientCreator, "_create_client_class", shared_class)
         yield
 
 

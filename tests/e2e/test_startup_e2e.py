@@ -81,7 +81,8 @@ def test_a_taken_port_is_one_line_naming_it_and_a_failure():
         port = taken.getsockname()[1]
         ini = Path(directory, "taken.ini")
         ini.write_text(
-            "[app:main]\nuse = egg:launchprov\nlaunchprov.ec2.sandbox = true\n"
+            "[app:main]\nuse = egg:launchprov\nlaunchprov.provider = libcloud\n"
+            "launchprov.libcloud.driver = dummy\n"
             "launchprov.auth.enabled = false\n\n"
             f"[server:main]\nuse = egg:launchprov#waitress\nlisten = 127.0.0.1:{port}\n"
         )

@@ -136,8 +136,24 @@ def test_botocore_starts_no_attempt_after_the_deadline():
         endpoint.close()
 
 
-def test_in_the_requests_thread_botocore_starts_no_attempt_that_could_end_after_the_deadline():
+class AttemptClock:
+    """The deadline's clock (launchprov.providers.deadline) for a test: each request the
+    endpoint has received takes one second of the deadline, however long the attempts take on a
+    loaded machine."""
+
+    def __init__(self, endpoint: SlowEndpoint):
+        self.endpoint = endpoint
+
+    def monotonic(self) -> float:
+        return 1000.0 + len(self.endpoint.requests)
+
+
+def test_in_the_requests_thread_botocore_starts_no_attempt_that_could_end_after_the_deadline(
+    monkeypatch,
+):
     endpoint = SlowEndpoint(hold=30)
+    clock = AttemptClock(endpoint)
+    monkeypatch.setattr(deadline, "time", clock)
     settings = {
         "launchprov.provider": "ec2",
         "launchprov.ec2.endpoint_url": endpoint.url,
@@ -148,23 +164,27 @@ def test_in_the_requests_thread_botocore_starts_no_attempt_that_could_end_after_
     }
     provider = create_provider(load(settings, environ={}))
     try:
-        # The first attempt (0.6 s and a pause of up to 1 s) fits in 2 s; the second, 0.6 s and
-        # up to 2 s, does not fit in what is left: it is never sent, and the answer comes
-        # before the deadline.
-        started = time.monotonic()
+        # 2 s are left: the first attempt (0.6 s and a pause of up to 1 s) fits; after it, 1 s
+        # is left, and the second (0.6 s and up to 2 s) does not fit: it is never sent, and the
+        # answer comes within the first attempt's bound, before the deadline.
         with (
-            deadline.until(started + 2.0, inline=True),
+            deadline.until(clock.monotonic() + 2.0, inline=True),
             pytest.raises(ProviderError) as caught,
         ):
             provider.launch(LAUNCH)
-        assert time.monotonic() - started < 2.0
         assert endpoint.actions() == ["RunInstances"]
         assert (caught.value.code, caught.value.outcome) == (ProviderError.TIMEOUT, "unknown")
+        assert caught.value.message == (
+            "no further attempt: 1.0 s are left of the request's deadline, and an attempt may "
+            "take 2.6 s"
+        )
         # Handed off to a thread that the request stops waiting for at the deadline, the same
-        # call starts a second attempt before the deadline.
-        with deadline.until(time.monotonic() + 2.0), pytest.raises(ProviderError):
+        # call starts the second attempt with the same 1 s left (and no third: the deadline
+        # has passed by then).
+        with deadline.until(clock.monotonic() + 2.0), pytest.raises(ProviderError) as caught:
             provider.launch(LAUNCH)
-        assert endpoint.actions()[1:3] == ["RunInstances", "RunInstances"]
+        assert endpoint.actions() == ["RunInstances"] * 3
+        assert "the request's deadline has passed" in caught.value.message
     finally:
         endpoint.close()
 
