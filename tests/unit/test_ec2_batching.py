@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -32,6 +31,7 @@ from tests.support import (
     free_port,
     instance_states,
     run_instances,
+    threads,
 )
 
 MISSING = "i-0123456789abcdef0"
@@ -194,7 +194,7 @@ def test_a_request_whose_deadline_passes_in_a_batch_gets_the_timeout_not_a_500(m
 
     adapter.client(REGION).meta.events.register("before-call.ec2.DescribeInstances", held)
     batches = adapter._describe_batcher._open
-    with ThreadPoolExecutor(1) as pool:
+    with threads(1) as pool:
         leader = pool.submit(adapter.describe, ids[0], REGION)
         end = time.monotonic() + 10
         while REGION not in batches:  # the first describe opened the batch
