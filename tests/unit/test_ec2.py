@@ -322,3 +322,15 @@ def test_a_state_ec2_refuses_the_action_in_is_the_409_in_ec2s_words(ec2_message,
         with pytest.raises(InvalidState) as raised:
             provider.stop(instance_id, "us-east-1")
     assert raised.value.message == (message or ec2_message)
+
+
+@pytest.mark.parametrize(
+    "state", [{"Name": "hibernating"}, None], ids=["new-to-launchprov", "none"]
+)
+def test_a_state_launchprov_does_not_know_is_unknown(state):
+    instance_id = "i-0123456789abcdef0"
+    provider = make_provider(**{"launchprov.batch.idle_ms": "0"})
+    raw = {"InstanceId": instance_id, **({"State": state} if state else {})}
+    with Stubber(provider.client("us-east-1")) as stubber:
+        stubber.add_response("describe_instances", {"Reservations": [{"Instances": [raw]}]})
+        assert provider.describe(instance_id, "us-east-1").state == "unknown"
