@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import threading
@@ -139,8 +140,22 @@ def concurrently(function, arguments: list) -> list:
         except Exception as exc:  # the test looks at what each request got
             return exc
 
-    with ThreadPoolExecutor(len(arguments)) as pool:
+    with threads(len(arguments)) as pool:
         return list(pool.map(one, arguments, timeout=CONCURRENT_DEADLINE))
+
+
+@contextlib.contextmanager
+def threads(count: int):
+    """A thread pool of ``count`` threads that, when the test fails, is not waited for: a call
+    that never returns (a batch never answered) fails the test at its deadline instead of
+    hanging it in the pool's exit."""
+    pool = ThreadPoolExecutor(count)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def serve_in_thread(server) -> threading.Thread:

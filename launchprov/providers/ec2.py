@@ -710,7 +710,9 @@ class EC2Provider:
 
     def describe(self, instance_id: str, region: str) -> Instance:
         if self._describe_batcher.enabled:
-            instance = self._describe_batcher.submit(region, instance_id)
+            instance = self._batched(
+                self._describe_batcher, "describe_instances", region, instance_id
+            )
             if instance is not None:
                 return instance
         # Alone: batching is off, or the batch did not return the id (an instance just launched
@@ -720,6 +722,15 @@ class EC2Provider:
             for raw in reservation["Instances"]:
                 return to_instance(raw)
         raise InstanceNotFound(NAME, instance_id)
+
+    def _batched(self, batcher: Batcher, operation: str, key, item_id: str):
+        """``batcher.submit(key, item_id)``; a request whose deadline passes while it waits for
+        the batch's call (made in another request's thread) gets the provider's time-out, as if
+        it had made the call itself (a termination's outcome: unknown)."""
+        try:
+            return batcher.submit(key, item_id)
+        except DeadlinePassed as exc:
+            raise self._error(operation, exc) from exc
 
     def _describe_many(self, region: str, ids: list[str]) -> dict[str, Instance]:
         """One DescribeInstances for a batch, by an instance-id filter: unlike InstanceIds, a
@@ -759,7 +770,9 @@ class EC2Provider:
     def list_instances(self, query: InstanceQuery) -> InstancePage:
         if self._lookup_batcher.enabled and batchable(query):
             value = query.tags[query.batch_by][0]
-            found = self._lookup_batcher.submit(lookup_key(query), value)
+            found = self._batched(
+                self._lookup_batcher, "describe_instances", lookup_key(query), value
+            )
             if len(found) <= query.limit:
                 return InstancePage(sorted(found, key=paging.by_id), None)
         return self._list_alone(query)
@@ -837,8 +850,8 @@ class EC2Provider:
         instance = self.describe(instance_id, region)
         if not needs_call(NAME, instance, "terminate"):
             return instance
-        batched = self._terminate_batcher.enabled and self._terminate_batcher.submit(
-            region, instance_id
+        batched = self._terminate_batcher.enabled and self._batched(
+            self._terminate_batcher, "terminate_instances", region, instance_id
         )
         if not batched:
             self._call(region, "terminate_instances", instance_id, InstanceIds=[instance_id])

@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from launchprov.providers import deadline
 from launchprov.providers.batching import OFF, Batcher, BatchSettings
 from launchprov.providers.interface import ProviderError
+from tests.support import threads
 
 DEADLINE = 10.0
 NEVER = 60.0
@@ -59,7 +59,7 @@ def submit_all(batcher: Batcher, requests: list[tuple[str, str]]):
         except Exception as exc:  # the test looks at what each request got
             return exc
 
-    with ThreadPoolExecutor(len(requests)) as pool:
+    with threads(len(requests)) as pool:
         return list(pool.map(one, requests, timeout=DEADLINE))
 
 
@@ -75,7 +75,7 @@ def test_concurrent_requests_make_one_call_with_the_union_of_ids():
 def test_two_requests_for_one_id_share_it():
     execute = Recorder()
     batcher = Batcher("describe", execute, BatchSettings(idle=NEVER, max_wait=NEVER, max_ids=2))
-    with ThreadPoolExecutor(3) as pool:
+    with threads(3) as pool:
         first = [pool.submit(batcher.submit, "r", "i-1") for _ in range(2)]
         wait_for(lambda: open_requests(batcher, "r") == 2, "two requests joined")
         last = pool.submit(batcher.submit, "r", "i-2")  # the second id closes it
@@ -119,7 +119,7 @@ def test_regions_are_batched_apart():
 def test_a_lone_request_is_answered_when_the_window_closes(settings):
     execute = Recorder()
     batcher = Batcher("describe", execute, settings)
-    with ThreadPoolExecutor(1) as pool:
+    with threads(1) as pool:
         assert pool.submit(batcher.submit, "r", "i-1").result(DEADLINE) == "r/i-1"
     assert execute.calls == [("r", ["i-1"])]
 
@@ -141,14 +141,15 @@ def test_zero_idle_turns_batching_off():
             "launchprov.batch.max_ids": 5,
         }
     ).enabled
+    # Each setting read, in milliseconds (values other than the defaults).
     on = BatchSettings.from_settings(
         {
-            "launchprov.batch.idle_ms": 10,
-            "launchprov.batch.max_ms": 100,
+            "launchprov.batch.idle_ms": 20,
+            "launchprov.batch.max_ms": 250,
             "launchprov.batch.max_ids": 5,
         }
     )
-    assert on == BatchSettings(idle=0.010, max_wait=0.100, max_ids=5)
+    assert on == BatchSettings(idle=0.020, max_wait=0.250, max_ids=5)
 
 
 # -- the window, on a clock the test moves ----------------------------------------------------
@@ -197,7 +198,7 @@ def window():
     clock = SteppedClock()
     settings = BatchSettings(idle=IDLE, max_wait=MAX_WAIT, max_ids=500)
     batcher = Batcher("describe", execute, settings, clock=clock)
-    with ThreadPoolExecutor(4) as pool:
+    with threads(4) as pool:
         try:
             yield batcher, execute, clock, pool
         finally:
@@ -268,7 +269,7 @@ def test_a_request_answered_by_its_own_thread_waits_for_a_batch_no_longer_than_i
     # The batch stays open for company (idle NEVER) until the second id fills it (max_ids 2):
     # with a short idle it could close before the check below ever saw it open.
     batcher = Batcher("describe", slow, BatchSettings(idle=NEVER, max_wait=NEVER, max_ids=2))
-    with ThreadPoolExecutor(1) as pool:
+    with threads(1) as pool:
         leader = pool.submit(batcher.submit, "us-east-1", "i-1")
         wait_for(lambda: open_requests(batcher, "us-east-1") == 1, "the batch is open")
         started = time.monotonic()

@@ -19,7 +19,14 @@ from botocore.stub import Stubber
 from zope.interface.verify import verifyClass, verifyObject
 
 from launchprov.providers.ec2 import EC2Provider, provider_error, run_instances_params
-from launchprov.providers.interface import IProvider, LaunchRequest, ProviderError
+from launchprov.providers.interface import (
+    IdempotencyConflict,
+    InstanceNotFound,
+    InvalidState,
+    IProvider,
+    LaunchRequest,
+    ProviderError,
+)
 from launchprov.settings import load
 from tests.support import launch_request
 
@@ -253,3 +260,77 @@ def test_one_client_per_region_shared_by_every_thread():
     assert len(seen) == 8 and len({id(client) for client in seen}) == 1
     assert provider.client("us-east-1") is provider.client("us-east-1")
     assert provider.client("us-east-1") is not provider.client("eu-west-1")
+
+
+def test_an_id_ec2_does_not_know_is_the_404_naming_the_provider_and_the_id():
+    provider = make_provider(**{"launchprov.batch.idle_ms": "0"})
+    with Stubber(provider.client("us-east-1")) as stubber:
+        stubber.add_client_error(
+            "describe_instances",
+            service_error_code="InvalidInstanceID.NotFound",
+            service_message="The instance ID 'i-0123456789abcdef0' does not exist",
+            expected_params={"InstanceIds": ["i-0123456789abcdef0"]},
+        )
+        with pytest.raises(InstanceNotFound) as raised:
+            provider.describe("i-0123456789abcdef0", "us-east-1")
+    assert raised.value.message == "the ec2 provider knows no instance i-0123456789abcdef0"
+
+
+@pytest.mark.parametrize(
+    ("ec2_message", "message"),
+    [
+        ("Arguments on this idempotent request are inconsistent", None),
+        ("", "IdempotentParameterMismatch"),  # no words from EC2: its code says it
+    ],
+    ids=["ec2s-words", "no-words"],
+)
+def test_a_client_token_reused_with_other_parameters_is_the_409_in_ec2s_words(ec2_message, message):
+    provider = make_provider()
+    with Stubber(provider.client("us-west-2")) as stubber:
+        stubber.add_client_error(
+            "run_instances",
+            service_error_code="IdempotentParameterMismatch",
+            service_message=ec2_message,
+        )
+        with pytest.raises(IdempotencyConflict) as raised:
+            provider.launch(FULL)
+    assert raised.value.message == (message or ec2_message)
+
+
+@pytest.mark.parametrize(
+    ("ec2_message", "message"),
+    [
+        ("The instance 'i-0123456789abcdef0' is not in a state from which it can be stopped", None),
+        ("", "IncorrectInstanceState"),  # no words from EC2: its code says it
+    ],
+    ids=["ec2s-words", "no-words"],
+)
+def test_a_state_ec2_refuses_the_action_in_is_the_409_in_ec2s_words(ec2_message, message):
+    instance_id = "i-0123456789abcdef0"
+    provider = make_provider(**{"launchprov.batch.idle_ms": "0"})
+    running = {
+        "Reservations": [{"Instances": [{"InstanceId": instance_id, "State": {"Name": "running"}}]}]
+    }
+    with Stubber(provider.client("us-east-1")) as stubber:
+        stubber.add_response("describe_instances", running, {"InstanceIds": [instance_id]})
+        stubber.add_client_error(
+            "stop_instances",
+            service_error_code="IncorrectInstanceState",
+            service_message=ec2_message,
+            expected_params={"InstanceIds": [instance_id]},
+        )
+        with pytest.raises(InvalidState) as raised:
+            provider.stop(instance_id, "us-east-1")
+    assert raised.value.message == (message or ec2_message)
+
+
+@pytest.mark.parametrize(
+    "state", [{"Name": "hibernating"}, None], ids=["new-to-launchprov", "none"]
+)
+def test_a_state_launchprov_does_not_know_is_unknown(state):
+    instance_id = "i-0123456789abcdef0"
+    provider = make_provider(**{"launchprov.batch.idle_ms": "0"})
+    raw = {"InstanceId": instance_id, **({"State": state} if state else {})}
+    with Stubber(provider.client("us-east-1")) as stubber:
+        stubber.add_response("describe_instances", {"Reservations": [{"Instances": [raw]}]})
+        assert provider.describe(instance_id, "us-east-1").state == "unknown"

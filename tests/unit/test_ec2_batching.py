@@ -7,11 +7,14 @@ share a call is decided by the test, not by timing. Calls are counted where they
 from __future__ import annotations
 
 import collections
+import threading
+import time
 
 import pytest
 
 from launchprov.launching import CALLER_TAG, CLIENT_TOKEN_TAG
 from launchprov.metrics import MeteredProvider, Metrics
+from launchprov.providers import deadline
 from launchprov.providers.ec2 import EC2Provider
 from launchprov.providers.interface import (
     InstanceNotFound,
@@ -28,6 +31,7 @@ from tests.support import (
     free_port,
     instance_states,
     run_instances,
+    threads,
 )
 
 MISSING = "i-0123456789abcdef0"
@@ -175,3 +179,36 @@ def test_a_listing_without_batch_by_is_never_batched(moto_ec2):
     page = adapter.list_instances(InstanceQuery(region=REGION, tags={"role": ("web",)}))
     assert [item.id for item in page.instances] == ids
     assert calls == {"DescribeInstances": 1}
+
+
+def test_a_request_whose_deadline_passes_in_a_batch_gets_the_timeout_not_a_500(moto_ec2):
+    """A describe answered in its request's own thread (inline) that joins a batch whose call
+    is still at EC2 when its deadline comes: the provider's time-out (the 408), not a bare
+    exception (the 500)."""
+    ids = run_instances(moto_ec2, 2)
+    adapter = provider(max_ids=2)
+    release = threading.Event()
+
+    def held(**_):  # the batch's DescribeInstances stays at EC2 until the test is done
+        release.wait(10)
+
+    adapter.client(REGION).meta.events.register("before-call.ec2.DescribeInstances", held)
+    batches = adapter._describe_batcher._open
+    with threads(1) as pool:
+        leader = pool.submit(adapter.describe, ids[0], REGION)
+        end = time.monotonic() + 10
+        while REGION not in batches:  # the first describe opened the batch
+            assert time.monotonic() < end, "the batch never opened"
+            time.sleep(0.005)  # polling interval: the check decides
+        try:
+            with (
+                deadline.until(time.monotonic() + 0.2, inline=True),
+                pytest.raises(ProviderError) as caught,
+            ):
+                adapter.describe(ids[1], REGION)  # fills the batch: its call starts
+        finally:
+            release.set()
+        assert leader.result(10).id == ids[0]
+    assert caught.value.code == ProviderError.TIMEOUT
+    assert caught.value.retryable
+    assert "batched describe" in caught.value.message

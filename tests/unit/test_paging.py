@@ -307,6 +307,8 @@ GOOD = {"t": "x", "m": 5, "c": None, "r": [], "d": 1.0, "q": SCOPE}
         "not base64 !",
         "eyJ0IjoxfQ",  # {"t":1}, not compressed
         raw_token({"t": 1}),
+        raw_token({**GOOD, "t": 7}),  # EC2's NextToken is a string
+        raw_token({**GOOD, "t": "x" * 70_000}),  # inflates beyond 64 KiB: read no further
         raw_token({**GOOD, "m": -1}),
         raw_token({**GOOD, "c": 7}),
         raw_token({**GOOD, "c": "i-1", "m": 0}),
@@ -321,15 +323,21 @@ GOOD = {"t": "x", "m": 5, "c": None, "r": [], "d": 1.0, "q": SCOPE}
 )
 def test_tokens_not_made_here_are_refused(token):
     assert decode_token(raw_token(GOOD), SCOPE) == Position("x", 5, None, [], 1.0)
-    with pytest.raises(InvalidPageToken, match="not a page token"):
+    with pytest.raises(InvalidPageToken, match=r"\Anot a page token of this service\Z"):
         decode_token(token, SCOPE)
+
+
+def test_a_token_at_the_greatest_density_learned_is_taken_back():
+    # _new_page never learns more than paging._MAX_DENSITY instances a unit.
+    position = Position("x", 5, None, [], paging._MAX_DENSITY)
+    assert decode_token(encode_token(position, SCOPE), SCOPE) == position
 
 
 def test_a_token_naming_a_page_size_the_provider_refuses_is_refused():
     cloud = Reservations([5] * 3)
     token = encode_token(Position(None, 1001, "i-1"), SCOPE)
 
-    with pytest.raises(InvalidPageToken, match="not a page token"):
+    with pytest.raises(InvalidPageToken, match=r"\Anot a page token of this service\Z"):
         page(cloud.fetch, 2, token, SCOPE, ec2_common.LISTING_PAGES, same, cloud.fetch_ids)
     assert cloud.calls == 0
 
@@ -338,9 +346,15 @@ def test_a_token_of_another_query_is_refused():
     other = scope_of(InstanceQuery("us-east-1", states=("running",)))
     token = encode_token(Position("x", 5, "i-1"), other)
 
-    with pytest.raises(InvalidPageToken, match="another query"):
+    with pytest.raises(
+        InvalidPageToken,
+        match=r"\Aa token of another query: send the same filters as for the first page, or none\Z",
+    ):
         decode_token(token, SCOPE)
-    with pytest.raises(InvalidPageToken, match="another query"):
+    with pytest.raises(
+        InvalidPageToken,
+        match=r"\Aa token of another query: send the same filters as for the first page, or none\Z",
+    ):
         page(Provider(items(9), [5]).fetch, 2, token, SCOPE, ANY, same)
 
 
@@ -364,6 +378,8 @@ def test_the_scope_is_the_filters_not_the_limit_nor_their_order():
         InstanceQuery("us-east-1", tag_keys=("a",)),
     ]
     assert len({scope_of(query), *map(scope_of, others)}) == 1 + len(others)
+    # One field changed, the rest the same.
+    assert scope_of(dataclasses.replace(query, tags={"a": ("1", "3")})) != scope_of(query)
     assert scope_of(query, expired=True) != scope_of(query, expired=False) != scope_of(query)
 
 
