@@ -105,8 +105,9 @@ class Answer:
 
 
 def _location(request) -> str:
-    """Where the parameters of the request came from: body or querystring."""
-    return getattr(request, "params_location", "body")
+    """Where the parameters of the request came from: body or querystring. A view that reads a
+    body (read_params) records where it found them; every other route reads its query string."""
+    return getattr(request, "params_location", "querystring")
 
 
 def _unsupported_parameters(exc: UnsupportedParameters, request) -> Answer:
