@@ -308,3 +308,11 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_not_told(caplog):
     [record] = caplog.records
     assert record.getMessage() == "unexpected error answering PUT /v1/launch"
     assert record.exc_info[1] is failure
+
+
+def test_capacity_exhausted_retries_when_the_first_offering_comes_back_even_sooner():
+    """Sooner than launchprov.retry_after (7 here): the offering is known out for 2.5 s only."""
+    exc = CapacityExhausted(
+        "ec2", [Attempt(0, ("t3.large", "us-east-1a"), "InsufficientInstanceCapacity", True, 2.5)]
+    )
+    assert errors.error_view(exc, request()).headers["Retry-After"] == "3"
