@@ -105,8 +105,9 @@ class Answer:
 
 
 def _location(request) -> str:
-    """Where the parameters of the request came from: body or querystring."""
-    return getattr(request, "params_location", "body")
+    """Where the parameters of the request came from: body or querystring. A view that reads a
+    body (read_params) records where it found them; every other route reads its query string."""
+    return getattr(request, "params_location", "querystring")
 
 
 def _unsupported_parameters(exc: UnsupportedParameters, request) -> Answer:
@@ -243,12 +244,10 @@ ERRORS: dict[type[BaseException], Callable[[Any, Any], Answer]] = {
 
 
 def answer_for(exc: BaseException, request) -> Answer:
-    """The :data:`ERRORS` entry of the most specific class of ``exc``."""
-    for kind in type(exc).__mro__:
-        answer = ERRORS.get(kind)
-        if answer is not None:
-            return answer(exc, request)
-    return _unexpected(exc, request)
+    """The :data:`ERRORS` entry of the most specific class of ``exc`` (at worst
+    ``Exception``'s: the exception views answer nothing that is not one)."""
+    answer = next(ERRORS[kind] for kind in type(exc).__mro__ if kind in ERRORS)
+    return answer(exc, request)
 
 
 def error_view(exc, request):

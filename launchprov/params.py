@@ -49,7 +49,7 @@ def _reject_constant(name: str):
 
 def _decode(raw: bytes, location: str = "body") -> str:
     try:
-        return raw.decode("utf-8")
+        return raw.decode()  # UTF-8, strictly: bytes.decode's defaults
     except UnicodeDecodeError as exc:
         message = f"the {location} is not valid UTF-8 (byte {exc.start})"
         raise InvalidParameters(message, [detail(location, "", message)]) from None
@@ -76,7 +76,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 def parse_text_pairs(text: str, location: str) -> dict[str, list[str]]:
     """Decode ``a=1&b=2&b=3`` into ``{"a": ["1"], "b": ["2", "3"]}``."""
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        # Percent-escapes decode as UTF-8 (parse_qsl's default), strictly (not its default).
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         message = f"the {location} is not valid UTF-8 once percent-decoded"
         raise InvalidParameters(message, [detail(location, "", message)]) from None
@@ -115,9 +116,9 @@ def read_params(request, max_body_size: int) -> Params:
         message = "give parameters in the body or in the query string, not both"
         raise InvalidParameters(message, [detail("querystring", "", message)])
 
-    charset = (request.charset or "utf-8").lower()
-    if content_type in (JSON, FORM) and charset not in ("utf-8", "utf8"):
-        raise UnsupportedMediaType(f"charset {charset} is not supported; send UTF-8")
+    # WebOb reads every spelling of UTF-8 (utf8, Utf-8...), and no charset at all, as "UTF-8".
+    if content_type in (JSON, FORM) and request.charset != "UTF-8":
+        raise UnsupportedMediaType(f"charset {request.charset} is not supported; send UTF-8")
     if content_type == JSON:
         return Params("body", False, parse_json_object(body))
     if content_type == FORM:

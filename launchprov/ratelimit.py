@@ -85,7 +85,7 @@ class RateLimits:
         self,
         limits: dict[str, tuple[RateLimitItem, ...]],
         launch_limits: dict[str, tuple[RateLimitItem, ...]],
-        storage_uri: str = "memory://",
+        storage_uri: str,
         metrics=None,
         clock: Callable[[], float] = time.monotonic,
         auth_failures: tuple[RateLimitItem, ...] = (),
@@ -145,15 +145,13 @@ class RateLimits:
 
     def limits_of(self, caller: str, launch: bool) -> list[tuple[str, RateLimitItem]]:
         """(scope, limit) pairs a request of ``caller`` counts against, the launches' first."""
-        scoped = []
+        launches = ()
         if launch:
-            items = self.launch_limits.get(caller, self.launch_limits.get("default", ()))
-            scoped += [(LAUNCHES, item) for item in items]
-        items = self.limits.get(caller, self.limits.get("default", ()))
-        scoped += [(REQUESTS, item) for item in items]
-        return scoped
+            launches = self.launch_limits.get(caller, self.launch_limits.get("default", ()))
+        requests = self.limits.get(caller, self.limits.get("default", ()))
+        return [(LAUNCHES, item) for item in launches] + [(REQUESTS, item) for item in requests]
 
-    def check(self, caller: str, launch: bool = False) -> Verdict | None:
+    def check(self, caller: str, launch: bool) -> Verdict | None:
         """Count one request of ``caller``; None when no limit applies or the storage is down.
 
         Limits are hit in order and the first one exceeded refuses the request (the ones before
@@ -293,7 +291,8 @@ def rate_limited_view(view, info):
     """View deriver: count the request against its caller's limits before the view runs."""
     route = info.options.get("route_name")
     limits: RateLimits = info.registry.launchprov_ratelimits
-    if info.exception_only or route is None or route in UNLIMITED_ROUTES or not limits.configured:
+    # Exception views have no route: the error view of a request is no second request.
+    if route is None or route in UNLIMITED_ROUTES or not limits.configured:
         return view
     launch = route in LAUNCH_ROUTES
 

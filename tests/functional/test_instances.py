@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from launchprov.providers import paging
+from tests.functional.conftest import BACKENDS
 from tests.support import GOOD_AMI, assert_error_body, detail_names, seed_account
 
 INSTANCE_KEYS = {
@@ -224,6 +225,20 @@ def test_bad_list_queries_are_400(backend, query, name):
     error = assert_error_body(backend.app.get(f"/v1/instances?{query}", status="*"), 400)
     assert detail_names(error) == [name]
     assert error["details"][0]["location"] == "querystring"
+
+
+def test_a_region_the_provider_does_not_know_is_a_400_naming_the_query_string(request):
+    """Well formed, so past the schema: libcloud's EC2 driver is the one to refuse it."""
+    backend = BACKENDS["libcloud-ec2"](request)
+    for path in ("/v1/instances", f"/v1/instances/{backend.missing_id}"):
+        response = backend.app.get(f"{path}?region=xx-nowhere-9", status="*")
+        assert assert_error_body(response, 400)["details"] == [
+            {
+                "location": "querystring",
+                "name": "region",
+                "description": "libcloud's EC2 driver does not know region xx-nowhere-9",
+            }
+        ]
 
 
 # -- actions ----------------------------------------------------------------------------------

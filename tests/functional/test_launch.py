@@ -102,8 +102,9 @@ def test_body_too_large(backend):
 
 def test_wrong_method_is_405_with_allow(backend):
     response = backend.app.get("/v1/launch", status="*")
-    assert_error_body(response, 405)
+    body = assert_error_body(response, 405)
     assert response.headers["Allow"] == "PUT"
+    assert body["message"] == "GET is not allowed on /v1/launch; use PUT"
 
 
 def test_unknown_path_is_404(backend):

@@ -38,12 +38,17 @@ def launch(app, headers, status="*"):
     )
 
 
-def assert_refused(response, limit: int, window: int):
+def assert_refused(
+    response, limit: int, window: int, caller: str = "anonymous", scope: str = "requests"
+):
     body = assert_error_body(response, 429)
-    assert "rate limit" in body["message"]
-    assert body["details"][0]["location"] == "caller"
-    assert int(response.headers["Retry-After"]) >= 1
-    assert int(response.headers["Retry-After"]) <= window
+    retry_after = response.headers["Retry-After"]
+    assert 1 <= int(retry_after) <= window
+    described = f"{limit} {scope} per {window} s"
+    assert body["message"] == (
+        f"rate limit of caller {caller} exceeded: {described}; retry after {retry_after} s"
+    )
+    assert body["details"] == [{"location": "caller", "name": caller, "description": described}]
     assert response.headers["RateLimit-Limit"] == str(limit)
     assert response.headers["RateLimit-Remaining"] == "0"
     assert 0 <= int(response.headers["RateLimit-Reset"]) <= window
@@ -68,11 +73,15 @@ def test_over_the_limit_is_a_429_with_headers_and_no_provider_call(limited):
     for _ in range(3):
         response = limited.get("/v1/instances", headers=WEB, status=200)
         assert response.headers["RateLimit-Limit"] == "3"
+        assert response.headers["RateLimit-Policy"] == "3;w=60"
+        assert 0 < int(response.headers["RateLimit-Reset"]) <= 60
         remaining.append(int(response.headers["RateLimit-Remaining"]))
     assert remaining == [2, 1, 0]
     calls = metric(limited, "launchprov_provider_calls_total")
-    assert_refused(limited.get("/v1/instances", headers=WEB, status="*"), 3, 60)
-    assert_refused(limited.get("/v1/instances/i-0123456789abcdef0", headers=WEB, status="*"), 3, 60)
+    assert_refused(limited.get("/v1/instances", headers=WEB, status="*"), 3, 60, "web")
+    assert_refused(
+        limited.get("/v1/instances/i-0123456789abcdef0", headers=WEB, status="*"), 3, 60, "web"
+    )
     assert metric(limited, "launchprov_provider_calls_total") == calls
     assert metric(limited, "launchprov_ratelimit_refused_total") == 2
 
@@ -84,14 +93,12 @@ def test_each_caller_has_its_own_counter_and_limit(limited):
     # batch has the default, 5 a minute, untouched by web's requests.
     for _ in range(5):
         limited.get("/v1/instances", headers=BATCH, status=200)
-    assert_refused(limited.get("/v1/instances", headers=BATCH, status="*"), 5, 60)
+    assert_refused(limited.get("/v1/instances", headers=BATCH, status="*"), 5, 60, "batch")
 
 
 def test_launches_have_their_own_lower_limit(limited, moto_ec2):
     assert launch(limited, BATCH).status_int == 200
-    refused = launch(limited, BATCH)
-    assert_refused(refused, 1, 60)
-    assert "launches" in refused.json["message"]
+    assert_refused(launch(limited, BATCH), 1, 60, "batch", "launches")
     # Only the first launch reached EC2.
     reservations = moto_ec2.describe_instances()["Reservations"]
     assert sum(len(item["Instances"]) for item in reservations) == 1
@@ -107,6 +114,20 @@ def test_probes_metrics_and_the_document_are_never_limited(moto_ec2, path):
         assert "RateLimit-Limit" not in response.headers
     app.get("/v1/instances", status=200)
     app.get("/v1/instances", status=429)
+
+
+def test_a_request_answered_with_an_error_counts_once(limited):
+    """The error view of a refused or failed request is no second request."""
+    for _ in range(3):
+        limited.get("/v1/instances/i-0123456789abcdef0", headers=WEB, status=404)
+    assert_refused(limited.get("/v1/instances", headers=WEB, status="*"), 3, 60, "web")
+
+
+def test_a_request_without_a_caller_counts_against_no_callers_limits(limited):
+    """A route's 405 needs no token; without one there is no caller to count it against."""
+    for _ in range(6):  # more than the default limit of 5
+        assert_error_body(limited.patch("/v1/instances", status="*"), 405)
+    limited.get("/v1/instances", headers=WEB, status=200)
 
 
 def test_an_empty_limit_exempts_a_caller(moto_ec2):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import types
 
 import pytest
 from pyramid import testing
 from pyramid.httpexceptions import HTTPForbidden, HTTPMethodNotAllowed, HTTPNotFound
+from pyramid.security import Denied
 
 from launchprov import errors
 from launchprov.auth import TooManyFailures
@@ -181,3 +183,136 @@ def test_a_partial_launch_names_each_instance_it_created():
         errors.error_view(ProviderError("ec2", "Timeout", "x"), request()).json_body["details"]
         == []
     )
+
+
+def test_what_a_provider_cannot_honour_is_named_where_it_was_given():
+    exc = UnsupportedParameters("dummy", {"key_name": "no key pairs", "iam": "no profiles"})
+    in_body = request()
+    in_body.params_location = "body"
+    body = errors.error_view(exc, in_body).json_body
+    assert (body["status"], body["message"]) == (
+        400,
+        "the dummy provider cannot honour: iam, key_name",
+    )
+    assert body["details"] == [
+        detail("body", "iam", "no profiles"),
+        detail("body", "key_name", "no key pairs"),
+    ]
+    # A request that read no body (GET, DELETE, POST of an instance): its query string.
+    queried = errors.error_view(exc, request()).json_body
+    assert [item["location"] for item in queried["details"]] == ["querystring"] * 2
+
+
+def test_a_provider_failure_is_logged_and_worded_by_its_outcome(caplog):
+    caplog.set_level(logging.WARNING, logger="launchprov.errors")
+    failed = ProviderError("ec2", "Throttling", "slow down", retryable=True)
+    assert errors.error_view(failed, request()).json_body["message"] == (
+        "the ec2 provider failed: Throttling"
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        "provider call failed: ec2 Throttling: slow down"
+    ]
+    unknown = ProviderError("ec2", "Timeout", "x", outcome="unknown", operation="terminate")
+    assert errors.error_view(unknown, request()).json_body["message"] == (
+        "the ec2 provider failed: Timeout; the terminate may have been carried out "
+        "(see provider.message)"
+    )
+    launch = ProviderError("ec2", "Timeout", "x", outcome="unknown")
+    assert errors.error_view(launch, request()).json_body["message"] == (
+        "the ec2 provider failed: Timeout; the launch may have started instances "
+        "(see provider.message)"
+    )
+    partial = ProviderError("ec2", "Timeout", "x", outcome="partial", instances=("i-1",))
+    assert errors.error_view(partial, request()).json_body["message"] == (
+        "the ec2 provider failed: Timeout; the launch created 1 instance(s), named in details "
+        "(see provider.message)"
+    )
+
+
+@pytest.mark.parametrize(("given", "header"), [(12.2, "13"), (3, "7"), (None, "7")])
+def test_the_providers_retry_after_is_kept_never_shortened(given, header):
+    exc = ProviderError("ec2", "Throttling", "x", retryable=True, retry_after=given)
+    assert errors.error_view(exc, request()).headers["Retry-After"] == header
+
+
+def test_a_busy_provider_says_so_in_its_message():
+    response = errors.error_view(ProviderBusy("ec2", 12, "the ec2 provider is busy"), request())
+    assert response.json_body["message"] == "the ec2 provider is busy"
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (HTTPForbidden(result=Denied("the token is unknown")), "the token is unknown"),
+        (HTTPForbidden(detail="no caller"), "no caller"),
+        (HTTPForbidden(), "Forbidden"),
+    ],
+)
+def test_the_401_says_why(exc, message):
+    response = errors.error_view(exc, request())
+    assert response.status_int == 401
+    assert response.json_body["message"] == message
+    assert response.json_body["details"] == [detail("header", "Authorization", message)]
+
+
+def test_a_known_route_asked_with_another_method_is_a_405_naming_the_methods():
+    exc = HTTPMethodNotAllowed(detail="PATCH is not allowed", headers={"Allow": "GET, DELETE"})
+    response = errors.error_view(exc, request())
+    assert response.status_int == 405
+    assert response.headers["Allow"] == "GET, DELETE"
+    assert response.json_body["message"] == "PATCH is not allowed"
+
+
+def test_a_path_of_no_route_says_where_the_routes_are():
+    made = request()
+    made.method, made.path = "GET", "/v2/launch"
+    assert errors.error_view(HTTPNotFound(), made).json_body["message"] == (
+        "no route for GET /v2/launch; GET /v1/openapi.json describes every route"
+    )
+    made.matched_route = object()  # a route's view raised it: its own words
+    assert errors.error_view(HTTPNotFound(), made).json_body["message"] == (
+        HTTPNotFound.explanation
+    )
+
+
+@pytest.mark.parametrize(
+    ("zones", "region", "suffix"),
+    [
+        (
+            True,
+            "eu-west-1",
+            " in region eu-west-1; one launched in another region is found with ?region=",
+        ),
+        (True, None, ""),
+        (False, "eu-west-1", ""),
+    ],
+)
+def test_a_404_names_the_region_it_looked_in_where_ids_live_in_regions(zones, region, suffix):
+    made = request()
+    made.provider = types.SimpleNamespace(placement_is_zone=zones)
+    made.target_region = region
+    body = errors.error_view(InstanceNotFound("ec2", "i-1"), made).json_body
+    assert body["message"] == "the ec2 provider knows no instance i-1" + suffix
+    assert body["details"] == [detail("path", "id", "no such instance")]
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback_and_not_told(caplog):
+    made = request()
+    made.method, made.path = "PUT", "/v1/launch"
+    failure = RuntimeError("boom")
+    try:
+        raise failure
+    except RuntimeError as exc:
+        response = errors.error_view(exc, made)
+    assert response.json_body["message"] == "unexpected error; it has been logged"
+    [record] = caplog.records
+    assert record.getMessage() == "unexpected error answering PUT /v1/launch"
+    assert record.exc_info[1] is failure
+
+
+def test_capacity_exhausted_retries_when_the_first_offering_comes_back_even_sooner():
+    """Sooner than launchprov.retry_after (7 here): the offering is known out for 2.5 s only."""
+    exc = CapacityExhausted(
+        "ec2", [Attempt(0, ("t3.large", "us-east-1a"), "InsufficientInstanceCapacity", True, 2.5)]
+    )
+    assert errors.error_view(exc, request()).headers["Retry-After"] == "3"
