@@ -181,7 +181,7 @@ def provider_of_main(monkeypatch):
     return made
 
 
-def test_each_failure_is_named_counted_and_makes_the_exit_status_1(moto_ec2, ini, capsys):
+def test_each_failure_is_named_counted_and_makes_the_exit_status_1(moto_ec2, ini, capsys, caplog):
     here, refused, gone = launched(), launched(request_id="r-2"), launched(request_id="r-3")
     there = launched(region="eu-west-1")
     real_terminate = ec2_provider.EC2Provider.terminate
@@ -235,6 +235,16 @@ def test_each_failure_is_named_counted_and_makes_the_exit_status_1(moto_ec2, ini
     )
     assert {state(here), state(there, "eu-west-1")} <= GONE
     assert state(refused) == "running"
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "launchprov.reap"]
+    assert logged[:3] == [
+        ("ERROR", f"cannot list the instances of ap-south-1: {listing_error}"),
+        (
+            "WARNING",
+            "terminating 3 instances at once failed (ec2: InternalError: no batch today): "
+            "one by one",
+        ),
+        ("ERROR", f"cannot terminate {refused}: {refusal}"),
+    ]
 
 
 @pytest.mark.parametrize(
