@@ -454,10 +454,11 @@ def test_an_idempotent_call_after_a_gateway_error_is_sent_again(gateway, call, m
 def test_every_request_says_what_it_accepts_and_who_sends_it(gateway):
     with Client(gateway.url, token="t-1", retries=0) as client, pytest.raises(LaunchprovError):
         client.describe("i-1")
-    ((_, _, headers),) = gateway.requests
-    assert headers["Accept"] == "application/json"
-    assert headers["User-Agent"] == "launchprov-client"
-    assert headers["Authorization"] == "Bearer t-1"
+    ((_, _, sent),) = gateway.requests
+    headers = {name.lower(): value for name, value in sent.items()}  # names: any case
+    assert headers["accept"] == "application/json"
+    assert headers["user-agent"] == "launchprov-client"
+    assert headers["authorization"] == "Bearer t-1"
 
 
 def test_an_answer_later_than_the_time_out_is_no_answer():
@@ -511,6 +512,13 @@ def test_wait_polls_until_every_instance_is_in_the_state():
     ]
     assert clock.now == 10 and len(recorder.requests) == 3
     assert recorder.requests[0].url.params.get_list("id") == ["i-1", "i-2"]
+
+
+def test_wait_polls_every_2_s_for_at_most_300_s_unless_told():
+    client, recorder, clock = waiting_client([[{"id": "i-1", "state": "pending"}]])
+    with pytest.raises(WaitFailed, match=r"^not running after 300 s: i-1 \(pending\)$"):
+        client.wait("i-1")
+    assert clock.now == 300 and len(recorder.requests) == 151  # at 0, 2, 4, ... and 300 s
 
 
 def test_wait_gives_up_at_the_time_out_naming_the_late_instances():
