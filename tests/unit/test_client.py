@@ -740,6 +740,7 @@ def test_filters_true_false_and_lists_of_tag_values():
     client, _ = make_client(recorder)
     list(client.instances(expired=True, duplicate=False, tags={"role": ["web", "db"]}))
     (request,) = recorder.requests
+    assert (request.method, request.url.path) == ("GET", "/v1/instances")
     assert list(request.url.params.multi_items()) == [
         ("expired", "true"),
         ("duplicate", "false"),
