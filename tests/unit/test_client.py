@@ -698,6 +698,8 @@ def test_retries_must_be_zero_or_more():
 
 def test_a_client_shows_its_service():
     assert repr(Client("localhost:6543/")) == "Client('http://localhost:6543')"
+    # Only the trailing slash goes: a path is kept whole, whatever it ends with.
+    assert repr(Client("https://lb.test/provX/")) == "Client('https://lb.test/provX')"
 
 
 def test_each_route_is_sent_with_its_method_path_and_region():
