@@ -369,3 +369,18 @@ def test_an_id_the_providers_answer_leaves_out_is_not_counted_as_this_reapers():
     summary = reap.reap(cloud, ["r1"], False, records.append, trust_unsigned=True)
     assert [r["action"] for r in records] == ["terminated", "already-terminated"]
     assert summary["terminated"] == summary["already_terminated"] == 1
+
+
+def test_an_adapter_without_cloud_defaults_is_reaped_in_the_deployments_region(
+    tmp_path, capsys, monkeypatch
+):
+    ini = write_ini(
+        tmp_path,
+        **{"launchprov.tag_signing_key": KEY, "launchprov.defaults.placement": "eu-west-1a"},
+    )
+    cloud = ThirdPartyCloud(1)  # cloud_defaults is optional: it has none
+    monkeypatch.setattr(reap, "create_provider", lambda settings: cloud)
+    assert reap.main([ini, "--trust-unsigned"]) == 0
+    records, last, _ = output(capsys)
+    assert [r["region"] for r in records] == ["eu-west-1"] and cloud.calls == [["n-0"]]
+    assert last["regions"] == ["eu-west-1"] and last["terminated"] == 1
