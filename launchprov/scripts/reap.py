@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # a usage error exits 2, as a configuration error does
 
     def emit(record: dict[str, Any]) -> None:
-        print(json.dumps(record, separators=(", ", ": ")), flush=True)
+        print(json.dumps(record), flush=True)
 
     try:
         bad = [region for region in args.region if not _REGION.match(region)]

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from importlib import metadata
@@ -371,9 +372,11 @@ class Gateway:
     """A stand-in gateway on 127.0.0.1 that answers every request with ``status`` (an HTML
     page, as a load balancer does) and records each one it receives."""
 
-    def __init__(self, status: int):
+    def __init__(self, status: int, hold: float = 0.0):
         self.status = status
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        #: Set at close: until then (at most ``hold`` seconds) an answer is held back.
+        self.closing = threading.Event()
         gateway = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -383,6 +386,7 @@ class Gateway:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 gateway.requests.append((self.command, self.path, dict(self.headers.items())))
+                gateway.closing.wait(hold)
                 page = f"<html><body>{status}</body></html>".encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/html")
@@ -400,6 +404,7 @@ class Gateway:
         serve_in_thread(self.server)
 
     def close(self):
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -412,9 +417,7 @@ def gateway(request):
 
 
 def wire_client(gateway: Gateway) -> Client:
-    client = Client(gateway.url, retries=2)
-    client._sleep = lambda seconds: None  # the back-off is tested above
-    return client
+    return Client(gateway.url, retries=2, backoff=0)  # the back-off is tested above
 
 
 def test_a_reboot_after_a_gateway_error_is_sent_exactly_once(gateway):
@@ -446,6 +449,27 @@ def test_an_idempotent_call_after_a_gateway_error_is_sent_again(gateway, call, m
         # What makes a launch idempotent: every attempt carries the same Idempotency-Key.
         keys = {headers.get("Idempotency-Key") for _, _, headers in gateway.requests}
         assert len(keys) == 1 and None not in keys
+
+
+def test_every_request_says_what_it_accepts_and_who_sends_it(gateway):
+    with Client(gateway.url, token="t-1", retries=0) as client, pytest.raises(LaunchprovError):
+        client.describe("i-1")
+    ((_, _, sent),) = gateway.requests
+    headers = {name.lower(): value for name, value in sent.items()}  # names: any case
+    assert headers["accept"] == "application/json"
+    assert headers["user-agent"] == "launchprov-client"
+    assert headers["authorization"] == "Bearer t-1"
+
+
+def test_an_answer_later_than_the_time_out_is_no_answer():
+    slow = Gateway(502, hold=2.0)  # it would answer after 2 s; httpx's default waits 5
+    try:
+        client = Client(slow.url, timeout=0.2, retries=0)
+        with client, pytest.raises(ConnectionFailed, match="ReadTimeout"):
+            client.describe("i-1")
+    finally:
+        slow.close()
+    assert len(slow.requests) == 1
 
 
 # --- Waiting --------------------------------------------------------------------------------
@@ -488,6 +512,13 @@ def test_wait_polls_until_every_instance_is_in_the_state():
     ]
     assert clock.now == 10 and len(recorder.requests) == 3
     assert recorder.requests[0].url.params.get_list("id") == ["i-1", "i-2"]
+
+
+def test_wait_polls_every_2_s_for_at_most_300_s_unless_told():
+    client, recorder, clock = waiting_client([[{"id": "i-1", "state": "pending"}]])
+    with pytest.raises(WaitFailed, match=r"^not running after 300 s: i-1 \(pending\)$"):
+        client.wait("i-1")
+    assert clock.now == 300 and len(recorder.requests) == 151  # at 0, 2, 4, ... and 300 s
 
 
 def test_wait_gives_up_at_the_time_out_naming_the_late_instances():
@@ -552,3 +583,200 @@ def test_the_client_and_the_command_line_load_no_server_library():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ""
+
+
+# --- What a caller reads off an error (mutation testing, issue 20) ---------------------------
+
+
+def test_an_error_body_without_a_message_or_request_id_falls_back_to_error_and_the_header():
+    # HAProxy's own 400 says request_id null; its X-Request-ID header (when set) is the id.
+    body = {"status": 400, "error": "Bad Request", "request_id": None}
+    client, _ = make_client(Recorder(reply(400, body, {"X-Request-ID": "r-haproxy"})))
+    with pytest.raises(BadRequest) as caught:
+        client.describe("i-1")
+    error = caught.value
+    assert error.message == "Bad Request" and error.request_id == "r-haproxy"
+    assert error.details == [] and error.client_token is None  # only a launch has a token
+    assert str(error) == "400 Bad Request: Bad Request"
+    # Neither message nor error: the status alone.
+    client, _ = make_client(Recorder(reply(500, {})), retries=0)
+    with pytest.raises(LaunchprovError) as caught:
+        client.describe("i-1")
+    assert caught.value.message == "" and str(caught.value) == "500: "
+    assert caught.value.request_id is None and caught.value.retry_after is None
+
+
+def test_a_provider_failure_reads_as_one_line_with_the_providers_message():
+    client, _ = make_client(Recorder(reply(408, FINAL_408)))
+    with pytest.raises(ProviderFailed) as caught:
+        client.describe("i-1")
+    assert str(caught.value) == (
+        "408 Request Timeout: the ec2 provider failed (InvalidAMIID.NotFound said EC2)"
+    )
+    # A 408 without a provider part (HAProxy's own, from another version) is still one line.
+    bare = error_body(408, "the request did not arrive in time")
+    client, _ = make_client(Recorder(reply(408, bare)))
+    with pytest.raises(ProviderFailed) as caught:
+        client.describe("i-1")
+    assert str(caught.value) == "408 Request Timeout: the request did not arrive in time"
+    assert caught.value.provider == {} and caught.value.code is None
+    assert caught.value.retryable is False
+
+
+def test_a_proxys_page_becomes_an_error_body_of_the_same_shape():
+    page = httpx.Response(
+        502, text="  <html>Bad Gateway from the proxy</html>\n", headers={"X-Request-ID": "r-lb"}
+    )
+    client, _ = make_client(Recorder(page), retries=0)
+    with pytest.raises(LaunchprovError) as caught:
+        client.describe("i-1")
+    assert caught.value.body == {
+        "status": 502,
+        "error": "Bad Gateway",
+        "message": "<html>Bad Gateway from the proxy</html>",
+        "details": [],
+    }
+    assert caught.value.request_id == "r-lb"
+    # An empty page: the reason phrase is the message. A long one: its first 500 characters.
+    client, _ = make_client(Recorder(httpx.Response(504, text="")), retries=0)
+    with pytest.raises(LaunchprovError) as caught:
+        client.describe("i-1")
+    assert str(caught.value) == "504 Gateway Timeout: Gateway Timeout"
+    client, _ = make_client(Recorder(httpx.Response(500, text="x" * 600)), retries=0)
+    with pytest.raises(LaunchprovError) as caught:
+        client.describe("i-1")
+    assert caught.value.message == "x" * 500
+
+
+def test_retry_after_with_spaces_or_a_date_without_a_zone():
+    assert parse_retry_after(" 3 ") == 3.0 and parse_retry_after("") is None
+    # RFC 5322's "-0000" (no zone known) reads as UTC.
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000") == 0
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    assert 50 <= parse_retry_after(later.strftime("%a, %d %b %Y %H:%M:%S -0000")) <= 60
+
+
+def test_a_retry_after_of_exactly_max_backoff_is_waited_for():
+    recorder = Recorder(reply(503, error_body(503), {"Retry-After": "30"}), reply(200, ["i-1"]))
+    client, waits = make_client(recorder, retries=3, backoff=0.5, max_backoff=30)
+    assert client.launch("ami-760aaa0f", "t2.micro") == ["i-1"]
+    assert waits == [30.5] and len(recorder.requests) == 2
+
+
+def test_no_answer_is_one_line_naming_the_service_and_the_failure():
+    client, _ = make_client(Recorder(httpx.ConnectError("refused")), retries=0)
+    with pytest.raises(ConnectionFailed) as caught:
+        client.describe("i-1")
+    assert str(caught.value) == "no answer from http://launchprov.test: ConnectError: refused"
+    assert caught.value.status is None and caught.value.message == str(caught.value)
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+@pytest.mark.parametrize(
+    ("failure", "sent"),
+    [
+        (httpx.ConnectError("refused"), 3),
+        (httpx.ConnectTimeout("no connection"), 3),
+        (httpx.PoolTimeout("no free connection"), 3),
+        (httpx.ReadTimeout("no answer"), 1),
+        (httpx.RemoteProtocolError("closed mid-answer"), 1),
+    ],
+    ids=["refused", "connect-timeout", "pool-timeout", "read-timeout", "broken"],
+)
+def test_a_reboot_is_sent_again_only_when_it_cannot_have_arrived(failure, sent):
+    recorder = Recorder(failure)
+    client, _ = make_client(recorder, retries=2)
+    with pytest.raises(ConnectionFailed):
+        client.reboot("i-1")
+    assert len(recorder.requests) == sent
+
+
+def test_retries_must_be_zero_or_more():
+    with pytest.raises(ValueError, match=r"^retries must be 0 or more$"):
+        Client("http://launchprov.test", retries=-1)
+
+
+def test_a_client_shows_its_service():
+    assert repr(Client("localhost:6543/")) == "Client('http://localhost:6543')"
+    # Only the trailing slash goes: a path is kept whole, whatever it ends with.
+    assert repr(Client("https://lb.test/provX/")) == "Client('https://lb.test/provX')"
+
+
+def test_each_route_is_sent_with_its_method_path_and_region():
+    recorder = Recorder(reply(200, {"id": "i-1"}))
+    client, _ = make_client(recorder)
+    client.describe("i-1", region="eu-west-1")
+    client.stop("i-1", region="eu-west-1")
+    client.start("i-1", region="eu-west-1")
+    client.reboot("i-1", region="eu-west-1")
+    client.terminate("i-1")
+    client.stop("i-1")
+    sent = [(r.method, r.url.path, dict(r.url.params)) for r in recorder.requests]
+    eu = {"region": "eu-west-1"}
+    assert sent == [
+        ("GET", "/v1/instances/i-1", eu),
+        ("POST", "/v1/instances/i-1/stop", eu),
+        ("POST", "/v1/instances/i-1/start", eu),
+        ("POST", "/v1/instances/i-1/reboot", eu),
+        ("DELETE", "/v1/instances/i-1", {}),
+        ("POST", "/v1/instances/i-1/stop", {}),
+    ]
+
+
+def test_a_launch_sends_its_parameters_as_given():
+    recorder = Recorder(reply(200, ["i-1"]))
+    client, _ = make_client(recorder)
+    client.launch("ami-760aaa0f", "t2.micro", max_count=2, tags={"role": "web"})
+    (request,) = recorder.requests
+    assert (request.method, request.url.path) == ("PUT", "/v1/launch")
+    assert json.loads(request.content) == {
+        "ami": "ami-760aaa0f",
+        "instance_type": "t2.micro",
+        "max_count": 2,
+        "tags": {"role": "web"},
+    }
+
+
+def test_filters_true_false_and_lists_of_tag_values():
+    recorder = Recorder(reply(200, {"instances": [], "next": None}))
+    client, _ = make_client(recorder)
+    list(client.instances(expired=True, duplicate=False, tags={"role": ["web", "db"]}))
+    (request,) = recorder.requests
+    assert (request.method, request.url.path) == ("GET", "/v1/instances")
+    assert list(request.url.params.multi_items()) == [
+        ("expired", "true"),
+        ("duplicate", "false"),
+        ("tag:role", "web"),
+        ("tag:role", "db"),
+    ]
+
+
+def test_wait_asks_for_each_id_once_a_hundred_at_a_time_in_the_region():
+    ids = [f"i-{n:03d}" for n in range(150)]
+    running = [{"id": i, "state": "running"} for i in ids]
+    recorder = Recorder(reply(200, {"instances": running, "next": None}))
+    client, _ = make_client(recorder)
+    result = client.wait([*ids, ids[0]], region="eu-west-1")
+    assert [item["id"] for item in result] == ids  # once each, in the order given
+    asked = [request.url.params for request in recorder.requests]
+    assert [query.get_list("id") for query in asked] == [ids[:100], ids[100:]]
+    assert all(query["region"] == "eu-west-1" for query in asked)
+
+
+def test_wait_on_the_clients_own_clock():
+    recorder = Recorder(reply(200, {"instances": [{"id": "i-1", "state": "running"}]}))
+    client = Client("http://launchprov.test", transport=httpx.MockTransport(recorder))
+    assert client.wait("i-1") == [{"id": "i-1", "state": "running"}]
+
+
+def test_wait_failures_name_every_instance_in_one_line():
+    client, _, _ = waiting_client([[{"id": "i-1", "state": "pending"}]])
+    with pytest.raises(WaitFailed) as caught:
+        client.wait(["i-1", "i-2"], timeout=3.5, interval=2)
+    assert str(caught.value) == "not running after 3.5 s: i-1 (pending), i-2 (not found)"
+    gone = [{"id": "i-1", "state": "shutting-down"}, {"id": "i-2", "state": "terminated"}]
+    client, _, _ = waiting_client([[*gone, {"id": "i-3", "state": "running"}]])
+    with pytest.raises(WaitFailed) as caught:
+        client.wait(["i-1", "i-2", "i-3"])
+    assert str(caught.value) == "i-1, i-2 will never be running"
+    assert [item["id"] for item in caught.value.instances] == ["i-1", "i-2", "i-3"]

@@ -253,7 +253,10 @@ def test_gce_labels_of_a_client_token_launch_keep_gce_rules(monkeypatch, wire):
         "a" * 63,
         "0123456789abcdef" * 4,  # a request hash: 64 hex digits
         "Deploy/Web #42 " + "x" * 49,  # a client token too long to keep: hashed
+        "Deploy/Web #42 " + "x" * 22,  # 37 bytes: the longest kept whole
         "",
+        "x--abc",  # a caller's values that look like launchprov's forms
+        "h--abc",
     ],
 )
 def test_a_gce_label_value_fits_and_reads_back_or_matches_its_lookup(value):
@@ -274,14 +277,43 @@ def test_a_gce_label_value_fits_and_reads_back_or_matches_its_lookup(value):
     assert not matches(instance, other, labels.canonical)
 
 
+def test_a_hex_value_of_up_to_37_bytes_reads_back_and_a_longer_one_is_hashed():
+    kept = "ab" * 37
+    label = labels.encode_value(kept)
+    assert _LABEL_VALUE.match(label) and label.startswith("x--"), label
+    assert labels.decode_value(label) == kept
+    hashed = labels.encode_value("ab" * 38)
+    assert _LABEL_VALUE.match(hashed) and hashed.startswith("h--"), hashed
+    assert labels.decode_value(hashed) == hashed
+
+
+@pytest.mark.parametrize("label", ["b--0", "x--0", "b--74", "h--abc"])
+def test_a_label_launchprov_did_not_write_reads_as_it_is(label):
+    # Not base32 ("0"), or bytes that are not UTF-8 ("74" is 0xff): someone else's label.
+    assert labels.decode_value(label) == label
+
+
 @pytest.mark.parametrize(
-    "key", ["role", "Team", "launchprov:request-hash", "launchprov-x", "a" * 80]
+    "key",
+    [
+        "role",
+        "Team",
+        "launchprov:request-hash",
+        "launchprov-x",
+        "a" * 80,
+        "b--x",
+        "x--y",
+        "h--y",
+        "launchprov:" + "k" * 60,
+    ],
 )
 def test_a_gce_label_key_fits(key):
     label = labels.encode_key(key)
     assert _LABEL_KEY.match(label), label
     if len(key) <= 37:
         assert labels.decode_key(label) == key
+    if key.startswith("launchprov:") and len(key) <= 63:
+        assert label == "launchprov-" + key.removeprefix("launchprov:")
 
 
 def test_a_placement_policy_needs_a_placement_when_the_cloud_would_choose(monkeypatch, wire):

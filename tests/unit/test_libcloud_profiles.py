@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from botocore.exceptions import ClientError
 from libcloud.common.types import MalformedResponseError
-from libcloud.compute.base import Node, NodeImage
+from libcloud.compute.base import Node, NodeImage, NodeSize
 from libcloud.compute.types import NodeState
 
 from launchprov import settings as launchprov_settings
@@ -225,6 +225,22 @@ def test_catalog_finds_by_id_then_name_and_remembers_for_its_ttl():
     clock.now += 301
     catalog.listed("image", driver, "r1", "debian")
     assert len(listed) == 3
+
+
+def test_catalog_forgets_exactly_at_its_ttl():
+    listed = []
+    driver = types.SimpleNamespace(
+        list_sizes=lambda: listed.append(1) or [NodeSize("s-1", "small", 1, 1, 1, 0, None)]
+    )
+    clock = Clock()
+    catalog = Catalog("test", ttl=300, clock=clock)
+    catalog.listed("size", driver, "r1", "small")
+    clock.now += 299.999
+    catalog.listed("size", driver, "r1", "small")
+    assert len(listed) == 1
+    clock.now = 1300.0  # the ttl's own second: asked again
+    catalog.listed("size", driver, "r1", "s-1")
+    assert len(listed) == 2
 
 
 @pytest.mark.parametrize(

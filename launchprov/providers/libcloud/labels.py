@@ -11,7 +11,7 @@ it fits, reversibly where it can be, always deterministically:
   base32, read back as the same hex digits;
 * anything else of at most 37 bytes (UTF-8): ``b--`` and its bytes in base32, read back as it
   was;
-* anything longer: ``h--`` and 60 base32 characters of its SHA-256, read back as written (that
+* anything longer: ``h--`` and the 52 base32 characters of its SHA-256, read back as written (that
   label cannot be decoded). A lookup by such a value still finds it, since the adapter compares
   :func:`canonical` forms: what a value reads back as once written.
 
@@ -49,7 +49,7 @@ def _encoded(text: str) -> str:
     reversible = "b--" + _base32(text.encode())
     if len(reversible) <= MAX_LENGTH:
         return reversible
-    return "h--" + _base32(hashlib.sha256(text.encode()).digest())[: MAX_LENGTH - 3]
+    return "h--" + _base32(hashlib.sha256(text.encode()).digest())  # 52 characters: it fits
 
 
 def encode_value(value: str) -> str:
