@@ -98,10 +98,9 @@ _FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Lau
 
 
 def _plain(value):
-    """JSON for what json.dumps does not know: tuples and dataclasses (fallback alternatives)."""
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return list(value)
+    """JSON for what json.dumps does not know: a fallback alternative (a dataclass). Anything
+    else is a TypeError, as json.dumps expects of its ``default`` (tuples it writes itself)."""
+    return dataclasses.asdict(value)
 
 
 def expiry_after(expires_in: int, now: datetime | None = None) -> str:
@@ -132,16 +131,15 @@ def idempotency_key(caller: str, client_token: str) -> str:
     return hashlib.sha256(f"{caller}\0{client_token}".encode()).hexdigest()[:32]
 
 
-def attempt_token(request_id: str) -> str:
-    """The provider's idempotency token of a launch without a client token: 32 hex digits
-    derived from the request's id and a nonce of its own.
+def attempt_token() -> str:
+    """The provider's idempotency token of a launch without a client token: 32 random hex
+    digits, new for every attempt.
 
     It lets the SDK retry its own sends safely (EC2 answers a RunInstances repeated with its
     ClientToken with the first one's instances instead of launching again); it never makes the
     caller's retries idempotent: a caller who sends no token gets a new launch for every
-    request, even one that repeats its X-Request-ID (hence the nonce)."""
-    nonce = uuid.uuid4().hex
-    return hashlib.sha256(f"attempt\0{request_id}\0{nonce}".encode()).hexdigest()[:32]
+    request, even one that repeats its X-Request-ID (so nothing of the request goes into it)."""
+    return uuid.uuid4().hex
 
 
 def launch_id(caller: str, client_token: str) -> str:
@@ -174,7 +172,7 @@ def traced(
         return dataclasses.replace(
             request,
             system_tags=_signed(system_tags, sign),
-            client_token=attempt_token(request_id),
+            client_token=attempt_token(),
         )
     system_tags[REQUEST_ID_TAG] = launch_id(caller, request.client_token)
     system_tags[CLIENT_TOKEN_TAG] = request.client_token

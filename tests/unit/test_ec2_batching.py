@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from launchprov import launching
 from launchprov.launching import CALLER_TAG, CLIENT_TOKEN_TAG
 from launchprov.metrics import MeteredProvider, Metrics
 from launchprov.providers import deadline
@@ -30,6 +31,7 @@ from tests.support import (
     concurrently,
     free_port,
     instance_states,
+    launch_request,
     run_instances,
     threads,
 )
@@ -170,6 +172,19 @@ def test_client_token_lookups_of_concurrent_launches_are_one_call(moto_ec2):
     assert [sorted(item.id for item in page.instances) for page in pages] == [first, second, [], []]
     assert all(page.next_token is None for page in pages)
     assert calls == {"DescribeInstances": 1}
+
+
+def test_concurrent_client_token_launches_send_one_lookup_for_all_their_tokens(moto_ec2):
+    """What the test above checks of the adapter, through the launch use case: its lookups."""
+    adapter = provider(max_ids=3)
+    calls = count_calls(adapter)
+    requests = [
+        launch_request(ami=GOOD_AMI, instance_type="t2.micro", client_token=f"t-{n}")
+        for n in range(3)
+    ]
+    answers = concurrently(lambda request: launching.launch(adapter, request, "web", "r"), requests)
+    assert all(isinstance(ids, list) and len(ids) == 1 for ids in answers), answers
+    assert calls == {"DescribeInstances": 1, "RunInstances": 3}
 
 
 def test_a_listing_without_batch_by_is_never_batched(moto_ec2):

@@ -524,3 +524,61 @@ def test_a_lease_ends_expires_in_from_now_in_utc_whatever_the_servers_time_zone(
     assert (
         before + timedelta(seconds=60) <= end.replace(tzinfo=UTC) <= after + timedelta(seconds=60)
     )
+
+
+def test_a_client_token_launch_logs_its_launch_id_and_the_tag_that_holds_it(caplog):
+    """The operator's link from an attempt's log lines (its own request id) to its instances."""
+    provider = RememberingProvider(["i-0a"], ["i-0a"])
+    with caplog.at_level(logging.INFO, logger="launchprov.launching"):
+        launching.launch(provider, FULL, "deployer", "req-1")
+    assert [record.getMessage() for record in caplog.records] == [
+        f"client-token launch {launching.launch_id('deployer', 'token-1')} "
+        "(tag launchprov:request-id)"
+    ]
+
+
+def test_ids_are_answered_shortest_first_then_in_order_whatever_the_providers_order():
+    """Another cloud's ids are not all one length: 9 before 10 before 100, as a person counts."""
+    provider = RememberingProvider(["100", "9", "10"], ["100", "9", "10"])
+    untokened = dataclasses.replace(FULL, client_token=None)
+    assert launching.launch(provider, untokened, "deployer", "req-1") == ["9", "10", "100"]
+
+
+class RegionalProvider:
+    """A cloud of regions: each launch's instances live in its region, and a listing answers
+    those of the region asked for that carry every tag value asked for (as EC2's filters)."""
+
+    name = "regional"
+
+    def __init__(self):
+        self.instances: dict[str, list[Instance]] = {}
+        self.launched: list[LaunchRequest] = []
+
+    def launch(self, request):
+        self.launched.append(request)
+        at = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
+        region = self.instances.setdefault(request.region, [])
+        ids = [f"i-{len(self.launched):04x}{n:04x}" for n in range(request.max_count)]
+        tags = {**request.tags, **request.system_tags}
+        region += [Instance(i, "running", launch_time=at, tags=tags) for i in ids]
+        return ids
+
+    def list_instances(self, query):
+        found = [
+            instance
+            for instance in self.instances.get(query.region, [])
+            if all(instance.tags.get(key) in values for key, values in query.tags.items())
+        ]
+        return InstancePage(found, None)
+
+
+def test_a_retry_finds_the_callers_launch_in_its_region_and_no_other_callers():
+    cloud = RegionalProvider()
+    west = dataclasses.replace(FULL, placement="us-west-2a")
+    first = launching.launch(cloud, west, "deployer", "req-1")
+    # The same token, from another caller: a launch of its own, not the deployer's instances.
+    other = launching.launch(cloud, west, "batch", "req-2")
+    assert set(other).isdisjoint(first)
+    assert launching.launch(cloud, west, "deployer", "req-3") == first
+    assert launching.launch(cloud, west, "batch", "req-4") == other
+    assert [request.region for request in cloud.launched] == ["us-west-2", "us-west-2"]
