@@ -817,3 +817,20 @@ def test_an_ini_the_threads_cannot_be_read_from_leaves_them_unknown(tmp_path):
     ini.write_text("[app:main]\nuse = egg:launchprov\n")
     assert server_threads({"__file__": str(ini)}) is None
     assert not probe_lane({"__file__": str(ini)})
+
+
+def test_a_server_section_without_use_leaves_the_threads_unknown(tmp_path):
+    ini = tmp_path / "service.ini"
+    ini.write_text("[server:main]\nthreads = 9\n")
+    assert server_threads({"__file__": str(ini)}) is None
+    assert not probe_lane({"__file__": str(ini)})
+
+
+def test_two_threads_and_two_slots_name_the_one_slot_to_leave_instead():
+    with pytest.raises(ConfigurationError, match=r"\(or leave it empty: 1\)$"):
+        concurrency(2, 2)
+
+
+def test_a_configured_base_with_unknown_threads_is_never_lent_above():
+    assert ceiling(2, None, 2, lend=True) == 2
+    assert ceiling(2, None, None, lend=True) == 3
