@@ -684,6 +684,7 @@ def test_a_probe_past_its_time_out_names_the_readiness_call():
         service.ping(0.1)
     assert (caught.value.code, caught.value.retryable) == ("Timeout", True)
     assert caught.value.message == "no answer to the readiness call within 0.1 s"
+    assert caught.value.provider == "blocking"
     provider.release.set()
 
 
@@ -834,3 +835,60 @@ def test_two_threads_and_two_slots_name_the_one_slot_to_leave_instead():
 def test_a_configured_base_with_unknown_threads_is_never_lent_above():
     assert ceiling(2, None, 2, lend=True) == 2
     assert ceiling(2, None, None, lend=True) == 3
+
+
+def test_an_idle_bulkhead_is_not_stalled_however_long_ago_its_last_answer():
+    clock = FakeClock()
+    bulkhead = Bulkhead(1, PATIENCE, ceiling=2, stall_timeout=5.0, clock=clock)
+    assert bulkhead.submit(clock.now + PATIENCE, lambda: "answered").result(PATIENCE)
+    wait_for(lambda: bulkhead.state().in_use == 0, "the slot is freed")
+    clock.now += 60.0
+    assert bulkhead.state().as_json()["stalled_for"] == 0
+
+
+@pytest.mark.parametrize(
+    "reply", [None, ProviderError("blocking", "InsufficientInstanceCapacity", "none left")]
+)
+def test_an_answer_in_the_requests_thread_keeps_the_cloud_from_stalling(reply):
+    """A call made inline that the cloud answers -- a result or an error reply -- renews the
+    count: the calls still in progress are not a stall until as long again has passed."""
+
+    class Answering(Bounded):
+        def describe(self, instance_id, region):
+            if reply is not None:
+                raise reply
+            return instance_id
+
+    clock = FakeClock()
+    provider = Answering()
+    service = GuardedProvider(
+        provider, Bulkhead(1, PATIENCE, ceiling=2, stall_timeout=5.0, clock=clock), 5.0
+    )
+    provider.bulkhead = service.bulkhead
+    provider.release.clear()
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(service.launch, object())
+        assert provider.started.acquire(timeout=PATIENCE)
+        clock.now += 4.0
+        if reply is None:
+            assert service.describe("i-1", "us-east-1") == "i-1"
+        else:
+            with pytest.raises(ProviderError):
+                service.describe("i-1", "us-east-1")
+        clock.now += 1.0
+        assert service.bulkhead.refuses_waiting() is None
+        assert service.bulkhead.state().as_json()["limit"] == 2  # still lent
+        provider.release.set()
+        stuck.result(PATIENCE)
+
+
+def test_work_in_the_requests_thread_takes_no_second_slot():
+    provider, service = bounded(request_deadline=5.0, limit=1, queue_timeout=0.05, patience=0.05)
+
+    def lookup_then_launch():
+        service.describe("i-1", "us-east-1")
+        return service.launch(object())
+
+    assert service.run("launch", lookup_then_launch) == ["i-12345678"]
+    assert provider.calls == ["describe", "launch"]
+    assert provider.threads == [threading.current_thread()] * 2
