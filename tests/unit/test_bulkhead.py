@@ -664,12 +664,15 @@ def test_a_partial_launch_408_says_what_it_created_word_for_word():
 
 def test_a_call_after_the_requests_deadline_says_nothing_was_sent():
     provider = Blocking()
-    service = guarded(provider, limit=2, request_deadline=0.3)
+    late = []
+    service = guarded(provider, limit=2, request_deadline=0.3, on_deadline=late.append)
     with one_deadline_per_request():
         with pytest.raises(ProviderError):
             service.describe("i-1", "us-east-1")
         with pytest.raises(ProviderError) as second:
             service.launch(object())
+    assert late == ["describe", "launch"]
+    assert (second.value.provider, second.value.outcome) == ("blocking", "none")
     assert second.value.message == (
         "launchprov.request_deadline = 0.3 s passed before the launch call; nothing was sent "
         "to the blocking provider"
@@ -847,10 +850,11 @@ def test_an_idle_bulkhead_is_not_stalled_however_long_ago_its_last_answer():
     assert bulkhead.state().as_json()["stalled_for"] == 0
 
 
+@pytest.mark.parametrize("attempt_seconds", [1.0, None], ids=["inline", "handed-off"])
 @pytest.mark.parametrize(
     "reply", [None, ProviderError("blocking", "InsufficientInstanceCapacity", "none left")]
 )
-def test_an_answer_in_the_requests_thread_keeps_the_cloud_from_stalling(reply):
+def test_an_answer_keeps_the_cloud_from_stalling(reply, attempt_seconds):
     """A call made inline that the cloud answers -- a result or an error reply -- renews the
     count: the calls still in progress are not a stall until as long again has passed."""
 
@@ -860,6 +864,7 @@ def test_an_answer_in_the_requests_thread_keeps_the_cloud_from_stalling(reply):
                 raise reply
             return instance_id
 
+    Answering.attempt_seconds = attempt_seconds
     clock = FakeClock()
     provider = Answering()
     service = GuardedProvider(
@@ -930,3 +935,18 @@ def test_a_launch_that_breaks_after_its_408_is_logged_as_failed(caplog):
     provider.release.set()
     wait_for(lambda: "has since failed" in caplog.text, "the late failure is logged")
     assert "launch answered 408 at the deadline has since failed: adapter bug" in caplog.messages
+
+
+def test_an_answer_after_the_deadline_is_not_waited_for():
+    """The request waits for its call until its deadline and no longer: an answer 0.5 s after
+    it is too late (the 408 was the answer)."""
+
+    class AnsweringLate(Blocking):
+        def describe(self, instance_id, region):
+            wait_for(lambda: deadline.remaining() < -0.5, "the deadline is 0.5 s past")
+            return instance_id
+
+    service = guarded(AnsweringLate(), request_deadline=0.2)
+    with pytest.raises(ProviderError) as caught:
+        service.describe("i-1", "us-east-1")
+    assert caught.value.code == "Timeout"
