@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -547,3 +548,405 @@ def test_the_loop_thread_sheds_what_a_request_waiting_for_a_slot_would_be_refuse
     wait_for(lambda: bulkhead.state().in_use == 0, "the slots are freed")
     # The cloud answered: nothing is shed.
     assert shed(bulkhead, "/v1/launch", 0) is None
+
+
+# -- what the answers say, word for word -------------------------------------------------------
+
+
+class Changing(Blocking):
+    """The actions and tag changes, each blocking as ``describe`` does."""
+
+    def terminate(self, instance_id, region):
+        return self._block("terminate", instance_id)
+
+    def stop(self, instance_id, region):
+        return self._block("stop", instance_id)
+
+    def start(self, instance_id, region):
+        return self._block("start", instance_id)
+
+    def reboot(self, instance_id, region):
+        return self._block("reboot", instance_id)
+
+    def tag(self, instance_id, region, tags):
+        return self._block("tag", instance_id)
+
+
+AGAIN = {
+    "terminate": "safe: an instance terminated already is answered as it is",
+    "stop": "safe: an instance stopped already is answered as it is",
+    "start": "safe: EC2 accepts the start of a running instance",
+    "reboot": "a reboot done already is not seen: a second one reboots again",
+    "tag": "safe: the same change again changes nothing more",
+}
+
+
+@pytest.mark.parametrize("operation", list(AGAIN))
+def test_a_change_past_the_deadline_says_it_may_be_done_and_what_sending_it_again_does(
+    operation, caplog
+):
+    caplog.set_level(logging.INFO, logger="launchprov.bulkhead")
+    provider = Changing()
+    service = guarded(provider, request_deadline=0.2)
+    args = ("i-1", "us-east-1") + (({"team": "a"},) if operation == "tag" else ())
+    with pytest.raises(ProviderError) as caught:
+        getattr(service, operation)(*args)
+    error = caught.value
+    assert (error.code, error.outcome, error.operation, error.retryable) == (
+        "Timeout",
+        "unknown",
+        operation,
+        True,
+    )
+    assert error.message == (
+        "no answer from the blocking provider within launchprov.request_deadline = 0.2 s; "
+        f"the {operation} may have reached the provider and be carried out: look at the "
+        f"instance, or send the same {operation} again ({AGAIN[operation]})"
+    )
+    provider.release.set()
+    wait_for(lambda: "has since" in caplog.text, "the late answer is logged")
+    assert f"{operation} answered 408 at the deadline has since succeeded" in caplog.messages
+
+
+def test_a_read_past_the_deadline_says_only_that_it_had_no_answer(caplog):
+    class Failing(Blocking):
+        def describe(self, instance_id, region):
+            self._block("describe", None)
+            raise ProviderError(self.name, "InternalError", "boom")
+
+    caplog.set_level(logging.INFO, logger="launchprov.bulkhead")
+    provider = Failing()
+    service = guarded(provider, request_deadline=0.2)
+    with pytest.raises(ProviderError) as caught:
+        service.describe("i-1", "us-east-1")
+    error = caught.value
+    assert (error.outcome, error.operation, error.instances) == ("none", None, ())
+    assert error.message == (
+        "no answer from the blocking provider within launchprov.request_deadline = 0.2 s"
+    )
+    provider.release.set()
+    wait_for(lambda: "has since" in caplog.text, "the late failure is logged")
+    (late,) = [message for message in caplog.messages if "has since" in message]
+    assert late.startswith("describe answered 408 at the deadline has since failed: ")
+    assert late.endswith("boom")
+
+
+def test_a_launch_past_the_deadline_that_created_nothing_says_it_may_still_start_some(caplog):
+    caplog.set_level(logging.INFO, logger="launchprov.bulkhead")
+    provider = Blocking()
+    service = guarded(provider, request_deadline=0.2)
+    with pytest.raises(ProviderError) as caught:
+        service.launch(object())
+    error = caught.value
+    assert (error.outcome, error.operation, error.instances) == ("unknown", None, ())
+    assert error.message == (
+        "no answer from the blocking provider within launchprov.request_deadline = 0.2 s; "
+        "the launch may still start instances"
+    )
+    provider.release.set()
+    wait_for(lambda: "has since succeeded" in caplog.text, "the late launch is logged")
+    assert "has since launched i-12345678 on blocking\n" in caplog.text + "\n"
+    assert "(the 408 named" not in caplog.text
+
+
+def test_a_partial_launch_408_says_what_it_created_word_for_word():
+    provider = CreatingOneByOne()
+    service = guarded(provider, request_deadline=0.2)
+    with pytest.raises(ProviderError) as caught:
+        service.launch(object())
+    assert caught.value.message == (
+        "no answer from the blocking provider within launchprov.request_deadline = 0.2 s; "
+        "the launch created 2 instance(s) (details) and sends no more creates; one sent "
+        "before the deadline may still add an instance"
+    )
+    provider.release.set()
+
+
+def test_a_call_after_the_requests_deadline_says_nothing_was_sent():
+    provider = Blocking()
+    late = []
+    service = guarded(provider, limit=2, request_deadline=0.3, on_deadline=late.append)
+    with one_deadline_per_request():
+        with pytest.raises(ProviderError):
+            service.describe("i-1", "us-east-1")
+        with pytest.raises(ProviderError) as second:
+            service.launch(object())
+    assert late == ["describe", "launch"]
+    assert (second.value.provider, second.value.outcome) == ("blocking", "none")
+    assert second.value.message == (
+        "launchprov.request_deadline = 0.3 s passed before the launch call; nothing was sent "
+        "to the blocking provider"
+    )
+    assert second.value.retryable
+    provider.release.set()
+
+
+def test_a_probe_past_its_time_out_names_the_readiness_call():
+    provider = Blocking()
+    service = guarded(provider)
+    with pytest.raises(ProviderError) as caught:
+        service.ping(0.1)
+    assert (caught.value.code, caught.value.retryable) == ("Timeout", True)
+    assert caught.value.message == "no answer to the readiness call within 0.1 s"
+    assert caught.value.provider == "blocking"
+    provider.release.set()
+
+
+def test_the_503_of_a_request_the_bulkhead_refuses_says_why_word_for_word():
+    provider, service = bounded(request_deadline=5.0)
+    provider.release.clear()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(service.describe, "i-1", "us-east-1")
+        assert provider.started.acquire(timeout=PATIENCE)
+        with pytest.raises(ProviderBusy) as caught:
+            service.describe("i-2", "us-east-1")
+        busy = caught.value
+        assert (busy.provider, busy.limit, busy.reason) == (
+            "blocking",
+            1,
+            "all 1 provider slots are taken",
+        )
+        assert busy.message == (
+            "the blocking provider is busy: all 1 provider slots are taken; nothing was sent "
+            "to the provider, retry later"
+        )
+        provider.release.set()
+        assert first.result(PATIENCE) == "i-1"
+
+
+def test_a_transport_failure_in_the_requests_thread_is_no_answer():
+    """A call made inline that fails with no answer from the cloud counts toward the stall."""
+
+    class Unreachable(Bounded):
+        def describe(self, instance_id, region):
+            raise ProviderError(self.name, ProviderError.UNREACHABLE, "refused")
+
+    clock = FakeClock()
+    provider = Unreachable()
+    service = GuardedProvider(
+        provider, Bulkhead(1, PATIENCE, ceiling=2, stall_timeout=5.0, clock=clock), 5.0
+    )
+    provider.bulkhead = service.bulkhead
+    provider.release.clear()
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(service.launch, object())
+        assert provider.started.acquire(timeout=PATIENCE)
+        clock.now += 4.0
+        with pytest.raises(ProviderError):
+            service.describe("i-1", "us-east-1")  # ended at 4 s, without an answer
+        clock.now += 1.0
+        assert service.bulkhead.state().stalled_for == 0  # nothing in progress but the launch
+        assert service.bulkhead.refuses_waiting() == (
+            "1 provider calls in progress and none answered for 5 s: the provider stalls"
+        )
+        provider.release.set()
+        stuck.result(PATIENCE)
+
+
+class FakeClock:
+    now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_readyz_slots_show_the_stall_to_the_millisecond():
+    clock = FakeClock()
+    bulkhead = Bulkhead(2, PATIENCE, ceiling=3, stall_timeout=5.0, clock=clock)
+    release = threading.Event()
+    call = bulkhead.submit(clock.now + PATIENCE, release.wait, PATIENCE)
+    try:
+        clock.now += 6.23456
+        assert bulkhead.state().as_json() == {
+            "limit": 2,
+            "base": 2,
+            "in_use": 1,
+            "waiting": 0,
+            "stalled_for": 1.235,
+        }
+    finally:
+        release.set()
+    assert call.result(PATIENCE) is True
+
+
+def test_a_waiting_request_is_refused_after_half_a_second_of_silence_by_default():
+    clock = FakeClock()
+    bulkhead = Bulkhead(1, PATIENCE, ceiling=1, stall_timeout=5.0, clock=clock)
+    release = threading.Event()
+    call = bulkhead.submit(clock.now + PATIENCE, release.wait, PATIENCE)
+    try:
+        clock.now += 0.499
+        assert bulkhead.refuses_waiting() is None
+        clock.now += 0.001
+        assert bulkhead.refuses_waiting() == (
+            "all 1 provider slots are taken and none answered for 0.5 s"
+        )
+        # A stall time-out shorter than that is the patience.
+        short = Bulkhead(1, PATIENCE, ceiling=1, stall_timeout=0.2, clock=clock)
+        assert short.patience == 0.2
+    finally:
+        release.set()
+    assert call.result(PATIENCE) is True
+
+
+def test_a_cancelled_call_is_no_answer():
+    future = Future()
+    future.cancel()
+    assert not answered(future)
+
+
+def test_slots_that_leave_no_thread_stop_startup_with_the_setting_and_the_way_out():
+    with pytest.raises(ConfigurationError) as caught:
+        concurrency(16, 16)
+    assert str(caught.value) == (
+        "launchprov.provider_concurrency = 16 leaves none of waitress's 16 threads for health "
+        "checks and metrics: set it below 16 (or leave it empty: 12)"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        concurrency(None, 1)
+    assert str(caught.value) == (
+        "waitress serves with threads = 1: launchprov needs at least 2, one for provider calls "
+        "and one for health checks"
+    )
+
+
+def test_an_ini_the_threads_cannot_be_read_from_leaves_them_unknown(tmp_path):
+    ini = tmp_path / "service.ini"
+    ini.write_text("[server:main]\nuse = egg:waitress#main\nthreads = many\n")
+    assert server_threads({"__file__": str(ini)}) is None
+    ini.write_text("[server:main]\nuse = egg:waitress#main\nthreads = 9\nno delimiter here\n")
+    assert server_threads({"__file__": str(ini)}) is None
+    assert not probe_lane({"__file__": str(ini)})
+    assert server_threads({"__file__": str(tmp_path / "missing.ini")}) is None
+    assert not probe_lane({"__file__": str(tmp_path / "missing.ini")})
+    ini.write_text("[app:main]\nuse = egg:launchprov\n")
+    assert server_threads({"__file__": str(ini)}) is None
+    assert not probe_lane({"__file__": str(ini)})
+
+
+def test_a_server_section_without_use_leaves_the_threads_unknown(tmp_path):
+    ini = tmp_path / "service.ini"
+    ini.write_text("[server:main]\nthreads = 9\n")
+    assert server_threads({"__file__": str(ini)}) is None
+    assert not probe_lane({"__file__": str(ini)})
+
+
+def test_two_threads_and_two_slots_name_the_one_slot_to_leave_instead():
+    with pytest.raises(ConfigurationError, match=r"\(or leave it empty: 1\)$"):
+        concurrency(2, 2)
+
+
+def test_a_configured_base_with_unknown_threads_is_never_lent_above():
+    assert ceiling(2, None, 2, lend=True) == 2
+    assert ceiling(2, None, None, lend=True) == 3
+
+
+def test_an_idle_bulkhead_is_not_stalled_however_long_ago_its_last_answer():
+    clock = FakeClock()
+    bulkhead = Bulkhead(1, PATIENCE, ceiling=2, stall_timeout=5.0, clock=clock)
+    assert bulkhead.submit(clock.now + PATIENCE, lambda: "answered").result(PATIENCE)
+    wait_for(lambda: bulkhead.state().in_use == 0, "the slot is freed")
+    clock.now += 60.0
+    assert bulkhead.state().as_json()["stalled_for"] == 0
+
+
+@pytest.mark.parametrize("attempt_seconds", [1.0, None], ids=["inline", "handed-off"])
+@pytest.mark.parametrize(
+    "reply", [None, ProviderError("blocking", "InsufficientInstanceCapacity", "none left")]
+)
+def test_an_answer_keeps_the_cloud_from_stalling(reply, attempt_seconds):
+    """A call made inline that the cloud answers -- a result or an error reply -- renews the
+    count: the calls still in progress are not a stall until as long again has passed."""
+
+    class Answering(Bounded):
+        def describe(self, instance_id, region):
+            if reply is not None:
+                raise reply
+            return instance_id
+
+    Answering.attempt_seconds = attempt_seconds
+    clock = FakeClock()
+    provider = Answering()
+    service = GuardedProvider(
+        provider, Bulkhead(1, PATIENCE, ceiling=2, stall_timeout=5.0, clock=clock), 5.0
+    )
+    provider.bulkhead = service.bulkhead
+    provider.release.clear()
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(service.launch, object())
+        assert provider.started.acquire(timeout=PATIENCE)
+        clock.now += 4.0
+        if reply is None:
+            assert service.describe("i-1", "us-east-1") == "i-1"
+        else:
+            with pytest.raises(ProviderError):
+                service.describe("i-1", "us-east-1")
+        clock.now += 1.0
+        assert service.bulkhead.refuses_waiting() is None
+        assert service.bulkhead.state().as_json()["limit"] == 2  # still lent
+        provider.release.set()
+        stuck.result(PATIENCE)
+
+
+def test_work_in_the_requests_thread_takes_no_second_slot():
+    provider, service = bounded(request_deadline=5.0, limit=1, queue_timeout=0.05, patience=0.05)
+
+    def lookup_then_launch():
+        service.describe("i-1", "us-east-1")
+        return service.launch(object())
+
+    assert service.run("launch", lookup_then_launch) == ["i-12345678"]
+    assert provider.calls == ["describe", "launch"]
+    assert provider.threads == [threading.current_thread()] * 2
+
+
+def test_a_launch_that_fails_after_its_408_logs_the_instances_it_started(caplog):
+    caplog.set_level(logging.INFO, logger="launchprov.bulkhead")
+
+    class FailingLate(Blocking):
+        def launch(self, request):
+            self._block("launch", None)
+            raise ProviderError(self.name, "InternalError", "boom", instances=("i-5", "i-6"))
+
+    provider = FailingLate()
+    service = guarded(provider, request_deadline=0.2)
+    with pytest.raises(ProviderError) as caught:
+        service.launch(object())
+    assert caught.value.outcome == "unknown"
+    provider.release.set()
+    wait_for(lambda: "has since failed" in caplog.text, "the late failure is logged")
+    assert "a launch answered 408 at the deadline has since launched i-5, i-6 on blocking" in (
+        caplog.messages
+    )
+
+
+def test_a_launch_that_breaks_after_its_408_is_logged_as_failed(caplog):
+    caplog.set_level(logging.INFO, logger="launchprov.bulkhead")
+
+    class BreakingLate(Blocking):
+        def launch(self, request):
+            self._block("launch", None)
+            raise RuntimeError("adapter bug")
+
+    provider = BreakingLate()
+    service = guarded(provider, request_deadline=0.2)
+    with pytest.raises(ProviderError):
+        service.launch(object())
+    provider.release.set()
+    wait_for(lambda: "has since failed" in caplog.text, "the late failure is logged")
+    assert "launch answered 408 at the deadline has since failed: adapter bug" in caplog.messages
+
+
+def test_an_answer_after_the_deadline_is_not_waited_for():
+    """The request waits for its call until its deadline and no longer: an answer 0.5 s after
+    it is too late (the 408 was the answer)."""
+
+    class AnsweringLate(Blocking):
+        def describe(self, instance_id, region):
+            wait_for(lambda: deadline.remaining() < -0.5, "the deadline is 0.5 s past")
+            return instance_id
+
+    service = guarded(AnsweringLate(), request_deadline=0.2)
+    with pytest.raises(ProviderError) as caught:
+        service.describe("i-1", "us-east-1")
+    assert caught.value.code == "Timeout"
