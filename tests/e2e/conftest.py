@@ -219,6 +219,18 @@ class Service:
     def launch(self, body):
         return self.request("PUT", "/v1/launch", body)
 
+    def readyz(self, deadline: float = 10.0):
+        """GET /readyz once the cloud's view is known: the probe lane answers the first probes
+        after startup with a 503 "has not answered yet" while its own thread asks the cloud
+        (launchprov.readiness), so this polls until the answer is another one."""
+        give_up = time.monotonic() + deadline
+        while True:
+            status, headers, body = self.request("GET", "/readyz")
+            waiting = status == 503 and "has not answered yet" in body.get("message", "")
+            if not waiting or time.monotonic() > give_up:
+                return status, headers, body
+            time.sleep(0.05)  # a poll with a deadline: the lane's thread is asking the cloud
+
     def close(self):
         stop(self.process)
         self._dir.cleanup()

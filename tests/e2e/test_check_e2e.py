@@ -231,7 +231,7 @@ def test_the_service_warns_of_each_failed_check_at_startup_and_still_serves(moto
         status, _, body = service.request("GET", "/healthz")
         assert status == 200 and body == {"status": "ok"}
         # /readyz names the failure (the checks ended before the warning was logged).
-        status, _, body = service.request("GET", "/readyz")
+        status, _, body = service.readyz()
         assert status == 200, body
         assert body["startup_checks"] == {
             "state": "failed",
@@ -249,7 +249,7 @@ def test_a_service_whose_checks_pass_says_so_without_a_warning(moto_process):
         (line,) = logged(service, "startup checks:")
         assert line.endswith("startup checks: 5 ok, 1 skipped"), line
         assert "WARNING" not in service.output, service.output
-        status, _, body = service.request("GET", "/readyz")
+        status, _, body = service.readyz()
         assert status == 200 and body["startup_checks"] == {"state": "ok", "failed": []}, body
 
 

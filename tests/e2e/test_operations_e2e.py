@@ -66,9 +66,9 @@ def test_json_log_lines_carry_the_request(moto_process, moto_client):
 
 def test_readiness_follows_the_provider(moto_process, refusing_endpoint):
     with running(ec2_settings(moto_process), CREDENTIALS_ENV) as service:
-        assert service.request("GET", "/readyz")[0] == 200
+        assert service.readyz()[0] == 200
     settings = ec2_settings(refusing_endpoint, **{"launchprov.readiness_timeout": "1"})
     with running(settings, CREDENTIALS_ENV) as service:
-        status, _, body = service.request("GET", "/readyz")
+        status, _, body = service.readyz()
         assert status == 503 and body["details"][0]["description"] == "EndpointUnreachable"
         assert service.request("GET", "/healthz")[0] == 200

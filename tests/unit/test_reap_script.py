@@ -304,6 +304,9 @@ def root_formatters():
 
 def test_the_reaper_logs_json_lines_when_the_ini_says_so(moto_ec2, tmp_path, ini, caplog):
     caplog.set_level(logging.INFO, logger="launchprov.reap")
+    # pytest keeps one capture handler per process: an earlier test of this worker that set up
+    # JSON lines (an app or a command run in-process) may have left it a JSONFormatter.
+    caplog.handler.setFormatter(logging.Formatter())
     assert reap.main([ini]) == 0  # no log_format: plain lines
     assert not isinstance(caplog.handler.formatter, JSONFormatter)
     ini = write_ini(
