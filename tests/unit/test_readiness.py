@@ -180,7 +180,7 @@ def test_the_loop_thread_answers_the_storages_view_from_memory(clock):
 
     from launchprov.ratelimit import RateLimits
 
-    limits = RateLimits({"default": (parse("10/second"),)}, {}, clock=clock)
+    limits = RateLimits({"default": (parse("10/second"),)}, {}, "memory://", clock=clock)
     limits.storage = storage = Storage()
     limits.answer_from_memory_in(threading.get_ident())
     storage.hold = threading.Event()
