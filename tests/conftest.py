@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import logging
 import os
 import tempfile
 
@@ -105,6 +106,21 @@ def pytest_xdist_make_scheduler(config, log):
                     node.shutdown()
 
     return E2EModules(config, log)
+
+
+@pytest.fixture(autouse=True)
+def log_formatters(request):
+    """A test that sets up JSON lines in-process (an app, the reaper or launchprov-check with
+    launchprov.log_format = json) formats every root handler as JSON -- pytest's capture
+    handlers too, which it keeps for the whole process: each gets its formatter back after the
+    test, so that the next test's ``caplog.text`` is in pytest's own format."""
+    plugin = request.config.pluginmanager.get_plugin("logging-plugin")
+    handlers = [*logging.getLogger().handlers]
+    handlers += [getattr(plugin, name, None) for name in ("caplog_handler", "report_handler")]
+    kept = [(handler, handler.formatter) for handler in handlers if handler is not None]
+    yield
+    for handler, formatter in kept:
+        handler.setFormatter(formatter)
 
 
 @pytest.fixture(autouse=True)
