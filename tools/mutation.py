@@ -154,6 +154,12 @@ def write_docs(rows: list[Row]) -> None:
     TABLE.write_text(table(data))
 
 
+def rst_text(text: str) -> str:
+    """A reason as plain reStructuredText: its stars and backslashes are its own (RateLimit-*),
+    not the start of an emphasis."""
+    return text.replace("\\", "\\\\").replace("*", "\\*")
+
+
 def table(data: dict[str, dict]) -> str:
     """The docs' table (reStructuredText) of docs/mutation.json's rows."""
     header = (
@@ -202,7 +208,7 @@ def table(data: dict[str, dict]) -> str:
     lines += ["", "Survivors counted as equivalent (no behaviour can tell them apart):", ""]
     if equivalents:
         for name, entry in sorted(equivalents.items()):
-            lines.append(f"- ``{name}``: {entry['reason']}")
+            lines.append(f"- ``{name}``: {rst_text(entry['reason'])}")
     else:
         lines.append("- none")
     return "\n".join(lines) + "\n"
