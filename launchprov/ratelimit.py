@@ -216,6 +216,8 @@ class RateLimits:
         with self._lock:
             now = self._clock()
             self._failed_at = now
+            # /readyz's view in the probe lane learns it now, not at its next renewal.
+            self._seen = (now, False)
             self._count_storage_error()
             if self._warned_at is None or now - self._warned_at >= WARNING_INTERVAL:
                 self._warned_at = now
