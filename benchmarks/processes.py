@@ -115,33 +115,33 @@ def launch_once(port: int, timeout: float = 5.0) -> bool:
 
 def ec2_answers(port: int) -> bool:
     """The readiness call of an EC2 endpoint: DescribeInstances answers 200."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request(
-            "POST",
-            "/",
-            b"Action=DescribeInstances&Version=2016-11-15",
-            {
-                "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
-                # moto's server routes a request by the service of its credential scope.
-                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/"
-                "aws4_request, SignedHeaders=host, Signature=0",
-            },
-        )
-        response = connection.getresponse()
-        response.read()
-        return response.status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+    return answers_ok(
+        port,
+        "/",
+        method="POST",
+        body=b"Action=DescribeInstances&Version=2016-11-15",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+            # moto's server routes a request by the service of its credential scope.
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/"
+            "aws4_request, SignedHeaders=host, Signature=0",
+        },
+    )
 
 
-def answers_ok(port: int, path: str, timeout: float = 2) -> bool:
-    """Whether ``GET path`` on 127.0.0.1:``port`` answers 200 (False when it cannot connect)."""
+def answers_ok(
+    port: int,
+    path: str,
+    timeout: float = 2,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> bool:
+    """Whether ``method path`` on 127.0.0.1:``port`` answers 200 (False when it cannot
+    connect)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("GET", path)
+        connection.request(method, path, body, headers or {})
         response = connection.getresponse()
         response.read()
         return response.status == 200
